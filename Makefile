@@ -1,0 +1,42 @@
+# Set-up is two commands: `make run` and `make test`. Both create .venv and install pinned deps.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-dev
+
+.PHONY: install run demo test unit lint typecheck bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) pyproject.toml requirements.lock requirements-dev.lock
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: until the HTTP service lands, an embedded demo: a workflow on SQLite with its progress printed
+run: install
+	$(PY) -m entrypoints.demo
+
+## test: lint, type-check, then the whole suite (unit, contract, integration, e2e)
+test: install lint typecheck
+	$(PY) -m pytest
+
+unit: install
+	$(PY) -m pytest tests/unit tests/contract -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+## bench: throughput and latency of the embedded engine on SQLite (prints figures, never fails on timing)
+bench: install
+	$(PY) bench/embedded_throughput.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

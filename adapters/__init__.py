@@ -1,0 +1,1 @@
+"""Adapters: the concrete technology behind each port (SQLite, memory, asyncio)."""

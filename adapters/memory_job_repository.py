@@ -1,0 +1,150 @@
+"""The in-memory job repository: the same behaviour as SQLite, nothing durable; for tests and ephemeral use."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+
+import msgspec
+
+from application.ports import Commit, JobFilter, JobPage, JobRepository
+from domain.errors import Conflict
+from domain.job import Job, Progress
+from domain.states import QUEUED_STATES, JobState
+from domain.workflow import Workflow
+
+
+class InMemoryJobRepository(JobRepository):
+    """Jobs and workflows in dicts. Every method runs without awaiting, so each is atomic on the loop."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._seq: dict[str, int] = {}
+        self._workflows: dict[str, Workflow] = {}
+        self._workflow_jobs: dict[str, list[str]] = {}
+        self._queue: list[tuple[int, float, int, str]] = []  # (-priority, due_at, seq, id); stale entries skipped
+        self._counter = itertools.count(1)
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def commit(self, commit: Commit) -> None:
+        if commit.guard is not None:
+            guard = commit.guard
+            current = self._jobs.get(guard.job_id)
+            if current is None:
+                raise Conflict(f"job {guard.job_id} does not exist")
+            if guard.owner is not None and current.lease_owner != guard.owner:
+                raise Conflict(f"job {guard.job_id} is no longer leased to {guard.owner}")
+            if guard.states is not None and current.state not in guard.states:
+                raise Conflict(f"job {guard.job_id} is {current.state}")
+        for workflow in commit.workflows:
+            self._workflows[workflow.id] = workflow
+        for job in commit.jobs:
+            self._put(job)
+
+    def _put(self, job: Job) -> None:
+        if job.id not in self._seq:
+            self._seq[job.id] = next(self._counter)
+            if job.workflow_id is not None:
+                self._workflow_jobs.setdefault(job.workflow_id, []).append(job.id)
+        self._jobs[job.id] = job
+        if job.state in QUEUED_STATES:
+            heapq.heappush(self._queue, (-job.priority, job.due_at, self._seq[job.id], job.id))
+
+    async def claim(self, *, owner: str, now: float, limit: int, lease_until: float) -> list[Job]:
+        claimed: list[Job] = []
+        deferred: list[tuple[int, float, int, str]] = []
+        while self._queue and len(claimed) < limit:
+            entry = heapq.heappop(self._queue)
+            if not self._is_live(entry):
+                continue
+            job = self._jobs[entry[3]]
+            if job.due_at > now:
+                deferred.append(entry)
+                continue
+            started = job.started(owner=owner, now=now, lease_until=lease_until)
+            self._jobs[job.id] = started
+            claimed.append(started)
+        for entry in deferred:
+            heapq.heappush(self._queue, entry)
+        return claimed
+
+    async def save_progress(self, job_id: str, owner: str, progress: Progress) -> bool:
+        job = self._jobs.get(job_id)
+        if job is None or job.lease_owner != owner:
+            return False
+        self._jobs[job_id] = msgspec.structs.replace(job, progress=progress)
+        return True
+
+    async def renew_leases(self, owner: str, job_ids: list[str], lease_until: float) -> None:
+        for job_id in job_ids:
+            job = self._jobs.get(job_id)
+            if job is not None and job.lease_owner == owner:
+                self._jobs[job_id] = msgspec.structs.replace(job, lease_expires_at=lease_until)
+
+    async def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def peek(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    async def get_workflow(self, workflow_id: str) -> Workflow | None:
+        return self._workflows.get(workflow_id)
+
+    def peek_workflow(self, workflow_id: str) -> Workflow | None:
+        return self._workflows.get(workflow_id)
+
+    async def workflow_jobs(self, workflow_id: str) -> list[Job]:
+        return [self._jobs[job_id] for job_id in self._workflow_jobs.get(workflow_id, [])]
+
+    async def list_jobs(self, filter: JobFilter, *, limit: int, cursor: str | None = None) -> JobPage:
+        before = int(cursor) if cursor else None
+        ordered = sorted(self._jobs.values(), key=lambda job: self._seq[job.id], reverse=True)
+        items: list[Job] = []
+        for job in ordered:
+            seq = self._seq[job.id]
+            if before is not None and seq >= before:
+                continue
+            if filter.state is not None and job.state != filter.state:
+                continue
+            if filter.task is not None and job.task != filter.task:
+                continue
+            if filter.workflow_id is not None and job.workflow_id != filter.workflow_id:
+                continue
+            items.append(job)
+            if len(items) > limit:
+                break
+        more = len(items) > limit
+        items = items[:limit]
+        return JobPage(items=items, next_cursor=str(self._seq[items[-1].id]) if more and items else None)
+
+    async def next_due_at(self) -> float | None:
+        live = [entry for entry in self._queue if self._is_live(entry)]
+        if len(live) != len(self._queue):
+            self._queue = live
+            heapq.heapify(self._queue)
+        return min((entry[1] for entry in live), default=None)
+
+    def _is_live(self, entry: tuple[int, float, int, str]) -> bool:
+        job = self._jobs.get(entry[3])
+        return job is not None and job.state in QUEUED_STATES and (-job.priority, job.due_at) == entry[:2]
+
+    async def leased_jobs(self, *, expired_before: float) -> list[Job]:
+        return [
+            job
+            for job in sorted(self._jobs.values(), key=lambda j: self._seq[j.id])
+            if job.state == JobState.STARTED
+            and job.lease_owner is not None
+            and job.lease_expires_at is not None
+            and job.lease_expires_at < expired_before
+        ]
+
+    async def count_by_state(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for job in self._jobs.values():
+            counts[job.state.value] = counts.get(job.state.value, 0) + 1
+        return counts

@@ -1,0 +1,718 @@
+"""The SQLite job repository: WAL, one writer task with group commit, inline reads on a second connection.
+
+Writes (commits, claims, progress, lease renewals) go through an ``asyncio.Queue`` to a single writer
+task that owns one aiosqlite connection. The writer takes everything already queued (up to
+``MAX_BATCH`` operations) and runs it in ONE ``BEGIN IMMEDIATE`` … ``COMMIT``; every caller's future
+resolves only after that COMMIT returned. A failed guard rejects only its own commit; a transaction
+that raises is rolled back and its operations retried one by one, so only the failing ones see the
+error.
+
+Reads use a separate stdlib ``sqlite3`` connection, called inline (no thread hop): in WAL mode a
+reader sees the last committed state and never blocks the writer.
+
+One engine per database file: ``open()`` holds an exclusive ``flock`` on ``<path>.lock`` until
+``close()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import aiosqlite
+import msgspec
+
+from application.ports import Commit, Guard, JobFilter, JobPage, JobRepository
+from domain.canvas import Canvas
+from domain.errors import Conflict
+from domain.job import ErrorInfo, Job, Progress
+from domain.states import JobState
+from domain.workflow import Workflow
+
+__all__ = [
+    "MAX_BATCH",
+    "MIGRATIONS",
+    "NotADatabase",
+    "SchemaTooNew",
+    "SqliteJobRepository",
+    "StorageClosed",
+    "StorageError",
+    "StorageLocked",
+]
+
+
+class StorageError(Exception):
+    """The database file cannot be used (see the subclasses); the message names the path."""
+
+
+class StorageLocked(StorageError):
+    """Another engine (process) has the database open."""
+
+
+class SchemaTooNew(StorageError):
+    """The database was written by a newer version of the engine."""
+
+
+class NotADatabase(StorageError):
+    """The file exists but is not a SQLite database (or is corrupt)."""
+
+
+class StorageClosed(StorageError):
+    """A write was attempted while the repository is not open."""
+
+
+# --- schema -----------------------------------------------------------------------------------------
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: jobs and workflows.
+    """
+    CREATE TABLE jobs (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        task TEXT NOT NULL,
+        args TEXT NOT NULL,
+        kwargs TEXT NOT NULL,
+        state TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        due_at REAL NOT NULL,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        attempts INTEGER NOT NULL,
+        max_retries INTEGER NOT NULL,
+        time_limit REAL,
+        retry_on_worker_lost INTEGER NOT NULL,
+        result TEXT,
+        error TEXT,
+        progress TEXT,
+        workflow_id TEXT,
+        node TEXT,
+        lease_owner TEXT,
+        lease_expires_at REAL,
+        waiting_on TEXT
+    );
+    CREATE INDEX jobs_claim ON jobs (priority DESC, due_at, seq) WHERE state IN ('PENDING', 'RETRY');
+    CREATE INDEX jobs_due ON jobs (due_at) WHERE state IN ('PENDING', 'RETRY');
+    CREATE INDEX jobs_workflow ON jobs (workflow_id, seq);
+    CREATE INDEX jobs_state ON jobs (state, seq);
+    CREATE INDEX jobs_task ON jobs (task, seq);
+    CREATE INDEX jobs_leased ON jobs (lease_expires_at) WHERE state = 'STARTED' AND lease_owner IS NOT NULL;
+    CREATE TABLE workflows (
+        id TEXT PRIMARY KEY,
+        canvas TEXT NOT NULL,
+        state TEXT NOT NULL,
+        result TEXT,
+        error TEXT,
+        created_at REAL NOT NULL,
+        finished_at REAL,
+        parent_job_id TEXT
+    );
+    """,
+)
+"""Schema migrations: ``MIGRATIONS[i]`` takes the database to ``PRAGMA user_version = i + 1``."""
+
+SCHEMA_VERSION: Final[int] = len(MIGRATIONS)
+
+MAX_BATCH: Final[int] = 512
+"""The most operations the writer puts in one transaction."""
+
+_SYNCHRONOUS_MODES: Final[frozenset[str]] = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
+
+_JOB_COLUMNS: Final[tuple[str, ...]] = (
+    "id",
+    "task",
+    "args",
+    "kwargs",
+    "state",
+    "priority",
+    "due_at",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "attempts",
+    "max_retries",
+    "time_limit",
+    "retry_on_worker_lost",
+    "result",
+    "error",
+    "progress",
+    "workflow_id",
+    "node",
+    "lease_owner",
+    "lease_expires_at",
+    "waiting_on",
+)
+_WORKFLOW_COLUMNS: Final[tuple[str, ...]] = (
+    "id",
+    "canvas",
+    "state",
+    "result",
+    "error",
+    "created_at",
+    "finished_at",
+    "parent_job_id",
+)
+
+if Job.__struct_fields__ != _JOB_COLUMNS or Workflow.__struct_fields__ != _WORKFLOW_COLUMNS:  # pragma: no cover
+    raise RuntimeError("the SQLite schema no longer matches Job/Workflow: add a migration and update the columns")
+
+_JOB_SELECT: Final = ", ".join(_JOB_COLUMNS)
+_WORKFLOW_SELECT: Final = ", ".join(_WORKFLOW_COLUMNS)
+
+
+def _upsert_sql(table: str, columns: Sequence[str]) -> str:
+    updates = ", ".join(f"{column} = excluded.{column}" for column in columns if column != "id")
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        f"ON CONFLICT(id) DO UPDATE SET {updates}"
+    )
+
+
+_UPSERT_JOB: Final = _upsert_sql("jobs", _JOB_COLUMNS)
+_UPSERT_WORKFLOW: Final = _upsert_sql("workflows", _WORKFLOW_COLUMNS)
+_GUARD_SQL: Final = "SELECT id, state, lease_owner FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
+# The claim, next_due_at and leased_jobs queries name their partial index: without ANALYZE statistics
+# the planner prefers jobs_state (state = ?) and sorts every queued job on each claim.
+_CLAIM_SQL: Final = f"""
+    UPDATE jobs
+    SET state = 'STARTED', started_at = :now, attempts = attempts + 1,
+        lease_owner = :owner, lease_expires_at = :lease_until, progress = NULL
+    WHERE seq IN (
+        SELECT seq FROM jobs INDEXED BY jobs_claim
+        WHERE state IN ('PENDING', 'RETRY') AND due_at <= :now
+        ORDER BY priority DESC, due_at, seq
+        LIMIT :limit
+    )
+    RETURNING {_JOB_SELECT}, seq
+"""
+_PROGRESS_SQL: Final = "UPDATE jobs SET progress = ? WHERE id = ? AND lease_owner = ? RETURNING seq"
+_RENEW_SQL: Final = "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?"
+
+# --- encoding ---------------------------------------------------------------------------------------
+
+_encoder: Final = msgspec.json.Encoder()
+_args_decoder: Final = msgspec.json.Decoder(list[Any])
+_kwargs_decoder: Final = msgspec.json.Decoder(dict[str, Any])
+_any_decoder: Final = msgspec.json.Decoder()
+_error_decoder: Final = msgspec.json.Decoder(ErrorInfo)
+_progress_decoder: Final = msgspec.json.Decoder(Progress)
+_canvas_decoder: Final = msgspec.json.Decoder(Canvas)
+
+
+def _json(value: Any) -> str:
+    return _encoder.encode(value).decode()
+
+
+def _json_or_null(value: Any) -> str | None:
+    return None if value is None else _encoder.encode(value).decode()
+
+
+def _job_row(job: Job) -> tuple[Any, ...]:
+    return (
+        job.id,
+        job.task,
+        _json(job.args),
+        _json(job.kwargs),
+        str(job.state),
+        job.priority,
+        job.due_at,
+        job.created_at,
+        job.started_at,
+        job.finished_at,
+        job.attempts,
+        job.max_retries,
+        job.time_limit,
+        int(job.retry_on_worker_lost),
+        _json_or_null(job.result),
+        _json_or_null(job.error),
+        _json_or_null(job.progress),
+        job.workflow_id,
+        job.node,
+        job.lease_owner,
+        job.lease_expires_at,
+        job.waiting_on,
+    )
+
+
+def _job_from_row(row: Sequence[Any]) -> Job:
+    return Job(
+        id=row[0],
+        task=row[1],
+        args=_args_decoder.decode(row[2]),
+        kwargs=_kwargs_decoder.decode(row[3]),
+        state=JobState(row[4]),
+        priority=row[5],
+        due_at=row[6],
+        created_at=row[7],
+        started_at=row[8],
+        finished_at=row[9],
+        attempts=row[10],
+        max_retries=row[11],
+        time_limit=row[12],
+        retry_on_worker_lost=bool(row[13]),
+        result=None if row[14] is None else _any_decoder.decode(row[14]),
+        error=None if row[15] is None else _error_decoder.decode(row[15]),
+        progress=None if row[16] is None else _progress_decoder.decode(row[16]),
+        workflow_id=row[17],
+        node=row[18],
+        lease_owner=row[19],
+        lease_expires_at=row[20],
+        waiting_on=row[21],
+    )
+
+
+def _workflow_row(workflow: Workflow) -> tuple[Any, ...]:
+    return (
+        workflow.id,
+        _json(workflow.canvas),
+        str(workflow.state),
+        _json_or_null(workflow.result),
+        _json_or_null(workflow.error),
+        workflow.created_at,
+        workflow.finished_at,
+        workflow.parent_job_id,
+    )
+
+
+def _workflow_from_row(row: Sequence[Any]) -> Workflow:
+    return Workflow(
+        id=row[0],
+        canvas=_canvas_decoder.decode(row[1]),
+        state=JobState(row[2]),
+        result=None if row[3] is None else _any_decoder.decode(row[3]),
+        error=None if row[4] is None else _error_decoder.decode(row[4]),
+        created_at=row[5],
+        finished_at=row[6],
+        parent_job_id=row[7],
+    )
+
+
+def _claimed(rows: Sequence[Sequence[Any]]) -> list[Job]:
+    # RETURNING order is unspecified: put the jobs back in claim order (priority desc, due_at, seq).
+    ordered = sorted(rows, key=lambda row: (-row[5], row[6], row[-1]))
+    return [_job_from_row(row) for row in ordered]
+
+
+def _guard_problem(guard: Guard, current: tuple[str, str | None] | None) -> str | None:
+    """Why ``guard`` does not hold for a job whose (state, lease_owner) is ``current``; None if it holds."""
+    if current is None:
+        return f"job {guard.job_id} does not exist"
+    state, lease_owner = current
+    if guard.owner is not None and lease_owner != guard.owner:
+        return f"job {guard.job_id} is no longer leased to {guard.owner}"
+    if guard.states is not None and state not in guard.states:
+        return f"job {guard.job_id} is {state}"
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# --- the writer's operations --------------------------------------------------------------------------
+
+
+class _Kind(enum.Enum):
+    COMMIT = enum.auto()
+    CLAIM = enum.auto()
+    PROGRESS = enum.auto()
+    RENEW = enum.auto()
+
+
+class _CommitRows:
+    """A commit, encoded by the caller: rows to upsert, and each job's (id, state, lease_owner) for guards."""
+
+    __slots__ = ("guard", "job_keys", "job_rows", "workflow_rows")
+
+    def __init__(self, commit: Commit) -> None:
+        self.guard = commit.guard
+        self.workflow_rows = [_workflow_row(workflow) for workflow in commit.workflows]
+        self.job_rows = [_job_row(job) for job in commit.jobs]
+        self.job_keys = [(job.id, str(job.state), job.lease_owner) for job in commit.jobs]
+
+
+class _Op:
+    __slots__ = ("future", "kind", "payload")
+
+    def __init__(self, kind: _Kind, payload: Any, future: asyncio.Future[Any]) -> None:
+        self.kind = kind
+        self.payload = payload
+        self.future = future
+
+
+_STOP: Final = None  # queued by close(): the writer finishes what is queued before it, then exits
+
+
+class SqliteJobRepository(JobRepository):
+    """Jobs and workflows in one SQLite file (WAL), written by one writer task with group commit."""
+
+    exclusive = True
+    """Only this engine uses the file while it is open (``<path>.lock``): every lease found is stale."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "NORMAL",
+        busy_timeout_ms: int = 5000,
+    ) -> None:
+        mode = synchronous.upper()
+        if mode not in _SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {sorted(_SYNCHRONOUS_MODES)}, not {synchronous!r}")
+        if busy_timeout_ms < 0:
+            raise ValueError("busy_timeout_ms must be >= 0")
+        self.path = Path(path)
+        self.lock_path = Path(f"{self.path}.lock")
+        self.synchronous = mode
+        self.busy_timeout_ms = int(busy_timeout_ms)
+        self.transactions = 0
+        """Transactions the writer committed (a batch is one; a batch retried op by op is several)."""
+        self._lock_fd: int | None = None
+        self._db: aiosqlite.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
+        self._queue: asyncio.Queue[_Op | None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._accepting = False
+
+    def __repr__(self) -> str:
+        return f"SqliteJobRepository({str(self.path)!r})"
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._writer is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = self._take_lock()
+            self._db = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._configure(self._db)
+            await self._migrate(self._db)
+            self._reader = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._reader.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+            self._reader.execute("PRAGMA query_only = ON")
+        except sqlite3.OperationalError as exc:
+            await self._release()
+            raise StorageError(f"cannot open {self.path}: {_one_line(exc)}") from exc
+        except sqlite3.DatabaseError as exc:
+            await self._release()
+            raise NotADatabase(f"{self.path} is not a SQLite database ({_one_line(exc)})") from exc
+        except BaseException:
+            await self._release()
+            raise
+        self._queue = asyncio.Queue()
+        self._accepting = True
+        self._writer = asyncio.create_task(self._write_loop(self._queue), name=f"sqlite writer {self.path}")
+
+    async def close(self) -> None:
+        """Finish the writes already queued, then close both connections and release the lock."""
+        self._accepting = False
+        try:
+            if self._writer is not None:
+                assert self._queue is not None
+                self._queue.put_nowait(_STOP)
+                await self._writer
+        finally:
+            self._writer = None
+            self._queue = None
+            await self._release()
+
+    def _take_lock(self) -> int:
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StorageLocked(f"{self.path} is in use by another engine (lock file {self.lock_path})") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return fd
+
+    async def _configure(self, db: aiosqlite.Connection) -> None:
+        rows = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
+        mode = str(rows[0][0]) if rows else "?"
+        if mode.lower() != "wal":
+            raise StorageError(f"{self.path} cannot use WAL journal mode (it is in {mode} mode)")
+        await db.executescript(
+            f"PRAGMA synchronous = {self.synchronous}; PRAGMA busy_timeout = {self.busy_timeout_ms};"
+        )
+
+    async def _migrate(self, db: aiosqlite.Connection) -> None:
+        rows = list(await db.execute_fetchall("PRAGMA user_version"))
+        version = int(rows[0][0])
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"{self.path} has schema version {version}, newer than this engine's {SCHEMA_VERSION}: upgrade it"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        script = "\n".join(
+            ["BEGIN IMMEDIATE;", *MIGRATIONS[version:], f"PRAGMA user_version = {SCHEMA_VERSION};", "COMMIT;"]
+        )
+        try:
+            await db.executescript(script)
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error, ValueError):
+                await db.execute("ROLLBACK")
+            raise
+
+    async def _release(self) -> None:
+        """Close whatever is open (each step even if an earlier one failed)."""
+        db, self._db = self._db, None
+        reader, self._reader = self._reader, None
+        fd, self._lock_fd = self._lock_fd, None
+        try:
+            if db is not None:
+                await db.close()
+        finally:
+            try:
+                if reader is not None:
+                    with self._read_lock:
+                        reader.close()
+            finally:
+                if fd is not None:
+                    os.close(fd)  # closing the descriptor releases the flock
+
+    # --- writes -----------------------------------------------------------------------------------------
+
+    async def commit(self, commit: Commit) -> None:
+        self._check_open()
+        if commit.guard is None and not commit.jobs and not commit.workflows:
+            return
+        await self._submit(_Kind.COMMIT, _CommitRows(commit))
+
+    async def claim(self, *, owner: str, now: float, limit: int, lease_until: float) -> list[Job]:
+        self._check_open()
+        if limit <= 0:  # LIMIT -1 would mean "no limit" to SQLite
+            return []
+        params = {"now": now, "owner": owner, "lease_until": lease_until, "limit": limit}
+        claimed: list[Job] = await self._submit(_Kind.CLAIM, params)
+        return claimed
+
+    async def save_progress(self, job_id: str, owner: str, progress: Progress) -> bool:
+        self._check_open()
+        saved: bool = await self._submit(_Kind.PROGRESS, (_json(progress), job_id, owner))
+        return saved
+
+    async def renew_leases(self, owner: str, job_ids: list[str], lease_until: float) -> None:
+        self._check_open()
+        if not job_ids:
+            return
+        await self._submit(_Kind.RENEW, [(lease_until, job_id, owner) for job_id in job_ids])
+
+    def _check_open(self) -> None:
+        if not self._accepting:
+            raise StorageClosed(f"{self.path} is not open")
+
+    async def _submit(self, kind: _Kind, payload: Any) -> Any:
+        self._check_open()
+        assert self._queue is not None
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Op(kind, payload, future))
+        return await future
+
+    async def _write_loop(self, queue: asyncio.Queue[_Op | None]) -> None:
+        stopping = False
+        try:
+            while not stopping:
+                item = await queue.get()
+                batch: list[_Op] = []
+                while True:
+                    if item is None:  # _STOP
+                        stopping = True
+                        break
+                    if not item.future.done():  # skip callers that were cancelled while queued
+                        batch.append(item)
+                    if len(batch) >= MAX_BATCH:
+                        break
+                    try:
+                        item = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        break
+                if batch:
+                    await self._run_batch(batch)
+        finally:
+            closed = StorageClosed(f"{self.path} was closed before this write ran")
+            while not queue.empty():
+                left = queue.get_nowait()
+                if left is not None and not left.future.done():
+                    left.future.set_exception(closed)
+
+    async def _run_batch(self, batch: list[_Op]) -> None:
+        try:
+            outcomes = await self._transaction(batch)
+        except Exception as exc:
+            await self._rollback()
+            if len(batch) == 1:
+                _settle(batch[0], exc)
+                return
+            # Something in the batch broke the transaction: run each op alone so only the culprit fails.
+            for op in batch:
+                try:
+                    (outcome,) = await self._transaction([op])
+                except Exception as alone:
+                    await self._rollback()
+                    _settle(op, alone)
+                else:
+                    _settle(op, outcome)
+        except BaseException as exc:
+            for op in batch:
+                _settle(op, StorageClosed(f"{self.path}: the writer stopped ({type(exc).__name__})"))
+            raise
+        else:
+            for op, outcome in zip(batch, outcomes, strict=True):
+                _settle(op, outcome)
+
+    async def _rollback(self) -> None:
+        assert self._db is not None
+        with contextlib.suppress(sqlite3.Error, ValueError):
+            await self._db.execute("ROLLBACK")
+
+    async def _transaction(self, ops: list[_Op]) -> list[Any]:
+        """Run ``ops`` in one transaction; an outcome per op (a ``Conflict`` for a failed guard)."""
+        db = self._db
+        assert db is not None
+        await db.execute("BEGIN IMMEDIATE")
+        outcomes: list[Any] = []
+        index = 0
+        while index < len(ops):
+            op = ops[index]
+            if op.kind is _Kind.COMMIT:
+                end = index + 1
+                while end < len(ops) and ops[end].kind is _Kind.COMMIT:
+                    end += 1
+                outcomes.extend(await self._apply_commits(db, [queued.payload for queued in ops[index:end]]))
+                index = end
+                continue
+            if op.kind is _Kind.CLAIM:
+                outcomes.append(_claimed(list(await db.execute_fetchall(_CLAIM_SQL, op.payload))))
+            elif op.kind is _Kind.PROGRESS:
+                outcomes.append(bool(list(await db.execute_fetchall(_PROGRESS_SQL, op.payload))))
+            else:
+                await db.executemany(_RENEW_SQL, op.payload)
+                outcomes.append(None)
+            index += 1
+        await db.execute("COMMIT")
+        self.transactions += 1
+        return outcomes
+
+    async def _apply_commits(self, db: aiosqlite.Connection, commits: list[_CommitRows]) -> list[Conflict | None]:
+        """Apply a run of consecutive commits: one SELECT for all their guards, one upsert per table.
+
+        The guards are checked in order against the stored rows as updated by the earlier commits of
+        the run (their rows carry each job's state and lease owner), exactly as if run one by one.
+        """
+        guarded = {commit.guard.job_id for commit in commits if commit.guard is not None}
+        current: dict[str, tuple[str, str | None]] = {}
+        if guarded:
+            rows = await db.execute_fetchall(_GUARD_SQL, (_json(sorted(guarded)),))
+            current = {row[0]: (row[1], row[2]) for row in rows}
+        outcomes: list[Conflict | None] = []
+        workflow_rows: list[tuple[Any, ...]] = []
+        job_rows: list[tuple[Any, ...]] = []
+        for commit in commits:
+            if commit.guard is not None:
+                problem = _guard_problem(commit.guard, current.get(commit.guard.job_id))
+                if problem is not None:
+                    outcomes.append(Conflict(problem))
+                    continue
+            workflow_rows.extend(commit.workflow_rows)
+            job_rows.extend(commit.job_rows)
+            if guarded:
+                for job_id, state, lease_owner in commit.job_keys:
+                    if job_id in guarded:
+                        current[job_id] = (state, lease_owner)
+            outcomes.append(None)
+        if workflow_rows:
+            await db.executemany(_UPSERT_WORKFLOW, workflow_rows)
+        if job_rows:
+            await db.executemany(_UPSERT_JOB, job_rows)
+        return outcomes
+
+    # --- reads --------------------------------------------------------------------------------------------
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._read_lock:
+            reader = self._reader
+            if reader is None:
+                raise StorageClosed(f"{self.path} is not open")
+            return reader.execute(sql, params).fetchall()
+
+    async def get(self, job_id: str) -> Job | None:
+        return self.peek(job_id)
+
+    def peek(self, job_id: str) -> Job | None:
+        rows = self._read(f"SELECT {_JOB_SELECT} FROM jobs WHERE id = ?", (job_id,))
+        return _job_from_row(rows[0]) if rows else None
+
+    async def get_workflow(self, workflow_id: str) -> Workflow | None:
+        return self.peek_workflow(workflow_id)
+
+    def peek_workflow(self, workflow_id: str) -> Workflow | None:
+        rows = self._read(f"SELECT {_WORKFLOW_SELECT} FROM workflows WHERE id = ?", (workflow_id,))
+        return _workflow_from_row(rows[0]) if rows else None
+
+    async def workflow_jobs(self, workflow_id: str) -> list[Job]:
+        rows = self._read(f"SELECT {_JOB_SELECT} FROM jobs WHERE workflow_id = ? ORDER BY seq", (workflow_id,))
+        return [_job_from_row(row) for row in rows]
+
+    async def list_jobs(self, filter: JobFilter, *, limit: int, cursor: str | None = None) -> JobPage:
+        limit = max(limit, 0)
+        clauses: list[str] = []
+        params: list[Any] = []
+        if cursor:
+            clauses.append("seq < ?")
+            params.append(int(cursor))
+        if filter.state is not None:
+            clauses.append("state = ?")
+            params.append(str(filter.state))
+        if filter.task is not None:
+            clauses.append("task = ?")
+            params.append(filter.task)
+        if filter.workflow_id is not None:
+            clauses.append("workflow_id = ?")
+            params.append(filter.workflow_id)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        params.append(limit + 1)
+        rows = self._read(f"SELECT {_JOB_SELECT}, seq FROM jobs {where} ORDER BY seq DESC LIMIT ?", params)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = str(rows[-1][-1]) if more and rows else None
+        return JobPage(items=[_job_from_row(row) for row in rows], next_cursor=next_cursor)
+
+    async def next_due_at(self) -> float | None:
+        rows = self._read("SELECT min(due_at) FROM jobs INDEXED BY jobs_due WHERE state IN ('PENDING', 'RETRY')")
+        due: float | None = rows[0][0]
+        return due
+
+    async def leased_jobs(self, *, expired_before: float) -> list[Job]:
+        rows = self._read(
+            f"SELECT {_JOB_SELECT} FROM jobs INDEXED BY jobs_leased WHERE state = 'STARTED' AND lease_owner IS NOT NULL "
+            "AND lease_expires_at < ? ORDER BY seq",
+            (float(expired_before),),
+        )
+        return [_job_from_row(row) for row in rows]
+
+    async def count_by_state(self) -> dict[str, int]:
+        return {state: count for state, count in self._read("SELECT state, count(*) FROM jobs GROUP BY state")}
+
+
+def _settle(op: _Op, outcome: Any) -> None:
+    if op.future.done():  # the caller was cancelled
+        return
+    if isinstance(outcome, BaseException):
+        op.future.set_exception(outcome)
+    else:
+        op.future.set_result(outcome)

@@ -1,0 +1,298 @@
+"""The dispatcher: claims due jobs, runs them under a concurrency limit, stores what they did.
+
+Woken by an event when work arrives or a slot frees; otherwise it sleeps until the next job is
+due. No fixed-interval polling: an idle engine does no work at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+from collections.abc import Callable
+
+from application.events import Event
+from application.execution import JobCancelled, JobContext, ReplaceRequested, RetryRequested, current_job
+from application.outcomes import TimeLimitExceeded, WorkerLostError, error_info
+from application.ports import Clock, EventBus, Guard, JobRepository, Runner
+from application.registry import TaskDefinition, TaskRegistry
+from application.workflows import Advance, WorkflowEngine
+from domain.errors import Conflict, DomainError, UnknownTask
+from domain.job import ErrorInfo, Job, Progress
+from domain.json_values import ensure_json
+from domain.states import JobState
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    """Runs queued jobs: at most ``max_concurrent`` at once, highest priority and oldest first."""
+
+    def __init__(
+        self,
+        *,
+        repo: JobRepository,
+        runner: Runner,
+        registry: TaskRegistry,
+        workflows: WorkflowEngine,
+        clock: Clock,
+        bus: EventBus,
+        owner: str,
+        max_concurrent: int = 10,
+        lease_seconds: float = 60.0,
+        random_fraction: Callable[[], float] = random.random,
+    ) -> None:
+        if max_concurrent < 1:
+            raise ValueError("max_concurrent must be at least 1")
+        self._repo = repo
+        self._runner = runner
+        self._registry = registry
+        self._workflows = workflows
+        self._clock = clock
+        self._bus = bus
+        self.owner = owner
+        self.max_concurrent = max_concurrent
+        self._lease_seconds = lease_seconds
+        self._random_fraction = random_fraction
+        self._running: dict[str, tuple[asyncio.Task[None], JobContext]] = {}
+        self._wake = asyncio.Event()
+        self._accepting = True
+        self._loop_task: asyncio.Task[None] | None = None
+        self._renew_task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._loop_task is not None and not self._loop_task.done()
+
+    @property
+    def active_jobs(self) -> int:
+        return len(self._running)
+
+    def wake(self) -> None:
+        """There may be new due work (a submission, a freed slot, a retry)."""
+        self._wake.set()
+
+    async def start(self, *, recover_all_leases: bool) -> None:
+        """Recover jobs whose worker died, then start claiming.
+
+        With ``recover_all_leases`` (this engine is the only one on its storage) every lease left
+        by an earlier process is dead now; otherwise only expired leases are.
+        """
+        await self.recover(math.inf if recover_all_leases else self._clock.now())
+        self._accepting = True
+        self._loop_task = asyncio.create_task(self._loop(), name="geekblog-dispatcher")
+        self._renew_task = asyncio.create_task(self._renew_leases(), name="geekblog-lease-renewal")
+
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop claiming; let running jobs finish within ``grace`` seconds, then cancel the rest.
+
+        Jobs cancelled here keep their lease and are recovered by the next start.
+        """
+        self._accepting = False
+        self.wake()
+        for task in (self._loop_task, self._renew_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        running = [task for task, _ in self._running.values()]
+        if running and grace > 0:
+            await asyncio.wait(running, timeout=grace)
+        for task, context in list(self._running.values()):
+            context.cancel("engine stopped")
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def recover(self, expired_before: float) -> int:
+        """Re-queue (or fail, for tasks that opted out) the jobs of workers that died."""
+        lost = await self._repo.leased_jobs(expired_before=expired_before)
+        now = self._clock.now()
+        for job in lost:
+            if job.retry_on_worker_lost and job.attempts <= job.max_retries:
+                changed = job.requeued(now=now)
+            else:
+                error = error_info(WorkerLostError(f"worker lost while running job {job.id} ({job.task})"))
+                changed = job.failed(ErrorInfo(type=error.type, message=error.message), now=now)
+            await self._store(changed, Guard(job_id=job.id, owner=job.lease_owner))
+        if lost:
+            log.warning("recovered %d job(s) left running by a previous process", len(lost))
+        return len(lost)
+
+    async def cancel_running(self, job_id: str, reason: str = "revoked") -> bool:
+        """Cancel a job running here; returns once its revocation is stored. False if not running here."""
+        entry = self._running.get(job_id)
+        if entry is None:
+            return False
+        task, context = entry
+        context.cancel(reason)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)
+        return True
+
+    async def _loop(self) -> None:
+        while self._accepting:
+            self._wake.clear()
+            free = self.max_concurrent - len(self._running)
+            claimed: list[Job] = []
+            if free > 0:
+                now = self._clock.now()
+                try:
+                    claimed = await self._repo.claim(
+                        owner=self.owner, now=now, limit=free, lease_until=now + self._lease_seconds
+                    )
+                except Exception:
+                    log.exception("claiming jobs failed; retrying shortly")
+                    await self._sleep(1.0)
+                    continue
+                for job in claimed:
+                    self._launch(job)
+            if free > 0 and len(claimed) == free:
+                continue
+            timeout: float | None = None
+            if free > len(claimed):
+                due = await self._repo.next_due_at()
+                if due is not None:
+                    timeout = max(due - self._clock.now(), 0.0)
+            await self._sleep(timeout)
+
+    async def _sleep(self, timeout: float | None) -> None:
+        if timeout is not None and timeout <= 0:
+            await asyncio.sleep(0)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _launch(self, job: Job) -> None:
+        context = JobContext(job, asyncio.get_running_loop(), self._report_progress)
+        task = asyncio.create_task(self._execute(job, context), name=f"job-{job.id}")
+        self._running[job.id] = (task, context)
+        self._bus.publish(Event.of_job(job, self._clock.now()))
+
+    async def _execute(self, job: Job, context: JobContext) -> None:
+        try:
+            changed = await self._outcome(job, context)
+        except asyncio.CancelledError:
+            if context.cancel_reason == "engine stopped":
+                self._running.pop(job.id, None)
+                raise
+            changed = job.failed(
+                ErrorInfo(type="TaskRevokedError", message=f"job {job.id} was revoked"),
+                now=self._clock.now(),
+                state=JobState.REVOKED,
+            )
+        try:
+            if isinstance(changed, ReplaceRequested):
+                await self._replace(job, changed)
+            else:
+                await self._store(changed, Guard(job_id=job.id, owner=self.owner))
+        except Conflict:
+            log.warning("job %s: result refused, its lease was lost", job.id)
+        except Exception:
+            log.exception("job %s: storing its outcome failed; it will be recovered", job.id)
+        finally:
+            self._running.pop(job.id, None)
+            self.wake()
+
+    async def _outcome(self, job: Job, context: JobContext) -> Job | ReplaceRequested:
+        definition = self._registry.find(job.task)
+        if definition is None:
+            return job.failed(error_info(UnknownTask(job.task)), now=self._clock.now())
+        token = current_job.set(context)
+        try:
+            async with asyncio.timeout(job.time_limit):
+                result = await self._runner.run(definition.fn, job.args, job.kwargs, is_async=definition.is_async)
+            ensure_json(result, f"result of {job.task}")
+            return job.succeeded(result, now=self._clock.now())
+        except ReplaceRequested as replace:
+            return replace
+        except RetryRequested as retry:
+            return self._retry_or_fail(job, definition, retry.exc, retry.countdown, retry.max_retries)
+        except TimeoutError:
+            if context.cancelled or job.time_limit is None:
+                raise
+            context.cancel("time limit exceeded")
+            exc = TimeLimitExceeded(f"{job.task} ran past its time limit of {job.time_limit} s")
+            return self._failed_or_autoretried(job, definition, exc)
+        except JobCancelled:
+            return job.failed(
+                ErrorInfo(type="TaskRevokedError", message=f"job {job.id} was revoked"),
+                now=self._clock.now(),
+                state=JobState.REVOKED,
+            )
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a task's SystemExit fails that job only
+            return self._failed_or_autoretried(job, definition, exc)
+        finally:
+            current_job.reset(token)
+
+    def _failed_or_autoretried(self, job: Job, definition: TaskDefinition, exc: BaseException) -> Job:
+        if definition.autoretry_for and isinstance(exc, definition.autoretry_for):
+            return self._retry_or_fail(job, definition, exc, None, None)
+        return job.failed(error_info(exc), now=self._clock.now())
+
+    def _retry_or_fail(
+        self,
+        job: Job,
+        definition: TaskDefinition,
+        exc: BaseException | None,
+        countdown: float | None,
+        max_retries: int | None,
+    ) -> Job:
+        limit = job.max_retries if max_retries is None else max_retries
+        now = self._clock.now()
+        if job.retries >= limit:
+            if exc is None:
+                exc = MaxRetriesExceededError(f"{job.task} exceeded its {limit} retries (job {job.id})")
+            return job.failed(error_info(exc), now=now)
+        reason = error_info(exc) if exc is not None else ErrorInfo(type="Retry", message="retry requested")
+        delay = definition.retry_policy.delay(job.retries, countdown=countdown, random_fraction=self._random_fraction())
+        return job.retrying(reason, due_at=now + delay)
+
+    async def _replace(self, job: Job, replace: ReplaceRequested) -> None:
+        """The job waits for a new workflow of ``replace.canvas``; both are stored in one commit."""
+        guard = Guard(job_id=job.id, owner=self.owner)
+        try:
+            self._workflows.check(replace.canvas)
+        except DomainError as exc:
+            await self._store(job.failed(error_info(exc), now=self._clock.now()), guard)
+            return
+        advance = Advance()
+        advance.commit.guard = guard
+        child_id = self._workflows.new_id()
+        await self._workflows.record(advance, job.waiting_for(child_id))
+        await self._workflows.start(advance, replace.canvas, parent_job_id=job.id, workflow_id=child_id)
+        await self._workflows.apply(advance)
+        self.wake()
+
+    async def _store(self, job: Job, guard: Guard) -> None:
+        advance = Advance()
+        advance.commit.guard = guard
+        await self._workflows.record(advance, job)
+        await self._workflows.apply(advance)
+        if job.state in (JobState.RETRY, JobState.PENDING) or advance.commit.jobs[1:]:
+            self.wake()
+
+    async def _report_progress(self, job: Job, progress: Progress) -> None:
+        if not await self._repo.save_progress(job.id, self.owner, progress):
+            raise JobCancelled("lease lost")
+        self._bus.publish(Event.of_progress(job, progress, self._clock.now()))
+
+    async def _renew_leases(self) -> None:
+        interval = self._lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            if self._running:
+                now = self._clock.now()
+                try:
+                    await self._repo.renew_leases(self.owner, list(self._running), now + self._lease_seconds)
+                except Exception:
+                    log.exception("renewing leases failed")
+
+
+class MaxRetriesExceededError(Exception):
+    """A task asked to retry once more than its ``max_retries`` allow."""

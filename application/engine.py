@@ -1,0 +1,90 @@
+"""The engine: one object that owns the services and the dispatcher, and starts and stops them."""
+
+from __future__ import annotations
+
+import msgspec
+
+from application.dispatcher import Dispatcher
+from application.job_service import JobService
+from application.ports import Clock, EventBus, IdSource, JobRepository, Runner
+from application.registry import TaskRegistry
+from application.workflows import WorkflowEngine
+
+
+class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How the engine runs: concurrency, lease length, and whether it alone uses its storage."""
+
+    max_concurrent_tasks: int = 10
+    lease_seconds: float = 60.0
+    exclusive_storage: bool = True
+
+
+class Engine:
+    """A durable task engine: submit and control jobs through :attr:`jobs`; :meth:`start` runs them."""
+
+    def __init__(
+        self,
+        *,
+        repo: JobRepository,
+        registry: TaskRegistry,
+        runner: Runner,
+        bus: EventBus,
+        clock: Clock,
+        ids: IdSource,
+        settings: EngineSettings,
+    ) -> None:
+        self.repo = repo
+        self.registry = registry
+        self.bus = bus
+        self.settings = settings
+        self._runner = runner
+        self._started = False
+        self.workflows = WorkflowEngine(repo, registry, clock, ids, bus)
+        self.dispatcher = Dispatcher(
+            repo=repo,
+            runner=runner,
+            registry=registry,
+            workflows=self.workflows,
+            clock=clock,
+            bus=bus,
+            owner=ids.new_id(),
+            max_concurrent=settings.max_concurrent_tasks,
+            lease_seconds=settings.lease_seconds,
+        )
+        self.jobs = JobService(
+            repo=repo,
+            registry=registry,
+            workflows=self.workflows,
+            clock=clock,
+            ids=ids,
+            bus=bus,
+            wake=self.dispatcher.wake,
+            cancel_running=self.dispatcher.cancel_running,
+        )
+
+    @property
+    def started(self) -> bool:
+        return self._started and self.dispatcher.running
+
+    async def start(self) -> None:
+        """Open storage, recover jobs of a dead process, start dispatching."""
+        await self.repo.open()
+        try:
+            await self.dispatcher.start(recover_all_leases=self.settings.exclusive_storage)
+        except BaseException:
+            await self.repo.close()
+            raise
+        self._started = True
+
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop dispatching (running jobs get ``grace`` seconds), then close the runner and storage."""
+        if not self._started:
+            return
+        self._started = False
+        try:
+            await self.dispatcher.stop(grace)
+        finally:
+            try:
+                await self._runner.close()
+            finally:
+                await self.repo.close()

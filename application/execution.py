@@ -1,0 +1,85 @@
+"""What a running task can ask of the engine, and the signals it raises to ask for a retry or a replacement."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any
+
+from domain.canvas import Canvas
+from domain.job import Job, Progress
+from domain.json_values import ensure_json
+
+
+class JobCancelled(BaseException):
+    """Raised inside a task whose job was revoked or ran past its time limit.
+
+    A BaseException, so that a task's ``except Exception`` does not swallow it.
+    """
+
+
+class RetryRequested(Exception):
+    """A task asks to run again later (``self.retry``); ``exc`` is why, ``countdown`` when."""
+
+    def __init__(self, exc: BaseException | None = None, countdown: float | None = None, max_retries: int | None = None):
+        super().__init__(f"retry requested: {exc!r}" if exc else "retry requested")
+        self.exc = exc
+        self.countdown = countdown
+        self.max_retries = max_retries
+
+
+class ReplaceRequested(Exception):
+    """A task replaces itself with a canvas (``self.replace``): the job's result becomes the canvas's."""
+
+    def __init__(self, canvas: Canvas):
+        super().__init__("replaced by a canvas")
+        self.canvas = canvas
+
+
+ProgressSink = Callable[[Job, Progress], Awaitable[None]]
+
+
+class JobContext:
+    """One job's execution: its identity, its cancellation flag, and progress reporting.
+
+    Lives in :data:`current_job` while the task runs (also in the runner's thread, which runs in a
+    copy of the context), so task code reaches it without being passed anything.
+    """
+
+    def __init__(self, job: Job, loop: asyncio.AbstractEventLoop, report: ProgressSink) -> None:
+        self.job = job
+        self.loop = loop
+        self._report = report
+        self._cancelled = threading.Event()
+        self.cancel_reason = "revoked"
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def cancel(self, reason: str) -> None:
+        self.cancel_reason = reason
+        self._cancelled.set()
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`JobCancelled` if the job was revoked or timed out; sync tasks call this to stop."""
+        if self._cancelled.is_set():
+            raise JobCancelled(self.cancel_reason)
+
+    async def update_state(self, state: str, meta: Any = None) -> None:
+        """Publish and store progress (``update_state``); stops a cancelled job instead."""
+        self.check_cancelled()
+        ensure_json(meta, "update_state meta")
+        await self._report(self.job, Progress(state=state, meta=meta))
+        self.check_cancelled()
+
+    def on_loop_thread(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            return False
+
+
+current_job: ContextVar[JobContext | None] = ContextVar("current_job", default=None)

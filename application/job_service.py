@@ -1,0 +1,207 @@
+"""The use cases callers drive: submit jobs and canvases, read them, wait for them, cancel and retry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import msgspec
+
+from application.events import Event
+from application.ports import Clock, EventBus, Guard, IdSource, JobFilter, JobPage, JobRepository
+from application.registry import TaskRegistry
+from application.workflows import Advance, WorkflowEngine, new_job
+from domain.canvas import Canvas, Signature
+from domain.errors import Conflict, InvalidTransition, NotFound
+from domain.job import ErrorInfo, Job
+from domain.json_values import ensure_json
+from domain.states import FAILED_STATES, JobState, is_terminal
+from domain.workflow import Workflow
+
+Snapshot = Job | Workflow
+
+
+class JobService:
+    """Every operation on jobs and workflows that does not run task code."""
+
+    def __init__(
+        self,
+        *,
+        repo: JobRepository,
+        registry: TaskRegistry,
+        workflows: WorkflowEngine,
+        clock: Clock,
+        ids: IdSource,
+        bus: EventBus,
+        wake: Callable[[], None],
+        cancel_running: Callable[[str], Awaitable[bool]],
+    ) -> None:
+        self._repo = repo
+        self._registry = registry
+        self._workflows = workflows
+        self._clock = clock
+        self._ids = ids
+        self._bus = bus
+        self._wake = wake
+        self._cancel_running = cancel_running
+
+    async def submit(self, signature: Signature) -> Job:
+        """Store one job for ``signature``; returns once it is committed (acknowledged = durable)."""
+        ensure_json(signature.args, f"{signature.task} args")
+        ensure_json(signature.kwargs, f"{signature.task} kwargs")
+        job = new_job(self._registry, self._ids.new_id(), signature, self._clock.now())
+        advance = Advance()
+        await self._workflows.record(advance, job)
+        await self._workflows.apply(advance)
+        self._wake()
+        return job
+
+    async def submit_canvas(self, canvas: Canvas) -> Workflow:
+        """Store a workflow and the jobs that can start at once, in one commit."""
+        self._workflows.check(canvas)
+        advance = Advance()
+        workflow = await self._workflows.start(advance, canvas)
+        await self._workflows.apply(advance)
+        self._wake()
+        return workflow
+
+    async def get(self, job_id: str) -> Job:
+        job = await self._repo.get(job_id)
+        if job is None:
+            raise NotFound("job", job_id)
+        return job
+
+    async def get_workflow(self, workflow_id: str) -> Workflow:
+        workflow = await self._repo.get_workflow(workflow_id)
+        if workflow is None:
+            raise NotFound("workflow", workflow_id)
+        return workflow
+
+    async def workflow_jobs(self, workflow_id: str) -> list[Job]:
+        await self.get_workflow(workflow_id)
+        return await self._repo.workflow_jobs(workflow_id)
+
+    async def find(self, ident: str) -> Snapshot:
+        """The job or the workflow with this id."""
+        job = await self._repo.get(ident)
+        if job is not None:
+            return job
+        workflow = await self._repo.get_workflow(ident)
+        if workflow is not None:
+            return workflow
+        raise NotFound("job or workflow", ident)
+
+    def peek(self, ident: str) -> Snapshot:
+        """Like :meth:`find`, blocking, for synchronous callers."""
+        job = self._repo.peek(ident)
+        if job is not None:
+            return job
+        workflow = self._repo.peek_workflow(ident)
+        if workflow is not None:
+            return workflow
+        raise NotFound("job or workflow", ident)
+
+    async def list(self, filter: JobFilter, *, limit: int = 50, cursor: str | None = None) -> JobPage:
+        return await self._repo.list_jobs(filter, limit=limit, cursor=cursor)
+
+    async def wait(self, ident: str, timeout: float | None = None) -> Snapshot:
+        """The job or workflow once it has finished; raises ``TimeoutError`` after ``timeout`` seconds."""
+        subscription = self._bus.subscribe(ident)
+        try:
+            snapshot = await self.find(ident)
+            loop = asyncio.get_running_loop()
+            deadline = None if timeout is None else loop.time() + timeout
+            while not is_terminal(snapshot.state):
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"{ident} did not finish within {timeout} s")
+                event = await subscription.next(remaining)
+                if event is not None and event.terminal:
+                    snapshot = await self.find(ident)
+            return snapshot
+        finally:
+            subscription.close()
+
+    async def cancel(self, job_id: str) -> Job:
+        """Revoke a queued job, or cancel a running one. Refused (InvalidTransition) once finished."""
+        for _ in range(3):
+            job = await self.get(job_id)
+            if is_terminal(job.state):
+                raise InvalidTransition(job.id, job.state, JobState.REVOKED)
+            if job.state == JobState.STARTED and job.waiting_on is not None:
+                await self.revoke_workflow(job.waiting_on)
+                return await self.get(job_id)
+            if job.state == JobState.STARTED:
+                if await self._cancel_running(job_id):
+                    return await self.get(job_id)
+            guard = Guard(job_id=job.id, states=frozenset({job.state}))
+            revoked = job.failed(self._revoked_error(job), now=self._clock.now(), state=JobState.REVOKED)
+            try:
+                await self._store(revoked, guard)
+            except Conflict:
+                continue  # it was claimed or finished meanwhile: look again
+            return revoked
+        raise Conflict(f"job {job_id} kept changing while being cancelled")
+
+    async def revoke_workflow(self, workflow_id: str) -> Workflow:
+        """Revoke a workflow: it becomes REVOKED and every unfinished job of it is cancelled."""
+        workflow = await self.get_workflow(workflow_id)
+        if is_terminal(workflow.state):
+            raise InvalidTransition(workflow.id, workflow.state, JobState.REVOKED)
+        now = self._clock.now()
+        revoked = workflow.finished(
+            JobState.REVOKED,
+            result=None,
+            error=ErrorInfo(type="TaskRevokedError", message=f"workflow {workflow_id} was revoked"),
+            now=now,
+        )
+        advance = Advance(finished_workflows=[workflow_id])
+        advance.commit.workflows.append(revoked)
+        advance.events.append(Event.of_workflow(revoked, now))
+        await self._workflows.apply(advance)
+        for job in await self._repo.workflow_jobs(workflow_id):
+            if not is_terminal(job.state):
+                try:
+                    await self.cancel(job.id)
+                except (InvalidTransition, Conflict):
+                    pass
+        if workflow.parent_job_id is not None:
+            parent = await self._repo.get(workflow.parent_job_id)
+            if parent is not None and not is_terminal(parent.state):
+                await self._store(parent.failed(self._revoked_error(parent), now=now, state=JobState.REVOKED), None)
+        return revoked
+
+    async def revoke(self, ident: str) -> Snapshot:
+        """Revoke whatever ``ident`` names: a job or a whole workflow."""
+        found = await self.find(ident)
+        if isinstance(found, Workflow):
+            return await self.revoke_workflow(ident)
+        return await self.cancel(ident)
+
+    async def retry(self, job_id: str) -> Job:
+        """Run a FAILURE or REVOKED job again, with a fresh count of attempts."""
+        job = await self.get(job_id)
+        if job.state not in FAILED_STATES:
+            raise InvalidTransition(job.id, job.state, JobState.PENDING)
+        again = msgspec.structs.replace(job.requeued(now=self._clock.now()), attempts=0, error=None, result=None)
+        advance = Advance()
+        advance.commit.guard = Guard(job_id=job.id, states=frozenset({job.state}))
+        if job.workflow_id is not None:
+            await self._workflows.reopen(advance, job.workflow_id)
+            self._workflows.set_outcome(job.workflow_id, again)
+        await self._workflows.record(advance, again)
+        await self._workflows.apply(advance)
+        self._wake()
+        return again
+
+    async def _store(self, job: Job, guard: Guard | None) -> None:
+        advance = Advance()
+        advance.commit.guard = guard
+        await self._workflows.record(advance, job)
+        await self._workflows.apply(advance)
+        self._wake()
+
+    @staticmethod
+    def _revoked_error(job: Job) -> ErrorInfo:
+        return ErrorInfo(type="TaskRevokedError", message=f"job {job.id} ({job.task}) was revoked")
+

@@ -1,0 +1,20 @@
+"""The ports: what the application needs from the outside world, as Protocols (one file each)."""
+
+from application.ports.clock import Clock
+from application.ports.event_bus import EventBus, Subscription
+from application.ports.ids import IdSource
+from application.ports.job_repository import Commit, Guard, JobFilter, JobPage, JobRepository
+from application.ports.runner import Runner
+
+__all__ = [
+    "Clock",
+    "Commit",
+    "EventBus",
+    "Guard",
+    "IdSource",
+    "JobFilter",
+    "JobPage",
+    "JobRepository",
+    "Runner",
+    "Subscription",
+]

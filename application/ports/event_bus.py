@@ -1,0 +1,29 @@
+"""Port: in-process publish/subscribe of job and workflow events."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from application.events import Event
+
+
+class Subscription(Protocol):
+    """Events for one key, in publish order, from the moment of subscribing."""
+
+    async def next(self, timeout: float | None = None) -> Event | None:
+        """The next event, or None when ``timeout`` seconds pass first or the subscription is closed."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class EventBus(Protocol):
+    """Fan-out of events to subscribers. Publishing never blocks and never fails the publisher.
+
+    An event is delivered to subscribers of its id, of its workflow id, and of everything (key None).
+    A subscriber that falls far behind loses its oldest events, never the publisher's time.
+    """
+
+    def publish(self, event: Event) -> None: ...
+
+    def subscribe(self, key: str | None = None) -> Subscription: ...

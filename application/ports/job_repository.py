@@ -1,0 +1,108 @@
+"""Port: durable storage of jobs and workflows, with atomic claims and atomic commits."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import msgspec
+
+from domain.job import Job, Progress
+from domain.states import JobState
+from domain.workflow import Workflow
+
+
+class Guard(msgspec.Struct, frozen=True, kw_only=True):
+    """A precondition on one stored job; a commit whose guard fails is rejected whole.
+
+    ``owner``: the job's lease must still be held by this owner (late results of a lost lease are
+    refused). ``states``: the job must be in one of these states (e.g. cancel only a queued job).
+    """
+
+    job_id: str
+    owner: str | None = None
+    states: frozenset[JobState] | None = None
+
+
+class Commit(msgspec.Struct, kw_only=True):
+    """Writes that land together or not at all: a job's outcome and the jobs it unblocks, say.
+
+    Jobs and workflows are upserted whole (new ones inserted, known ones overwritten).
+    """
+
+    jobs: list[Job] = msgspec.field(default_factory=list)
+    workflows: list[Workflow] = msgspec.field(default_factory=list)
+    guard: Guard | None = None
+
+
+class JobFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """Which jobs a listing returns; None means any."""
+
+    state: JobState | None = None
+    task: str | None = None
+    workflow_id: str | None = None
+
+
+class JobPage(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of a listing, newest first; ``next_cursor`` is None on the last page."""
+
+    items: list[Job]
+    next_cursor: str | None = None
+
+
+class JobRepository(Protocol):
+    """Where jobs and workflows live. Every method is atomic on its own.
+
+    Methods that return ``X | None`` return None when no such record exists.
+    """
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def commit(self, commit: Commit) -> None:
+        """Store everything in ``commit`` in one transaction, durably, before returning.
+
+        Raises ``domain.errors.Conflict`` (and stores nothing) when the guard does not hold.
+        """
+        ...
+
+    async def claim(self, *, owner: str, now: float, limit: int, lease_until: float) -> list[Job]:
+        """Atomically take up to ``limit`` due queued jobs: highest priority first, then earliest
+        ``due_at``, then first submitted. They come back STARTED, attempt counted, leased to ``owner``."""
+        ...
+
+    async def save_progress(self, job_id: str, owner: str, progress: Progress) -> bool:
+        """Record a running job's progress; False when ``owner`` no longer holds its lease."""
+        ...
+
+    async def renew_leases(self, owner: str, job_ids: list[str], lease_until: float) -> None:
+        """Extend the leases ``owner`` still holds on these jobs."""
+        ...
+
+    async def get(self, job_id: str) -> Job | None: ...
+
+    def peek(self, job_id: str) -> Job | None:
+        """Like ``get``, but blocking: a quick point read for synchronous callers."""
+        ...
+
+    async def get_workflow(self, workflow_id: str) -> Workflow | None: ...
+
+    def peek_workflow(self, workflow_id: str) -> Workflow | None:
+        """Like ``get_workflow``, but blocking, for synchronous callers."""
+        ...
+
+    async def workflow_jobs(self, workflow_id: str) -> list[Job]:
+        """Every job created so far for the workflow, in creation order."""
+        ...
+
+    async def list_jobs(self, filter: JobFilter, *, limit: int, cursor: str | None = None) -> JobPage: ...
+
+    async def next_due_at(self) -> float | None:
+        """The earliest ``due_at`` of any queued job, or None when the queue is empty."""
+        ...
+
+    async def leased_jobs(self, *, expired_before: float) -> list[Job]:
+        """STARTED jobs holding a lease that expired before ``expired_before`` (their worker is gone)."""
+        ...
+
+    async def count_by_state(self) -> dict[str, int]: ...

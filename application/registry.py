@@ -1,0 +1,60 @@
+"""The task registry: the only tasks the engine will run are the ones registered here by name."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from domain.errors import UnknownTask
+from domain.retry_policy import RetryPolicy
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskDefinition:
+    """A registered task: its function and the options its jobs run with.
+
+    ``fn`` is called with the job's args and kwargs; coroutine functions run on the loop,
+    others in the runner's threads. ``autoretry_for`` names exceptions that retry the job.
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    max_retries: int = 3
+    time_limit: float | None = None
+    retry_on_worker_lost: bool = True
+    autoretry_for: tuple[type[BaseException], ...] = ()
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    priority: int = 0
+    doc: str | None = None
+    parameters: tuple[str, ...] = ()
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+
+class TaskRegistry:
+    """Task definitions by name. Registering a name twice replaces the earlier definition."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, TaskDefinition] = {}
+
+    def register(self, definition: TaskDefinition) -> None:
+        self._tasks[definition.name] = definition
+
+    def find(self, name: str) -> TaskDefinition | None:
+        return self._tasks.get(name)
+
+    def require(self, name: str) -> TaskDefinition:
+        definition = self._tasks.get(name)
+        if definition is None:
+            raise UnknownTask(name)
+        return definition
+
+    def __iter__(self) -> Iterator[TaskDefinition]:
+        return iter(sorted(self._tasks.values(), key=lambda d: d.name))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks

@@ -1,0 +1,220 @@
+"""Advancing workflows: turning a job's outcome into the next jobs, inside the same commit.
+
+Keeps the live state of unfinished workflows in memory (loaded from the repository on first use,
+so it also serves after a restart); each advance is planned synchronously on that state, so two
+jobs of one workflow finishing at once cannot both miss, or both create, the step they unblock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+
+from application.events import Event
+from application.ports import Clock, Commit, EventBus, IdSource, JobRepository
+from application.registry import TaskRegistry
+from domain.canvas import Canvas, Signature, leaves, validate
+from domain.errors import InvalidCanvas
+from domain.job import ErrorInfo, Job
+from domain.planner import LeafOutcome, ReadyLeaf, plan
+from domain.states import JobState, is_terminal
+from domain.workflow import Workflow
+
+
+@dataclass
+class WorkflowState:
+    """A workflow and the outcome of every job created for it so far, by canvas path."""
+
+    workflow: Workflow
+    outcomes: dict[str, LeafOutcome] = field(default_factory=dict)
+
+
+def leaf_outcome(job: Job) -> LeafOutcome:
+    return LeafOutcome(job_id=job.id, task=job.task, state=job.state, result=job.result, error=job.error)
+
+
+@dataclass
+class Advance:
+    """What one advance adds to a commit, and the events to publish once it is committed."""
+
+    commit: Commit = field(default_factory=Commit)
+    events: list[Event] = field(default_factory=list)
+    finished_workflows: list[str] = field(default_factory=list)
+
+
+class WorkflowEngine:
+    """Builds workflows' jobs from the planner; every write goes into a caller's :class:`Advance`."""
+
+    def __init__(
+        self, repo: JobRepository, registry: TaskRegistry, clock: Clock, ids: IdSource, bus: EventBus
+    ) -> None:
+        self._repo = repo
+        self._bus = bus
+        self._registry = registry
+        self._clock = clock
+        self._ids = ids
+        self._states: dict[str, WorkflowState] = {}
+
+    def check(self, canvas: Canvas) -> None:
+        """Refuse a canvas that is malformed, too large, or names an unregistered task."""
+        validate(canvas)
+        for _, signature in leaves(canvas):
+            if signature.task not in self._registry:
+                raise InvalidCanvas(f"unknown task {signature.task!r}: it is not registered")
+
+    async def start(
+        self, advance: Advance, canvas: Canvas, *, parent_job_id: str | None = None, workflow_id: str | None = None
+    ) -> Workflow:
+        """A new workflow for ``canvas``, with the jobs that can start at once, added to ``advance``."""
+        now = self._clock.now()
+        workflow = Workflow(
+            id=workflow_id or self._ids.new_id(), canvas=canvas, created_at=now, parent_job_id=parent_job_id
+        )
+        state = WorkflowState(workflow)
+        self._states[workflow.id] = state
+        advance.commit.workflows.append(workflow)
+        advance.events.append(Event.of_workflow(workflow, now))
+        await self._plan_and_finish(advance, state)
+        return state.workflow
+
+    async def record(self, advance: Advance, job: Job) -> None:
+        """Add ``job``'s new state to ``advance``, and if it finished, whatever that unblocks."""
+        advance.commit.jobs.append(job)
+        advance.events.append(Event.of_job(job, self._clock.now()))
+        if job.workflow_id is None or job.node is None or not is_terminal(job.state):
+            return
+        state = await self._load(job.workflow_id)
+        if state is None:
+            return
+        state.outcomes[job.node] = leaf_outcome(job)
+        if not is_terminal(state.workflow.state):
+            await self._plan_and_finish(advance, state)
+
+    async def apply(self, advance: Advance) -> None:
+        """Commit ``advance`` in one transaction, then publish its events.
+
+        If the commit fails, the cached state of every workflow it touched is dropped, to be
+        reloaded from what was really stored.
+        """
+        try:
+            await self._repo.commit(advance.commit)
+        except BaseException:
+            for workflow_id in {job.workflow_id for job in advance.commit.jobs} | {
+                workflow.id for workflow in advance.commit.workflows
+            }:
+                if workflow_id is not None:
+                    self.forget(workflow_id)
+            raise
+        for workflow_id in advance.finished_workflows:
+            self.forget(workflow_id)
+        for event in advance.events:
+            self._bus.publish(event)
+
+    def new_id(self) -> str:
+        return self._ids.new_id()
+
+    def forget(self, workflow_id: str) -> None:
+        """Drop the cached state of a workflow (after it finished, or when a commit failed)."""
+        self._states.pop(workflow_id, None)
+
+    async def reopen(self, advance: Advance, workflow_id: str) -> None:
+        """A failed workflow runs on again (a retried job of it): back to PENDING, error cleared."""
+        state = await self._load(workflow_id)
+        if state is None or state.workflow.state not in (JobState.FAILURE, JobState.REVOKED):
+            return
+        state.workflow = msgspec.structs.replace(
+            state.workflow, state=JobState.PENDING, result=None, error=None, finished_at=None
+        )
+        advance.commit.workflows.append(state.workflow)
+
+    def set_outcome(self, workflow_id: str, job: Job) -> None:
+        """Update the cached outcome of a job without planning (a job re-queued by a retry)."""
+        state = self._states.get(workflow_id)
+        if state is not None and job.node is not None:
+            state.outcomes[job.node] = leaf_outcome(job)
+
+    async def _plan_and_finish(self, advance: Advance, state: WorkflowState) -> None:
+        now = self._clock.now()
+        finished = self._plan(advance, state, now)
+        if finished is None or finished.parent_job_id is None:
+            return
+        parent = await self._repo.get(finished.parent_job_id)
+        if parent is None or is_terminal(parent.state):
+            return
+        if finished.state == JobState.SUCCESS:
+            done = parent.succeeded(finished.result, now=now)
+        else:
+            error = finished.error or ErrorInfo(type="TaskRevokedError", message="replacement was revoked")
+            done = parent.failed(error, now=now, state=finished.state)
+        await self.record(advance, done)
+
+    def _plan(self, advance: Advance, state: WorkflowState, now: float) -> Workflow | None:
+        outcome = plan(state.workflow.canvas, state.outcomes)
+        for ready in outcome.ready:
+            job = self._job_for(state.workflow.id, ready, now)
+            state.outcomes[ready.path] = leaf_outcome(job)
+            advance.commit.jobs.append(job)
+            advance.events.append(Event.of_job(job, now))
+        if outcome.state is None:
+            return None
+        finished = state.workflow.finished(outcome.state, result=outcome.result, error=outcome.error, now=now)
+        state.workflow = finished
+        advance.commit.workflows.append(finished)
+        advance.events.append(Event.of_workflow(finished, now))
+        advance.finished_workflows.append(finished.id)
+        return finished
+
+    def _job_for(self, workflow_id: str, ready: ReadyLeaf, now: float) -> Job:
+        return new_job(
+            self._registry, self._ids.new_id(), ready.signature, now, args=ready.args, workflow_id=workflow_id, node=ready.path
+        )
+
+    async def _load(self, workflow_id: str) -> WorkflowState | None:
+        state = self._states.get(workflow_id)
+        if state is not None:
+            return state
+        workflow = await self._repo.get_workflow(workflow_id)
+        if workflow is None:
+            return None
+        jobs = await self._repo.workflow_jobs(workflow_id)
+        state = self._states.get(workflow_id)  # another coroutine may have loaded it meanwhile
+        if state is None:
+            outcomes = {job.node: leaf_outcome(job) for job in jobs if job.node is not None}
+            state = self._states[workflow_id] = WorkflowState(workflow, outcomes)
+        return state
+
+
+def new_job(
+    registry: TaskRegistry,
+    job_id: str,
+    signature: Signature,
+    now: float,
+    *,
+    args: list[object] | None = None,
+    workflow_id: str | None = None,
+    node: str | None = None,
+) -> Job:
+    """The job for one call of a registered task, its options taken from the signature, else the task."""
+    definition = registry.require(signature.task)
+    if signature.eta is not None:
+        due_at = signature.eta
+    elif signature.countdown:
+        due_at = now + signature.countdown
+    else:
+        due_at = now
+    return Job(
+        id=job_id,
+        task=signature.task,
+        args=list(signature.args) if args is None else list(args),
+        kwargs=dict(signature.kwargs),
+        priority=signature.priority if signature.priority is not None else definition.priority,
+        due_at=due_at,
+        created_at=now,
+        max_retries=signature.max_retries if signature.max_retries is not None else definition.max_retries,
+        time_limit=signature.time_limit if signature.time_limit is not None else definition.time_limit,
+        retry_on_worker_lost=definition.retry_on_worker_lost,
+        workflow_id=workflow_id,
+        node=node,
+    )
+

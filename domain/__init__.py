@@ -1,0 +1,1 @@
+"""Pure models and rules of the task engine: no I/O, no asyncio, no framework."""

@@ -1,0 +1,126 @@
+"""Celery's canvas as plain data: a Signature and the Chain, Group and Chord that combine them.
+
+Canvases are stored and sent over HTTP as JSON, so they are tagged msgspec Structs; the engine
+turns a canvas into jobs with :mod:`domain.planner`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Union
+
+import msgspec
+
+from domain.errors import InvalidCanvas
+from domain.json_values import ensure_json
+
+
+class Signature(msgspec.Struct, frozen=True, kw_only=True, tag="signature", tag_field="type"):
+    """A task name with arguments and call options; ``immutable`` (``.si()``) ignores a parent's result."""
+
+    task: str
+    args: list[Any] = msgspec.field(default_factory=list)
+    kwargs: dict[str, Any] = msgspec.field(default_factory=dict)
+    immutable: bool = False
+    countdown: float | None = None
+    eta: float | None = None
+    priority: int | None = None
+    max_retries: int | None = None
+    time_limit: float | None = None
+
+
+class Chain(msgspec.Struct, frozen=True, kw_only=True, tag="chain", tag_field="type"):
+    """Steps run one after the other, each getting the previous result as its first argument."""
+
+    steps: list[Canvas]
+
+
+class Group(msgspec.Struct, frozen=True, kw_only=True, tag="group", tag_field="type"):
+    """Members run in parallel; the result is their results in member order."""
+
+    members: list[Canvas]
+
+
+class Chord(msgspec.Struct, frozen=True, kw_only=True, tag="chord", tag_field="type"):
+    """A group whose results, in member order, are passed to ``body`` once all succeeded."""
+
+    header: list[Canvas]
+    body: Canvas
+
+
+Canvas = Union[Signature, Chain, Group, Chord]
+
+MAX_DEPTH = 32
+MAX_NODES = 10_000
+
+
+def validate(canvas: Canvas, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> int:
+    """Check a canvas is well formed and within the limits; return how many task calls it holds."""
+    nodes = 0
+    leaves = 0
+    stack: list[tuple[Canvas, int]] = [(canvas, 1)]
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if depth > max_depth:
+            raise InvalidCanvas(f"canvas nests deeper than {max_depth} levels")
+        if nodes > max_nodes:
+            raise InvalidCanvas(f"canvas has more than {max_nodes} nodes")
+        if isinstance(node, Signature):
+            leaves += 1
+            if not node.task:
+                raise InvalidCanvas("a signature has an empty task name")
+            ensure_json(node.args, f"{node.task} args")
+            ensure_json(node.kwargs, f"{node.task} kwargs")
+        elif isinstance(node, Chain):
+            if not node.steps:
+                raise InvalidCanvas("a chain needs at least one step")
+            stack.extend((step, depth + 1) for step in node.steps)
+        elif isinstance(node, Group):
+            stack.extend((member, depth + 1) for member in node.members)
+        elif isinstance(node, Chord):
+            stack.extend((member, depth + 1) for member in node.header)
+            stack.append((node.body, depth + 1))
+        else:
+            raise InvalidCanvas(f"not a canvas node: {type(node).__name__}")
+    return leaves
+
+
+def children(node: Canvas, path: str) -> Iterator[tuple[str, Canvas]]:
+    """The direct children of ``node`` with their paths (``"0.2"``; a chord's body is ``"<path>.b"``)."""
+    prefix = f"{path}." if path else ""
+    if isinstance(node, Chain):
+        for index, step in enumerate(node.steps):
+            yield f"{prefix}{index}", step
+    elif isinstance(node, Group):
+        for index, member in enumerate(node.members):
+            yield f"{prefix}{index}", member
+    elif isinstance(node, Chord):
+        for index, member in enumerate(node.header):
+            yield f"{prefix}{index}", member
+        yield f"{prefix}b", node.body
+
+
+def leaves(canvas: Canvas, path: str = "") -> Iterator[tuple[str, Signature]]:
+    """Every task call of the canvas with its path, in canvas order."""
+    if isinstance(canvas, Signature):
+        yield path, canvas
+        return
+    for child_path, child in children(canvas, path):
+        yield from leaves(child, child_path)
+
+
+def chain_of(steps: list[Canvas]) -> Canvas:
+    """A chain of ``steps`` as Celery builds it: a group followed by another step becomes a chord.
+
+    A chain of one step is that step.
+    """
+    folded: list[Canvas] = []
+    for step in steps:
+        if folded and isinstance(folded[-1], Group):
+            header = folded.pop()
+            assert isinstance(header, Group)
+            folded.append(Chord(header=header.members, body=step))
+        else:
+            folded.append(step)
+    return folded[0] if len(folded) == 1 else Chain(steps=folded)

@@ -1,0 +1,46 @@
+"""Errors the domain and the services raise, each naming what went wrong."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+
+class NotFound(DomainError, LookupError):
+    """No job or workflow has this id."""
+
+    def __init__(self, kind: str, ident: str) -> None:
+        super().__init__(f"no {kind} with id {ident!r}")
+        self.kind = kind
+        self.ident = ident
+
+
+class UnknownTask(DomainError, LookupError):
+    """A job names a task that is not registered; only registered names ever run."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown task {name!r}: it is not registered")
+        self.name = name
+
+
+class InvalidTransition(DomainError):
+    """The requested state change is not allowed from the job's current state."""
+
+    def __init__(self, ident: str, current: str, target: str) -> None:
+        super().__init__(f"job {ident} is {current}; it cannot become {target}")
+        self.ident = ident
+        self.current = current
+        self.target = target
+
+
+class InvalidCanvas(DomainError, ValueError):
+    """A workflow canvas is malformed or exceeds the size and depth limits."""
+
+
+class NotJsonValue(DomainError, TypeError):
+    """A task argument or result is not plain JSON data."""
+
+
+class Conflict(DomainError):
+    """A guarded write found the job changed underneath it (a lost lease, a race)."""

@@ -1,0 +1,101 @@
+"""A job: one run of a registered task, with everything needed to run, retry and report it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from domain.errors import InvalidTransition
+from domain.states import JobState, can_transition
+
+
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a job or workflow failed: the exception's type name, its message and the traceback text."""
+
+    type: str
+    message: str
+    traceback: str | None = None
+
+
+class Progress(msgspec.Struct, frozen=True, kw_only=True):
+    """The latest ``update_state(state=..., meta=...)`` of a running job (``PROGRESS`` by convention)."""
+
+    state: str
+    meta: Any = None
+
+
+class Job(msgspec.Struct, frozen=True, kw_only=True):
+    """One run of a task. Immutable: every change is a new value written through the repository.
+
+    ``attempts`` counts the times the job was started; ``attempts - 1`` is Celery's ``request.retries``.
+    ``due_at`` is when it may start (now, or its countdown/ETA). ``lease_owner``/``lease_expires_at``
+    say which engine runs it and until when that claim holds. ``waiting_on`` is the id of the workflow
+    that replaced it (``self.replace``): the job finishes when that workflow does.
+    """
+
+    id: str
+    task: str
+    args: list[Any] = msgspec.field(default_factory=list)
+    kwargs: dict[str, Any] = msgspec.field(default_factory=dict)
+    state: JobState = JobState.PENDING
+    priority: int = 0
+    due_at: float
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = 0
+    max_retries: int = 3
+    time_limit: float | None = None
+    retry_on_worker_lost: bool = True
+    result: Any = None
+    error: ErrorInfo | None = None
+    progress: Progress | None = None
+    workflow_id: str | None = None
+    node: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    waiting_on: str | None = None
+
+    @property
+    def retries(self) -> int:
+        """Retries so far, as Celery's ``request.retries`` counts them."""
+        return max(self.attempts - 1, 0)
+
+    def moved_to(self, target: JobState, **changes: Any) -> Job:
+        """This job in state ``target`` with ``changes`` applied; refuses transitions the rules forbid."""
+        if target != self.state and not can_transition(self.state, target):
+            raise InvalidTransition(self.id, self.state, target)
+        return msgspec.structs.replace(self, state=target, **changes)
+
+    def started(self, *, owner: str, now: float, lease_until: float) -> Job:
+        """Claimed by ``owner``: STARTED, attempt counted, leased until ``lease_until``."""
+        return self.moved_to(
+            JobState.STARTED,
+            started_at=now,
+            attempts=self.attempts + 1,
+            lease_owner=owner,
+            lease_expires_at=lease_until,
+            progress=None,
+        )
+
+    def succeeded(self, result: Any, *, now: float) -> Job:
+        return self.moved_to(JobState.SUCCESS, result=result, error=None, finished_at=now, **_NO_LEASE)
+
+    def failed(self, error: ErrorInfo, *, now: float, state: JobState = JobState.FAILURE) -> Job:
+        return self.moved_to(state, error=error, finished_at=now, **_NO_LEASE)
+
+    def retrying(self, error: ErrorInfo, *, due_at: float) -> Job:
+        """Back in the queue after a failed attempt, to start again at ``due_at``."""
+        return self.moved_to(JobState.RETRY, error=error, due_at=due_at, **_NO_LEASE)
+
+    def requeued(self, *, now: float) -> Job:
+        """Back to PENDING: a lost worker's job, or a finished job retried on request."""
+        return self.moved_to(JobState.PENDING, due_at=now, finished_at=None, waiting_on=None, **_NO_LEASE)
+
+    def waiting_for(self, workflow_id: str) -> Job:
+        """Replaced by a workflow: still STARTED, no longer leased, finished when that workflow is."""
+        return msgspec.structs.replace(self, waiting_on=workflow_id, **_NO_LEASE)
+
+
+_NO_LEASE: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}

@@ -1,0 +1,31 @@
+"""A workflow: a stored canvas whose task calls become jobs as the planner unblocks them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from domain.canvas import Canvas
+from domain.job import ErrorInfo
+from domain.states import JobState
+
+
+class Workflow(msgspec.Struct, frozen=True, kw_only=True):
+    """A submitted chain, group or chord and its outcome.
+
+    ``parent_job_id`` is set when a running job replaced itself with this canvas
+    (``self.replace``): that job finishes with this workflow's result.
+    """
+
+    id: str
+    canvas: Canvas
+    state: JobState = JobState.PENDING
+    result: Any = None
+    error: ErrorInfo | None = None
+    created_at: float
+    finished_at: float | None = None
+    parent_job_id: str | None = None
+
+    def finished(self, state: JobState, *, result: Any, error: ErrorInfo | None, now: float) -> Workflow:
+        return msgspec.structs.replace(self, state=state, result=result, error=error, finished_at=now)

@@ -1,0 +1,45 @@
+"""``embedded_engine``: the engine inside the caller's own event loop, as an application embeds it."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Literal
+
+from application.engine import Engine
+from entrypoints.compat import binding
+from entrypoints.container import Container
+from entrypoints.settings import Settings
+
+
+@asynccontextmanager
+async def embedded_engine(
+    db_path: str | None = None,
+    task_modules: Iterable[str] = (),
+    max_concurrent_tasks: int = 10,
+    *,
+    container: Container | None = None,
+) -> AsyncIterator[Engine]:
+    """Start an engine in the running loop: SQLite at ``db_path``, or in memory when None.
+
+    Imports ``task_modules`` so their tasks register; while the block runs, ``.delay()``,
+    ``AsyncResult`` and the canvas calls use this engine. Leaving the block stops it.
+    """
+    for module in task_modules:
+        importlib.import_module(module)
+    persistence: Literal["sqlite", "memory"] = "memory" if db_path is None else "sqlite"
+    if container is None:
+        settings = Settings(
+            db_path=db_path or "", persistence=persistence, max_concurrent_tasks=max_concurrent_tasks
+        )
+        container = Container(settings=settings)
+    engine = container.engine()
+    await engine.start()
+    binding.activate(engine, asyncio.get_running_loop())
+    try:
+        yield engine
+    finally:
+        binding.deactivate(engine)
+        await engine.stop()

@@ -1,0 +1,58 @@
+"""Settings: one msgspec object read from ``GEEKBLOG_*`` environment variables and validated at start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Literal
+
+import msgspec
+
+PREFIX = "GEEKBLOG_"
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the service cannot use; the message names it."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the process is configured with. Field ``x`` comes from ``GEEKBLOG_X``."""
+
+    db_path: str = "./var/geekblog.db"
+    persistence: Literal["sqlite", "memory"] = "sqlite"
+    max_concurrent_tasks: int = 10
+    task_modules: tuple[str, ...] = ()
+    lease_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_concurrent_tasks < 1:
+            raise SettingsError(f"{PREFIX}MAX_CONCURRENT_TASKS must be at least 1, got {self.max_concurrent_tasks}")
+        if self.lease_seconds <= 0:
+            raise SettingsError(f"{PREFIX}LEASE_SECONDS must be positive, got {self.lease_seconds}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate; raises :class:`SettingsError` naming the first bad variable."""
+        environ = os.environ if environ is None else environ
+        raw: dict[str, object] = {}
+        for field in msgspec.structs.fields(cls):
+            value = environ.get(PREFIX + field.name.upper())
+            if value is None or value == "":
+                continue
+            if field.name == "task_modules":
+                raw[field.name] = [part.strip() for part in value.split(",") if part.strip()]
+            else:
+                raw[field.name] = value
+        try:
+            return msgspec.convert(raw, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise SettingsError(_name_the_variable(str(exc))) from None
+
+
+def _name_the_variable(message: str) -> str:
+    # msgspec says "Expected `int`, got `str` - at `$.max_concurrent_tasks`"; name the variable instead.
+    if "- at `$." in message:
+        detail, _, where = message.rpartition(" - at `$.")
+        field = where.rstrip("`").split("[")[0].split(".")[0]
+        return f"{PREFIX}{field.upper()}: {detail}"
+    return message
