@@ -699,8 +699,8 @@ class SqliteJobRepository(JobRepository):
 
     async def leased_jobs(self, *, expired_before: float) -> list[Job]:
         rows = self._read(
-            f"SELECT {_JOB_SELECT} FROM jobs INDEXED BY jobs_leased WHERE state = 'STARTED' AND lease_owner IS NOT NULL "
-            "AND lease_expires_at < ? ORDER BY seq",
+            f"SELECT {_JOB_SELECT} FROM jobs INDEXED BY jobs_leased "
+            "WHERE state = 'STARTED' AND lease_owner IS NOT NULL AND lease_expires_at < ? ORDER BY seq",
             (float(expired_before),),
         )
         return [_job_from_row(row) for row in rows]

@@ -14,8 +14,15 @@ import random
 from collections.abc import Callable
 
 from application.events import Event
-from application.execution import JobCancelled, JobContext, ReplaceRequested, RetryRequested, current_job
-from application.outcomes import TimeLimitExceeded, WorkerLostError, error_info
+from application.execution import (
+    ENGINE_STOPPING,
+    JobCancelled,
+    JobContext,
+    ReplaceRequested,
+    RetryRequested,
+    current_job,
+)
+from application.outcomes import TimeLimitExceeded, WorkerLostError, error_info, revoked_error
 from application.ports import Clock, EventBus, Guard, JobRepository, Runner
 from application.registry import TaskDefinition, TaskRegistry
 from application.workflows import Advance, WorkflowEngine
@@ -101,7 +108,7 @@ class Dispatcher:
         if running and grace > 0:
             await asyncio.wait(running, timeout=grace)
         for task, context in list(self._running.values()):
-            context.cancel("engine stopped")
+            context.cancel(ENGINE_STOPPING)
             task.cancel()
         if running:
             await asyncio.gather(*running, return_exceptions=True)
@@ -114,8 +121,8 @@ class Dispatcher:
             if job.retry_on_worker_lost and job.attempts <= job.max_retries:
                 changed = job.requeued(now=now)
             else:
-                error = error_info(WorkerLostError(f"worker lost while running job {job.id} ({job.task})"))
-                changed = job.failed(ErrorInfo(type=error.type, message=error.message), now=now)
+                message = f"worker lost while running job {job.id} ({job.task})"
+                changed = job.failed(ErrorInfo(type=WorkerLostError.__name__, message=message), now=now)
             await self._store(changed, Guard(job_id=job.id, owner=job.lease_owner))
         if lost:
             log.warning("recovered %d job(s) left running by a previous process", len(lost))
@@ -176,14 +183,10 @@ class Dispatcher:
         try:
             changed = await self._outcome(job, context)
         except asyncio.CancelledError:
-            if context.cancel_reason == "engine stopped":
+            if context.cancel_reason == ENGINE_STOPPING:
                 self._running.pop(job.id, None)
-                raise
-            changed = job.failed(
-                ErrorInfo(type="TaskRevokedError", message=f"job {job.id} was revoked"),
-                now=self._clock.now(),
-                state=JobState.REVOKED,
-            )
+                raise  # keeps its lease: the next start recovers it
+            changed = job.failed(revoked_error(job), now=self._clock.now(), state=JobState.REVOKED)
         try:
             if isinstance(changed, ReplaceRequested):
                 await self._replace(job, changed)
@@ -198,37 +201,41 @@ class Dispatcher:
             self.wake()
 
     async def _outcome(self, job: Job, context: JobContext) -> Job | ReplaceRequested:
+        """Run the task and turn what it did into the job's next state (or a replacement)."""
         definition = self._registry.find(job.task)
         if definition is None:
             return job.failed(error_info(UnknownTask(job.task)), now=self._clock.now())
         token = current_job.set(context)
         try:
-            async with asyncio.timeout(job.time_limit):
-                result = await self._runner.run(definition.fn, job.args, job.kwargs, is_async=definition.is_async)
+            result = await self._run_within_limit(job, definition, context)
             ensure_json(result, f"result of {job.task}")
             return job.succeeded(result, now=self._clock.now())
         except ReplaceRequested as replace:
             return replace
         except RetryRequested as retry:
             return self._retry_or_fail(job, definition, retry.exc, retry.countdown, retry.max_retries)
-        except TimeoutError:
-            if context.cancelled or job.time_limit is None:
-                raise
-            context.cancel("time limit exceeded")
-            exc = TimeLimitExceeded(f"{job.task} ran past its time limit of {job.time_limit} s")
-            return self._failed_or_autoretried(job, definition, exc)
         except JobCancelled:
-            return job.failed(
-                ErrorInfo(type="TaskRevokedError", message=f"job {job.id} was revoked"),
-                now=self._clock.now(),
-                state=JobState.REVOKED,
-            )
+            return job.failed(revoked_error(job), now=self._clock.now(), state=JobState.REVOKED)
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # noqa: BLE001 - a task's SystemExit fails that job only
+        except BaseException as exc:  # a task's SystemExit or KeyboardInterrupt fails that job only
             return self._failed_or_autoretried(job, definition, exc)
         finally:
             current_job.reset(token)
+
+    async def _run_within_limit(self, job: Job, definition: TaskDefinition, context: JobContext) -> object:
+        """The task's return value; :class:`TimeLimitExceeded` when it runs past ``job.time_limit``."""
+        run = self._runner.run(definition.fn, job.args, job.kwargs, is_async=definition.is_async)
+        if job.time_limit is None:
+            return await run
+        try:
+            async with asyncio.timeout(job.time_limit) as scope:
+                return await run
+        except TimeoutError:
+            if not scope.expired():
+                raise  # the task's own TimeoutError
+            context.cancel("time limit exceeded")  # a sync task's thread stops at its next check
+            raise TimeLimitExceeded(f"{job.task} ran past its time limit of {job.time_limit} s") from None
 
     def _failed_or_autoretried(self, job: Job, definition: TaskDefinition, exc: BaseException) -> Job:
         if definition.autoretry_for and isinstance(exc, definition.autoretry_for):

@@ -12,6 +12,9 @@ from domain.canvas import Canvas
 from domain.job import Job, Progress
 from domain.json_values import ensure_json
 
+#: The cancel reason of jobs interrupted by a shutdown: they keep their lease and are recovered later.
+ENGINE_STOPPING = "engine stopped"
+
 
 class JobCancelled(BaseException):
     """Raised inside a task whose job was revoked or ran past its time limit.
@@ -23,7 +26,9 @@ class JobCancelled(BaseException):
 class RetryRequested(Exception):
     """A task asks to run again later (``self.retry``); ``exc`` is why, ``countdown`` when."""
 
-    def __init__(self, exc: BaseException | None = None, countdown: float | None = None, max_retries: int | None = None):
+    def __init__(
+        self, exc: BaseException | None = None, countdown: float | None = None, max_retries: int | None = None
+    ):
         super().__init__(f"retry requested: {exc!r}" if exc else "retry requested")
         self.exc = exc
         self.countdown = countdown

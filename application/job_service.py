@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 import msgspec
 
 from application.events import Event
+from application.outcomes import revoked_error
 from application.ports import Clock, EventBus, Guard, IdSource, JobFilter, JobPage, JobRepository
 from application.registry import TaskRegistry
 from application.workflows import Advance, WorkflowEngine, new_job
@@ -131,11 +133,10 @@ class JobService:
             if job.state == JobState.STARTED and job.waiting_on is not None:
                 await self.revoke_workflow(job.waiting_on)
                 return await self.get(job_id)
-            if job.state == JobState.STARTED:
-                if await self._cancel_running(job_id):
-                    return await self.get(job_id)
+            if job.state == JobState.STARTED and await self._cancel_running(job_id):
+                return await self.get(job_id)
             guard = Guard(job_id=job.id, states=frozenset({job.state}))
-            revoked = job.failed(self._revoked_error(job), now=self._clock.now(), state=JobState.REVOKED)
+            revoked = job.failed(revoked_error(job), now=self._clock.now(), state=JobState.REVOKED)
             try:
                 await self._store(revoked, guard)
             except Conflict:
@@ -161,14 +162,12 @@ class JobService:
         await self._workflows.apply(advance)
         for job in await self._repo.workflow_jobs(workflow_id):
             if not is_terminal(job.state):
-                try:
+                with contextlib.suppress(InvalidTransition, Conflict):  # it finished meanwhile
                     await self.cancel(job.id)
-                except (InvalidTransition, Conflict):
-                    pass
         if workflow.parent_job_id is not None:
             parent = await self._repo.get(workflow.parent_job_id)
             if parent is not None and not is_terminal(parent.state):
-                await self._store(parent.failed(self._revoked_error(parent), now=now, state=JobState.REVOKED), None)
+                await self._store(parent.failed(revoked_error(parent), now=now, state=JobState.REVOKED), None)
         return revoked
 
     async def revoke(self, ident: str) -> Snapshot:
@@ -200,8 +199,3 @@ class JobService:
         await self._workflows.record(advance, job)
         await self._workflows.apply(advance)
         self._wake()
-
-    @staticmethod
-    def _revoked_error(job: Job) -> ErrorInfo:
-        return ErrorInfo(type="TaskRevokedError", message=f"job {job.id} ({job.task}) was revoked")
-

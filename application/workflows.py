@@ -46,9 +46,7 @@ class Advance:
 class WorkflowEngine:
     """Builds workflows' jobs from the planner; every write goes into a caller's :class:`Advance`."""
 
-    def __init__(
-        self, repo: JobRepository, registry: TaskRegistry, clock: Clock, ids: IdSource, bus: EventBus
-    ) -> None:
+    def __init__(self, repo: JobRepository, registry: TaskRegistry, clock: Clock, ids: IdSource, bus: EventBus) -> None:
         self._repo = repo
         self._bus = bus
         self._registry = registry
@@ -167,7 +165,13 @@ class WorkflowEngine:
 
     def _job_for(self, workflow_id: str, ready: ReadyLeaf, now: float) -> Job:
         return new_job(
-            self._registry, self._ids.new_id(), ready.signature, now, args=ready.args, workflow_id=workflow_id, node=ready.path
+            self._registry,
+            self._ids.new_id(),
+            ready.signature,
+            now,
+            args=ready.args,
+            workflow_id=workflow_id,
+            node=ready.path,
         )
 
     async def _load(self, workflow_id: str) -> WorkflowState | None:
@@ -217,4 +221,3 @@ def new_job(
         workflow_id=workflow_id,
         node=node,
     )
-

@@ -7,7 +7,7 @@ turns a canvas into jobs with :mod:`domain.planner`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Union
+from typing import Any
 
 import msgspec
 
@@ -48,7 +48,7 @@ class Chord(msgspec.Struct, frozen=True, kw_only=True, tag="chord", tag_field="t
     body: Canvas
 
 
-Canvas = Union[Signature, Chain, Group, Chord]
+Canvas = Signature | Chain | Group | Chord
 
 MAX_DEPTH = 32
 MAX_NODES = 10_000

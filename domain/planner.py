@@ -119,9 +119,7 @@ def _evaluate_leaf(node: Signature, path: str, given: Any, outcomes: Mapping[str
     return _Pending([])
 
 
-def _evaluate_group(
-    members: list[tuple[str, Canvas]], given: Any, outcomes: Mapping[str, LeafOutcome]
-) -> _Status:
+def _evaluate_group(members: list[tuple[str, Canvas]], given: Any, outcomes: Mapping[str, LeafOutcome]) -> _Status:
     results: list[Any] = []
     ready: list[ReadyLeaf] = []
     pending = False

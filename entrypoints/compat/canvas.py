@@ -180,7 +180,11 @@ def _steps(item: CanvasBase) -> list[CanvasBase]:
 
 
 def signature(
-    varies: str | Signature, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, immutable: bool = False, **options: Any
+    varies: str | Signature,
+    args: Iterable[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    immutable: bool = False,
+    **options: Any,
 ) -> Signature:
     """``signature("name", args=(), kwargs=None, immutable=False, **options)`` as in Celery."""
     if isinstance(varies, Signature):

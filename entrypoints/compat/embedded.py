@@ -31,9 +31,7 @@ async def embedded_engine(
         importlib.import_module(module)
     persistence: Literal["sqlite", "memory"] = "memory" if db_path is None else "sqlite"
     if container is None:
-        settings = Settings(
-            db_path=db_path or "", persistence=persistence, max_concurrent_tasks=max_concurrent_tasks
-        )
+        settings = Settings(db_path=db_path or "", persistence=persistence, max_concurrent_tasks=max_concurrent_tasks)
         container = Container(settings=settings)
     engine = container.engine()
     await engine.start()

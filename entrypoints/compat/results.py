@@ -145,9 +145,7 @@ class AsyncResult:
                 raise UnknownResultError(f"no job or workflow with id {ident!r}") from None
             if snapshot.state == JobState.SUCCESS:
                 return snapshot.result
-            error = exception_from(
-                snapshot.error or ErrorInfo(type="TaskRevokedError", message=f"{ident} was revoked")
-            )
+            error = exception_from(snapshot.error or ErrorInfo(type="TaskRevokedError", message=f"{ident} was revoked"))
             if propagate:
                 raise error
             return error

@@ -11,7 +11,14 @@ from typing import Any, TypeVar, overload
 
 import msgspec
 
-from application.execution import JobCancelled, JobContext, ReplaceRequested, RetryRequested, current_job
+from application.execution import (
+    ENGINE_STOPPING,
+    JobCancelled,
+    JobContext,
+    ReplaceRequested,
+    RetryRequested,
+    current_job,
+)
 from application.registry import TaskDefinition, TaskRegistry
 from domain.retry_policy import RetryPolicy
 from entrypoints.compat.canvas import CanvasBase, Signature
@@ -74,10 +81,11 @@ class Task:
     def apply_async(
         self, args: tuple[Any, ...] | list[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
     ) -> Awaitable[AsyncResult] | AsyncResult:
-        """Queue a job with options: ``countdown``, ``eta`` (datetime or epoch), ``priority``, ``max_retries``, ``time_limit``."""
+        """Queue a job. Options: ``countdown``, ``eta`` (datetime or epoch seconds), ``priority``,
+        ``max_retries``, ``time_limit``."""
         return Signature(self.name, args or (), kwargs, **options).apply_async()
 
-    def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
+    def AsyncResult(self, task_id: str) -> AsyncResult:
         return AsyncResult(task_id)
 
     # -- inside a running job ------------------------------------------------------------------
@@ -85,7 +93,9 @@ class Task:
     def request(self) -> Request:
         context = current_job.get()
         if context is None or context.job.task != self.name:
-            return Request(id="", task=self.name, args=[], kwargs={}, retries=0, eta=None, workflow_id=None, called_directly=True)
+            return Request(
+                id="", task=self.name, args=[], kwargs={}, retries=0, eta=None, workflow_id=None, called_directly=True
+            )
         job = context.job
         return Request(
             id=job.id,
@@ -114,7 +124,7 @@ class Task:
             future = asyncio.run_coroutine_threadsafe(update, context.loop)
         except RuntimeError:  # the engine's loop is gone: this job is not running any more
             update.close()
-            raise JobCancelled("engine stopped") from None
+            raise JobCancelled(ENGINE_STOPPING) from None
         future.result()
         return None
 

@@ -15,11 +15,9 @@ from application.ports import JobRepository
 @pytest.fixture(params=["memory", "sqlite"])
 async def repo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobRepository]:
     """An open, empty repository; closed after the test whatever happened."""
-    adapter: JobRepository
-    if request.param == "memory":
-        adapter = InMemoryJobRepository()
-    else:
-        adapter = SqliteJobRepository(tmp_path / "tasks.db")
+    adapter: JobRepository = (
+        InMemoryJobRepository() if request.param == "memory" else SqliteJobRepository(tmp_path / "tasks.db")
+    )
     await adapter.open()
     try:
         yield adapter

@@ -72,7 +72,14 @@ def sync_progress(self: Any, steps: int) -> str:
     return self.request.id
 
 
-@create_compatible_task(name="compat.flaky", bind=True, autoretry_for=(ConnectionError,), max_retries=3, retry_backoff=False, default_retry_delay=0)
+@create_compatible_task(
+    name="compat.flaky",
+    bind=True,
+    autoretry_for=(ConnectionError,),
+    max_retries=3,
+    retry_backoff=False,
+    default_retry_delay=0,
+)
 def flaky(self: Any, fail_times: int) -> int:
     CALLS.append(("flaky", self.request.retries))
     if self.request.retries < fail_times:
@@ -140,3 +147,8 @@ def blocker() -> None:
 @create_compatible_task(name="compat.exit")
 def exits() -> None:
     raise SystemExit(3)
+
+
+@create_compatible_task(name="compat.own_timeout", time_limit=5)
+async def own_timeout() -> None:
+    raise TimeoutError("the upstream server did not answer")

@@ -107,9 +107,13 @@ async def submit_lost(manifest: Manifest) -> None:
     manifest.ack(result.id, "block_no_retry", None)
 
 
+def acknowledged(manifest_path: str) -> list[str]:
+    with open(manifest_path, encoding="utf-8") as lines:
+        return [json.loads(line)["id"] for line in lines if line.endswith("\n")]
+
+
 async def resume(args: argparse.Namespace, deadline: float) -> None:
-    with open(args.manifest, encoding="utf-8") as lines:
-        ids = [json.loads(line)["id"] for line in lines if line.endswith("\n")]
+    ids = acknowledged(args.manifest)
     async with embedded_engine(db_path=args.db, task_modules=TASK_MODULES, max_concurrent_tasks=10) as engine:
         for ident in ids:
             await engine.jobs.wait(ident, timeout=max(deadline - time.monotonic(), 0.01))

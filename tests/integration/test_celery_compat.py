@@ -26,8 +26,8 @@ from tests.integration.compat_tasks import (
     blocker,
     boom,
     echo,
-    explicit_retry,
     exits,
+    explicit_retry,
     fan_group,
     fan_out,
     flaky,
@@ -35,6 +35,7 @@ from tests.integration.compat_tasks import (
     limited,
     mul,
     not_json,
+    own_timeout,
     progress,
     record_order,
     sleepy,
@@ -353,6 +354,11 @@ class TestTimeLimit:
         with pytest.raises(Exception, match="time limit") as raised:
             await result.get(timeout=5)
         assert type(raised.value).__name__ == "TimeLimitExceeded"
+
+    async def test_a_tasks_own_timeout_error_is_not_mistaken_for_the_limit(self) -> None:
+        error = await (await own_timeout.delay()).get(timeout=5, propagate=False)
+        assert isinstance(error, TimeoutError)
+        assert "upstream" in str(error)
 
     async def test_apply_async_time_limit_overrides_the_task(self) -> None:
         result = await forever.apply_async(time_limit=0.1)

@@ -69,7 +69,7 @@ class TestJsonRule:
 
     @pytest.mark.parametrize("value", [{1, 2}, b"x", object(), {1: "a"}, math.nan, math.inf, [1, {2: 3}]])
     def test_anything_else_is_a_type_error_naming_where(self, value: object) -> None:
-        with pytest.raises(TypeError, match="^v"):
+        with pytest.raises(TypeError, match=r"^v"):
             ensure_json(value, "v")
 
 

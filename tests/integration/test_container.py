@@ -1,0 +1,68 @@
+"""The composition root builds the engine from settings, and tests can swap any adapter through it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dependency_injector import providers
+
+from adapters.memory_job_repository import InMemoryJobRepository
+from adapters.sqlite_job_repository import SqliteJobRepository
+from entrypoints.celery_compat import embedded_engine
+from entrypoints.container import Container
+from entrypoints.settings import Settings, SettingsError
+from tests.integration.compat_tasks import add
+
+
+class TestContainer:
+    def test_sqlite_persistence_builds_a_sqlite_repository_at_the_path(self, tmp_path: Path) -> None:
+        container = Container(settings=Settings(db_path=str(tmp_path / "x.db"), persistence="sqlite"))
+        assert isinstance(container.repo(), SqliteJobRepository)
+
+    def test_memory_persistence_builds_the_memory_repository(self) -> None:
+        container = Container(settings=Settings(persistence="memory", max_concurrent_tasks=3))
+        assert isinstance(container.repo(), InMemoryJobRepository)
+        assert container.engine().dispatcher.max_concurrent == 3
+
+    async def test_a_test_can_override_the_repository(self, tmp_path: Path) -> None:
+        fake = InMemoryJobRepository()
+        container = Container(settings=Settings(db_path=str(tmp_path / "unused.db")))
+        container.repo.override(providers.Object(fake))
+        async with embedded_engine(container=container):
+            handle = await add.delay(1, 2)
+            assert await handle.get(timeout=5) == 3
+        assert await fake.get(handle.id) is not None
+        assert not (tmp_path / "unused.db").exists()
+
+
+class TestSettings:
+    def test_defaults_without_environment(self) -> None:
+        settings = Settings.from_env({})
+        assert settings.db_path == "./var/geekblog.db"
+        assert settings.persistence == "sqlite"
+        assert settings.max_concurrent_tasks == 10
+
+    def test_values_come_from_geekblog_variables(self) -> None:
+        settings = Settings.from_env(
+            {
+                "GEEKBLOG_PERSISTENCE": "memory",
+                "GEEKBLOG_MAX_CONCURRENT_TASKS": "4",
+                "GEEKBLOG_TASK_MODULES": "a.tasks, b.tasks",
+            }
+        )
+        assert settings.persistence == "memory"
+        assert settings.max_concurrent_tasks == 4
+        assert settings.task_modules == ("a.tasks", "b.tasks")
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("GEEKBLOG_MAX_CONCURRENT_TASKS", "many"),
+            ("GEEKBLOG_PERSISTENCE", "redis"),
+            ("GEEKBLOG_MAX_CONCURRENT_TASKS", "0"),
+        ],
+    )
+    def test_a_bad_value_is_refused_naming_the_variable(self, name: str, value: str) -> None:
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env({name: value})

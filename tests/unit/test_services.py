@@ -1,0 +1,211 @@
+"""The application services on fakes: submission, recovery of lost work, lease guards, retry timing."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+
+from adapters.asyncio_runner import AsyncioRunner
+from adapters.event_bus import InProcessEventBus
+from adapters.memory_job_repository import InMemoryJobRepository
+from application.engine import Engine, EngineSettings
+from application.ports import Commit, Guard
+from application.registry import TaskDefinition, TaskRegistry
+from domain.canvas import Chain, Signature
+from domain.errors import Conflict, InvalidCanvas, UnknownTask
+from domain.job import Job
+from domain.retry_policy import RetryPolicy
+from domain.states import JobState
+from tests.unit.fakes import CountingIds, FakeClock
+
+
+def flaky(x: int) -> int:
+    raise ConnectionError("down")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def repo() -> InMemoryJobRepository:
+    return InMemoryJobRepository()
+
+
+@pytest.fixture
+async def engine(repo: InMemoryJobRepository, clock: FakeClock) -> AsyncIterator[Engine]:
+    registry = TaskRegistry()
+    registry.register(TaskDefinition(name="add", fn=lambda x, y: x + y))
+    registry.register(TaskDefinition(name="once", fn=lambda: 1, retry_on_worker_lost=False))
+    registry.register(
+        TaskDefinition(
+            name="flaky",
+            fn=flaky,
+            autoretry_for=(ConnectionError,),
+            retry_policy=RetryPolicy(default_retry_delay=30),
+        )
+    )
+    runner = AsyncioRunner(threads=2)
+    built = Engine(
+        repo=repo,
+        registry=registry,
+        runner=runner,
+        bus=InProcessEventBus(),
+        clock=clock,
+        ids=CountingIds(),
+        settings=EngineSettings(max_concurrent_tasks=2),
+    )
+    yield built
+    await runner.close()
+
+
+async def leave_running(repo: InMemoryJobRepository, job: Job, owner: str = "dead-process") -> Job:
+    """Simulate a process that claimed ``job`` and died."""
+    claimed = await repo.claim(owner=owner, now=job.due_at, limit=1, lease_until=job.due_at + 60)
+    assert [c.id for c in claimed] == [job.id]
+    return claimed[0]
+
+
+class TestSubmit:
+    async def test_a_job_is_stored_before_its_handle_returns(self, engine: Engine, repo: InMemoryJobRepository) -> None:
+        job = await engine.jobs.submit(Signature(task="add", args=[1, 2]))
+        stored = await repo.get(job.id)
+        assert stored is not None and stored.state == JobState.PENDING and stored.args == [1, 2]
+
+    async def test_an_unknown_task_is_refused(self, engine: Engine) -> None:
+        with pytest.raises(UnknownTask, match="'nope'"):
+            await engine.jobs.submit(Signature(task="nope"))
+
+    async def test_a_canvas_naming_an_unknown_task_is_refused_whole(
+        self, engine: Engine, repo: InMemoryJobRepository
+    ) -> None:
+        with pytest.raises(InvalidCanvas, match="'nope'"):
+            await engine.jobs.submit_canvas(Chain(steps=[Signature(task="add"), Signature(task="nope")]))
+        assert await repo.count_by_state() == {}
+
+    async def test_a_chain_stores_only_its_first_step(self, engine: Engine, repo: InMemoryJobRepository) -> None:
+        workflow = await engine.jobs.submit_canvas(
+            Chain(steps=[Signature(task="add", args=[1, 1]), Signature(task="add", args=[1])])
+        )
+        jobs = await repo.workflow_jobs(workflow.id)
+        assert [(job.node, job.args) for job in jobs] == [("0", [1, 1])]
+
+    async def test_countdown_sets_when_the_job_is_due(self, engine: Engine, clock: FakeClock) -> None:
+        job = await engine.jobs.submit(Signature(task="add", args=[1, 2], countdown=15))
+        assert job.due_at == clock.now() + 15
+
+
+class TestRecovery:
+    async def test_a_job_left_running_is_requeued_with_its_attempt_counted(
+        self, engine: Engine, repo: InMemoryJobRepository
+    ) -> None:
+        job = await leave_running(repo, await engine.jobs.submit(Signature(task="add", args=[1, 2])))
+        assert await engine.dispatcher.recover(math.inf) == 1
+        recovered = await repo.get(job.id)
+        assert recovered is not None and recovered.state == JobState.PENDING and recovered.attempts == 1
+        assert recovered.lease_owner is None
+
+    async def test_a_task_that_opted_out_fails_with_worker_lost_error(
+        self, engine: Engine, repo: InMemoryJobRepository
+    ) -> None:
+        job = await leave_running(repo, await engine.jobs.submit(Signature(task="once")))
+        await engine.dispatcher.recover(math.inf)
+        failed = await repo.get(job.id)
+        assert failed is not None and failed.state == JobState.FAILURE
+        assert failed.error is not None and failed.error.type == "WorkerLostError"
+
+    async def test_a_job_out_of_attempts_fails_instead_of_looping(
+        self, engine: Engine, repo: InMemoryJobRepository
+    ) -> None:
+        job = await engine.jobs.submit(Signature(task="add", args=[1, 2], max_retries=0))
+        await leave_running(repo, job)
+        await engine.dispatcher.recover(math.inf)
+        failed = await repo.get(job.id)
+        assert failed is not None and failed.state == JobState.FAILURE
+
+    async def test_only_expired_leases_are_taken_when_storage_is_shared(
+        self, engine: Engine, repo: InMemoryJobRepository, clock: FakeClock
+    ) -> None:
+        job = await leave_running(repo, await engine.jobs.submit(Signature(task="add", args=[1, 2])))
+        assert await engine.dispatcher.recover(clock.now()) == 0
+        clock.advance(61)
+        assert await engine.dispatcher.recover(clock.now()) == 1
+        recovered = await repo.get(job.id)
+        assert recovered is not None and recovered.state == JobState.PENDING
+
+    async def test_a_lost_workflow_step_that_fails_fails_its_workflow(
+        self, engine: Engine, repo: InMemoryJobRepository
+    ) -> None:
+        workflow = await engine.jobs.submit_canvas(Chain(steps=[Signature(task="once"), Signature(task="add")]))
+        (first,) = await repo.workflow_jobs(workflow.id)
+        await leave_running(repo, first)
+        await engine.dispatcher.recover(math.inf)
+        stored = await repo.get_workflow(workflow.id)
+        assert stored is not None and stored.state == JobState.FAILURE
+        assert len(await repo.workflow_jobs(workflow.id)) == 1
+
+
+class TestLeaseGuard:
+    async def test_a_late_result_from_a_lost_lease_is_refused(
+        self, engine: Engine, repo: InMemoryJobRepository, clock: FakeClock
+    ) -> None:
+        job = await leave_running(repo, await engine.jobs.submit(Signature(task="add", args=[1, 2])), owner="old")
+        await engine.dispatcher.recover(math.inf)
+        (reclaimed,) = await repo.claim(owner="new", now=clock.now(), limit=1, lease_until=clock.now() + 60)
+        late = msgspec.structs.replace(job, state=JobState.SUCCESS, result=999, lease_owner=None)
+        with pytest.raises(Conflict):
+            await repo.commit(Commit(jobs=[late], guard=Guard(job_id=job.id, owner="old")))
+        current = await repo.get(job.id)
+        assert current is not None and current.result is None and current.lease_owner == "new"
+        assert reclaimed.attempts == 2
+
+
+class TestRetryTiming:
+    async def test_autoretry_waits_the_default_retry_delay(
+        self, engine: Engine, repo: InMemoryJobRepository, clock: FakeClock
+    ) -> None:
+        events = engine.bus.subscribe(None)
+        job = await engine.jobs.submit(Signature(task="flaky", args=[1]))
+        await engine.dispatcher.start(recover_all_leases=True)
+        try:
+            while (event := await events.next(timeout=2)) is not None and event.state != JobState.RETRY:
+                pass
+            assert event is not None, "the job never went to RETRY"
+            stored = await repo.get(job.id)
+            assert stored is not None and stored.state == JobState.RETRY
+            assert stored.due_at == clock.now() + 30
+            assert stored.error is not None and stored.error.type == "ConnectionError"
+        finally:
+            events.close()
+            await engine.dispatcher.stop()
+
+
+class TestCancel:
+    async def test_revoking_a_queued_step_revokes_its_workflow(
+        self, engine: Engine, repo: InMemoryJobRepository
+    ) -> None:
+        workflow = await engine.jobs.submit_canvas(
+            Chain(steps=[Signature(task="add", args=[1, 1]), Signature(task="add")])
+        )
+        (first,) = await repo.workflow_jobs(workflow.id)
+        revoked = await engine.jobs.cancel(first.id)
+        assert revoked.state == JobState.REVOKED
+        stored = await repo.get_workflow(workflow.id)
+        assert stored is not None and stored.state == JobState.REVOKED
+
+    async def test_retrying_a_revoked_step_reopens_its_workflow(
+        self, engine: Engine, repo: InMemoryJobRepository
+    ) -> None:
+        workflow = await engine.jobs.submit_canvas(
+            Chain(steps=[Signature(task="add", args=[1, 1]), Signature(task="add")])
+        )
+        (first,) = await repo.workflow_jobs(workflow.id)
+        await engine.jobs.cancel(first.id)
+        again = await engine.jobs.retry(first.id)
+        assert again.state == JobState.PENDING and again.attempts == 0
+        stored = await repo.get_workflow(workflow.id)
+        assert stored is not None and stored.state == JobState.PENDING and stored.error is None
