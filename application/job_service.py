@@ -118,7 +118,7 @@ class JobService:
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(f"{ident} did not finish within {timeout} s")
                 event = await subscription.next(remaining)
-                if event is not None and event.terminal:
+                if event is not None and event.id == ident and event.terminal:
                     snapshot = await self.find(ident)
             return snapshot
         finally:
