@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install run demo test unit lint typecheck bench clean
+.PHONY: install run demo test unit lint typecheck bench clean container-test
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,12 @@ $(STAMP): $(PY) pyproject.toml requirements.lock requirements-dev.lock
 
 install: $(STAMP)
 
-## run: until the HTTP service lands, an embedded demo: a workflow on SQLite with its progress printed
+## run: the HTTP service on an embedded SQLite file (./var/geekblog.db unless GEEKBLOG_DB_PATH); prints its URL
 run: install
+	$(VENV)/bin/geekblog serve
+
+## demo: a workflow run in-process on SQLite, its progress printed as it happens (no server)
+demo: install
 	$(PY) -m entrypoints.demo
 
 ## test: lint, type-check, then the whole suite (unit, contract, integration, e2e)
@@ -40,3 +44,7 @@ bench: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+## container-test: build the image (Containerfile) with podman and check it end to end (needs ../shared/container)
+container-test:
+	bash scripts/container-test.sh

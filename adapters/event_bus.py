@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
+from collections.abc import Callable
 
 from application.events import Event
 from application.ports import EventBus, Subscription
+
+log = logging.getLogger(__name__)
 
 
 class QueueSubscription(Subscription):
@@ -56,8 +60,17 @@ class InProcessEventBus(EventBus):
     def __init__(self, buffer: int = 1000) -> None:
         self._buffer = buffer
         self._subscribers: dict[str | None, set[QueueSubscription]] = {}
+        self._listeners: list[Callable[[Event], None]] = []
+
+    def add_listener(self, listener: Callable[[Event], None]) -> None:
+        self._listeners.append(listener)
 
     def publish(self, event: Event) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("event listener %r failed", listener)
         for key in (event.id, event.workflow_id, None) if event.workflow_id else (event.id, None):
             for subscription in self._subscribers.get(key, ()):
                 subscription.push(event)

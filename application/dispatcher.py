@@ -106,10 +106,14 @@ class Dispatcher:
                     await task
         running = [task for task, _ in self._running.values()]
         if running and grace > 0:
+            log.info("stopping: waiting up to %s s for %d running job(s)", grace, len(running))
             await asyncio.wait(running, timeout=grace)
-        for task, context in list(self._running.values()):
+        left = list(self._running.values())
+        for task, context in left:
             context.cancel(ENGINE_STOPPING)
             task.cancel()
+        if left:
+            log.warning("stopped: left %d running job(s) to recovery at the next start", len(left))
         if running:
             await asyncio.gather(*running, return_exceptions=True)
 

@@ -26,6 +26,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     progress: Progress | None = None
     result: Any = None
     error: ErrorInfo | None = None
+    attempts: int = 0
+    started_at: float | None = None
 
     @property
     def terminal(self) -> bool:
@@ -42,6 +44,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
             workflow_id=job.workflow_id,
             result=job.result,
             error=job.error,
+            attempts=job.attempts,
+            started_at=job.started_at,
         )
 
     @classmethod

@@ -7,6 +7,7 @@ from dependency_injector import containers, providers
 from adapters.asyncio_runner import AsyncioRunner
 from adapters.event_bus import InProcessEventBus
 from adapters.memory_job_repository import InMemoryJobRepository
+from adapters.prometheus_metrics import PrometheusMetrics
 from adapters.sqlite_job_repository import SqliteJobRepository
 from adapters.system import SystemClock, UuidSource
 from application.engine import Engine, EngineSettings
@@ -23,6 +24,7 @@ class Container(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(UuidSource)
     bus = providers.Singleton(InProcessEventBus)
+    metrics = providers.Singleton(PrometheusMetrics)
     runner = providers.Singleton(AsyncioRunner, threads=settings.provided.max_concurrent_tasks)
     repo = providers.Selector(
         settings.provided.persistence,

@@ -21,14 +21,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_path: str = "./var/geekblog.db"
     persistence: Literal["sqlite", "memory"] = "sqlite"
     max_concurrent_tasks: int = 10
+    mode: Literal["production", "development"] = "production"
     task_modules: tuple[str, ...] = ()
+    api_token: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    shutdown_grace: float = 10.0
+    max_body_bytes: int = 1_048_576
     lease_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if self.max_concurrent_tasks < 1:
             raise SettingsError(f"{PREFIX}MAX_CONCURRENT_TASKS must be at least 1, got {self.max_concurrent_tasks}")
+        if not 0 <= self.port <= 65535:
+            raise SettingsError(f"{PREFIX}PORT must be a TCP port (0-65535), got {self.port}")
+        if self.shutdown_grace < 0:
+            raise SettingsError(f"{PREFIX}SHUTDOWN_GRACE must not be negative, got {self.shutdown_grace}")
+        if self.max_body_bytes < 1024:
+            raise SettingsError(f"{PREFIX}MAX_BODY_BYTES must be at least 1024, got {self.max_body_bytes}")
         if self.lease_seconds <= 0:
             raise SettingsError(f"{PREFIX}LEASE_SECONDS must be positive, got {self.lease_seconds}")
+        if self.persistence == "sqlite" and not self.db_path:
+            raise SettingsError(f"{PREFIX}DB_PATH must not be empty with {PREFIX}PERSISTENCE=sqlite")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

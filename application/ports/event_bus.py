@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from application.events import Event
@@ -27,3 +28,7 @@ class EventBus(Protocol):
     def publish(self, event: Event) -> None: ...
 
     def subscribe(self, key: str | None = None) -> Subscription: ...
+
+    def add_listener(self, listener: Callable[[Event], None]) -> None:
+        """Call ``listener`` synchronously with every event (for counters that must see them all)."""
+        ...

@@ -1,0 +1,64 @@
+"""The ``geekblog`` command: ``serve`` runs the service; the other commands are HTTP clients of it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from entrypoints.settings import Settings, SettingsError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="geekblog",
+        description="GeekBlog Tasks: a durable task engine with Celery's programming model, on SQLite.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the HTTP service and the engine (settings from GEEKBLOG_*)")
+    serve.add_argument("--host", help="interface to listen on (default GEEKBLOG_HOST, else 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="TCP port (default GEEKBLOG_PORT, else 8000)")
+    serve.set_defaults(handler=run_serve)
+    try:
+        from entrypoints.client.commands import add_client_commands
+    except ImportError:  # pragma: no cover - the client commands ship with the package
+        pass
+    else:
+        add_client_commands(commands)
+    return parser
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env()
+        overrides = {name: getattr(args, name) for name in ("host", "port") if getattr(args, name) is not None}
+        if overrides:
+            import msgspec
+
+            settings = msgspec.structs.replace(settings, **overrides)
+            settings.__post_init__()
+    except SettingsError as exc:
+        print(f"geekblog: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from entrypoints.server import serve
+
+    return serve(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""``create_app``: the Litestar application around one engine, built by the container."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from entrypoints.compat import binding
+from entrypoints.container import Container
+from entrypoints.http.auth import bearer_token_middleware
+from entrypoints.http.jobs import JobController
+from entrypoints.http.problems import EXCEPTION_HANDLERS
+from entrypoints.http.system import health, metrics, ready, tasks
+from entrypoints.http.workflows import WorkflowController
+from entrypoints.settings import Settings
+
+BUILTIN_TASK_MODULES = ("entrypoints.builtin_tasks",)
+VERSION = "0.1.0"
+
+
+def create_app(container: Container | None = None) -> Litestar:
+    """The HTTP service. Without a container, one is built from the ``GEEKBLOG_*`` environment."""
+    if container is None:
+        container = Container(settings=Settings.from_env())
+    settings: Settings = container.settings()
+    for module in (*BUILTIN_TASK_MODULES, *settings.task_modules):
+        importlib.import_module(module)
+    engine = container.engine()
+    collector = container.metrics()
+    engine.bus.add_listener(collector.observe)
+
+    @asynccontextmanager
+    async def run_engine(app: Litestar) -> AsyncIterator[None]:
+        await engine.start()
+        binding.activate(engine, asyncio.get_running_loop())
+        try:
+            yield
+        finally:
+            binding.deactivate(engine)
+            await engine.stop(settings.shutdown_grace)
+
+    dependencies: dict[str, Any] = {
+        "engine": Provide(lambda: engine, sync_to_thread=False),
+        "metrics": Provide(lambda: collector, sync_to_thread=False),
+    }
+    return Litestar(
+        route_handlers=[JobController, WorkflowController, health, ready, metrics, tasks],
+        dependencies=dependencies,
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[bearer_token_middleware(settings.api_token)] if settings.api_token else [],
+        request_max_body_size=settings.max_body_bytes,
+        lifespan=[run_engine],
+        openapi_config=OpenAPIConfig(
+            title="GeekBlog Tasks",
+            version=VERSION,
+            description="A durable background-task engine with Celery's programming model, on SQLite.",
+            path="/schema",
+        ),
+        debug=settings.mode == "development",
+        logging_config=None,
+    )

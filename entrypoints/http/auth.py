@@ -1,0 +1,55 @@
+"""Bearer-token authentication: with ``GEEKBLOG_API_TOKEN`` set, every route but ``/health`` needs it."""
+
+from __future__ import annotations
+
+import hmac
+
+import msgspec
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from entrypoints.http.problems import PROBLEM_JSON, Problem
+
+OPEN_PATHS = frozenset({"/health"})
+
+
+def bearer_token_middleware(token: str) -> object:
+    """An ASGI middleware factory that refuses requests without ``Authorization: Bearer <token>``."""
+    expected = f"Bearer {token}".encode()
+    body = msgspec.json.encode(
+        Problem(
+            type="urn:geekblog:problem:unauthorized",
+            title="Unauthorized",
+            status=401,
+            detail="this route needs an 'Authorization: Bearer <token>' header with the service's API token",
+        )
+    )
+
+    def factory(app: ASGIApp) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS:
+                await app(scope, receive, send)
+                return
+            presented = b""
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    presented = value
+                    break
+            if hmac.compare_digest(presented, expected):
+                await app(scope, receive, send)
+                return
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [
+                        (b"content-type", PROBLEM_JSON.encode()),
+                        (b"www-authenticate", b'Bearer realm="geekblog"'),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+
+        return middleware
+
+    return factory

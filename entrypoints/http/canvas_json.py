@@ -1,0 +1,142 @@
+"""The HTTP form of a canvas, ``{"task": ...} | {"chain": [...]} | {"group": [...]} | {"chord": {...}}``.
+
+Parsed by hand rather than by a tagged union so that limits on depth and size are checked while
+walking (a canvas bomb is refused with a 4xx, never a recursion error) and every error names the
+place in the canvas where it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domain.canvas import MAX_DEPTH, MAX_NODES, Canvas, Chain, Chord, Group, Signature, chain_of
+from domain.errors import InvalidCanvas
+from domain.json_values import ensure_json
+
+_SIGNATURE_KEYS = frozenset({"task", "args", "kwargs", "immutable", "options"})
+_OPTION_KEYS = frozenset({"countdown", "priority", "max_retries", "time_limit"})
+
+
+class _Budget:
+    def __init__(self, max_nodes: int) -> None:
+        self.left = max_nodes
+
+    def spend(self, where: str) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise InvalidCanvas(f"{where}: the canvas has more than {MAX_NODES} nodes")
+
+
+def canvas_from_json(value: Any, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> Canvas:
+    """The domain canvas for an HTTP canvas; raises :class:`InvalidCanvas` naming the bad node."""
+    return _parse(value, "canvas", 1, max_depth, _Budget(max_nodes))
+
+
+def _parse(value: Any, where: str, depth: int, max_depth: int, budget: _Budget) -> Canvas:
+    if depth > max_depth:
+        raise InvalidCanvas(f"{where}: the canvas nests deeper than {max_depth} levels")
+    budget.spend(where)
+    if not isinstance(value, dict):
+        raise InvalidCanvas(f"{where}: expected an object with one of task, chain, group or chord")
+    kinds = [key for key in ("task", "chain", "group", "chord") if key in value]
+    if len(kinds) != 1:
+        raise InvalidCanvas(f"{where}: expected exactly one of task, chain, group or chord, got {sorted(value)}")
+    kind = kinds[0]
+    if kind == "task":
+        return _signature(value, where)
+    if len(value) != 1:
+        raise InvalidCanvas(f"{where}: a {kind} node takes no other keys, got {sorted(value)}")
+    if kind == "chord":
+        spec = value["chord"]
+        if not isinstance(spec, dict) or set(spec) != {"header", "body"}:
+            raise InvalidCanvas(f"{where}.chord: expected {{\"header\": [...], \"body\": {{...}}}}")
+        header = _members(spec["header"], f"{where}.chord.header", depth, max_depth, budget)
+        body = _parse(spec["body"], f"{where}.chord.body", depth + 1, max_depth, budget)
+        return Chord(header=header, body=body)
+    members = _members(value[kind], f"{where}.{kind}", depth, max_depth, budget)
+    if kind == "group":
+        return Group(members=members)
+    if not members:
+        raise InvalidCanvas(f"{where}.chain: a chain needs at least one step")
+    return chain_of(members) if len(members) > 1 else Chain(steps=members)
+
+
+def _members(value: Any, where: str, depth: int, max_depth: int, budget: _Budget) -> list[Canvas]:
+    if not isinstance(value, list):
+        raise InvalidCanvas(f"{where}: expected a list")
+    return [_parse(item, f"{where}[{index}]", depth + 1, max_depth, budget) for index, item in enumerate(value)]
+
+
+def _signature(value: dict[str, Any], where: str) -> Signature:
+    unknown = set(value) - _SIGNATURE_KEYS
+    if unknown:
+        raise InvalidCanvas(f"{where}: unknown key(s) {sorted(unknown)}")
+    task = value["task"]
+    if not isinstance(task, str) or not task or len(task) > 200:
+        raise InvalidCanvas(f"{where}.task: expected a task name (a non-empty string of at most 200 characters)")
+    args = value.get("args", [])
+    kwargs = value.get("kwargs", {})
+    immutable = value.get("immutable", False)
+    options = value.get("options", {})
+    if not isinstance(args, list):
+        raise InvalidCanvas(f"{where}.args: expected a list")
+    if not isinstance(kwargs, dict):
+        raise InvalidCanvas(f"{where}.kwargs: expected an object")
+    if not isinstance(immutable, bool):
+        raise InvalidCanvas(f"{where}.immutable: expected true or false")
+    if not isinstance(options, dict) or set(options) - _OPTION_KEYS:
+        raise InvalidCanvas(f"{where}.options: expected an object with only {sorted(_OPTION_KEYS)}")
+    try:
+        ensure_json(args, f"{where}.args")
+        ensure_json(kwargs, f"{where}.kwargs")
+    except TypeError as exc:
+        raise InvalidCanvas(str(exc)) from None
+    return Signature(
+        task=task,
+        args=args,
+        kwargs=kwargs,
+        immutable=immutable,
+        countdown=_number(options, "countdown", where, minimum=0),
+        priority=_integer(options, "priority", where),
+        max_retries=_integer(options, "max_retries", where, minimum=0),
+        time_limit=_number(options, "time_limit", where, minimum=0, exclusive=True),
+    )
+
+
+def _number(options: dict[str, Any], name: str, where: str, *, minimum: float, exclusive: bool = False) -> float | None:
+    value = options.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum or (exclusive and value == minimum):
+        bound = f"> {minimum}" if exclusive else f">= {minimum}"
+        raise InvalidCanvas(f"{where}.options.{name}: expected a number {bound}")
+    return float(value)
+
+
+def _integer(options: dict[str, Any], name: str, where: str, *, minimum: int | None = None) -> int | None:
+    value = options.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+        raise InvalidCanvas(f"{where}.options.{name}: expected an integer" + (f" >= {minimum}" if minimum is not None else ""))
+    return value
+
+
+def canvas_to_json(canvas: Canvas) -> dict[str, Any]:
+    """The HTTP form of a stored canvas (the inverse of :func:`canvas_from_json`)."""
+    if isinstance(canvas, Signature):
+        node: dict[str, Any] = {"task": canvas.task, "args": canvas.args, "kwargs": canvas.kwargs}
+        if canvas.immutable:
+            node["immutable"] = True
+        options = {
+            name: getattr(canvas, name) for name in ("countdown", "priority", "max_retries", "time_limit")
+        }
+        options = {name: value for name, value in options.items() if value is not None}
+        if options:
+            node["options"] = options
+        return node
+    if isinstance(canvas, Chain):
+        return {"chain": [canvas_to_json(step) for step in canvas.steps]}
+    if isinstance(canvas, Group):
+        return {"group": [canvas_to_json(member) for member in canvas.members]}
+    return {"chord": {"header": [canvas_to_json(m) for m in canvas.header], "body": canvas_to_json(canvas.body)}}

@@ -1,0 +1,84 @@
+"""``/jobs``: submit, read, list, cancel, retry and watch single jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Response, get, post
+from litestar.di import NamedDependency
+from litestar.exceptions import ValidationException
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from application.engine import Engine
+from application.ports import JobFilter
+from domain.states import JobState, is_terminal
+from entrypoints.http.schemas import JobOut, JobPageOut, JobSubmission
+from entrypoints.http.streams import encode, stream
+
+
+class JobController(Controller):
+    """Jobs are task runs; tasks are the registered functions (see ``/tasks``)."""
+
+    path = "/jobs"
+    tags = ["jobs"]
+
+    @post("/", status_code=202, summary="Submit a job")
+    async def submit(self, data: JSONBody[JobSubmission], engine: NamedDependency[Engine]) -> Response[JobOut]:
+        """Queue a run of a registered task. The job is committed before this answers."""
+        job = await engine.jobs.submit(data.signature())
+        return Response(JobOut.of(job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
+
+    @get("/", summary="List jobs, newest first")
+    async def list_jobs(
+        self,
+        engine: NamedDependency[Engine],
+        job_state: Annotated[str | None, QueryParameter(name="state", description="PENDING, STARTED, ...")] = None,
+        task: FromQuery[str | None] = None,
+        workflow_id: FromQuery[str | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+        cursor: FromQuery[str | None] = None,
+    ) -> JobPageOut:
+        """Filter by ``state``, ``task`` or ``workflow_id``; page with ``cursor`` = the last ``next_cursor``."""
+        if job_state is not None and job_state not in JobState.__members__:
+            raise ValidationException(f"state must be one of {', '.join(JobState.__members__)}, got {job_state!r}")
+        if cursor is not None and not cursor.isdigit():
+            raise ValidationException(f"cursor must be a next_cursor from an earlier page, got {cursor!r}")
+        page = await engine.jobs.list(
+            JobFilter(state=JobState(job_state) if job_state else None, task=task, workflow_id=workflow_id),
+            limit=limit,
+            cursor=cursor,
+        )
+        return JobPageOut(items=[JobOut.of(job) for job in page.items], next_cursor=page.next_cursor)
+
+    @get("/{job_id:str}", summary="Get a job")
+    async def get_job(self, job_id: FromPath[str], engine: NamedDependency[Engine]) -> JobOut:
+        return JobOut.of(await engine.jobs.get(job_id))
+
+    @post("/{job_id:str}/cancel", status_code=200, summary="Cancel a job")
+    async def cancel(self, job_id: FromPath[str], engine: NamedDependency[Engine]) -> JobOut:
+        """Revoke a queued job, or cancel a running one; 409 once it has finished."""
+        return JobOut.of(await engine.jobs.cancel(job_id))
+
+    @post("/{job_id:str}/retry", status_code=202, summary="Retry a failed or revoked job")
+    async def retry(self, job_id: FromPath[str], engine: NamedDependency[Engine]) -> JobOut:
+        """Queue a FAILURE or REVOKED job again with a fresh count of attempts; 409 otherwise."""
+        return JobOut.of(await engine.jobs.retry(job_id))
+
+    @get("/{job_id:str}/events", summary="Watch a job (server-sent events)")
+    async def events(self, job_id: FromPath[str], engine: NamedDependency[Engine]) -> ServerSentEvent:
+        """``text/event-stream``: the current state first, then every state and progress change;
+        the stream closes after the terminal state."""
+        subscription = engine.bus.subscribe(job_id)
+        try:
+            job = await engine.jobs.get(job_id)
+        except BaseException:
+            subscription.close()
+            raise
+        first = ServerSentEventMessage(data=encode(JobOut.of(job)), event="state")
+        return stream(
+            subscription,
+            first,
+            done=is_terminal(job.state),
+            ends=lambda event: event.id == job_id and event.terminal,
+        )

@@ -1,0 +1,116 @@
+"""The one table that maps errors to ``application/problem+json`` responses: no traceback ever leaves."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from adapters.sqlite_job_repository import StorageError
+from domain.errors import Conflict, InvalidCanvas, InvalidTransition, NotFound, NotJsonValue, UnknownTask
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+def problem(status: int, title: str, detail: str, *, slug: str | None = None, **extra: Any) -> Response[Problem]:
+    body = Problem(
+        type=f"urn:geekblog:problem:{slug}" if slug else "about:blank",
+        title=title,
+        status=status,
+        detail=detail,
+        errors=extra.get("errors"),
+    )
+    headers = extra.get("headers") or {}
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+# (exception class, status, title, slug): the first matching row answers.
+_TABLE: list[tuple[type[BaseException], int, str, str]] = [
+    (NotFound, 404, "Not found", "not-found"),
+    (UnknownTask, 422, "Unknown task", "unknown-task"),
+    (InvalidCanvas, 422, "Invalid canvas", "invalid-canvas"),
+    (NotJsonValue, 422, "Not JSON data", "not-json"),
+    (InvalidTransition, 409, "Conflict with the job's state", "invalid-transition"),
+    (Conflict, 409, "Conflict", "conflict"),
+    (StorageError, 503, "Storage unavailable", "storage-unavailable"),
+]
+
+
+def handle_domain_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    for cls, status, title, slug in _TABLE:
+        if isinstance(exc, cls):
+            return problem(status, title, str(exc), slug=slug)
+    return handle_unexpected(request, exc)
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    status = exc.status_code
+    detail = exc.detail
+    errors = None
+    if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
+        errors = [item for item in exc.extra if isinstance(item, dict)]
+        if errors:
+            detail = "; ".join(_describe(item) for item in errors)
+    title = _TITLES.get(status, "Request refused")
+    return problem(status, title, detail or title, errors=errors, headers=exc.headers)
+
+
+def handle_recursion(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Problem]:
+    return problem(400, "Bad request", "the request body nests too deeply", slug="too-deep")
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    if isinstance(exc, sqlite3.OperationalError):
+        log.warning("storage busy on %s %s: %s", request.method, request.url.path, exc)
+        return problem(503, "Storage unavailable", f"the database is unavailable: {exc}", slug="storage-unavailable")
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return problem(500, "Internal error", "an unexpected error occurred; it has been logged", slug="internal")
+
+
+def _describe(item: dict[str, Any]) -> str:
+    key = item.get("key")
+    message = item.get("message", "invalid")
+    return f"{key}: {message}" if key else str(message)
+
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    429: "Too many requests",
+    503: "Service unavailable",
+}
+
+EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
+    HTTPException: handle_http_exception,
+    NotFound: handle_domain_error,
+    UnknownTask: handle_domain_error,
+    InvalidCanvas: handle_domain_error,
+    NotJsonValue: handle_domain_error,
+    InvalidTransition: handle_domain_error,
+    Conflict: handle_domain_error,
+    StorageError: handle_domain_error,
+    RecursionError: handle_recursion,
+    Exception: handle_unexpected,
+}

@@ -1,0 +1,205 @@
+"""Request and response bodies of the HTTP API, as msgspec Structs (documented in the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+from application.registry import TaskDefinition
+from domain.canvas import Signature
+from domain.job import ErrorInfo, Job, Progress
+from domain.workflow import Workflow
+from entrypoints.http.canvas_json import canvas_to_json
+
+TaskName = Annotated[str, Meta(min_length=1, max_length=200, description="A registered task name, e.g. geekblog.add")]
+
+
+class JobOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """How to run a job; each defaults to the task's own option."""
+
+    countdown: Annotated[float, Meta(ge=0, description="Seconds to wait before starting")] | None = None
+    eta: Annotated[datetime, Meta(description="When to start (ISO 8601; UTC if no offset)")] | None = None
+    priority: Annotated[int, Meta(ge=-1000, le=1000, description="Higher runs first")] | None = None
+    max_retries: Annotated[int, Meta(ge=0, le=1000)] | None = None
+    time_limit: Annotated[float, Meta(gt=0, description="Hard time limit in seconds")] | None = None
+
+
+class JobSubmission(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``POST /jobs``: run a registered task with JSON arguments."""
+
+    task: TaskName
+    args: list[Any] = msgspec.field(default_factory=list)
+    kwargs: dict[str, Any] = msgspec.field(default_factory=dict)
+    options: JobOptions = msgspec.field(default_factory=JobOptions)
+
+    def signature(self) -> Signature:
+        eta = self.options.eta
+        if eta is not None and eta.tzinfo is None:
+            eta = eta.replace(tzinfo=UTC)
+        return Signature(
+            task=self.task,
+            args=self.args,
+            kwargs=self.kwargs,
+            countdown=self.options.countdown,
+            eta=eta.timestamp() if eta is not None else None,
+            priority=self.options.priority,
+            max_retries=self.options.max_retries,
+            time_limit=self.options.time_limit,
+        )
+
+
+class WorkflowSubmission(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``POST /workflows``: a canvas, where a canvas C is one of
+    ``{"task": name, "args": [...], "kwargs": {...}, "immutable": bool, "options": {...}}``,
+    ``{"chain": [C, ...]}``, ``{"group": [C, ...]}`` or ``{"chord": {"header": [C, ...], "body": C}}``."""
+
+    canvas: Annotated[dict[str, Any], Meta(description="The canvas (see the body's description)")]
+
+
+class JobOut(msgspec.Struct, kw_only=True):
+    """A job: one run of a task. Times are ISO 8601 UTC."""
+
+    id: str
+    task: str
+    state: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    result: Any
+    error: ErrorInfo | None
+    progress: Progress | None
+    attempts: int
+    max_retries: int
+    priority: int
+    workflow_id: str | None
+    node: str | None
+    created_at: str
+    due_at: str
+    started_at: str | None
+    finished_at: str | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        return cls(
+            id=job.id,
+            task=job.task,
+            state=job.state.value,
+            args=job.args,
+            kwargs=job.kwargs,
+            result=job.result,
+            error=job.error,
+            progress=job.progress,
+            attempts=job.attempts,
+            max_retries=job.max_retries,
+            priority=job.priority,
+            workflow_id=job.workflow_id,
+            node=job.node,
+            created_at=iso(job.created_at),
+            due_at=iso(job.due_at),
+            started_at=iso_or_none(job.started_at),
+            finished_at=iso_or_none(job.finished_at),
+        )
+
+
+class JobPageOut(msgspec.Struct, kw_only=True):
+    """A page of jobs, newest first; pass ``next_cursor`` as ``cursor`` for the next page."""
+
+    items: list[JobOut]
+    next_cursor: str | None
+
+
+class WorkflowNodeOut(msgspec.Struct, kw_only=True):
+    """One step of a workflow that has become a job."""
+
+    node: str | None
+    job_id: str
+    task: str
+    state: str
+
+
+class WorkflowOut(msgspec.Struct, kw_only=True):
+    """A workflow, its outcome, and each step created so far."""
+
+    id: str
+    state: str
+    result: Any
+    error: ErrorInfo | None
+    created_at: str
+    finished_at: str | None
+    parent_job_id: str | None
+    canvas: dict[str, Any]
+    nodes: list[WorkflowNodeOut]
+
+    @classmethod
+    def of(cls, workflow: Workflow, jobs: list[Job]) -> WorkflowOut:
+        return cls(
+            id=workflow.id,
+            state=workflow.state.value,
+            result=workflow.result,
+            error=workflow.error,
+            created_at=iso(workflow.created_at),
+            finished_at=iso_or_none(workflow.finished_at),
+            parent_job_id=workflow.parent_job_id,
+            canvas=canvas_to_json(workflow.canvas),
+            nodes=[WorkflowNodeOut(node=job.node, job_id=job.id, task=job.task, state=job.state.value) for job in jobs],
+        )
+
+
+class TaskOut(msgspec.Struct, kw_only=True):
+    """A registered task and the options its jobs run with by default."""
+
+    name: str
+    doc: str | None
+    parameters: list[str]
+    is_async: bool
+    options: dict[str, Any]
+
+    @classmethod
+    def of(cls, definition: TaskDefinition) -> TaskOut:
+        policy = definition.retry_policy
+        return cls(
+            name=definition.name,
+            doc=definition.doc,
+            parameters=list(definition.parameters),
+            is_async=definition.is_async,
+            options={
+                "max_retries": definition.max_retries,
+                "time_limit": definition.time_limit,
+                "priority": definition.priority,
+                "retry_on_worker_lost": definition.retry_on_worker_lost,
+                "autoretry_for": [exc.__name__ for exc in definition.autoretry_for],
+                "default_retry_delay": policy.default_retry_delay,
+                "retry_backoff": policy.retry_backoff,
+                "retry_backoff_max": policy.retry_backoff_max,
+                "retry_jitter": policy.retry_jitter,
+            },
+        )
+
+
+class Health(msgspec.Struct, kw_only=True):
+    status: str
+    detail: str | None = None
+
+
+def iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()
+
+
+def iso_or_none(timestamp: float | None) -> str | None:
+    return None if timestamp is None else iso(timestamp)
+
+
+class EventOut(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One message of an event stream: a state change or a progress report of a job or workflow."""
+
+    kind: str
+    id: str
+    state: str
+    at: str
+    task: str | None = None
+    workflow_id: str | None = None
+    progress: Progress | None = None
+    result: Any = None
+    error: ErrorInfo | None = None

@@ -1,0 +1,40 @@
+"""Health, readiness, metrics and the list of registered tasks."""
+
+from __future__ import annotations
+
+from litestar import MediaType, Response, get
+from litestar.di import NamedDependency
+
+from adapters.prometheus_metrics import PrometheusMetrics
+from application.engine import Engine
+from entrypoints.http.schemas import Health, TaskOut
+
+
+@get("/health", tags=["system"], summary="Liveness", sync_to_thread=False)
+def health() -> Health:
+    """200 while the process is alive (no authentication needed)."""
+    return Health(status="ok")
+
+
+@get("/ready", tags=["system"], summary="Readiness")
+async def ready(engine: NamedDependency[Engine]) -> Response[Health]:
+    """200 when the database answers and the dispatcher runs; 503 otherwise."""
+    if not engine.started:
+        return Response(Health(status="unavailable", detail="the engine is not running"), status_code=503)
+    try:
+        await engine.repo.get("readiness-probe")
+    except Exception as exc:
+        return Response(Health(status="unavailable", detail=f"database: {exc}"), status_code=503)
+    return Response(Health(status="ok"), status_code=200)
+
+
+@get("/metrics", tags=["system"], summary="Prometheus metrics", media_type=MediaType.TEXT)
+async def metrics(engine: NamedDependency[Engine], metrics: NamedDependency[PrometheusMetrics]) -> Response[str]:
+    text = metrics.render(running=engine.dispatcher.active_jobs, states=await engine.repo.count_by_state())
+    return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@get("/tasks", tags=["tasks"], summary="List registered tasks", sync_to_thread=False)
+def tasks(engine: NamedDependency[Engine]) -> list[TaskOut]:
+    """Every task this service can run: only these names are ever accepted."""
+    return [TaskOut.of(definition) for definition in engine.registry]

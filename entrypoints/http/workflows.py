@@ -1,0 +1,60 @@
+"""``/workflows``: submit a canvas (chain, group, chord, nested), read it with its steps, cancel and watch it."""
+
+from __future__ import annotations
+
+from litestar import Controller, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from application.engine import Engine
+from domain.states import is_terminal
+from entrypoints.http.canvas_json import canvas_from_json
+from entrypoints.http.schemas import WorkflowOut, WorkflowSubmission
+from entrypoints.http.streams import encode, stream
+
+
+class WorkflowController(Controller):
+    """Workflows are canvases whose task calls become jobs as earlier steps finish."""
+
+    path = "/workflows"
+    tags = ["workflows"]
+
+    @post("/", status_code=202, summary="Submit a workflow")
+    async def submit(self, data: JSONBody[WorkflowSubmission], engine: NamedDependency[Engine]) -> Response[WorkflowOut]:
+        """Store the canvas and the steps that can start at once, in one commit, before answering."""
+        workflow = await engine.jobs.submit_canvas(canvas_from_json(data.canvas))
+        jobs = await engine.jobs.workflow_jobs(workflow.id)
+        return Response(
+            WorkflowOut.of(workflow, jobs), status_code=202, headers={"Location": f"/workflows/{workflow.id}"}
+        )
+
+    @get("/{workflow_id:str}", summary="Get a workflow and its steps")
+    async def get_workflow(self, workflow_id: FromPath[str], engine: NamedDependency[Engine]) -> WorkflowOut:
+        workflow = await engine.jobs.get_workflow(workflow_id)
+        return WorkflowOut.of(workflow, await engine.jobs.workflow_jobs(workflow_id))
+
+    @post("/{workflow_id:str}/cancel", status_code=200, summary="Cancel a workflow")
+    async def cancel(self, workflow_id: FromPath[str], engine: NamedDependency[Engine]) -> WorkflowOut:
+        """Revoke the workflow and every unfinished step of it; 409 once it has finished."""
+        workflow = await engine.jobs.revoke_workflow(workflow_id)
+        return WorkflowOut.of(workflow, await engine.jobs.workflow_jobs(workflow_id))
+
+    @get("/{workflow_id:str}/events", summary="Watch a workflow (server-sent events)")
+    async def events(self, workflow_id: FromPath[str], engine: NamedDependency[Engine]) -> ServerSentEvent:
+        """The workflow's current state first, then every change of it and of its steps (with
+        progress); the stream closes after the workflow's terminal state."""
+        subscription = engine.bus.subscribe(workflow_id)
+        try:
+            workflow = await engine.jobs.get_workflow(workflow_id)
+            jobs = await engine.jobs.workflow_jobs(workflow_id)
+        except BaseException:
+            subscription.close()
+            raise
+        first = ServerSentEventMessage(data=encode(WorkflowOut.of(workflow, jobs)), event="state")
+        return stream(
+            subscription,
+            first,
+            done=is_terminal(workflow.state),
+            ends=lambda event: event.id == workflow_id and event.terminal,
+        )

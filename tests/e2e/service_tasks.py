@@ -1,0 +1,37 @@
+"""Tasks the end-to-end tests run inside the real service process."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from entrypoints.celery_compat import create_compatible_task
+
+
+@create_compatible_task(name="e2e.add")
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@create_compatible_task(name="e2e.total")
+def total(values: list[int]) -> int:
+    return sum(values)
+
+
+@create_compatible_task(name="e2e.steps", bind=True)
+async def steps(self: Any, count: int, pause: float = 0.05) -> int:
+    """Report PROGRESS ``count`` times, ``pause`` seconds apart."""
+    for done in range(1, count + 1):
+        await asyncio.sleep(pause)
+        await self.update_state(state="PROGRESS", meta={"done": done, "total": count})
+    return count
+
+
+@create_compatible_task(name="e2e.forever")
+async def forever() -> None:
+    await asyncio.sleep(3600)
+
+
+@create_compatible_task(name="e2e.fail")
+def fail(message: str = "boom") -> None:
+    raise ValueError(message)
