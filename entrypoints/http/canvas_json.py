@@ -49,7 +49,7 @@ def _parse(value: Any, where: str, depth: int, max_depth: int, budget: _Budget) 
     if kind == "chord":
         spec = value["chord"]
         if not isinstance(spec, dict) or set(spec) != {"header", "body"}:
-            raise InvalidCanvas(f"{where}.chord: expected {{\"header\": [...], \"body\": {{...}}}}")
+            raise InvalidCanvas(f'{where}.chord: expected {{"header": [...], "body": {{...}}}}')
         header = _members(spec["header"], f"{where}.chord.header", depth, max_depth, budget)
         body = _parse(spec["body"], f"{where}.chord.body", depth + 1, max_depth, budget)
         return Chord(header=header, body=body)
@@ -107,7 +107,12 @@ def _number(options: dict[str, Any], name: str, where: str, *, minimum: float, e
     value = options.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum or (exclusive and value == minimum):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value < minimum
+        or (exclusive and value == minimum)
+    ):
         bound = f"> {minimum}" if exclusive else f">= {minimum}"
         raise InvalidCanvas(f"{where}.options.{name}: expected a number {bound}")
     return float(value)
@@ -118,7 +123,9 @@ def _integer(options: dict[str, Any], name: str, where: str, *, minimum: int | N
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
-        raise InvalidCanvas(f"{where}.options.{name}: expected an integer" + (f" >= {minimum}" if minimum is not None else ""))
+        raise InvalidCanvas(
+            f"{where}.options.{name}: expected an integer" + (f" >= {minimum}" if minimum is not None else "")
+        )
     return value
 
 
@@ -128,9 +135,7 @@ def canvas_to_json(canvas: Canvas) -> dict[str, Any]:
         node: dict[str, Any] = {"task": canvas.task, "args": canvas.args, "kwargs": canvas.kwargs}
         if canvas.immutable:
             node["immutable"] = True
-        options = {
-            name: getattr(canvas, name) for name in ("countdown", "priority", "max_retries", "time_limit")
-        }
+        options = {name: getattr(canvas, name) for name in ("countdown", "priority", "max_retries", "time_limit")}
         options = {name: value for name, value in options.items() if value is not None}
         if options:
             node["options"] = options

@@ -31,9 +31,7 @@ def event_message(event: Event) -> ServerSentEventMessage:
         result=event.result,
         error=event.error,
     )
-    return ServerSentEventMessage(
-        data=encode(body), event="progress" if event.progress is not None else "state"
-    )
+    return ServerSentEventMessage(data=encode(body), event="progress" if event.progress is not None else "state")
 
 
 def stream(

@@ -21,7 +21,9 @@ class WorkflowController(Controller):
     tags = ["workflows"]
 
     @post("/", status_code=202, summary="Submit a workflow")
-    async def submit(self, data: JSONBody[WorkflowSubmission], engine: NamedDependency[Engine]) -> Response[WorkflowOut]:
+    async def submit(
+        self, data: JSONBody[WorkflowSubmission], engine: NamedDependency[Engine]
+    ) -> Response[WorkflowOut]:
         """Store the canvas and the steps that can start at once, in one commit, before answering."""
         workflow = await engine.jobs.submit_canvas(canvas_from_json(data.canvas))
         jobs = await engine.jobs.workflow_jobs(workflow.id)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.e2e.conftest import Service, wait_for_state
+from tests.e2e.conftest import GEEKBLOG, Service, service_env, wait_for_state
 
 
 def sse(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -209,3 +212,33 @@ class TestSystem:
             assert {"e2e.add", "geekblog.add"} <= names
             paths = client.get("/schema/openapi.json").json()["paths"]
             assert {"/jobs", "/jobs/{job_id}", "/workflows", "/health", "/ready", "/metrics", "/tasks"} <= set(paths)
+
+
+class TestStartup:
+    @pytest.mark.parametrize(
+        ("env", "code", "names"),
+        [
+            ({"GEEKBLOG_MAX_CONCURRENT_TASKS": "many"}, 2, "GEEKBLOG_MAX_CONCURRENT_TASKS"),
+            ({"GEEKBLOG_PERSISTENCE": "redis"}, 2, "GEEKBLOG_PERSISTENCE"),
+            ({"GEEKBLOG_TASK_MODULES": "no_such_module_here"}, 2, "no_such_module_here"),
+            ({"GEEKBLOG_DB_PATH": "NOT_A_DB"}, 1, "is not a SQLite database"),
+        ],
+    )
+    def test_a_bad_setting_stops_the_start_with_one_line(
+        self, tmp_path: Path, env: dict[str, str], code: int, names: str
+    ) -> None:
+        if env.get("GEEKBLOG_DB_PATH") == "NOT_A_DB":
+            garbage = tmp_path / "garbage.db"
+            garbage.write_text("this is not a database\n" * 100)
+            env = {"GEEKBLOG_DB_PATH": str(garbage)}
+        process = subprocess.run(
+            [str(GEEKBLOG), "serve", "--port", "1"],
+            env={**service_env(tmp_path / "unused.db"), **env},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert process.returncode == code
+        lines = process.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("geekblog: ") and names in lines[0], process.stderr
+        assert "Traceback" not in process.stderr + process.stdout
