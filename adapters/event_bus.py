@@ -71,7 +71,7 @@ class InProcessEventBus(EventBus):
                 listener(event)
             except Exception:
                 log.exception("event listener %r failed", listener)
-        for key in (event.id, event.workflow_id, None) if event.workflow_id else (event.id, None):
+        for key in {event.id, event.workflow_id, event.root_id, None}:
             for subscription in self._subscribers.get(key, ()):
                 subscription.push(event)
 

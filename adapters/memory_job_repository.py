@@ -113,7 +113,7 @@ class InMemoryJobRepository(JobRepository):
                 continue
             if filter.task is not None and job.task != filter.task:
                 continue
-            if filter.workflow_id is not None and job.workflow_id != filter.workflow_id:
+            if filter.workflow_id is not None and filter.workflow_id not in (job.workflow_id, job.root_id):
                 continue
             items.append(job)
             if len(items) > limit:

@@ -116,6 +116,12 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         parent_job_id TEXT
     );
     """,
+    # 2: the outermost workflow of jobs and workflows created by self.replace.
+    """
+    ALTER TABLE jobs ADD COLUMN root_id TEXT;
+    CREATE INDEX jobs_root ON jobs (root_id, seq) WHERE root_id IS NOT NULL;
+    ALTER TABLE workflows ADD COLUMN root_id TEXT;
+    """,
 )
 """Schema migrations: ``MIGRATIONS[i]`` takes the database to ``PRAGMA user_version = i + 1``."""
 
@@ -149,6 +155,7 @@ _JOB_COLUMNS: Final[tuple[str, ...]] = (
     "lease_owner",
     "lease_expires_at",
     "waiting_on",
+    "root_id",
 )
 _WORKFLOW_COLUMNS: Final[tuple[str, ...]] = (
     "id",
@@ -159,6 +166,7 @@ _WORKFLOW_COLUMNS: Final[tuple[str, ...]] = (
     "created_at",
     "finished_at",
     "parent_job_id",
+    "root_id",
 )
 
 if Job.__struct_fields__ != _JOB_COLUMNS or Workflow.__struct_fields__ != _WORKFLOW_COLUMNS:  # pragma: no cover
@@ -239,6 +247,7 @@ def _job_row(job: Job) -> tuple[Any, ...]:
         job.lease_owner,
         job.lease_expires_at,
         job.waiting_on,
+        job.root_id,
     )
 
 
@@ -266,6 +275,7 @@ def _job_from_row(row: Sequence[Any]) -> Job:
         lease_owner=row[19],
         lease_expires_at=row[20],
         waiting_on=row[21],
+        root_id=row[22],
     )
 
 
@@ -279,6 +289,7 @@ def _workflow_row(workflow: Workflow) -> tuple[Any, ...]:
         workflow.created_at,
         workflow.finished_at,
         workflow.parent_job_id,
+        workflow.root_id,
     )
 
 
@@ -292,6 +303,7 @@ def _workflow_from_row(row: Sequence[Any]) -> Workflow:
         created_at=row[5],
         finished_at=row[6],
         parent_job_id=row[7],
+        root_id=row[8],
     )
 
 
@@ -682,8 +694,8 @@ class SqliteJobRepository(JobRepository):
             clauses.append("task = ?")
             params.append(filter.task)
         if filter.workflow_id is not None:
-            clauses.append("workflow_id = ?")
-            params.append(filter.workflow_id)
+            clauses.append("(workflow_id = ? OR root_id = ?)")
+            params += [filter.workflow_id, filter.workflow_id]
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         params.append(limit + 1)
         rows = self._read(f"SELECT {_JOB_SELECT}, seq FROM jobs {where} ORDER BY seq DESC LIMIT ?", params)

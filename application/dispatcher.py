@@ -276,7 +276,7 @@ class Dispatcher:
         advance.commit.guard = guard
         child_id = self._workflows.new_id()
         await self._workflows.record(advance, job.waiting_for(child_id))
-        await self._workflows.start(advance, replace.canvas, parent_job_id=job.id, workflow_id=child_id)
+        await self._workflows.start(advance, replace.canvas, parent=job, workflow_id=child_id)
         await self._workflows.apply(advance)
         self.wake()
 

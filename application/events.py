@@ -17,7 +17,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     ``state`` is the lifecycle state, or the custom state of a progress update (``PROGRESS``).
     """
 
-    kind: Literal["job", "workflow"]
+    kind: Literal["job", "workflow", "project"]
     id: str
     state: str
     at: float
@@ -28,6 +28,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     error: ErrorInfo | None = None
     attempts: int = 0
     started_at: float | None = None
+    root_id: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -46,6 +47,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
             error=job.error,
             attempts=job.attempts,
             started_at=job.started_at,
+            root_id=job.root_id,
         )
 
     @classmethod
@@ -58,6 +60,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
             task=job.task,
             workflow_id=job.workflow_id,
             progress=progress,
+            root_id=job.root_id,
         )
 
     @classmethod
@@ -69,4 +72,5 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
             at=at,
             result=workflow.result,
             error=workflow.error,
+            root_id=workflow.root_id,
         )

@@ -62,12 +62,19 @@ class WorkflowEngine:
                 raise InvalidCanvas(f"unknown task {signature.task!r}: it is not registered")
 
     async def start(
-        self, advance: Advance, canvas: Canvas, *, parent_job_id: str | None = None, workflow_id: str | None = None
+        self, advance: Advance, canvas: Canvas, *, parent: Job | None = None, workflow_id: str | None = None
     ) -> Workflow:
-        """A new workflow for ``canvas``, with the jobs that can start at once, added to ``advance``."""
+        """A new workflow for ``canvas``, with the jobs that can start at once, added to ``advance``.
+
+        With ``parent``, the workflow replaces that running job (``self.replace``) and shares its root.
+        """
         now = self._clock.now()
         workflow = Workflow(
-            id=workflow_id or self._ids.new_id(), canvas=canvas, created_at=now, parent_job_id=parent_job_id
+            id=workflow_id or self._ids.new_id(),
+            canvas=canvas,
+            created_at=now,
+            parent_job_id=parent.id if parent else None,
+            root_id=(parent.root_id or parent.workflow_id or parent.id) if parent else None,
         )
         state = WorkflowState(workflow)
         self._states[workflow.id] = state
@@ -150,7 +157,7 @@ class WorkflowEngine:
     def _plan(self, advance: Advance, state: WorkflowState, now: float) -> Workflow | None:
         outcome = plan(state.workflow.canvas, state.outcomes)
         for ready in outcome.ready:
-            job = self._job_for(state.workflow.id, ready, now)
+            job = self._job_for(state.workflow, ready, now)
             state.outcomes[ready.path] = leaf_outcome(job)
             advance.commit.jobs.append(job)
             advance.events.append(Event.of_job(job, now))
@@ -163,16 +170,17 @@ class WorkflowEngine:
         advance.finished_workflows.append(finished.id)
         return finished
 
-    def _job_for(self, workflow_id: str, ready: ReadyLeaf, now: float) -> Job:
-        return new_job(
+    def _job_for(self, workflow: Workflow, ready: ReadyLeaf, now: float) -> Job:
+        job = new_job(
             self._registry,
             self._ids.new_id(),
             ready.signature,
             now,
             args=ready.args,
-            workflow_id=workflow_id,
+            workflow_id=workflow.id,
             node=ready.path,
         )
+        return msgspec.structs.replace(job, root_id=workflow.root)
 
     async def _load(self, workflow_id: str) -> WorkflowState | None:
         state = self._states.get(workflow_id)

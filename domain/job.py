@@ -31,7 +31,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     ``attempts`` counts the times the job was started; ``attempts - 1`` is Celery's ``request.retries``.
     ``due_at`` is when it may start (now, or its countdown/ETA). ``lease_owner``/``lease_expires_at``
     say which engine runs it and until when that claim holds. ``waiting_on`` is the id of the workflow
-    that replaced it (``self.replace``): the job finishes when that workflow does.
+    that replaced it (``self.replace``): the job finishes when that workflow does. ``root_id`` is the
+    outermost workflow it belongs to, through any replacements (None for a lone job).
     """
 
     id: str
@@ -56,6 +57,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     lease_owner: str | None = None
     lease_expires_at: float | None = None
     waiting_on: str | None = None
+    root_id: str | None = None
 
     @property
     def retries(self) -> int:

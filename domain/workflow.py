@@ -15,7 +15,8 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True):
     """A submitted chain, group or chord and its outcome.
 
     ``parent_job_id`` is set when a running job replaced itself with this canvas
-    (``self.replace``): that job finishes with this workflow's result.
+    (``self.replace``): that job finishes with this workflow's result, and ``root_id`` names the
+    outermost workflow (or lone job) that job belonged to.
     """
 
     id: str
@@ -26,6 +27,12 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True):
     created_at: float
     finished_at: float | None = None
     parent_job_id: str | None = None
+    root_id: str | None = None
+
+    @property
+    def root(self) -> str:
+        """The outermost workflow this one belongs to (itself unless it replaced a job)."""
+        return self.root_id or self.id
 
     def finished(self, state: JobState, *, result: Any, error: ErrorInfo | None, now: float) -> Workflow:
         return msgspec.structs.replace(self, state=state, result=result, error=error, finished_at=now)

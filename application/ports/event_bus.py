@@ -21,7 +21,8 @@ class Subscription(Protocol):
 class EventBus(Protocol):
     """Fan-out of events to subscribers. Publishing never blocks and never fails the publisher.
 
-    An event is delivered to subscribers of its id, of its workflow id, and of everything (key None).
+    An event is delivered to subscribers of its id, of its workflow id, of its root workflow id (so a
+    workflow's subscribers see the steps of workflows that replaced its jobs), and of everything (None).
     A subscriber that falls far behind loses its oldest events, never the publisher's time.
     """
 

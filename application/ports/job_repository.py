@@ -35,7 +35,8 @@ class Commit(msgspec.Struct, kw_only=True):
 
 
 class JobFilter(msgspec.Struct, frozen=True, kw_only=True):
-    """Which jobs a listing returns; None means any."""
+    """Which jobs a listing returns; None means any. ``workflow_id`` matches the jobs of that workflow
+    and of every workflow that replaced one of its jobs (their ``root_id``)."""
 
     state: JobState | None = None
     task: str | None = None

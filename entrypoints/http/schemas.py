@@ -74,6 +74,7 @@ class JobOut(msgspec.Struct, kw_only=True):
     max_retries: int
     priority: int
     workflow_id: str | None
+    root_id: str | None
     node: str | None
     created_at: str
     due_at: str
@@ -95,6 +96,7 @@ class JobOut(msgspec.Struct, kw_only=True):
             max_retries=job.max_retries,
             priority=job.priority,
             workflow_id=job.workflow_id,
+            root_id=job.root_id,
             node=job.node,
             created_at=iso(job.created_at),
             due_at=iso(job.due_at),

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from application.engine import Engine
+from application.ports import JobFilter
 from entrypoints.celery_compat import (
     AsyncResult,
     GroupResult,
@@ -308,6 +309,19 @@ class TestReplace:
     async def test_a_replaced_step_inside_a_chain_passes_the_canvas_result_on(self) -> None:
         result = await chain(fan_group.s([1, 2, 3]), total.s()).apply_async()
         assert await result.get(timeout=5) == 60
+
+    async def test_jobs_of_a_replacement_are_listed_under_the_outer_workflow(self, engine: Engine) -> None:
+        result = await chain(fan_group.s([1, 2, 3]), total.s()).apply_async()
+        await result.get(timeout=5)
+        page = await engine.jobs.list(JobFilter(workflow_id=result.id), limit=50)
+        assert sorted(job.task for job in page.items) == [
+            "compat.fan_group",
+            "compat.mul",
+            "compat.mul",
+            "compat.mul",
+            "compat.total",
+        ]
+        assert {job.root_id for job in page.items if job.task == "compat.mul"} == {result.id}
 
 
 class TestRevoke:

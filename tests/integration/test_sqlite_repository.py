@@ -14,6 +14,7 @@ import msgspec
 import pytest
 
 from adapters.sqlite_job_repository import (
+    MIGRATIONS,
     SCHEMA_VERSION,
     NotADatabase,
     SchemaTooNew,
@@ -150,6 +151,27 @@ class TestMigrations:
 
         with raw(db_path) as connection:
             assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+    async def test_a_version_1_database_is_upgraded_with_its_jobs_intact(self, db_path: Path) -> None:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(sqlite3.connect(db_path)) as old:
+            old.executescript(MIGRATIONS[0])
+            old.execute(
+                "INSERT INTO jobs (id, task, args, kwargs, state, priority, due_at, created_at, attempts,"
+                " max_retries, retry_on_worker_lost, workflow_id) VALUES"
+                " ('old', 'tasks.add', '[1,2]', '{}', 'PENDING', 0, 1.0, 1.0, 0, 3, 1, NULL)"
+            )
+            old.execute("PRAGMA user_version = 1")
+            old.commit()
+        repo = SqliteJobRepository(db_path)
+        await repo.open()
+        try:
+            job = await repo.get("old")
+            assert job is not None and job.args == [1, 2] and job.root_id is None
+            with contextlib.closing(sqlite3.connect(db_path)) as check:
+                assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        finally:
+            await repo.close()
 
     async def test_a_newer_schema_version_is_refused(self, db_path: Path) -> None:
         async with opened(db_path):
