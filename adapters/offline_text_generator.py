@@ -7,6 +7,7 @@ notes) into the shape each stage must produce.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import msgspec
@@ -31,7 +32,12 @@ class OfflineTextGenerator(TextGenerator):
 
     name = "offline"
 
+    def __init__(self, delay: float = 0.0) -> None:
+        self._delay = delay  # seconds per call, to stand in for a model's latency in demos and tests
+
     async def generate(self, request: GenerationRequest) -> str:
+        if self._delay:
+            await asyncio.sleep(self._delay)
         inputs = request.inputs
         if request.stage == "planning":
             return self._plan(inputs)
@@ -51,9 +57,8 @@ class OfflineTextGenerator(TextGenerator):
         wanted = max(1, int(inputs.get("sections", "5")))
         sections = []
         for index in range(wanted):
-            title, brief = (
-                _ANGLES[index] if index < len(_ANGLES) else ("{topic}: part %d" % (index + 1), "More on {topic}.")
-            )
+            extra = ("{topic}: part " + str(index + 1), "More on {topic}.")
+            title, brief = _ANGLES[index] if index < len(_ANGLES) else extra
             sections.append({"title": title.format(topic=topic), "brief": brief.format(topic=topic)})
         return msgspec.json.encode({"title": f"{topic}: a practical guide", "sections": sections}).decode()
 
@@ -79,7 +84,9 @@ class OfflineTextGenerator(TextGenerator):
         )
         body = [opening]
         for point in notes[:4]:
-            body.append(f"{point}. In the context of {topic}, this is where a reader decides whether to keep going.")
+            body.append(
+                f"{point.rstrip('.')}. In the context of {topic}, this is where a reader decides whether to keep going."
+            )
         body.append(f"In short: {title.lower()} is a step you can take today, and the next section builds on it.")
         return "\n\n".join(body)
 

@@ -122,6 +122,32 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX jobs_root ON jobs (root_id, seq) WHERE root_id IS NOT NULL;
     ALTER TABLE workflows ADD COLUMN root_id TEXT;
     """,
+    # 3: GeekBlog projects (adapters/sqlite_project_repository.py), one row per section output.
+    """
+    CREATE TABLE projects (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        topic TEXT NOT NULL,
+        audience TEXT NOT NULL,
+        tone TEXT NOT NULL,
+        sections_wanted INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        plan TEXT,
+        article TEXT,
+        finished TEXT,
+        workflow_id TEXT,
+        error TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE project_sections (
+        project_id TEXT NOT NULL,
+        section_id TEXT NOT NULL,
+        research TEXT,
+        draft TEXT,
+        PRIMARY KEY (project_id, section_id)
+    ) WITHOUT ROWID;
+    """,
 )
 """Schema migrations: ``MIGRATIONS[i]`` takes the database to ``PRAGMA user_version = i + 1``."""
 
@@ -337,6 +363,7 @@ class _Kind(enum.Enum):
     CLAIM = enum.auto()
     PROGRESS = enum.auto()
     RENEW = enum.auto()
+    EXECUTE = enum.auto()
 
 
 class _CommitRows:
@@ -524,6 +551,18 @@ class SqliteJobRepository(JobRepository):
             return
         await self._submit(_Kind.RENEW, [(lease_until, job_id, owner) for job_id in job_ids])
 
+    async def execute(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> int:
+        """Run ``statements`` in order inside the writer's next transaction (group commit), for other
+        repositories that share this database file. If the first statement changes no row, the rest
+        are skipped. Returns the number of rows the first statement changed."""
+        self._check_open()
+        changed: int = await self._submit(_Kind.EXECUTE, list(statements))
+        return changed
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows of a read on the reader connection (the last committed state), for repositories sharing the file."""
+        return self._read(sql, params)
+
     def _check_open(self) -> None:
         if not self._accepting:
             raise StorageClosed(f"{self.path} is not open")
@@ -612,6 +651,8 @@ class SqliteJobRepository(JobRepository):
                 outcomes.append(_claimed(list(await db.execute_fetchall(_CLAIM_SQL, op.payload))))
             elif op.kind is _Kind.PROGRESS:
                 outcomes.append(bool(list(await db.execute_fetchall(_PROGRESS_SQL, op.payload))))
+            elif op.kind is _Kind.EXECUTE:
+                outcomes.append(await _execute_statements(db, op.payload))
             else:
                 await db.executemany(_RENEW_SQL, op.payload)
                 outcomes.append(None)
@@ -719,6 +760,17 @@ class SqliteJobRepository(JobRepository):
 
     async def count_by_state(self) -> dict[str, int]:
         return {state: count for state, count in self._read("SELECT state, count(*) FROM jobs GROUP BY state")}
+
+
+async def _execute_statements(db: aiosqlite.Connection, statements: list[tuple[str, Sequence[Any]]]) -> int:
+    first = -1
+    for sql, params in statements:
+        cursor = await db.execute(sql, params)
+        if first < 0:
+            first = cursor.rowcount
+            if first == 0:
+                break
+    return max(first, 0)
 
 
 def _settle(op: _Op, outcome: Any) -> None:

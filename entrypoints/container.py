@@ -7,9 +7,14 @@ from dependency_injector import containers, providers
 from adapters.asyncio_runner import AsyncioRunner
 from adapters.event_bus import InProcessEventBus
 from adapters.memory_job_repository import InMemoryJobRepository
+from adapters.memory_project_repository import InMemoryProjectRepository
+from adapters.offline_text_generator import OfflineTextGenerator
+from adapters.openai_text_generator import OpenAICompatibleGenerator
 from adapters.prometheus_metrics import PrometheusMetrics
 from adapters.sqlite_job_repository import SqliteJobRepository
+from adapters.sqlite_project_repository import SqliteProjectRepository
 from adapters.system import SystemClock, UuidSource
+from application.article_pipeline import ArticlePipeline
 from application.engine import Engine, EngineSettings
 from entrypoints.compat.tasks import default_registry
 from entrypoints.settings import Settings
@@ -35,6 +40,26 @@ class Container(containers.DeclarativeContainer):
         EngineSettings,
         max_concurrent_tasks=settings.provided.max_concurrent_tasks,
         lease_seconds=settings.provided.lease_seconds,
+    )
+    projects = providers.Selector(
+        settings.provided.persistence,
+        sqlite=providers.Singleton(SqliteProjectRepository, repo),
+        memory=providers.Singleton(InMemoryProjectRepository),
+    )
+    generator = providers.Selector(
+        providers.Callable(lambda s: "openai" if s.llm_base_url else "offline", settings),
+        offline=providers.Singleton(OfflineTextGenerator, delay=settings.provided.offline_delay),
+        openai=providers.Singleton(
+            OpenAICompatibleGenerator,
+            base_url=settings.provided.llm_base_url,
+            model=settings.provided.llm_model,
+            api_key=settings.provided.llm_api_key,
+            timeout=settings.provided.llm_timeout,
+            max_retries=settings.provided.llm_max_retries,
+        ),
+    )
+    pipeline = providers.Singleton(
+        ArticlePipeline, projects=projects, generator=generator, bus=bus, clock=clock, ids=ids
     )
     engine = providers.Singleton(
         Engine,

@@ -29,6 +29,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_grace: float = 10.0
     max_body_bytes: int = 1_048_576
     lease_seconds: float = 60.0
+    llm_base_url: str | None = None
+    llm_model: str = "llama3.2"
+    llm_api_key: str | None = None
+    llm_timeout: float = 60.0
+    llm_max_retries: int = 3
+    offline_delay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.max_concurrent_tasks < 1:
@@ -41,6 +47,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(f"{PREFIX}MAX_BODY_BYTES must be at least 1024, got {self.max_body_bytes}")
         if self.lease_seconds <= 0:
             raise SettingsError(f"{PREFIX}LEASE_SECONDS must be positive, got {self.lease_seconds}")
+        if self.llm_base_url is not None and not self.llm_base_url.startswith(("http://", "https://")):
+            raise SettingsError(f"{PREFIX}LLM_BASE_URL must be an http(s) URL, got {self.llm_base_url!r}")
+        if self.llm_timeout <= 0 or self.llm_max_retries < 0 or self.offline_delay < 0:
+            raise SettingsError(
+                f"{PREFIX}LLM_TIMEOUT must be positive, {PREFIX}LLM_MAX_RETRIES and {PREFIX}OFFLINE_DELAY not negative"
+            )
         if self.persistence == "sqlite" and not self.db_path:
             raise SettingsError(f"{PREFIX}DB_PATH must not be empty with {PREFIX}PERSISTENCE=sqlite")
 

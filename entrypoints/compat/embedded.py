@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Literal
 
 from application.engine import Engine
+from entrypoints import article_runtime
 from entrypoints.compat import binding
 from entrypoints.container import Container
 from entrypoints.settings import Settings
@@ -34,10 +35,16 @@ async def embedded_engine(
         settings = Settings(db_path=db_path or "", persistence=persistence, max_concurrent_tasks=max_concurrent_tasks)
         container = Container(settings=settings)
     engine = container.engine()
+    pipeline = container.pipeline()
     await engine.start()
     binding.activate(engine, asyncio.get_running_loop())
+    article_runtime.activate(pipeline)
     try:
         yield engine
     finally:
+        article_runtime.deactivate(pipeline)
         binding.deactivate(engine)
-        await engine.stop()
+        try:
+            await engine.stop()
+        finally:
+            await container.generator().close()

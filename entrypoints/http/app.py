@@ -12,16 +12,18 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
+from entrypoints import article_runtime
 from entrypoints.compat import binding
 from entrypoints.container import Container
 from entrypoints.http.auth import bearer_token_middleware
 from entrypoints.http.jobs import JobController
 from entrypoints.http.problems import EXCEPTION_HANDLERS
+from entrypoints.http.projects import ProjectController
 from entrypoints.http.system import health, metrics, ready, tasks
 from entrypoints.http.workflows import WorkflowController
 from entrypoints.settings import Settings
 
-BUILTIN_TASK_MODULES = ("entrypoints.builtin_tasks",)
+BUILTIN_TASK_MODULES = ("entrypoints.builtin_tasks", "entrypoints.article_tasks")
 VERSION = "0.1.0"
 
 
@@ -33,6 +35,7 @@ def create_app(container: Container | None = None) -> Litestar:
     for module in (*BUILTIN_TASK_MODULES, *settings.task_modules):
         importlib.import_module(module)
     engine = container.engine()
+    pipeline = container.pipeline()
     collector = container.metrics()
     engine.bus.add_listener(collector.observe)
 
@@ -40,18 +43,24 @@ def create_app(container: Container | None = None) -> Litestar:
     async def run_engine(app: Litestar) -> AsyncIterator[None]:
         await engine.start()
         binding.activate(engine, asyncio.get_running_loop())
+        article_runtime.activate(pipeline)
         try:
             yield
         finally:
+            article_runtime.deactivate(pipeline)
             binding.deactivate(engine)
-            await engine.stop(settings.shutdown_grace)
+            try:
+                await engine.stop(settings.shutdown_grace)
+            finally:
+                await container.generator().close()
 
     dependencies: dict[str, Any] = {
         "engine": Provide(lambda: engine, sync_to_thread=False),
         "metrics": Provide(lambda: collector, sync_to_thread=False),
+        "pipeline": Provide(lambda: pipeline, sync_to_thread=False),
     }
     return Litestar(
-        route_handlers=[JobController, WorkflowController, health, ready, metrics, tasks],
+        route_handlers=[JobController, WorkflowController, ProjectController, health, ready, metrics, tasks],
         dependencies=dependencies,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[bearer_token_middleware(settings.api_token)] if settings.api_token else [],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -11,6 +11,7 @@ from msgspec import Meta
 from application.registry import TaskDefinition
 from domain.canvas import Signature
 from domain.job import ErrorInfo, Job, Progress
+from domain.project import Plan, Project
 from domain.workflow import Workflow
 from entrypoints.http.canvas_json import canvas_to_json
 
@@ -205,3 +206,85 @@ class EventOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     progress: Progress | None = None
     result: Any = None
     error: ErrorInfo | None = None
+
+
+class ProjectSubmission(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``POST /projects``: what to write about, for whom, how, and in how many sections."""
+
+    topic: Annotated[str, Meta(min_length=1, max_length=500)]
+    audience: Annotated[str, Meta(max_length=200)] | None = None
+    tone: Annotated[str, Meta(max_length=200)] | None = None
+    sections: Annotated[int, Meta(ge=1, le=12)] | None = None
+
+
+class SectionIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    id: Annotated[str, Meta(min_length=1, max_length=100)] | None = None
+    title: Annotated[str, Meta(min_length=1, max_length=300)]
+    brief: Annotated[str, Meta(max_length=2000)] = ""
+
+
+class PlanEdit(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``PUT /projects/{id}/plan``: the user's own plan; its sections are kept by ``keep`` and ``merge``."""
+
+    title: Annotated[str, Meta(min_length=1, max_length=300)]
+    sections: Annotated[list[SectionIn], Meta(min_length=1, max_length=12)]
+
+
+class ArticleRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``POST /projects/{id}/article``: ``plan`` says what planning does with an existing plan."""
+
+    plan: Literal["keep", "replace", "merge"] = "keep"
+
+
+class ArticleStarted(msgspec.Struct, kw_only=True):
+    """The workflow writing the article; its jobs are listed by ``GET /jobs?workflow_id=...``."""
+
+    workflow_id: str
+    project_id: str
+    status: str
+    events: str
+
+
+class ProjectOut(msgspec.Struct, kw_only=True):
+    """A project, its status and every stage's saved output."""
+
+    id: str
+    topic: str
+    audience: str
+    tone: str
+    sections_wanted: int
+    status: str
+    plan: Plan | None
+    research: dict[str, str]
+    drafts: dict[str, str]
+    article: str | None
+    finished: str | None
+    workflow_id: str | None
+    error: str | None
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def of(cls, project: Project) -> ProjectOut:
+        return cls(
+            id=project.id,
+            topic=project.topic,
+            audience=project.audience,
+            tone=project.tone,
+            sections_wanted=project.sections_wanted,
+            status=project.status.value,
+            plan=project.plan,
+            research=project.research,
+            drafts=project.drafts,
+            article=project.article,
+            finished=project.finished,
+            workflow_id=project.workflow_id,
+            error=project.error,
+            created_at=iso(project.created_at),
+            updated_at=iso(project.updated_at),
+        )
+
+
+class ProjectPageOut(msgspec.Struct, kw_only=True):
+    items: list[ProjectOut]
+    next_cursor: str | None

@@ -1,0 +1,128 @@
+"""``/projects``: GeekBlog projects and the article pipeline that writes them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Response, get, post, put
+from litestar.di import NamedDependency
+from litestar.exceptions import ValidationException
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from application.article_pipeline import ArticlePipeline
+from application.engine import Engine
+from domain.article import MergeStrategy
+from domain.canvas import Signature
+from domain.errors import Conflict, NotFound
+from domain.project import ProjectStatus
+from domain.states import is_terminal
+from entrypoints.http.schemas import (
+    ArticleRequest,
+    ArticleStarted,
+    PlanEdit,
+    ProjectOut,
+    ProjectPageOut,
+    ProjectSubmission,
+)
+from entrypoints.http.streams import encode, stream
+
+ORCHESTRATOR = "ai.full_article_workflow"
+_DONE = frozenset({ProjectStatus.FINISHED.value, ProjectStatus.FAILED.value})
+
+
+class ProjectController(Controller):
+    """Create projects, edit their plan, start the article workflow, read and watch the result."""
+
+    path = "/projects"
+    tags = ["projects"]
+
+    @post("/", status_code=201, summary="Create a project")
+    async def create(
+        self, data: JSONBody[ProjectSubmission], pipeline: NamedDependency[ArticlePipeline]
+    ) -> Response[ProjectOut]:
+        try:
+            project = await pipeline.create(data.topic, audience=data.audience, tone=data.tone, sections=data.sections)
+        except ValueError as exc:
+            raise ValidationException(str(exc)) from None
+        return Response(ProjectOut.of(project), status_code=201, headers={"Location": f"/projects/{project.id}"})
+
+    @get("/", summary="List projects, newest first")
+    async def list_projects(
+        self,
+        pipeline: NamedDependency[ArticlePipeline],
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        cursor: FromQuery[str | None] = None,
+    ) -> ProjectPageOut:
+        if cursor is not None and not cursor.isdigit():
+            raise ValidationException(f"cursor must be a next_cursor from an earlier page, got {cursor!r}")
+        page = await pipeline.list_projects(limit=limit, cursor=cursor)
+        return ProjectPageOut(items=[ProjectOut.of(project) for project in page.items], next_cursor=page.next_cursor)
+
+    @get("/{project_id:str}", summary="Get a project with every stage's output")
+    async def get_project(self, project_id: FromPath[str], pipeline: NamedDependency[ArticlePipeline]) -> ProjectOut:
+        return ProjectOut.of(await pipeline.get(project_id))
+
+    @put("/{project_id:str}/plan", summary="Replace the plan with your own")
+    async def edit_plan(
+        self, project_id: FromPath[str], data: JSONBody[PlanEdit], pipeline: NamedDependency[ArticlePipeline]
+    ) -> ProjectOut:
+        """Every section of this plan is marked edited: planning with ``keep`` or ``merge`` keeps it."""
+        await pipeline.edit_plan(project_id, data.title, [(s.id, s.title, s.brief) for s in data.sections])
+        return ProjectOut.of(await pipeline.get(project_id))
+
+    @post("/{project_id:str}/article", status_code=202, summary="Start writing the article")
+    async def start_article(
+        self,
+        project_id: FromPath[str],
+        pipeline: NamedDependency[ArticlePipeline],
+        engine: NamedDependency[Engine],
+        data: JSONBody[ArticleRequest | None] = None,
+    ) -> ArticleStarted:
+        """Runs ``ai.full_article_workflow``: planning, research and writing of every section in parallel,
+        assembly, finishing. Stages whose output is saved are not redone. 409 while one is running."""
+        project = await pipeline.get(project_id)
+        if project.workflow_id is not None:
+            try:
+                current = await engine.jobs.get_workflow(project.workflow_id)
+            except NotFound:
+                current = None
+            if current is not None and not is_terminal(current.state):
+                raise Conflict(f"project {project_id} is already being written by workflow {current.id}")
+        strategy = MergeStrategy((data or ArticleRequest()).plan)
+        workflow = await engine.jobs.submit_canvas(Signature(task=ORCHESTRATOR, args=[project_id, strategy.value]))
+        await pipeline.started(project_id, workflow.id)
+        return ArticleStarted(
+            workflow_id=workflow.id,
+            project_id=project_id,
+            status=ProjectStatus.PLANNING.value,
+            events=f"/projects/{project_id}/events",
+        )
+
+    @get("/{project_id:str}/article", summary="The finished article (Markdown)", media_type="text/markdown")
+    async def article(self, project_id: FromPath[str], pipeline: NamedDependency[ArticlePipeline]) -> Response[str]:
+        """``text/markdown``, one ``## `` heading per section; 404 until the article is finished."""
+        project = await pipeline.get(project_id)
+        if project.finished is None:
+            raise NotFound("finished article for project", project_id)
+        return Response(project.finished, media_type="text/markdown")
+
+    @get("/{project_id:str}/events", summary="Watch the pipeline (server-sent events)")
+    async def events(
+        self, project_id: FromPath[str], pipeline: NamedDependency[ArticlePipeline], engine: NamedDependency[Engine]
+    ) -> ServerSentEvent:
+        """The project first, then each stage and section as it starts and finishes; the stream closes
+        when the project is FINISHED or FAILED."""
+        subscription = engine.bus.subscribe(project_id)
+        try:
+            project = await pipeline.get(project_id)
+        except BaseException:
+            subscription.close()
+            raise
+        first = ServerSentEventMessage(data=encode(ProjectOut.of(project)), event="state")
+        return stream(
+            subscription,
+            first,
+            done=project.status.value in _DONE,
+            ends=lambda event: event.kind == "project" and event.state in _DONE,
+        )
