@@ -52,7 +52,7 @@ class ArticlePipeline:
             topic=topic.strip(),
             audience=(audience or "").strip() or "general readers",
             tone=(tone or "").strip() or "friendly and precise",
-            sections_wanted=sections or 5,
+            sections_wanted=5 if sections is None else sections,
             created_at=now,
             updated_at=now,
         )
@@ -95,7 +95,7 @@ class ArticlePipeline:
     async def plan(self, project_id: str, strategy: MergeStrategy = MergeStrategy.KEEP) -> Plan:
         project = await self.get(project_id)
         if project.plan is not None and strategy == MergeStrategy.KEEP:
-            return project.plan
+            return await self._planned(project_id, project.plan)
         self._publish(project_id, "PLANNING", {"stage": "planning"})
         text = await self._generator.generate(
             GenerationRequest(
@@ -114,9 +114,21 @@ class ArticlePipeline:
         plan = merge_plans(project.plan, proposed, strategy)
         if plan != project.plan:
             await self._projects.save_plan(project_id, plan, now=self._clock.now())
+        return await self._planned(project_id, plan)
+
+    async def _planned(self, project_id: str, plan: Plan) -> Plan:
         await self._projects.set_status(project_id, ProjectStatus.PLANNED, now=self._clock.now())
         self._publish(project_id, "PLANNED", {"stage": "planning", "sections": [s.title for s in plan.sections]})
         return plan
+
+    async def begin_sections(self, project_id: str) -> Plan:
+        """The parallel stage starts: the project is WRITING; returns the plan to fan out over."""
+        project = await self.get(project_id)
+        if project.plan is None:
+            raise ValueError(f"project {project_id} has no plan to write")
+        await self._projects.set_status(project_id, ProjectStatus.WRITING, now=self._clock.now())
+        self._publish(project_id, "WRITING", {"stage": "sections", "sections": len(project.plan.sections)})
+        return project.plan
 
     async def research(self, project_id: str, section_id: str) -> str:
         project = await self.get(project_id)
@@ -163,10 +175,10 @@ class ArticlePipeline:
 
     async def assemble(self, project_id: str) -> str:
         project = await self.get(project_id)
-        if project.article is not None:
-            return project.article
-        article = assemble(project)
-        await self._projects.save_article(project_id, article, now=self._clock.now())
+        article = project.article
+        if article is None:
+            article = assemble(project)
+            await self._projects.save_article(project_id, article, now=self._clock.now())
         await self._projects.set_status(project_id, ProjectStatus.ASSEMBLED, now=self._clock.now())
         self._publish(project_id, "ASSEMBLED", {"stage": "assembly", "words": len(article.split())})
         return article
@@ -174,7 +186,7 @@ class ArticlePipeline:
     async def finish(self, project_id: str) -> str:
         project = await self.get(project_id)
         if project.finished is not None:
-            return project.finished
+            return await self._finished(project_id, project.finished)
         article = project.article or await self.assemble(project_id)
         self._publish(project_id, "FINISHING", {"stage": "finishing"})
         finished = await self._generator.generate(
@@ -190,6 +202,9 @@ class ArticlePipeline:
         if section_headings(finished) != section_headings(article):
             finished = article  # the editor broke the outline: keep the assembled article
         await self._projects.save_finished(project_id, finished, now=self._clock.now())
+        return await self._finished(project_id, finished)
+
+    async def _finished(self, project_id: str, finished: str) -> str:
         await self._projects.set_status(project_id, ProjectStatus.FINISHED, now=self._clock.now())
         self._publish(project_id, "FINISHED", {"stage": "finishing", "words": len(finished.split())})
         return finished

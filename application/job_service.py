@@ -51,6 +51,7 @@ class JobService:
         """Store one job for ``signature``; returns once it is committed (acknowledged = durable)."""
         ensure_json(signature.args, f"{signature.task} args")
         ensure_json(signature.kwargs, f"{signature.task} kwargs")
+        self._registry.require(signature.task).check_arguments(signature.args, signature.kwargs)
         job = new_job(self._registry, self._ids.new_id(), signature, self._clock.now())
         advance = Advance()
         await self._workflows.record(advance, job)
@@ -148,7 +149,7 @@ class JobService:
         """Revoke a workflow: it becomes REVOKED and every unfinished job of it is cancelled."""
         workflow = await self.get_workflow(workflow_id)
         if is_terminal(workflow.state):
-            raise InvalidTransition(workflow.id, workflow.state, JobState.REVOKED)
+            raise InvalidTransition(workflow.id, workflow.state, JobState.REVOKED, kind="workflow")
         now = self._clock.now()
         revoked = workflow.finished(
             JobState.REVOKED,

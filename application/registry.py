@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from domain.errors import UnknownTask
+from domain.errors import InvalidArguments, UnknownTask
 from domain.retry_policy import RetryPolicy
 
 
@@ -33,6 +33,19 @@ class TaskDefinition:
     @property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.fn)
+
+    def check_arguments(self, args: list[Any], kwargs: dict[str, Any]) -> None:
+        """Raise :class:`InvalidArguments` unless the task's function accepts these arguments."""
+        try:
+            signature = inspect.signature(self.fn, eval_str=True)
+        except (NameError, SyntaxError):  # annotations that cannot be resolved here: show them as written
+            signature = inspect.signature(self.fn)
+        except (TypeError, ValueError):  # some callables have no readable signature: let them run
+            return
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise InvalidArguments(f"{self.name}{signature}: {exc}") from None
 
 
 class TaskRegistry:

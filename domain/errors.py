@@ -25,10 +25,14 @@ class UnknownTask(DomainError, LookupError):
 
 
 class InvalidTransition(DomainError):
-    """The requested state change is not allowed from the job's current state."""
+    """The requested state change is not allowed from the job's (or workflow's) current state."""
 
-    def __init__(self, ident: str, current: str, target: str) -> None:
-        super().__init__(f"job {ident} is {current}; it cannot become {target}")
+    def __init__(self, ident: str, current: str, target: str, kind: str = "job") -> None:
+        if current in ("SUCCESS", "FAILURE", "REVOKED") and target == "REVOKED":
+            message = f"{kind} {ident} has already finished ({current})"
+        else:
+            message = f"{kind} {ident} is {current}; it cannot become {target}"
+        super().__init__(message)
         self.ident = ident
         self.current = current
         self.target = target
@@ -40,6 +44,10 @@ class InvalidCanvas(DomainError, ValueError):
 
 class NotJsonValue(DomainError, TypeError):
     """A task argument or result is not plain JSON data."""
+
+
+class InvalidArguments(DomainError, TypeError):
+    """The arguments do not fit the task's parameters (refused at submission, not at run time)."""
 
 
 class Conflict(DomainError):

@@ -93,7 +93,9 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
 
     def requeued(self, *, now: float) -> Job:
         """Back to PENDING: a lost worker's job, or a finished job retried on request."""
-        return self.moved_to(JobState.PENDING, due_at=now, finished_at=None, waiting_on=None, **_NO_LEASE)
+        return self.moved_to(
+            JobState.PENDING, due_at=now, started_at=None, finished_at=None, waiting_on=None, **_NO_LEASE
+        )
 
     def waiting_for(self, workflow_id: str) -> Job:
         """Replaced by a workflow: still STARTED, no longer leased, finished when that workflow is."""

@@ -66,13 +66,9 @@ async def finishing(self: Any, project_id: str) -> dict[str, Any]:
 @create_compatible_task(name="ai.sections", bind=True)
 async def sections(self: Any, project_id: str) -> None:
     """Fan out over the planned sections: research then writing of each, in parallel, then assembly."""
-    project = await pipeline().get(project_id)
-    if project.plan is None:
-        raise RuntimeError(f"project {project_id} has no plan to write")
-    await self.update_state(state="PROGRESS", meta={"project_id": project_id, "stage": "sections"})
+    plan = await _stage(self, project_id, "sections", lambda: pipeline().begin_sections(project_id))
     per_section = [
-        chain(research.si(project_id, section.id), writing.si(project_id, section.id))
-        for section in project.plan.sections
+        chain(research.si(project_id, section.id), writing.si(project_id, section.id)) for section in plan.sections
     ]
     self.replace(chord(per_section, assembly.si(project_id)))
 

@@ -32,12 +32,12 @@ class ClientError(CommandError):
     the service cannot be used right now (exit 3).
     """
 
-    def __init__(self, status: int, title: str, detail: str) -> None:
+    def __init__(self, status: int, title: str, detail: str, *, hint: str = "") -> None:
         self.status = status
         self.title = title
         self.detail = detail
         message = f"{detail} ({status} {title})" if detail and detail != title else f"{status} {title}"
-        super().__init__(message)
+        super().__init__(f"{message}; {hint}" if hint else message)
         self.exit_code = EXIT_UNAVAILABLE if status == 401 or status >= 500 else EXIT_USAGE
 
 

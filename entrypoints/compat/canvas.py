@@ -112,6 +112,9 @@ class Signature(CanvasBase):
         spec = call.to_canvas()
         ensure_json(spec.args, f"{spec.task} args")
         ensure_json(spec.kwargs, f"{spec.task} kwargs")
+        definition = binding.engine().registry.find(spec.task)
+        if definition is not None:
+            definition.check_arguments(spec.args, spec.kwargs)
 
         async def submit(engine: Any) -> AsyncResult:
             job = await engine.jobs.submit(spec)

@@ -227,9 +227,7 @@ def create_compatible_task(
         )
         task = Task(func, definition, bind)
         if bind:
-            bound = functools.partial(func, task)
-            functools.update_wrapper(bound, func)
-            definition = _with_fn(definition, bound)
+            definition = _with_fn(definition, functools.partial(func, task))
             task.definition = definition
         (registry or default_registry).register(definition)
         return task

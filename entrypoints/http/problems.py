@@ -11,7 +11,15 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from adapters.sqlite_job_repository import StorageError
-from domain.errors import Conflict, InvalidCanvas, InvalidTransition, NotFound, NotJsonValue, UnknownTask
+from domain.errors import (
+    Conflict,
+    InvalidArguments,
+    InvalidCanvas,
+    InvalidTransition,
+    NotFound,
+    NotJsonValue,
+    UnknownTask,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,7 @@ _TABLE: list[tuple[type[BaseException], int, str, str]] = [
     (UnknownTask, 422, "Unknown task", "unknown-task"),
     (InvalidCanvas, 422, "Invalid canvas", "invalid-canvas"),
     (NotJsonValue, 422, "Not JSON data", "not-json"),
+    (InvalidArguments, 422, "Arguments do not fit the task", "invalid-arguments"),
     (InvalidTransition, 409, "Conflict with the job's state", "invalid-transition"),
     (Conflict, 409, "Conflict", "conflict"),
     (StorageError, 503, "Storage unavailable", "storage-unavailable"),
@@ -108,6 +117,7 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     UnknownTask: handle_domain_error,
     InvalidCanvas: handle_domain_error,
     NotJsonValue: handle_domain_error,
+    InvalidArguments: handle_domain_error,
     InvalidTransition: handle_domain_error,
     Conflict: handle_domain_error,
     StorageError: handle_domain_error,

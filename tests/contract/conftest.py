@@ -1,4 +1,4 @@
-"""The contract suite runs every test against each JobRepository adapter."""
+"""The contract suites run every test against each adapter: job repositories and project repositories."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 
 from adapters.memory_job_repository import InMemoryJobRepository
+from adapters.memory_project_repository import InMemoryProjectRepository
 from adapters.sqlite_job_repository import SqliteJobRepository
+from adapters.sqlite_project_repository import SqliteProjectRepository
 from application.ports import JobRepository
+from application.ports.project_repository import ProjectRepository
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -23,3 +26,17 @@ async def repo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
         yield adapter
     finally:
         await adapter.close()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def projects(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ProjectRepository]:
+    """An empty project repository; the SQLite one shares an open job repository's file."""
+    if request.param == "memory":
+        yield InMemoryProjectRepository()
+        return
+    database = SqliteJobRepository(tmp_path / "tasks.db")
+    await database.open()
+    try:
+        yield SqliteProjectRepository(database)
+    finally:
+        await database.close()

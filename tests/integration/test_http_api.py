@@ -80,6 +80,8 @@ class TestSubmitJob:
             ({"task": "geekblog.add", "options": {"time_limit": 0}}, 400, "time_limit"),
             ({"task": "geekblog.add", "options": {"later": True}}, 400, "later"),
             ({"task": "geekblog.add", "extra": 1}, 400, "extra"),
+            ({"task": "geekblog.add", "args": [1, 2, 3]}, 422, "geekblog.add(x: float, y: float)"),
+            ({"task": "geekblog.add", "kwargs": {"z": 1}}, 422, "missing a required argument"),
         ],
     )
     async def test_bad_bodies_are_problems_naming_what_is_wrong(
