@@ -118,7 +118,8 @@ class ArticlePipeline:
 
     async def _planned(self, project_id: str, plan: Plan) -> Plan:
         await self._projects.set_status(project_id, ProjectStatus.PLANNED, now=self._clock.now())
-        self._publish(project_id, "PLANNED", {"stage": "planning", "sections": [s.title for s in plan.sections]})
+        sections = {"sections": [s.title for s in plan.sections], "section_ids": [s.id for s in plan.sections]}
+        self._publish(project_id, "PLANNED", {"stage": "planning", **sections})
         return plan
 
     async def begin_sections(self, project_id: str) -> Plan:
@@ -148,7 +149,8 @@ class ArticlePipeline:
             )
         )
         await self._projects.save_research(project_id, section_id, notes.strip(), now=self._clock.now())
-        self._publish(project_id, "WRITING", {"stage": "research", "section_id": section_id, "done": True})
+        done = {"stage": "research", "section": section.title, "section_id": section_id, "done": True}
+        self._publish(project_id, "WRITING", done)
         return notes
 
     async def write(self, project_id: str, section_id: str) -> str:
@@ -170,7 +172,8 @@ class ArticlePipeline:
             )
         )
         await self._projects.save_draft(project_id, section_id, draft.strip(), now=self._clock.now())
-        self._publish(project_id, "WRITING", {"stage": "writing", "section_id": section_id, "done": True})
+        done = {"stage": "writing", "section": section.title, "section_id": section_id, "done": True}
+        self._publish(project_id, "WRITING", done)
         return draft
 
     async def assemble(self, project_id: str) -> str:

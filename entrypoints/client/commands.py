@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from entrypoints.client.article import add_article_command
 from entrypoints.client.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -124,6 +125,8 @@ def add_client_commands(subparsers: SubParsers) -> None:
         "tasks", parents=[common], help="list the registered tasks", description="List the tasks the service runs."
     )
     tasks.set_defaults(handler=_command(run_tasks))
+
+    add_article_command(subparsers, common, _command)
 
 
 def _add_wait(parser: argparse.ArgumentParser, text: str) -> None:

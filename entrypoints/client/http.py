@@ -81,6 +81,14 @@ class ApiClient:
     def post(self, path: str, body: Any = None) -> Reply:
         return self.request("POST", path, body=body)
 
+    def get_text(self, path: str) -> str:
+        """The body of a ``GET`` that answers with text (Markdown), not JSON."""
+        with self._translate("GET", path):
+            response = self._client.get(path, headers={"Accept": "text/markdown, text/plain"})
+        if response.is_error:
+            raise self._error(response)
+        return response.text
+
     def request(self, method: str, path: str, *, params: dict[str, str | int] | None = None, body: Any = None) -> Reply:
         """Send one request; the decoded JSON answer, or an exception (see the class)."""
         content = None if body is None else json.dumps(body, allow_nan=False).encode()
