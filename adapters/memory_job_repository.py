@@ -10,7 +10,7 @@ import msgspec
 from application.ports import Commit, JobFilter, JobPage, JobRepository
 from domain.errors import Conflict
 from domain.job import Job, Progress
-from domain.states import QUEUED_STATES, JobState
+from domain.states import QUEUED_STATES, JobState, is_terminal
 from domain.workflow import Workflow
 
 
@@ -142,6 +142,32 @@ class InMemoryJobRepository(JobRepository):
             and job.lease_expires_at is not None
             and job.lease_expires_at < expired_before
         ]
+
+    async def purge(self, finished_before: float) -> int:
+        def old(finished_at: float | None, state: JobState) -> bool:
+            return is_terminal(state) and finished_at is not None and finished_at < finished_before
+
+        gone_workflows = [
+            workflow.id
+            for workflow in self._workflows.values()
+            if old(workflow.finished_at, workflow.state)
+            and all(
+                old(self._jobs[job_id].finished_at, self._jobs[job_id].state)
+                for job_id in self._workflow_jobs.get(workflow.id, [])
+            )
+        ]
+        for workflow_id in gone_workflows:
+            del self._workflows[workflow_id]
+            self._workflow_jobs.pop(workflow_id, None)
+        gone_jobs = [
+            job.id
+            for job in self._jobs.values()
+            if old(job.finished_at, job.state) and (job.workflow_id is None or job.workflow_id not in self._workflows)
+        ]
+        for job_id in gone_jobs:
+            del self._jobs[job_id]
+            del self._seq[job_id]
+        return len(gone_jobs) + len(gone_workflows)
 
     async def count_by_state(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -23,13 +23,14 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import aiosqlite
 import msgspec
 
+from adapters.sqlite_maintenance import PURGE_JOBS_SQL, PURGE_WORKFLOWS_SQL
 from application.ports import Commit, Guard, JobFilter, JobPage, JobRepository
 from domain.canvas import Canvas
 from domain.errors import Conflict
@@ -47,6 +48,9 @@ __all__ = [
     "StorageError",
     "StorageLocked",
 ]
+
+
+Params = Sequence[Any] | Mapping[str, Any]
 
 
 class StorageError(Exception):
@@ -147,6 +151,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         draft TEXT,
         PRIMARY KEY (project_id, section_id)
     ) WITHOUT ROWID;
+    """,
+    # 4: finding finished work to purge (GEEKBLOG_RESULT_TTL, geekblog purge).
+    """
+    CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state IN ('SUCCESS', 'FAILURE', 'REVOKED');
+    CREATE INDEX workflows_finished ON workflows (finished_at) WHERE state IN ('SUCCESS', 'FAILURE', 'REVOKED');
     """,
 )
 """Schema migrations: ``MIGRATIONS[i]`` takes the database to ``PRAGMA user_version = i + 1``."""
@@ -402,6 +411,7 @@ class SqliteJobRepository(JobRepository):
         *,
         synchronous: str = "NORMAL",
         busy_timeout_ms: int = 5000,
+        max_size_mb: int | None = None,
     ) -> None:
         mode = synchronous.upper()
         if mode not in _SYNCHRONOUS_MODES:
@@ -412,6 +422,8 @@ class SqliteJobRepository(JobRepository):
         self.lock_path = Path(f"{self.path}.lock")
         self.synchronous = mode
         self.busy_timeout_ms = int(busy_timeout_ms)
+        self.max_size_mb = max_size_mb
+        """A cap on the file's size (``PRAGMA max_page_count``): writes past it fail as a full disk would."""
         self.transactions = 0
         """Transactions the writer committed (a batch is one; a batch retried op by op is several)."""
         self._lock_fd: int | None = None
@@ -487,6 +499,10 @@ class SqliteJobRepository(JobRepository):
         await db.executescript(
             f"PRAGMA synchronous = {self.synchronous}; PRAGMA busy_timeout = {self.busy_timeout_ms};"
         )
+        if self.max_size_mb:
+            (row,) = await db.execute_fetchall("PRAGMA page_size")
+            page_size = int(row[0])
+            await db.execute(f"PRAGMA max_page_count = {max(self.max_size_mb * 1024 * 1024 // page_size, 1)}")
 
     async def _migrate(self, db: aiosqlite.Connection) -> None:
         rows = list(await db.execute_fetchall("PRAGMA user_version"))
@@ -551,7 +567,7 @@ class SqliteJobRepository(JobRepository):
             return
         await self._submit(_Kind.RENEW, [(lease_until, job_id, owner) for job_id in job_ids])
 
-    async def execute(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> int:
+    async def execute(self, statements: Sequence[tuple[str, Params]]) -> int:
         """Run ``statements`` in order inside the writer's next transaction (group commit), for other
         repositories that share this database file. If the first statement changes no row, the rest
         are skipped. Returns the number of rows the first statement changed."""
@@ -606,8 +622,10 @@ class SqliteJobRepository(JobRepository):
             outcomes = await self._transaction(batch)
         except Exception as exc:
             await self._rollback()
-            if len(batch) == 1:
-                _settle(batch[0], exc)
+            if len(batch) == 1 or _is_busy(exc):
+                # A locked database would fail each op again after another busy timeout: fail them now.
+                for op in batch:
+                    _settle(op, exc)
                 return
             # Something in the batch broke the transaction: run each op alone so only the culprit fails.
             for op in batch:
@@ -758,11 +776,17 @@ class SqliteJobRepository(JobRepository):
         )
         return [_job_from_row(row) for row in rows]
 
+    async def purge(self, finished_before: float) -> int:
+        cutoff = {"cutoff": float(finished_before)}
+        workflows = await self.execute([(PURGE_WORKFLOWS_SQL, cutoff)])
+        jobs = await self.execute([(PURGE_JOBS_SQL, cutoff)])
+        return workflows + jobs
+
     async def count_by_state(self) -> dict[str, int]:
         return {state: count for state, count in self._read("SELECT state, count(*) FROM jobs GROUP BY state")}
 
 
-async def _execute_statements(db: aiosqlite.Connection, statements: list[tuple[str, Sequence[Any]]]) -> int:
+async def _execute_statements(db: aiosqlite.Connection, statements: list[tuple[str, Params]]) -> int:
     first = -1
     for sql, params in statements:
         cursor = await db.execute(sql, params)
@@ -771,6 +795,10 @@ async def _execute_statements(db: aiosqlite.Connection, statements: list[tuple[s
             if first == 0:
                 break
     return max(first, 0)
+
+
+def _is_busy(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
 
 
 def _settle(op: _Op, outcome: Any) -> None:

@@ -63,6 +63,7 @@ class Dispatcher:
         self.max_concurrent = max_concurrent
         self._lease_seconds = lease_seconds
         self._random_fraction = random_fraction
+        self.store_patience = 30.0
         self._running: dict[str, tuple[asyncio.Task[None], JobContext]] = {}
         self._wake = asyncio.Event()
         self._accepting = True
@@ -192,17 +193,34 @@ class Dispatcher:
                 raise  # keeps its lease: the next start recovers it
             changed = job.failed(revoked_error(job), now=self._clock.now(), state=JobState.REVOKED)
         try:
-            if isinstance(changed, ReplaceRequested):
-                await self._replace(job, changed)
-            else:
-                await self._store(changed, Guard(job_id=job.id, owner=self.owner))
-        except Conflict:
-            log.warning("job %s: result refused, its lease was lost", job.id)
-        except Exception:
-            log.exception("job %s: storing its outcome failed; it will be recovered", job.id)
+            await self._persist(job, changed)
         finally:
             self._running.pop(job.id, None)
             self.wake()
+
+    async def _persist(self, job: Job, changed: Job | ReplaceRequested) -> None:
+        """Store what the job did, retrying while storage fails (locked, full) for up to ``store_patience``
+        seconds; after that the job keeps its lease, which expires into a recovery."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.store_patience
+        delay = 0.05
+        while True:
+            try:
+                if isinstance(changed, ReplaceRequested):
+                    await self._replace(job, changed)
+                else:
+                    await self._store(changed, Guard(job_id=job.id, owner=self.owner))
+                return
+            except Conflict:
+                log.warning("job %s: result refused, its lease was lost", job.id)
+                return
+            except Exception as exc:
+                if not self._accepting or loop.time() + delay > deadline:
+                    log.error("job %s: storing its outcome failed (%s); it will be recovered", job.id, exc)
+                    return
+                log.warning("job %s: storing its outcome failed (%s); retrying in %.2f s", job.id, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def _outcome(self, job: Job, context: JobContext) -> Job | ReplaceRequested:
         """Run the task and turn what it did into the job's next state (or a replacement)."""
@@ -289,7 +307,13 @@ class Dispatcher:
             self.wake()
 
     async def _report_progress(self, job: Job, progress: Progress) -> None:
-        if not await self._repo.save_progress(job.id, self.owner, progress):
+        """Store and publish progress. Progress is best effort: storage trouble never fails the job."""
+        try:
+            held = await self._repo.save_progress(job.id, self.owner, progress)
+        except Exception as exc:
+            log.warning("job %s: progress not stored (%s)", job.id, exc)
+            held = True
+        if not held:
             raise JobCancelled("lease lost")
         self._bus.publish(Event.of_progress(job, progress, self._clock.now()))
 

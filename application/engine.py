@@ -6,6 +6,7 @@ import msgspec
 
 from application.dispatcher import Dispatcher
 from application.job_service import JobService
+from application.maintenance import Maintenance
 from application.ports import Clock, EventBus, IdSource, JobRepository, Runner
 from application.registry import TaskRegistry
 from application.workflows import WorkflowEngine
@@ -17,6 +18,8 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_concurrent_tasks: int = 10
     lease_seconds: float = 60.0
     exclusive_storage: bool = True
+    result_ttl: float = 7 * 24 * 3600.0
+    maintenance_interval: float = 60.0
 
 
 class Engine:
@@ -51,6 +54,13 @@ class Engine:
             max_concurrent=settings.max_concurrent_tasks,
             lease_seconds=settings.lease_seconds,
         )
+        self.maintenance = Maintenance(
+            repo=repo,
+            dispatcher=self.dispatcher,
+            clock=clock,
+            result_ttl=settings.result_ttl,
+            interval=settings.maintenance_interval,
+        )
         self.jobs = JobService(
             repo=repo,
             registry=registry,
@@ -74,6 +84,7 @@ class Engine:
         except BaseException:
             await self.repo.close()
             raise
+        self.maintenance.start()
         self._started = True
 
     async def stop(self, grace: float = 0.0) -> None:
@@ -82,6 +93,7 @@ class Engine:
             return
         self._started = False
         try:
+            await self.maintenance.stop()
             await self.dispatcher.stop(grace)
         finally:
             try:

@@ -24,6 +24,26 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to listen on (default GEEKBLOG_HOST, else 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port (default GEEKBLOG_PORT, else 8000)")
     serve.set_defaults(handler=run_serve)
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument(
+        "--db", metavar="PATH", help="the database file (default GEEKBLOG_DB_PATH, else ./var/geekblog.db)"
+    )
+    database.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    purge = commands.add_parser(
+        "purge",
+        parents=[database],
+        help="delete finished jobs and workflows older than a retention period (safe while serving)",
+    )
+    purge.add_argument(
+        "--older-than", type=float, metavar="SECONDS", help="retention in seconds (default GEEKBLOG_RESULT_TTL)"
+    )
+    purge.set_defaults(handler=run_purge)
+    backup = commands.add_parser(
+        "backup", parents=[database], help="make a consistent online copy of the database (safe while serving)"
+    )
+    backup.add_argument("file", metavar="FILE", help="where to write the copy")
+    backup.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    backup.set_defaults(handler=run_backup)
     try:
         from entrypoints.client.commands import add_client_commands
     except ImportError:  # pragma: no cover - the client commands ship with the package
@@ -48,6 +68,18 @@ def run_serve(args: argparse.Namespace) -> int:
     from entrypoints.server import serve
 
     return serve(settings)
+
+
+def run_purge(args: argparse.Namespace) -> int:
+    from entrypoints.maintenance_commands import purge_command
+
+    return purge_command(args)
+
+
+def run_backup(args: argparse.Namespace) -> int:
+    from entrypoints.maintenance_commands import backup_command
+
+    return backup_command(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

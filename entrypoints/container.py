@@ -33,13 +33,20 @@ class Container(containers.DeclarativeContainer):
     runner = providers.Singleton(AsyncioRunner, threads=settings.provided.max_concurrent_tasks)
     repo = providers.Selector(
         settings.provided.persistence,
-        sqlite=providers.Singleton(SqliteJobRepository, settings.provided.db_path),
+        sqlite=providers.Singleton(
+            SqliteJobRepository,
+            settings.provided.db_path,
+            synchronous=settings.provided.synchronous,
+            busy_timeout_ms=settings.provided.busy_timeout_ms,
+            max_size_mb=settings.provided.max_db_mb,
+        ),
         memory=providers.Singleton(InMemoryJobRepository),
     )
     engine_settings = providers.Singleton(
         EngineSettings,
         max_concurrent_tasks=settings.provided.max_concurrent_tasks,
         lease_seconds=settings.provided.lease_seconds,
+        result_ttl=settings.provided.result_ttl,
     )
     projects = providers.Selector(
         settings.provided.persistence,

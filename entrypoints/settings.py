@@ -29,6 +29,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_grace: float = 10.0
     max_body_bytes: int = 1_048_576
     lease_seconds: float = 60.0
+    busy_timeout_ms: int = 5000
+    max_db_mb: int | None = None
+    synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    result_ttl: float = 7 * 24 * 3600.0
     llm_base_url: str | None = None
     llm_model: str = "llama3.2"
     llm_api_key: str | None = None
@@ -52,6 +56,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if self.llm_timeout <= 0 or self.llm_max_retries < 0 or self.offline_delay < 0:
             raise SettingsError(
                 f"{PREFIX}LLM_TIMEOUT must be positive, {PREFIX}LLM_MAX_RETRIES and {PREFIX}OFFLINE_DELAY not negative"
+            )
+        if self.busy_timeout_ms < 0 or (self.max_db_mb is not None and self.max_db_mb < 1) or self.result_ttl < 0:
+            raise SettingsError(
+                f"{PREFIX}BUSY_TIMEOUT_MS and {PREFIX}RESULT_TTL must not be negative, {PREFIX}MAX_DB_MB at least 1"
             )
         if self.persistence == "sqlite" and not self.db_path:
             raise SettingsError(f"{PREFIX}DB_PATH must not be empty with {PREFIX}PERSISTENCE=sqlite")

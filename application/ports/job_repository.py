@@ -107,3 +107,11 @@ class JobRepository(Protocol):
         ...
 
     async def count_by_state(self) -> dict[str, int]: ...
+
+    async def purge(self, finished_before: float) -> int:
+        """Delete finished jobs and workflows that finished before ``finished_before``; how many went.
+
+        A workflow goes only once all its jobs are finished and old enough; a job of a workflow that is
+        kept stays with it.
+        """
+        ...

@@ -86,8 +86,15 @@ def handle_recursion(request: Request[Any, Any, Any], exc: RecursionError) -> Re
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     if isinstance(exc, sqlite3.OperationalError):
-        log.warning("storage busy on %s %s: %s", request.method, request.url.path, exc)
-        return problem(503, "Storage unavailable", f"the database is unavailable: {exc}", slug="storage-unavailable")
+        log.warning("storage unavailable on %s %s: %s", request.method, request.url.path, exc)
+        text = str(exc)
+        if "full" in text:
+            detail = f"the database is full ({text}): nothing was written; free space and try again"
+        elif "locked" in text or "busy" in text:
+            detail = f"the database is locked by another process ({text}): nothing was written; try again"
+        else:
+            detail = f"the database is unavailable ({text}): nothing was written"
+        return problem(503, "Storage unavailable", detail, slug="storage-unavailable", headers={"Retry-After": "5"})
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return problem(500, "Internal error", "an unexpected error occurred; it has been logged", slug="internal")
 
