@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -242,3 +244,76 @@ class TestStartup:
         lines = process.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("geekblog: ") and names in lines[0], process.stderr
         assert "Traceback" not in process.stderr + process.stdout
+
+
+class TestStorageStartup:
+    def test_a_newer_schema_or_an_unusable_path_stops_the_start_with_one_line(self, tmp_path: Path) -> None:
+        newer = tmp_path / "newer.db"
+        with contextlib.closing(sqlite3.connect(newer)) as connection:
+            connection.execute("PRAGMA user_version = 99")
+        not_a_dir = tmp_path / "file"
+        not_a_dir.write_text("x")
+        for path, needle in [(newer, "newer than this engine's"), (not_a_dir / "x.db", "cannot")]:
+            process = subprocess.run(
+                [str(GEEKBLOG), "serve", "--port", "1"],
+                env=service_env(path),
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert process.returncode == 1, process.stderr
+            lines = process.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("geekblog: ") and needle in lines[0], process.stderr
+
+
+class TestBackupAndPurge:
+    def test_an_online_backup_restores_into_a_working_service(
+        self, make_service: Callable[..., Service], tmp_path: Path
+    ) -> None:
+        service = make_service()
+        with service.client() as client:
+            done = [client.post("/jobs", json={"task": "e2e.add", "args": [i, i]}).json()["id"] for i in range(20)]
+            for job_id in done:
+                wait_for_state(client, f"/jobs/{job_id}", {"SUCCESS"})
+            queued = client.post("/jobs", json={"task": "e2e.add", "args": [5, 5], "options": {"countdown": 2}}).json()
+            copy = tmp_path / "backup.db"
+            backup = subprocess.run(
+                [str(GEEKBLOG), "backup", str(copy), "--db", str(service.db_path)],
+                env=service.env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert backup.returncode == 0, backup.stderr
+            assert "21 jobs" in backup.stdout
+            assert client.post("/jobs", json={"task": "e2e.add", "args": [1, 1]}).status_code == 202, "still serving"
+        service.stop()
+        restored = Service(db_path=copy, log_path=tmp_path / "restored.log")
+        restored.start()
+        try:
+            with restored.client() as client:
+                assert client.get(f"/jobs/{done[0]}").json()["result"] == 0
+                assert wait_for_state(client, f"/jobs/{queued['id']}", {"SUCCESS"})["result"] == 10
+                fresh = client.post("/jobs", json={"task": "e2e.add", "args": [2, 3]}).json()
+                assert wait_for_state(client, f"/jobs/{fresh['id']}", {"SUCCESS"})["result"] == 5
+        finally:
+            restored.stop()
+
+    def test_purge_deletes_old_finished_jobs_while_the_service_runs(self, service: Service) -> None:
+        with service.client() as client:
+            old = client.post("/jobs", json={"task": "e2e.add", "args": [1, 1]}).json()
+            wait_for_state(client, f"/jobs/{old['id']}", {"SUCCESS"})
+            waiting = client.post(
+                "/jobs", json={"task": "e2e.add", "args": [1, 1], "options": {"countdown": 60}}
+            ).json()
+            purge = subprocess.run(
+                [str(GEEKBLOG), "purge", "--older-than", "0", "--db", str(service.db_path)],
+                env=service.env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert purge.returncode == 0, purge.stderr
+            assert purge.stdout.startswith("purged 1 job(s)")
+            assert client.get(f"/jobs/{old['id']}").status_code == 404
+            assert client.get(f"/jobs/{waiting['id']}").json()["state"] == "PENDING"

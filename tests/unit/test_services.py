@@ -209,3 +209,38 @@ class TestCancel:
         assert again.state == JobState.PENDING and again.attempts == 0
         stored = await repo.get_workflow(workflow.id)
         assert stored is not None and stored.state == JobState.PENDING and stored.error is None
+
+
+class TestMaintenance:
+    async def test_a_job_whose_lease_ran_out_is_requeued_by_the_next_round(
+        self, engine: Engine, repo: InMemoryJobRepository, clock: FakeClock
+    ) -> None:
+        job = await leave_running(repo, await engine.jobs.submit(Signature(task="add", args=[1, 2])), owner="me")
+        assert await engine.maintenance.run_once() == (0, 0), "a live lease is left alone"
+        clock.advance(61)
+        recovered, _ = await engine.maintenance.run_once()
+        assert recovered == 1
+        stored = await repo.get(job.id)
+        assert stored is not None and stored.state == JobState.PENDING
+
+    async def test_finished_work_past_its_retention_is_purged(
+        self, repo: InMemoryJobRepository, clock: FakeClock
+    ) -> None:
+        registry = TaskRegistry()
+        registry.register(TaskDefinition(name="add", fn=lambda x, y: x + y))
+        engine = Engine(
+            repo=repo,
+            registry=registry,
+            runner=AsyncioRunner(threads=1),
+            bus=InProcessEventBus(),
+            clock=clock,
+            ids=CountingIds(),
+            settings=EngineSettings(result_ttl=3600),
+        )
+        job = await engine.jobs.submit(Signature(task="add", args=[1, 2]))
+        await engine.jobs.cancel(job.id)
+        clock.advance(3599)
+        assert await engine.maintenance.run_once() == (0, 0)
+        clock.advance(2)
+        assert await engine.maintenance.run_once() == (0, 1)
+        assert await repo.get(job.id) is None
