@@ -1,14 +1,16 @@
 """The SQLite job repository: WAL, one writer task with group commit, inline reads on a second connection.
 
 Writes (commits, claims, progress, lease renewals) go through an ``asyncio.Queue`` to a single writer
-task that owns one aiosqlite connection. The writer takes everything already queued (up to
-``MAX_BATCH`` operations) and runs it in ONE ``BEGIN IMMEDIATE`` … ``COMMIT``; every caller's future
-resolves only after that COMMIT returned. A failed guard rejects only its own commit; a transaction
-that raises is rolled back and its operations retried one by one, so only the failing ones see the
-error.
+task. It takes everything already queued (up to ``MAX_BATCH`` operations) and runs it as ONE
+``BEGIN IMMEDIATE`` … ``COMMIT`` in ONE hop to its own thread, which owns the writing connection;
+every caller's future resolves only after that COMMIT returned. (One hop per batch, not one per
+statement: aiosqlite's model cost ~16 thread hops per job, which bounded throughput.) A failed guard
+rejects only its own commit; a transaction that raises is rolled back and its operations retried one
+by one, so only the failing ones see the error.
 
-Reads use a separate stdlib ``sqlite3`` connection, called inline (no thread hop): in WAL mode a
-reader sees the last committed state and never blocks the writer.
+Reads use a separate connection, called inline (no thread hop): in WAL mode a reader sees the last
+committed state and never blocks the writer. Queued jobs are also indexed in memory
+(:class:`~adapters.due_index.DueIndex`), so a claim with nothing due costs no query at all.
 
 One engine per database file: ``open()`` holds an exclusive ``flock`` on ``<path>.lock`` until
 ``close()``.
@@ -24,18 +26,19 @@ import os
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
 
-import aiosqlite
 import msgspec
 
+from adapters.due_index import DueIndex
 from adapters.sqlite_maintenance import PURGE_JOBS_SQL, PURGE_WORKFLOWS_SQL
 from application.ports import Commit, Guard, JobFilter, JobPage, JobRepository
 from domain.canvas import Canvas
 from domain.errors import Conflict
 from domain.job import ErrorInfo, Job, Progress
-from domain.states import JobState
+from domain.states import QUEUED_STATES, JobState
 from domain.workflow import Workflow
 
 __all__ = [
@@ -222,20 +225,15 @@ def _upsert_sql(table: str, columns: Sequence[str]) -> str:
 _UPSERT_JOB: Final = _upsert_sql("jobs", _JOB_COLUMNS)
 _UPSERT_WORKFLOW: Final = _upsert_sql("workflows", _WORKFLOW_COLUMNS)
 _GUARD_SQL: Final = "SELECT id, state, lease_owner FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
-# The claim, next_due_at and leased_jobs queries name their partial index: without ANALYZE statistics
-# the planner prefers jobs_state (state = ?) and sorts every queued job on each claim.
+# leased_jobs names its partial index: without ANALYZE statistics the planner prefers jobs_state.
 _CLAIM_SQL: Final = f"""
     UPDATE jobs
     SET state = 'STARTED', started_at = :now, attempts = attempts + 1,
         lease_owner = :owner, lease_expires_at = :lease_until, progress = NULL
-    WHERE seq IN (
-        SELECT seq FROM jobs INDEXED BY jobs_claim
-        WHERE state IN ('PENDING', 'RETRY') AND due_at <= :now
-        ORDER BY priority DESC, due_at, seq
-        LIMIT :limit
-    )
-    RETURNING {_JOB_SELECT}, seq
+    WHERE id IN (SELECT value FROM json_each(:ids)) AND state IN ('PENDING', 'RETRY')
+    RETURNING {_JOB_SELECT}
 """
+_QUEUED_SQL: Final = "SELECT id, priority, due_at, seq FROM jobs WHERE state IN ('PENDING', 'RETRY') ORDER BY seq"
 _PROGRESS_SQL: Final = "UPDATE jobs SET progress = ? WHERE id = ? AND lease_owner = ? RETURNING seq"
 _RENEW_SQL: Final = "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?"
 
@@ -342,10 +340,10 @@ def _workflow_from_row(row: Sequence[Any]) -> Workflow:
     )
 
 
-def _claimed(rows: Sequence[Sequence[Any]]) -> list[Job]:
-    # RETURNING order is unspecified: put the jobs back in claim order (priority desc, due_at, seq).
-    ordered = sorted(rows, key=lambda row: (-row[5], row[6], row[-1]))
-    return [_job_from_row(row) for row in ordered]
+def _claimed(rows: Sequence[Sequence[Any]], ids: list[str]) -> list[Job]:
+    # RETURNING order is unspecified: put the jobs back in the order they were taken from the index.
+    position = {job_id: index for index, job_id in enumerate(ids)}
+    return [_job_from_row(row) for row in sorted(rows, key=lambda row: position[row[0]])]
 
 
 def _guard_problem(guard: Guard, current: tuple[str, str | None] | None) -> str | None:
@@ -378,13 +376,17 @@ class _Kind(enum.Enum):
 class _CommitRows:
     """A commit, encoded by the caller: rows to upsert, and each job's (id, state, lease_owner) for guards."""
 
-    __slots__ = ("guard", "job_keys", "job_rows", "workflow_rows")
+    __slots__ = ("guard", "job_keys", "job_rows", "queue_changes", "workflow_rows")
 
     def __init__(self, commit: Commit) -> None:
         self.guard = commit.guard
         self.workflow_rows = [_workflow_row(workflow) for workflow in commit.workflows]
         self.job_rows = [_job_row(job) for job in commit.jobs]
         self.job_keys = [(job.id, str(job.state), job.lease_owner) for job in commit.jobs]
+        self.queue_changes = [
+            (job.id, job.priority, job.due_at) if job.state in QUEUED_STATES else (job.id, None, None)
+            for job in commit.jobs
+        ]
 
 
 class _Op:
@@ -427,7 +429,9 @@ class SqliteJobRepository(JobRepository):
         self.transactions = 0
         """Transactions the writer committed (a batch is one; a batch retried op by op is several)."""
         self._lock_fd: int | None = None
-        self._db: aiosqlite.Connection | None = None
+        self._db: sqlite3.Connection | None = None  # used only on the writer thread
+        self._executor: ThreadPoolExecutor | None = None
+        self._due = DueIndex()
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self._queue: asyncio.Queue[_Op | None] | None = None
@@ -445,12 +449,12 @@ class SqliteJobRepository(JobRepository):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock_fd = self._take_lock()
-            self._db = await aiosqlite.connect(self.path, isolation_level=None)
-            await self._configure(self._db)
-            await self._migrate(self._db)
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geekblog-sqlite-writer")
+            await self._on_writer(self._open_writer)
             self._reader = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._reader.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
             self._reader.execute("PRAGMA query_only = ON")
+            self._index_queued_jobs()
         except sqlite3.OperationalError as exc:
             await self._release()
             raise StorageError(f"cannot open {self.path}: {_one_line(exc)}") from exc
@@ -463,6 +467,25 @@ class SqliteJobRepository(JobRepository):
         self._queue = asyncio.Queue()
         self._accepting = True
         self._writer = asyncio.create_task(self._write_loop(self._queue), name=f"sqlite writer {self.path}")
+
+    async def _on_writer(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(*args)`` on the writer thread (the only thread that touches the writing connection)."""
+        assert self._executor is not None
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _open_writer(self) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db = db
+        self._configure(db)
+        self._migrate(db)
+
+    def _index_queued_jobs(self) -> None:
+        self._due = DueIndex()
+        last = 0
+        for job_id, priority, due_at, seq in self._read(_QUEUED_SQL):
+            self._due.put(job_id, priority, due_at, order=seq)
+            last = seq
+        self._due.start_order_after(last)
 
     async def close(self) -> None:
         """Finish the writes already queued, then close both connections and release the lock."""
@@ -491,22 +514,19 @@ class SqliteJobRepository(JobRepository):
         os.write(fd, f"{os.getpid()}\n".encode())
         return fd
 
-    async def _configure(self, db: aiosqlite.Connection) -> None:
-        rows = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
+    def _configure(self, db: sqlite3.Connection) -> None:
+        rows = db.execute("PRAGMA journal_mode = WAL").fetchall()
         mode = str(rows[0][0]) if rows else "?"
         if mode.lower() != "wal":
             raise StorageError(f"{self.path} cannot use WAL journal mode (it is in {mode} mode)")
-        await db.executescript(
-            f"PRAGMA synchronous = {self.synchronous}; PRAGMA busy_timeout = {self.busy_timeout_ms};"
-        )
+        db.execute(f"PRAGMA synchronous = {self.synchronous}")
+        db.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
         if self.max_size_mb:
-            (row,) = await db.execute_fetchall("PRAGMA page_size")
-            page_size = int(row[0])
-            await db.execute(f"PRAGMA max_page_count = {max(self.max_size_mb * 1024 * 1024 // page_size, 1)}")
+            (page_size,) = db.execute("PRAGMA page_size").fetchone()
+            db.execute(f"PRAGMA max_page_count = {max(self.max_size_mb * 1024 * 1024 // int(page_size), 1)}")
 
-    async def _migrate(self, db: aiosqlite.Connection) -> None:
-        rows = list(await db.execute_fetchall("PRAGMA user_version"))
-        version = int(rows[0][0])
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise SchemaTooNew(
                 f"{self.path} has schema version {version}, newer than this engine's {SCHEMA_VERSION}: upgrade it"
@@ -517,20 +537,23 @@ class SqliteJobRepository(JobRepository):
             ["BEGIN IMMEDIATE;", *MIGRATIONS[version:], f"PRAGMA user_version = {SCHEMA_VERSION};", "COMMIT;"]
         )
         try:
-            await db.executescript(script)
+            db.executescript(script)
         except BaseException:
-            with contextlib.suppress(sqlite3.Error, ValueError):
-                await db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
             raise
 
     async def _release(self) -> None:
         """Close whatever is open (each step even if an earlier one failed)."""
         db, self._db = self._db, None
+        executor, self._executor = self._executor, None
         reader, self._reader = self._reader, None
         fd, self._lock_fd = self._lock_fd, None
         try:
-            if db is not None:
-                await db.close()
+            if executor is not None:
+                if db is not None:
+                    await asyncio.get_running_loop().run_in_executor(executor, db.close)
+                executor.shutdown(wait=True)
         finally:
             try:
                 if reader is not None:
@@ -550,10 +573,18 @@ class SqliteJobRepository(JobRepository):
 
     async def claim(self, *, owner: str, now: float, limit: int, lease_until: float) -> list[Job]:
         self._check_open()
-        if limit <= 0:  # LIMIT -1 would mean "no limit" to SQLite
+        if limit <= 0:
             return []
-        params = {"now": now, "owner": owner, "lease_until": lease_until, "limit": limit}
-        claimed: list[Job] = await self._submit(_Kind.CLAIM, params)
+        taken = self._due.take_due(now, limit)
+        if not taken:
+            return []
+        ids = [job_id for job_id, _ in taken]
+        params = {"now": now, "owner": owner, "lease_until": lease_until, "ids": _json(ids)}
+        try:
+            claimed: list[Job] = await self._submit(_Kind.CLAIM, (params, ids))
+        except BaseException:
+            self._due.restore(taken)
+            raise
         return claimed
 
     async def save_progress(self, job_id: str, owner: str, progress: Progress) -> bool:
@@ -618,68 +649,82 @@ class SqliteJobRepository(JobRepository):
                     left.future.set_exception(closed)
 
     async def _run_batch(self, batch: list[_Op]) -> None:
+        items = [(op.kind, op.payload) for op in batch]
         try:
-            outcomes = await self._transaction(batch)
-        except Exception as exc:
-            await self._rollback()
-            if len(batch) == 1 or _is_busy(exc):
-                # A locked database would fail each op again after another busy timeout: fail them now.
-                for op in batch:
-                    _settle(op, exc)
-                return
-            # Something in the batch broke the transaction: run each op alone so only the culprit fails.
-            for op in batch:
-                try:
-                    (outcome,) = await self._transaction([op])
-                except Exception as alone:
-                    await self._rollback()
-                    _settle(op, alone)
-                else:
-                    _settle(op, outcome)
+            outcomes = await self._on_writer(self._write_batch, items)
         except BaseException as exc:
             for op in batch:
                 _settle(op, StorageClosed(f"{self.path}: the writer stopped ({type(exc).__name__})"))
             raise
-        else:
-            for op, outcome in zip(batch, outcomes, strict=True):
-                _settle(op, outcome)
+        for (kind, payload), outcome in zip(items, outcomes, strict=True):
+            if kind is _Kind.COMMIT and not isinstance(outcome, BaseException):
+                self._note_queue_changes(payload)
+        for op, outcome in zip(batch, outcomes, strict=True):
+            _settle(op, outcome)
 
-    async def _rollback(self) -> None:
+    def _note_queue_changes(self, rows: _CommitRows) -> None:
+        for job_id, priority, due_at in rows.queue_changes:
+            if priority is None or due_at is None:
+                self._due.discard(job_id)
+            else:
+                self._due.put(job_id, priority, due_at)
+
+    def _write_batch(self, items: list[tuple[_Kind, Any]]) -> list[Any]:
+        """On the writer thread: the batch in one transaction; an outcome (or exception) per item."""
+        try:
+            return self._transaction(items)
+        except Exception as exc:
+            self._rollback()
+            if len(items) == 1 or _is_busy(exc):
+                # A locked database would fail each op again after another busy timeout: fail them now.
+                return [exc] * len(items)
+            # Something in the batch broke the transaction: run each op alone so only the culprit fails.
+            outcomes: list[Any] = []
+            for item in items:
+                try:
+                    outcomes.extend(self._transaction([item]))
+                except Exception as alone:
+                    self._rollback()
+                    outcomes.append(alone)
+            return outcomes
+
+    def _rollback(self) -> None:
         assert self._db is not None
-        with contextlib.suppress(sqlite3.Error, ValueError):
-            await self._db.execute("ROLLBACK")
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("ROLLBACK")
 
-    async def _transaction(self, ops: list[_Op]) -> list[Any]:
-        """Run ``ops`` in one transaction; an outcome per op (a ``Conflict`` for a failed guard)."""
+    def _transaction(self, items: list[tuple[_Kind, Any]]) -> list[Any]:
+        """Run ``items`` in one transaction; an outcome per item (a ``Conflict`` for a failed guard)."""
         db = self._db
         assert db is not None
-        await db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
         outcomes: list[Any] = []
         index = 0
-        while index < len(ops):
-            op = ops[index]
-            if op.kind is _Kind.COMMIT:
+        while index < len(items):
+            kind, payload = items[index]
+            if kind is _Kind.COMMIT:
                 end = index + 1
-                while end < len(ops) and ops[end].kind is _Kind.COMMIT:
+                while end < len(items) and items[end][0] is _Kind.COMMIT:
                     end += 1
-                outcomes.extend(await self._apply_commits(db, [queued.payload for queued in ops[index:end]]))
+                outcomes.extend(self._apply_commits(db, [queued for _, queued in items[index:end]]))
                 index = end
                 continue
-            if op.kind is _Kind.CLAIM:
-                outcomes.append(_claimed(list(await db.execute_fetchall(_CLAIM_SQL, op.payload))))
-            elif op.kind is _Kind.PROGRESS:
-                outcomes.append(bool(list(await db.execute_fetchall(_PROGRESS_SQL, op.payload))))
-            elif op.kind is _Kind.EXECUTE:
-                outcomes.append(await _execute_statements(db, op.payload))
+            if kind is _Kind.CLAIM:
+                params, ids = payload
+                outcomes.append(_claimed(db.execute(_CLAIM_SQL, params).fetchall(), ids))
+            elif kind is _Kind.PROGRESS:
+                outcomes.append(bool(db.execute(_PROGRESS_SQL, payload).fetchall()))
+            elif kind is _Kind.EXECUTE:
+                outcomes.append(_execute_statements(db, payload))
             else:
-                await db.executemany(_RENEW_SQL, op.payload)
+                db.executemany(_RENEW_SQL, payload)
                 outcomes.append(None)
             index += 1
-        await db.execute("COMMIT")
+        db.execute("COMMIT")
         self.transactions += 1
         return outcomes
 
-    async def _apply_commits(self, db: aiosqlite.Connection, commits: list[_CommitRows]) -> list[Conflict | None]:
+    def _apply_commits(self, db: sqlite3.Connection, commits: list[_CommitRows]) -> list[Conflict | None]:
         """Apply a run of consecutive commits: one SELECT for all their guards, one upsert per table.
 
         The guards are checked in order against the stored rows as updated by the earlier commits of
@@ -688,7 +733,7 @@ class SqliteJobRepository(JobRepository):
         guarded = {commit.guard.job_id for commit in commits if commit.guard is not None}
         current: dict[str, tuple[str, str | None]] = {}
         if guarded:
-            rows = await db.execute_fetchall(_GUARD_SQL, (_json(sorted(guarded)),))
+            rows = db.execute(_GUARD_SQL, (_json(sorted(guarded)),)).fetchall()
             current = {row[0]: (row[1], row[2]) for row in rows}
         outcomes: list[Conflict | None] = []
         workflow_rows: list[tuple[Any, ...]] = []
@@ -707,9 +752,9 @@ class SqliteJobRepository(JobRepository):
                         current[job_id] = (state, lease_owner)
             outcomes.append(None)
         if workflow_rows:
-            await db.executemany(_UPSERT_WORKFLOW, workflow_rows)
+            db.executemany(_UPSERT_WORKFLOW, workflow_rows)
         if job_rows:
-            await db.executemany(_UPSERT_JOB, job_rows)
+            db.executemany(_UPSERT_JOB, job_rows)
         return outcomes
 
     # --- reads --------------------------------------------------------------------------------------------
@@ -764,9 +809,7 @@ class SqliteJobRepository(JobRepository):
         return JobPage(items=[_job_from_row(row) for row in rows], next_cursor=next_cursor)
 
     async def next_due_at(self) -> float | None:
-        rows = self._read("SELECT min(due_at) FROM jobs INDEXED BY jobs_due WHERE state IN ('PENDING', 'RETRY')")
-        due: float | None = rows[0][0]
-        return due
+        return self._due.next_due()
 
     async def leased_jobs(self, *, expired_before: float) -> list[Job]:
         rows = self._read(
@@ -786,10 +829,10 @@ class SqliteJobRepository(JobRepository):
         return {state: count for state, count in self._read("SELECT state, count(*) FROM jobs GROUP BY state")}
 
 
-async def _execute_statements(db: aiosqlite.Connection, statements: list[tuple[str, Params]]) -> int:
+def _execute_statements(db: sqlite3.Connection, statements: list[tuple[str, Params]]) -> int:
     first = -1
     for sql, params in statements:
-        cursor = await db.execute(sql, params)
+        cursor = db.execute(sql, params)
         if first < 0:
             first = cursor.rowcount
             if first == 0:

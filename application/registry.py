@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from domain.errors import InvalidArguments, UnknownTask
@@ -30,17 +31,24 @@ class TaskDefinition:
     doc: str | None = None
     parameters: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.fn)
 
+    @cached_property
+    def signature(self) -> inspect.Signature | None:
+        """The function's signature (None for callables that have none to read)."""
+        try:
+            return inspect.signature(self.fn, eval_str=True)
+        except (NameError, SyntaxError):  # annotations that cannot be resolved here: show them as written
+            return inspect.signature(self.fn)
+        except (TypeError, ValueError):
+            return None
+
     def check_arguments(self, args: list[Any], kwargs: dict[str, Any]) -> None:
         """Raise :class:`InvalidArguments` unless the task's function accepts these arguments."""
-        try:
-            signature = inspect.signature(self.fn, eval_str=True)
-        except (NameError, SyntaxError):  # annotations that cannot be resolved here: show them as written
-            signature = inspect.signature(self.fn)
-        except (TypeError, ValueError):  # some callables have no readable signature: let them run
+        signature = self.signature
+        if signature is None:
             return
         try:
             signature.bind(*args, **kwargs)

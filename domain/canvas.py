@@ -124,3 +124,41 @@ def chain_of(steps: list[Canvas]) -> Canvas:
         else:
             folded.append(step)
     return folded[0] if len(folded) == 1 else Chain(steps=folded)
+
+
+def node_at(canvas: Canvas, path: str) -> Canvas:
+    """The node at ``path`` (as :func:`children` names paths); KeyError if there is none."""
+    node = canvas
+    for segment in path.split(".") if path else []:
+        if isinstance(node, Chord) and segment == "b":
+            node = node.body
+            continue
+        members = (
+            node.steps
+            if isinstance(node, Chain)
+            else node.members
+            if isinstance(node, Group)
+            else node.header
+            if isinstance(node, Chord)
+            else None
+        )
+        if members is None or not segment.isdigit() or int(segment) >= len(members):
+            raise KeyError(f"no node at {path!r}")
+        node = members[int(segment)]
+    return node
+
+
+def sibling_leaves(canvas: Canvas, path: str) -> list[str] | None:
+    """The paths of the leaf's group (or chord header) when every member is a plain signature; else None.
+
+    Such a leaf, once successful, unblocks nothing until its last sibling succeeds too.
+    """
+    parent_path, _, last = path.rpartition(".")
+    if not path or last == "b":
+        return None
+    parent = node_at(canvas, parent_path)
+    members = parent.members if isinstance(parent, Group) else parent.header if isinstance(parent, Chord) else None
+    if members is None or not all(isinstance(member, Signature) for member in members):
+        return None
+    prefix = f"{parent_path}." if parent_path else ""
+    return [f"{prefix}{index}" for index in range(len(members))]

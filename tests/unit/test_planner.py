@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.canvas import Chain, Chord, Group, Signature, chain_of
+import pytest
+
+from domain.canvas import Chain, Chord, Group, Signature, chain_of, node_at, sibling_leaves
 from domain.job import ErrorInfo
 from domain.planner import LeafOutcome, plan
 from domain.states import JobState
@@ -125,3 +127,28 @@ class TestChainOf:
 
     def test_a_single_step_is_itself(self) -> None:
         assert chain_of([sig("a")]) == sig("a")
+
+
+class TestNodePaths:
+    canvas = Chain(
+        steps=[
+            sig("a"),
+            Chord(header=[sig("b"), sig("c")], body=sig("d")),
+            Group(members=[sig("e"), Chain(steps=[sig("f")])]),
+        ]
+    )
+
+    def test_node_at_follows_the_paths_the_planner_uses(self) -> None:
+        assert node_at(self.canvas, "1.b") == sig("d")
+        assert node_at(self.canvas, "2.1.0") == sig("f")
+        assert node_at(self.canvas, "") == self.canvas
+
+    def test_an_unknown_path_is_a_key_error(self) -> None:
+        with pytest.raises(KeyError):
+            node_at(self.canvas, "7")
+
+    def test_siblings_are_given_only_for_groups_of_plain_signatures(self) -> None:
+        assert sibling_leaves(self.canvas, "1.0") == ["1.0", "1.1"]
+        assert sibling_leaves(self.canvas, "1.b") is None, "a chord body has no siblings"
+        assert sibling_leaves(self.canvas, "2.0") is None, "the group has a chain member"
+        assert sibling_leaves(self.canvas, "0") is None, "a chain step unblocks the next step"
