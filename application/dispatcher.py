@@ -12,6 +12,7 @@ import logging
 import math
 import random
 from collections.abc import Callable
+from typing import Any
 
 from application.events import Event
 from application.execution import (
@@ -65,6 +66,7 @@ class Dispatcher:
         self._random_fraction = random_fraction
         self.store_patience = 30.0
         self._running: dict[str, tuple[asyncio.Task[None], JobContext]] = {}
+        self._finishing: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         self._accepting = True
         self._loop_task: asyncio.Task[None] | None = None
@@ -117,6 +119,8 @@ class Dispatcher:
             log.warning("stopped: left %d running job(s) to recovery at the next start", len(left))
         if running:
             await asyncio.gather(*running, return_exceptions=True)
+        if self._finishing:  # outcomes being stored: let them land before storage closes
+            await asyncio.wait(list(self._finishing), timeout=max(grace, 5.0))
 
     async def recover(self, expired_before: float) -> int:
         """Re-queue (or fail, for tasks that opted out) the jobs of workers that died."""
@@ -192,11 +196,17 @@ class Dispatcher:
                 self._running.pop(job.id, None)
                 raise  # keeps its lease: the next start recovers it
             changed = job.failed(revoked_error(job), now=self._clock.now(), state=JobState.REVOKED)
+        # The task code is done: its slot is free while the outcome is stored, so the next claim can
+        # share that commit's transaction.
+        self._running.pop(job.id, None)
+        finishing = asyncio.current_task()
+        if finishing is not None:
+            self._finishing.add(finishing)
+        self.wake()
         try:
             await self._persist(job, changed)
         finally:
-            self._running.pop(job.id, None)
-            self.wake()
+            self._finishing.discard(finishing)  # type: ignore[arg-type,unused-ignore]
 
     async def _persist(self, job: Job, changed: Job | ReplaceRequested) -> None:
         """Store what the job did, retrying while storage fails (locked, full) for up to ``store_patience``
