@@ -90,6 +90,12 @@ class TestFullDisk:
         db = tmp_path / "geekblog.db"
         payload = "x" * 60_000
         async with service(db, max_db_mb=1, result_ttl=0) as client:
+            finished = [
+                (await client.post("/jobs", json={"task": "geekblog.echo", "args": [payload]})).json()["id"]
+                for _ in range(4)
+            ]
+            for job_id in finished:
+                await settled(client, job_id, {"SUCCESS"})
             kept: list[str] = []
             refused = None
             for _ in range(100):
@@ -102,12 +108,10 @@ class TestFullDisk:
                 kept.append(response.json()["id"])
             assert refused is not None and refused.status_code == 503, "the cap was never reached"
             assert "full" in refused.json()["detail"]
-            assert len(kept) >= 5
+            assert len(kept) >= 2
             for job_id in kept:
                 job = (await client.get(f"/jobs/{job_id}")).json()
                 assert job["state"] == "PENDING" and job["args"] == [payload], "committed data is intact"
-            for job_id in kept[: len(kept) // 2]:
-                assert (await client.post(f"/jobs/{job_id}/cancel")).status_code == 200
             purged = await asyncio.to_thread(
                 subprocess.run,
                 [Path(sys.executable).with_name("geekblog"), "purge", "--db", str(db), "--older-than", "0"],
