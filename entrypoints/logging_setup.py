@@ -32,5 +32,5 @@ def configure_logging(mode: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO if mode == "production" else logging.DEBUG)
-    for noisy in ("aiosqlite", "asyncio"):
+    for noisy in ("asyncio", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
