@@ -39,6 +39,8 @@ def serve(settings: Settings) -> int:
         access_log=settings.mode == "development",
         timeout_graceful_shutdown=max(int(settings.shutdown_grace), 1),
         lifespan="on",
+        loop="uvloop",
+        http="httptools",
     )
     server = uvicorn.Server(config)
     server.run()
