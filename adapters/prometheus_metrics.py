@@ -45,7 +45,7 @@ class PrometheusMetrics:
         self._sums[task] += seconds
         self._counts[task] += 1
 
-    def render(self, *, running: int, states: dict[str, int]) -> str:
+    def render(self, *, running: int, states: dict[str, int], stuck_threads: int = 0) -> str:
         """The exposition text, with the gauges passed in."""
         lines = [
             "# HELP geekblog_jobs_submitted_total Jobs submitted, by task.",
@@ -69,6 +69,9 @@ class PrometheusMetrics:
             "# HELP geekblog_jobs_running Jobs running now in this process.",
             "# TYPE geekblog_jobs_running gauge",
             f"geekblog_jobs_running {running}",
+            "# HELP geekblog_stuck_threads Threads still running a sync task that was cancelled or timed out.",
+            "# TYPE geekblog_stuck_threads gauge",
+            f"geekblog_stuck_threads {stuck_threads}",
             "# HELP geekblog_jobs_queued Jobs waiting to run (PENDING or RETRY), including scheduled ones.",
             "# TYPE geekblog_jobs_queued gauge",
             f"geekblog_jobs_queued {states.get('PENDING', 0) + states.get('RETRY', 0)}",

@@ -40,7 +40,7 @@ class Engine:
         self.registry = registry
         self.bus = bus
         self.settings = settings
-        self._runner = runner
+        self.runner = runner
         self._started = False
         self.workflows = WorkflowEngine(repo, registry, clock, ids, bus)
         self.dispatcher = Dispatcher(
@@ -97,6 +97,6 @@ class Engine:
             await self.dispatcher.stop(grace)
         finally:
             try:
-                await self._runner.close()
+                await self.runner.close()
             finally:
                 await self.repo.close()

@@ -13,7 +13,7 @@ from application.outcomes import revoked_error
 from application.ports import Clock, EventBus, Guard, IdSource, JobFilter, JobPage, JobRepository
 from application.registry import TaskRegistry
 from application.workflows import Advance, WorkflowEngine, new_job
-from domain.canvas import Canvas, Signature
+from domain.canvas import Canvas, Signature, check_schedule
 from domain.errors import Conflict, InvalidTransition, NotFound
 from domain.job import ErrorInfo, Job
 from domain.json_values import ensure_json
@@ -52,6 +52,7 @@ class JobService:
         ensure_json(signature.args, f"{signature.task} args")
         ensure_json(signature.kwargs, f"{signature.task} kwargs")
         self._registry.require(signature.task).check_arguments(signature.args, signature.kwargs)
+        check_schedule(signature)
         job = new_job(self._registry, self._ids.new_id(), signature, self._clock.now())
         advance = Advance()
         await self._workflows.record(advance, job)

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from domain.errors import InvalidCanvas
+from domain.errors import InvalidCanvas, InvalidSchedule
 from domain.json_values import ensure_json
 
 
@@ -52,6 +52,19 @@ Canvas = Signature | Chain | Group | Chord
 
 MAX_DEPTH = 32
 MAX_NODES = 10_000
+MAX_COUNTDOWN = 10 * 366 * 24 * 3600.0  # ten years
+LATEST_ETA = 253_402_300_799.0  # 9999-12-31T23:59:59Z
+
+
+def check_schedule(signature: Signature) -> None:
+    """Refuse a countdown or ETA the engine cannot represent (negative, NaN, over ten years, past 9999)."""
+    countdown, eta = signature.countdown, signature.eta
+    if countdown is not None and not 0 <= countdown <= MAX_COUNTDOWN:
+        raise InvalidSchedule(
+            f"{signature.task}: countdown must be between 0 and {MAX_COUNTDOWN:.0f} s, got {countdown}"
+        )
+    if eta is not None and not 0 <= eta <= LATEST_ETA:
+        raise InvalidSchedule(f"{signature.task}: eta must be between 1970 and 9999, got {eta}")
 
 
 def validate(canvas: Canvas, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> int:
@@ -72,6 +85,7 @@ def validate(canvas: Canvas, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX
                 raise InvalidCanvas("a signature has an empty task name")
             ensure_json(node.args, f"{node.task} args")
             ensure_json(node.kwargs, f"{node.task} kwargs")
+            check_schedule(node)
         elif isinstance(node, Chain):
             if not node.steps:
                 raise InvalidCanvas("a chain needs at least one step")

@@ -46,6 +46,10 @@ class NotJsonValue(DomainError, TypeError):
     """A task argument or result is not plain JSON data."""
 
 
+class InvalidSchedule(DomainError, ValueError):
+    """A countdown or ETA outside what the engine can schedule (years 1970 to 9999)."""
+
+
 class InvalidArguments(DomainError, TypeError):
     """The arguments do not fit the task's parameters (refused at submission, not at run time)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from litestar import Controller, Response, get, post
@@ -15,6 +16,8 @@ from application.ports import JobFilter
 from domain.states import JobState, is_terminal
 from entrypoints.http.schemas import JobOut, JobPageOut, JobSubmission
 from entrypoints.http.streams import encode, stream
+
+CURSOR = re.compile(r"[0-9]{1,18}")
 
 
 class JobController(Controller):
@@ -42,7 +45,7 @@ class JobController(Controller):
         """Filter by ``state``, ``task`` or ``workflow_id``; page with ``cursor`` = the last ``next_cursor``."""
         if job_state is not None and job_state not in JobState.__members__:
             raise ValidationException(f"state must be one of {', '.join(JobState.__members__)}, got {job_state!r}")
-        if cursor is not None and not cursor.isdigit():
+        if cursor is not None and not CURSOR.fullmatch(cursor):
             raise ValidationException(f"cursor must be a next_cursor from an earlier page, got {cursor!r}")
         page = await engine.jobs.list(
             JobFilter(state=JobState(job_state) if job_state else None, task=task, workflow_id=workflow_id),

@@ -15,6 +15,7 @@ from domain.errors import (
     Conflict,
     InvalidArguments,
     InvalidCanvas,
+    InvalidSchedule,
     InvalidTransition,
     NotFound,
     NotJsonValue,
@@ -54,6 +55,7 @@ _TABLE: list[tuple[type[BaseException], int, str, str]] = [
     (UnknownTask, 422, "Unknown task", "unknown-task"),
     (InvalidCanvas, 422, "Invalid canvas", "invalid-canvas"),
     (NotJsonValue, 422, "Not JSON data", "not-json"),
+    (InvalidSchedule, 422, "Invalid schedule", "invalid-schedule"),
     (InvalidArguments, 422, "Arguments do not fit the task", "invalid-arguments"),
     (InvalidTransition, 409, "Conflict with the job's state", "invalid-transition"),
     (Conflict, 409, "Conflict", "conflict"),
@@ -82,6 +84,10 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
 
 def handle_recursion(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Problem]:
     return problem(400, "Bad request", "the request body nests too deeply", slug="too-deep")
+
+
+def handle_bad_encoding(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[Problem]:
+    return problem(400, "Bad request", f"the request is not valid UTF-8: {exc.reason}", slug="bad-encoding")
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
@@ -124,10 +130,12 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     UnknownTask: handle_domain_error,
     InvalidCanvas: handle_domain_error,
     NotJsonValue: handle_domain_error,
+    InvalidSchedule: handle_domain_error,
     InvalidArguments: handle_domain_error,
     InvalidTransition: handle_domain_error,
     Conflict: handle_domain_error,
     StorageError: handle_domain_error,
     RecursionError: handle_recursion,
+    UnicodeDecodeError: handle_bad_encoding,
     Exception: handle_unexpected,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from litestar import Controller, Response, get, post, put
@@ -31,6 +32,9 @@ ORCHESTRATOR = "ai.full_article_workflow"
 _DONE = frozenset({ProjectStatus.FINISHED.value, ProjectStatus.FAILED.value})
 
 
+CURSOR = re.compile(r"[0-9]{1,18}")
+
+
 class ProjectController(Controller):
     """Create projects, edit their plan, start the article workflow, read and watch the result."""
 
@@ -54,7 +58,7 @@ class ProjectController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
         cursor: FromQuery[str | None] = None,
     ) -> ProjectPageOut:
-        if cursor is not None and not cursor.isdigit():
+        if cursor is not None and not CURSOR.fullmatch(cursor):
             raise ValidationException(f"cursor must be a next_cursor from an earlier page, got {cursor!r}")
         page = await pipeline.list_projects(limit=limit, cursor=cursor)
         return ProjectPageOut(items=[ProjectOut.of(project) for project in page.items], next_cursor=page.next_cursor)

@@ -9,7 +9,7 @@ import msgspec
 from msgspec import Meta
 
 from application.registry import TaskDefinition
-from domain.canvas import Signature
+from domain.canvas import MAX_COUNTDOWN, Signature
 from domain.job import ErrorInfo, Job, Progress
 from domain.project import Plan, Project
 from domain.workflow import Workflow
@@ -21,7 +21,9 @@ TaskName = Annotated[str, Meta(min_length=1, max_length=200, description="A regi
 class JobOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """How to run a job; each defaults to the task's own option."""
 
-    countdown: Annotated[float, Meta(ge=0, description="Seconds to wait before starting")] | None = None
+    countdown: Annotated[float, Meta(ge=0, le=MAX_COUNTDOWN, description="Seconds to wait before starting")] | None = (
+        None
+    )
     eta: Annotated[datetime, Meta(description="When to start (ISO 8601; UTC if no offset)")] | None = None
     priority: Annotated[int, Meta(ge=-1000, le=1000, description="Higher runs first")] | None = None
     max_retries: Annotated[int, Meta(ge=0, le=1000)] | None = None
@@ -187,7 +189,10 @@ class Health(msgspec.Struct, kw_only=True):
 
 
 def iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat()
+    try:
+        return datetime.fromtimestamp(timestamp, UTC).isoformat()
+    except (OverflowError, OSError, ValueError):  # a time no datetime can hold (stored before bounds were checked)
+        return str(timestamp)
 
 
 def iso_or_none(timestamp: float | None) -> str | None:

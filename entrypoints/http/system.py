@@ -30,8 +30,12 @@ async def ready(engine: NamedDependency[Engine]) -> Response[Health]:
 
 @get("/metrics", tags=["system"], summary="Prometheus metrics", media_type=MediaType.TEXT)
 async def metrics(engine: NamedDependency[Engine], metrics: NamedDependency[PrometheusMetrics]) -> Response[str]:
-    text = metrics.render(running=engine.dispatcher.active_jobs, states=await engine.repo.count_by_state())
-    return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+    text = metrics.render(
+        running=engine.dispatcher.active_jobs,
+        states=await engine.repo.count_by_state(),
+        stuck_threads=engine.runner.stuck,
+    )
+    return Response(text, media_type="text/plain; version=0.0.4")  # Litestar adds "; charset=utf-8"
 
 
 @get("/tasks", tags=["tasks"], summary="List registered tasks", sync_to_thread=False)

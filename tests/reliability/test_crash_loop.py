@@ -1,0 +1,28 @@
+"""Quick mode of the crash-loop harness (``crash_loop.py``): 5 SIGKILLs of the real service under load.
+
+The long mode is run by hand: ``python -m tests.reliability.crash_loop --kills 25 --seconds 300 --seed 1``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.reliability.crash_loop import Config, run
+
+KILLS = 5
+
+
+def test_acknowledged_work_survives_repeated_sigkills(tmp_path: Path) -> None:
+    summary = run(Config.quick(kills=KILLS, seed=1, run_dir=tmp_path / "crash-loop", log=print))
+    report = summary.render()
+    print(report)
+
+    assert not summary.failures, report
+    assert len(summary.kills) >= KILLS, report
+    figures = summary.figures
+    # The load must have been a real one for the invariants to mean anything.
+    assert figures["jobs_checked"] >= 20, report
+    assert figures["workflows_checked"] >= 5, report
+    assert figures["projects_checked"] >= 1, report
+    assert figures["acked_by_kind"].get("retry", 0) >= 1, report
+    assert figures["acked_by_kind"].get("cancel", 0) >= 1, report
