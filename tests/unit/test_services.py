@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator
 
@@ -244,3 +245,50 @@ class TestMaintenance:
         clock.advance(2)
         assert await engine.maintenance.run_once() == (0, 1)
         assert await repo.get(job.id) is None
+
+
+class GatedRepository(InMemoryJobRepository):
+    """Holds the commit of a job's outcome (guarded by its lease owner) until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outcome_waiting = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def commit(self, commit: Commit) -> None:
+        if commit.guard is not None and commit.guard.owner is not None and not self.gate.is_set():
+            self.outcome_waiting.set()
+            await self.gate.wait()
+        await super().commit(commit)
+
+
+class TestCancelRacingTheOutcome:
+    async def test_a_cancel_while_the_outcome_is_being_stored_ends_revoked_or_conflicts_never_stuck(
+        self, clock: FakeClock
+    ) -> None:
+        repo = GatedRepository()
+        registry = TaskRegistry()
+        registry.register(TaskDefinition(name="add", fn=lambda x, y: x + y))
+        engine = Engine(
+            repo=repo,
+            registry=registry,
+            runner=AsyncioRunner(threads=1),
+            bus=InProcessEventBus(),
+            clock=clock,
+            ids=CountingIds(),
+            settings=EngineSettings(),
+        )
+        job = await engine.jobs.submit(Signature(task="add", args=[1, 2]))
+        await engine.dispatcher.start(recover_all_leases=True)
+        try:
+            await asyncio.wait_for(repo.outcome_waiting.wait(), 5)
+            answer = await engine.jobs.cancel(job.id)
+            assert answer.state == JobState.REVOKED
+            repo.gate.set()
+            final = await engine.jobs.wait(job.id, timeout=5)
+            assert final.state == JobState.REVOKED, "the late outcome was refused"
+            assert final.result is None
+        finally:
+            repo.gate.set()
+            await engine.dispatcher.stop()
+            await engine.runner.close()
