@@ -700,7 +700,7 @@ class SqliteJobRepository(JobRepository):
             self._db.execute("PRAGMA busy_timeout = 0")
 
     def _maybe_checkpoint(self, commits: int) -> None:
-        """Every ~1,000 inline commits, a PASSIVE checkpoint on the writer thread (it never blocks writers)."""
+        """Every ~1,000 inline commits, a checkpoint on the writer thread, which resets the WAL."""
         self._commits_since_checkpoint += commits
         if self._commits_since_checkpoint < 1000 or (self._checkpoint is not None and not self._checkpoint.done()):
             return
@@ -889,8 +889,11 @@ def _execute_statements(db: sqlite3.Connection, statements: list[tuple[str, Para
 
 
 def _checkpoint(connection: sqlite3.Connection) -> None:
+    # TRUNCATE, not PASSIVE: with commits arriving back to back a passive checkpoint never catches up,
+    # so the WAL is never reset and grows without end (450 MB for 20,000 jobs). TRUNCATE holds new
+    # writers for the few milliseconds it takes; inline commits then fall back to this same thread.
     with contextlib.suppress(sqlite3.Error):
-        connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _is_busy(exc: object) -> bool:
