@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install run demo test unit lint typecheck bench clean container-test
+.PHONY: install run demo test unit lint typecheck bench bench-smoke bench-embedded clean container-test
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,8 +38,17 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-## bench: throughput and latency of the embedded engine on SQLite (prints figures, never fails on timing)
+## bench: GeekBlog (service and embedded) side by side with Celery + Redis and Huey on ../shared/peers
+##        (RUNS=2 runs each, medians and ratios); writes docs/benchmarks.md. Never fails on a timing.
 bench: install
+	BENCH_COMMAND="make bench RUNS=$${RUNS:-2}" $(PY) bench/compare.py --runs $${RUNS:-2} --doc docs/benchmarks.md
+
+## bench-smoke: the same comparison with a few hundred jobs: checks it still works (CI runs it)
+bench-smoke: install
+	$(PY) bench/compare.py --smoke
+
+## bench-embedded: throughput and latency of the embedded engine alone, in-process on SQLite
+bench-embedded: install
 	$(PY) bench/embedded_throughput.py
 
 clean:
