@@ -10,15 +10,17 @@ from __future__ import annotations
 import msgspec
 
 from application.events import Event
-from application.ports import Clock, EventBus, IdSource
+from application.ports import Clock, EventBus, IdSource, JobRepository
 from application.ports.project_repository import ProjectPage, ProjectRepository
 from application.ports.text_generator import GenerationFailed, GenerationRequest, TextGenerator
 from domain.article import MergeStrategy, assemble, merge_plans, section_headings, section_id
 from domain.errors import NotFound
 from domain.job import Progress
 from domain.project import Plan, Project, ProjectStatus, Section
+from domain.states import JobState, is_terminal
 
 MAX_SECTIONS = 12
+_SETTLED = frozenset({ProjectStatus.NEW, ProjectStatus.FINISHED, ProjectStatus.FAILED})
 
 
 class PlanDraft(msgspec.Struct):
@@ -37,9 +39,17 @@ class ArticlePipeline:
     """Every stage of writing an article for a project, each idempotent on saved output."""
 
     def __init__(
-        self, *, projects: ProjectRepository, generator: TextGenerator, bus: EventBus, clock: Clock, ids: IdSource
+        self,
+        *,
+        projects: ProjectRepository,
+        generator: TextGenerator,
+        bus: EventBus,
+        clock: Clock,
+        ids: IdSource,
+        workflows: JobRepository | None = None,
     ) -> None:
         self._projects = projects
+        self._workflows = workflows
         self._generator = generator
         self._bus = bus
         self._clock = clock
@@ -67,7 +77,20 @@ class ArticlePipeline:
         project = await self._projects.get(project_id)
         if project is None:
             raise NotFound("project", project_id)
-        return project
+        return await self._reconciled(project)
+
+    async def _reconciled(self, project: Project) -> Project:
+        """A project whose workflow ended without its stages saying so (a job lost to crashes past
+        its attempts, a revoked workflow) is FAILED with the workflow's error, not left in progress."""
+        if self._workflows is None or project.workflow_id is None or project.status in _SETTLED:
+            return project
+        workflow = await self._workflows.get_workflow(project.workflow_id)
+        if workflow is None or not is_terminal(workflow.state) or workflow.state == JobState.SUCCESS:
+            return project
+        reason = workflow.error.message if workflow.error else f"workflow {workflow.id} is {workflow.state}"
+        await self.failed(project.id, f"workflow {workflow.state.value}: {reason}")
+        refreshed = await self._projects.get(project.id)
+        return refreshed or project
 
     async def list_projects(self, *, limit: int = 50, cursor: str | None = None) -> ProjectPage:
         return await self._projects.list_projects(limit=limit, cursor=cursor)

@@ -75,7 +75,7 @@ class Container(containers.DeclarativeContainer):
         ),
     )
     pipeline = providers.Singleton(
-        ArticlePipeline, projects=projects, generator=generator, bus=bus, clock=clock, ids=ids
+        ArticlePipeline, projects=projects, generator=generator, bus=bus, clock=clock, ids=ids, workflows=repo
     )
     engine = providers.Singleton(
         Engine,

@@ -6,12 +6,18 @@ import msgspec
 import pytest
 
 from adapters.event_bus import InProcessEventBus
+from adapters.memory_job_repository import InMemoryJobRepository
 from adapters.memory_project_repository import InMemoryProjectRepository
 from adapters.offline_text_generator import OfflineTextGenerator
 from application.article_pipeline import ArticlePipeline, _parse_plan
+from application.ports import Commit
 from application.ports.text_generator import GenerationFailed, GenerationRequest, TextGenerator
 from domain.article import MergeStrategy, section_headings
+from domain.canvas import Signature
+from domain.job import ErrorInfo
 from domain.project import ProjectStatus
+from domain.states import JobState
+from domain.workflow import Workflow
 from tests.unit.fakes import CountingIds, FakeClock
 
 
@@ -143,3 +149,46 @@ class TestParsePlan:
     def test_no_sections_is_a_generation_failure(self) -> None:
         with pytest.raises(GenerationFailed, match="no sections"):
             _parse_plan("I cannot help with that.", 3)
+
+
+class TestReconcile:
+    async def test_a_project_whose_workflow_failed_outside_its_stages_reads_as_failed(self) -> None:
+        jobs = InMemoryJobRepository()
+        pipeline = ArticlePipeline(
+            projects=InMemoryProjectRepository(),
+            generator=CountingGenerator(),
+            bus=InProcessEventBus(),
+            clock=FakeClock(),
+            ids=CountingIds(),
+            workflows=jobs,
+        )
+        project = await pipeline.create("Queues", audience=None, tone=None, sections=2)
+        lost = Workflow(
+            id="w1",
+            canvas=Signature(task="ai.full_article_workflow"),
+            state=JobState.FAILURE,
+            error=ErrorInfo(type="WorkerLostError", message="worker lost while running job j (ai.research)"),
+            created_at=0.0,
+            finished_at=1.0,
+        )
+        await jobs.commit(Commit(workflows=[lost]))
+        await pipeline.started(project.id, "w1")
+        failed = await pipeline.get(project.id)
+        assert failed.status == ProjectStatus.FAILED
+        assert failed.error is not None and "WorkerLostError" not in failed.error and "worker lost" in failed.error
+
+    async def test_a_running_workflow_leaves_the_project_as_it_is(self) -> None:
+        jobs = InMemoryJobRepository()
+        pipeline = ArticlePipeline(
+            projects=InMemoryProjectRepository(),
+            generator=CountingGenerator(),
+            bus=InProcessEventBus(),
+            clock=FakeClock(),
+            ids=CountingIds(),
+            workflows=jobs,
+        )
+        project = await pipeline.create("Queues", audience=None, tone=None, sections=2)
+        running = Workflow(id="w1", canvas=Signature(task="ai.full_article_workflow"), created_at=0.0)
+        await jobs.commit(Commit(workflows=[running]))
+        await pipeline.started(project.id, "w1")
+        assert (await pipeline.get(project.id)).status == ProjectStatus.PLANNING
