@@ -10,13 +10,14 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
 
 from entrypoints import article_runtime
 from entrypoints.compat import binding
 from entrypoints.container import Container
 from entrypoints.http.auth import bearer_token_middleware
+from entrypoints.http.content_type import require_json_body
 from entrypoints.http.jobs import JobController
+from entrypoints.http.openapi import ClosedStructSchemaPlugin, document_optional_bodies, openapi_config
 from entrypoints.http.problems import EXCEPTION_HANDLERS
 from entrypoints.http.projects import ProjectController
 from entrypoints.http.system import health, metrics, ready, tasks
@@ -59,19 +60,18 @@ def create_app(container: Container | None = None) -> Litestar:
         "metrics": Provide(lambda: collector, sync_to_thread=False),
         "pipeline": Provide(lambda: pipeline, sync_to_thread=False),
     }
-    return Litestar(
+    app = Litestar(
         route_handlers=[JobController, WorkflowController, ProjectController, health, ready, metrics, tasks],
         dependencies=dependencies,
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=require_json_body,
         middleware=[bearer_token_middleware(settings.api_token)] if settings.api_token else [],
         request_max_body_size=settings.max_body_bytes,
         lifespan=[run_engine],
-        openapi_config=OpenAPIConfig(
-            title="GeekBlog Tasks",
-            version=VERSION,
-            description="A durable background-task engine with Celery's programming model, on SQLite.",
-            path="/schema",
-        ),
+        openapi_config=openapi_config(version=VERSION, token_configured=bool(settings.api_token)),
+        plugins=[ClosedStructSchemaPlugin()],
         debug=settings.mode == "development",
         logging_config=None,
     )
+    document_optional_bodies(app)
+    return app

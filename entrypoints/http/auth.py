@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 import msgspec
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 
 from entrypoints.http.problems import PROBLEM_JSON, Problem
 
 OPEN_PATHS = frozenset({"/health"})
 
 
-def bearer_token_middleware(token: str) -> object:
+def bearer_token_middleware(token: str) -> Callable[[ASGIApp], ASGIApp]:
     """An ASGI middleware factory that refuses requests without ``Authorization: Bearer <token>``."""
     expected = f"Bearer {token}".encode()
     body = msgspec.json.encode(
@@ -37,18 +38,18 @@ def bearer_token_middleware(token: str) -> object:
             if hmac.compare_digest(presented, expected):
                 await app(scope, receive, send)
                 return
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 401,
-                    "headers": [
-                        (b"content-type", PROBLEM_JSON.encode()),
-                        (b"www-authenticate", b'Bearer realm="geekblog"'),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            start: HTTPResponseStartEvent = {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", PROBLEM_JSON.encode()),
+                    (b"www-authenticate", b'Bearer realm="geekblog"'),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+            await send(start)
+            end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+            await send(end)
 
         return middleware
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from litestar import Controller, Response, get, post
@@ -14,10 +13,11 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from application.engine import Engine
 from application.ports import JobFilter
 from domain.states import JobState, is_terminal
-from entrypoints.http.schemas import JobOut, JobPageOut, JobSubmission
+from entrypoints.http.openapi import EVENT_STREAM, optional_string, problems
+from entrypoints.http.schemas import CURSOR, CURSOR_PATTERN, JobOut, JobPageOut, JobSubmission
 from entrypoints.http.streams import encode, stream
 
-CURSOR = re.compile(r"[0-9]{1,18}")
+NO_JOB = {404: "No job has this id"}
 
 
 class JobController(Controller):
@@ -26,21 +26,48 @@ class JobController(Controller):
     path = "/jobs"
     tags = ["jobs"]
 
-    @post("/", status_code=202, summary="Submit a job")
+    @post(
+        "/",
+        status_code=202,
+        summary="Submit a job",
+        responses=problems(
+            400,
+            413,
+            415,
+            422,
+            503,
+            described={
+                422: "The task is not registered, the arguments do not fit its signature or are not JSON data, "
+                "or the schedule (eta, countdown) is out of range"
+            },
+        ),
+    )
     async def submit(self, data: JSONBody[JobSubmission], engine: NamedDependency[Engine]) -> Response[JobOut]:
         """Queue a run of a registered task. The job is committed before this answers."""
         job = await engine.jobs.submit(data.signature())
         return Response(JobOut.of(job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
 
-    @get("/", summary="List jobs, newest first")
+    @get("/", summary="List jobs, newest first", responses=problems(400, 503))
     async def list_jobs(
         self,
         engine: NamedDependency[Engine],
-        job_state: Annotated[str | None, QueryParameter(name="state", description="PENDING, STARTED, ...")] = None,
+        job_state: Annotated[
+            str | None,
+            QueryParameter(
+                name="state",
+                description="Only jobs in this state",
+                schema_extra=optional_string(enum=list(JobState.__members__)),
+            ),
+        ] = None,
         task: FromQuery[str | None] = None,
         workflow_id: FromQuery[str | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
-        cursor: FromQuery[str | None] = None,
+        cursor: Annotated[
+            str | None,
+            QueryParameter(
+                description="The next_cursor of the previous page", schema_extra=optional_string(pattern=CURSOR_PATTERN)
+            ),
+        ] = None,
     ) -> JobPageOut:
         """Filter by ``state``, ``task`` or ``workflow_id``; page with ``cursor`` = the last ``next_cursor``."""
         if job_state is not None and job_state not in JobState.__members__:
@@ -54,21 +81,35 @@ class JobController(Controller):
         )
         return JobPageOut(items=[JobOut.of(job) for job in page.items], next_cursor=page.next_cursor)
 
-    @get("/{job_id:str}", summary="Get a job")
+    @get("/{job_id:str}", summary="Get a job", responses=problems(400, 404, 503, described=NO_JOB))
     async def get_job(self, job_id: FromPath[str], engine: NamedDependency[Engine]) -> JobOut:
         return JobOut.of(await engine.jobs.get(job_id))
 
-    @post("/{job_id:str}/cancel", status_code=200, summary="Cancel a job")
+    @post(
+        "/{job_id:str}/cancel",
+        status_code=200,
+        summary="Cancel a job",
+        responses=problems(400, 404, 409, 503, described={**NO_JOB, 409: "The job has finished"}),
+    )
     async def cancel(self, job_id: FromPath[str], engine: NamedDependency[Engine]) -> JobOut:
         """Revoke a queued job, or cancel a running one; 409 once it has finished."""
         return JobOut.of(await engine.jobs.cancel(job_id))
 
-    @post("/{job_id:str}/retry", status_code=202, summary="Retry a failed or revoked job")
+    @post(
+        "/{job_id:str}/retry",
+        status_code=202,
+        summary="Retry a failed or revoked job",
+        responses=problems(400, 404, 409, 503, described={**NO_JOB, 409: "The job is not FAILURE or REVOKED"}),
+    )
     async def retry(self, job_id: FromPath[str], engine: NamedDependency[Engine]) -> JobOut:
         """Queue a FAILURE or REVOKED job again with a fresh count of attempts; 409 otherwise."""
         return JobOut.of(await engine.jobs.retry(job_id))
 
-    @get("/{job_id:str}/events", summary="Watch a job (server-sent events)")
+    @get(
+        "/{job_id:str}/events",
+        summary="Watch a job (server-sent events)",
+        responses={200: EVENT_STREAM, **problems(400, 404, 503, described=NO_JOB)},
+    )
     async def events(self, job_id: FromPath[str], engine: NamedDependency[Engine]) -> ServerSentEvent:
         """``text/event-stream``: the current state first, then every state and progress change;
         the stream closes after the terminal state."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response
@@ -27,12 +27,12 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 
 
-class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """RFC 9457 problem details."""
+class Problem(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    """RFC 9457 problem details (``errors``: what failed validation, for a 400)."""
 
     type: str
     title: str
-    status: int
+    status: Annotated[int, msgspec.Meta(ge=400, le=599, description="The HTTP status of the response")]
     detail: str
     errors: list[dict[str, Any]] | None = None
 

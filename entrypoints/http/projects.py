@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from litestar import Controller, Response, get, post, put
 from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from application.article_pipeline import ArticlePipeline
@@ -18,7 +17,10 @@ from domain.canvas import Signature
 from domain.errors import Conflict, NotFound
 from domain.project import ProjectStatus
 from domain.states import is_terminal
+from entrypoints.http.openapi import EVENT_STREAM, optional_string, problems
 from entrypoints.http.schemas import (
+    CURSOR,
+    CURSOR_PATTERN,
     ArticleRequest,
     ArticleStarted,
     PlanEdit,
@@ -31,8 +33,7 @@ from entrypoints.http.streams import encode, stream
 ORCHESTRATOR = "ai.full_article_workflow"
 _DONE = frozenset({ProjectStatus.FINISHED.value, ProjectStatus.FAILED.value})
 
-
-CURSOR = re.compile(r"[0-9]{1,18}")
+NO_PROJECT = {404: "No project has this id"}
 
 
 class ProjectController(Controller):
@@ -41,7 +42,7 @@ class ProjectController(Controller):
     path = "/projects"
     tags = ["projects"]
 
-    @post("/", status_code=201, summary="Create a project")
+    @post("/", status_code=201, summary="Create a project", responses=problems(400, 413, 415, 503))
     async def create(
         self, data: JSONBody[ProjectSubmission], pipeline: NamedDependency[ArticlePipeline]
     ) -> Response[ProjectOut]:
@@ -51,23 +52,36 @@ class ProjectController(Controller):
             raise ValidationException(str(exc)) from None
         return Response(ProjectOut.of(project), status_code=201, headers={"Location": f"/projects/{project.id}"})
 
-    @get("/", summary="List projects, newest first")
+    @get("/", summary="List projects, newest first", responses=problems(400, 503))
     async def list_projects(
         self,
         pipeline: NamedDependency[ArticlePipeline],
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
-        cursor: FromQuery[str | None] = None,
+        cursor: Annotated[
+            str | None,
+            QueryParameter(
+                description="The next_cursor of the previous page", schema_extra=optional_string(pattern=CURSOR_PATTERN)
+            ),
+        ] = None,
     ) -> ProjectPageOut:
         if cursor is not None and not CURSOR.fullmatch(cursor):
             raise ValidationException(f"cursor must be a next_cursor from an earlier page, got {cursor!r}")
         page = await pipeline.list_projects(limit=limit, cursor=cursor)
         return ProjectPageOut(items=[ProjectOut.of(project) for project in page.items], next_cursor=page.next_cursor)
 
-    @get("/{project_id:str}", summary="Get a project with every stage's output")
+    @get(
+        "/{project_id:str}",
+        summary="Get a project with every stage's output",
+        responses=problems(400, 404, 503, described=NO_PROJECT),
+    )
     async def get_project(self, project_id: FromPath[str], pipeline: NamedDependency[ArticlePipeline]) -> ProjectOut:
         return ProjectOut.of(await pipeline.get(project_id))
 
-    @put("/{project_id:str}/plan", summary="Replace the plan with your own")
+    @put(
+        "/{project_id:str}/plan",
+        summary="Replace the plan with your own",
+        responses=problems(400, 404, 413, 415, 503, described=NO_PROJECT),
+    )
     async def edit_plan(
         self, project_id: FromPath[str], data: JSONBody[PlanEdit], pipeline: NamedDependency[ArticlePipeline]
     ) -> ProjectOut:
@@ -75,7 +89,20 @@ class ProjectController(Controller):
         await pipeline.edit_plan(project_id, data.title, [(s.id, s.title, s.brief) for s in data.sections])
         return ProjectOut.of(await pipeline.get(project_id))
 
-    @post("/{project_id:str}/article", status_code=202, summary="Start writing the article")
+    @post(
+        "/{project_id:str}/article",
+        status_code=202,
+        summary="Start writing the article",
+        responses=problems(
+            400,
+            404,
+            409,
+            413,
+            415,
+            503,
+            described={**NO_PROJECT, 409: "An article workflow of this project is still running"},
+        ),
+    )
     async def start_article(
         self,
         project_id: FromPath[str],
@@ -103,7 +130,12 @@ class ProjectController(Controller):
             events=f"/projects/{project_id}/events",
         )
 
-    @get("/{project_id:str}/article", summary="The finished article (Markdown)", media_type="text/markdown")
+    @get(
+        "/{project_id:str}/article",
+        summary="The finished article (Markdown)",
+        media_type="text/markdown",
+        responses=problems(400, 404, 503, described={404: "No project has this id, or its article is not finished"}),
+    )
     async def article(self, project_id: FromPath[str], pipeline: NamedDependency[ArticlePipeline]) -> Response[str]:
         """``text/markdown``, one ``## `` heading per section; 404 until the article is finished."""
         project = await pipeline.get(project_id)
@@ -111,7 +143,11 @@ class ProjectController(Controller):
             raise NotFound("finished article for project", project_id)
         return Response(project.finished, media_type="text/markdown")
 
-    @get("/{project_id:str}/events", summary="Watch the pipeline (server-sent events)")
+    @get(
+        "/{project_id:str}/events",
+        summary="Watch the pipeline (server-sent events)",
+        responses={200: EVENT_STREAM, **problems(400, 404, 503, described=NO_PROJECT)},
+    )
     async def events(
         self, project_id: FromPath[str], pipeline: NamedDependency[ArticlePipeline], engine: NamedDependency[Engine]
     ) -> ServerSentEvent:

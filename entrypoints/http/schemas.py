@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -14,6 +15,14 @@ from domain.job import ErrorInfo, Job, Progress
 from domain.project import Plan, Project
 from domain.workflow import Workflow
 from entrypoints.http.canvas_json import canvas_to_json
+
+# A page cursor (a next_cursor), as a query parameter: ASCII digits only, at most 18 of them.
+CURSOR_PATTERN = "^[0-9]{1,18}$"
+CURSOR = re.compile(CURSOR_PATTERN)  # used with fullmatch: no trailing newline either
+
+# Some character that is not whitespace to str.strip() (str.isspace). Spelled out, as ``\S`` differs
+# between Python (\x1c-\x1f, \x85 are spaces) and the ECMA-262 regular expressions of JSON Schema (\ufeff is).
+NOT_BLANK = r"[^\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 TaskName = Annotated[str, Meta(min_length=1, max_length=200, description="A registered task name, e.g. geekblog.add")]
 
@@ -216,7 +225,9 @@ class EventOut(msgspec.Struct, kw_only=True, omit_defaults=True):
 class ProjectSubmission(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """``POST /projects``: what to write about, for whom, how, and in how many sections."""
 
-    topic: Annotated[str, Meta(min_length=1, max_length=500)]
+    # Not blank: the pipeline strips the topic and refuses an empty one (400, "the topic must not be empty").
+    # Documented only ("extra" is Litestar's schema_extra), so that refusal and its message stay the same.
+    topic: Annotated[str, Meta(min_length=1, max_length=500, extra_json_schema={"extra": {"pattern": NOT_BLANK}})]
     audience: Annotated[str, Meta(max_length=200)] | None = None
     tone: Annotated[str, Meta(max_length=200)] | None = None
     sections: Annotated[int, Meta(ge=1, le=12)] | None = None

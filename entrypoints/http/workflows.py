@@ -10,8 +10,11 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from application.engine import Engine
 from domain.states import is_terminal
 from entrypoints.http.canvas_json import canvas_from_json
+from entrypoints.http.openapi import EVENT_STREAM, problems
 from entrypoints.http.schemas import WorkflowOut, WorkflowSubmission
 from entrypoints.http.streams import encode, stream
+
+NO_WORKFLOW = {404: "No workflow has this id"}
 
 
 class WorkflowController(Controller):
@@ -20,7 +23,22 @@ class WorkflowController(Controller):
     path = "/workflows"
     tags = ["workflows"]
 
-    @post("/", status_code=202, summary="Submit a workflow")
+    @post(
+        "/",
+        status_code=202,
+        summary="Submit a workflow",
+        responses=problems(
+            400,
+            413,
+            415,
+            422,
+            503,
+            described={
+                422: "The canvas is not a task, chain, group or chord (or is too deep or too large), names a task "
+                "that is not registered, or has arguments that do not fit a task or are not JSON data"
+            },
+        ),
+    )
     async def submit(
         self, data: JSONBody[WorkflowSubmission], engine: NamedDependency[Engine]
     ) -> Response[WorkflowOut]:
@@ -31,18 +49,31 @@ class WorkflowController(Controller):
             WorkflowOut.of(workflow, jobs), status_code=202, headers={"Location": f"/workflows/{workflow.id}"}
         )
 
-    @get("/{workflow_id:str}", summary="Get a workflow and its steps")
+    @get(
+        "/{workflow_id:str}",
+        summary="Get a workflow and its steps",
+        responses=problems(400, 404, 503, described=NO_WORKFLOW),
+    )
     async def get_workflow(self, workflow_id: FromPath[str], engine: NamedDependency[Engine]) -> WorkflowOut:
         workflow = await engine.jobs.get_workflow(workflow_id)
         return WorkflowOut.of(workflow, await engine.jobs.workflow_jobs(workflow_id))
 
-    @post("/{workflow_id:str}/cancel", status_code=200, summary="Cancel a workflow")
+    @post(
+        "/{workflow_id:str}/cancel",
+        status_code=200,
+        summary="Cancel a workflow",
+        responses=problems(400, 404, 409, 503, described={**NO_WORKFLOW, 409: "The workflow has finished"}),
+    )
     async def cancel(self, workflow_id: FromPath[str], engine: NamedDependency[Engine]) -> WorkflowOut:
         """Revoke the workflow and every unfinished step of it; 409 once it has finished."""
         workflow = await engine.jobs.revoke_workflow(workflow_id)
         return WorkflowOut.of(workflow, await engine.jobs.workflow_jobs(workflow_id))
 
-    @get("/{workflow_id:str}/events", summary="Watch a workflow (server-sent events)")
+    @get(
+        "/{workflow_id:str}/events",
+        summary="Watch a workflow (server-sent events)",
+        responses={200: EVENT_STREAM, **problems(400, 404, 503, described=NO_WORKFLOW)},
+    )
     async def events(self, workflow_id: FromPath[str], engine: NamedDependency[Engine]) -> ServerSentEvent:
         """The workflow's current state first, then every change of it and of its steps (with
         progress); the stream closes after the workflow's terminal state."""

@@ -279,6 +279,8 @@ SUBMISSIONS = {
 
 
 class TestContentTypes:
+    # A body must be sent as application/json: read as JSON whatever its content type, a text/plain
+    # body would let a web page submit jobs through a browser (no CORS preflight for text/plain).
     @pytest.mark.parametrize(
         "content_type",
         [
@@ -288,14 +290,20 @@ class TestContentTypes:
             "multipart/form-data; boundary=x",
             None,
             "application/xml",
-            "application/json; charset=latin-1",
-            "application/json; charset=utf-16",
             "",
         ],
     )
     @pytest.mark.parametrize("path", list(SUBMISSIONS))
-    async def test_a_json_body_under_another_content_type_is_a_4xx_or_a_correct_202(
+    async def test_a_json_body_under_another_content_type_is_a_415(
         self, client: Client, path: str, content_type: str | None
+    ) -> None:
+        assert_problem(await send(client, "POST", path, SUBMISSIONS[path], content_type), 415)
+        assert await stored_jobs(client) == []
+
+    @pytest.mark.parametrize("content_type", ["application/json; charset=latin-1", "application/json; charset=utf-16"])
+    @pytest.mark.parametrize("path", list(SUBMISSIONS))
+    async def test_a_json_body_with_a_charset_is_a_4xx_or_a_correct_202(
+        self, client: Client, path: str, content_type: str
     ) -> None:
         response = await send(client, "POST", path, SUBMISSIONS[path], content_type)
         if response.status_code != 202:
@@ -321,8 +329,8 @@ class TestContentTypes:
         ],
     )
     @pytest.mark.parametrize("path", list(SUBMISSIONS))
-    async def test_a_non_json_body_is_a_4xx(self, client: Client, path: str, content_type: str, body: bytes) -> None:
-        assert_problem(await send(client, "POST", path, body, content_type), 400, 415, 422)
+    async def test_a_non_json_body_is_a_415(self, client: Client, path: str, content_type: str, body: bytes) -> None:
+        assert_problem(await send(client, "POST", path, body, content_type), 415)
         assert await stored_jobs(client) == []
 
 

@@ -1,0 +1,158 @@
+"""What ``/schema/openapi.json`` says beyond what Litestar infers from the handlers' signatures.
+
+* :func:`problems`: the ``application/problem+json`` error responses of one operation (every one of them
+  may also answer 401, see :data:`BEARER`), replacing Litestar's default 400 ``{status_code, detail, extra}``.
+* :data:`EVENT_STREAM`: the ``text/event-stream`` 200 of the ``/events`` routes.
+* :class:`ClosedStructSchemaPlugin`: request bodies that refuse unknown fields say
+  ``additionalProperties: false``, and numeric bounds of 0 (``Meta(ge=0)``) are kept.
+* :func:`openapi_config`: the document's metadata and the bearer scheme.
+* :func:`document_optional_bodies`: a request body whose parameter has a default is not required.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.spec import Components, RequestBody, Schema, SecurityScheme
+from litestar.routes import HTTPRoute
+
+from entrypoints.http.problems import PROBLEM_JSON, Problem
+from entrypoints.http.schemas import Health
+
+if TYPE_CHECKING:
+    from litestar import Litestar
+    from litestar._openapi.schema_generation import SchemaCreator
+    from litestar.typing import FieldDefinition
+
+BEARER = "bearer"
+UNAUTHORIZED = "GEEKBLOG_API_TOKEN is set and the request has no 'Authorization: Bearer <token>' header with it"
+
+# The default description of each refusal; an operation may say more precisely what it refuses.
+DESCRIPTIONS: dict[int, str] = {
+    400: "The request does not validate: a malformed JSON body, an unknown field, a value out of range, "
+    "a query parameter of the wrong form",
+    401: UNAUTHORIZED,
+    404: "No job, workflow or project has this id",
+    409: "Not possible in the current state",
+    413: "The body is over GEEKBLOG_MAX_BODY_BYTES",
+    415: "The body is not sent as application/json (or application/*+json)",
+    422: "The body is valid JSON of the right shape that the service cannot act on",
+    503: "Storage unavailable (the database is locked, full or unreachable): nothing was written",
+}
+
+
+def problems(*statuses: int, described: Mapping[int, str] | None = None) -> dict[int, ResponseSpec]:
+    """The problem responses of an operation that needs the bearer token when one is configured (401)."""
+    texts = {**DESCRIPTIONS, **(described or {})}
+    return {status: _problem(texts[status]) for status in sorted({*statuses, 401})}
+
+
+def _problem(description: str) -> ResponseSpec:
+    return ResponseSpec(
+        data_container=Problem, media_type=PROBLEM_JSON, description=description, generate_examples=False
+    )
+
+
+EVENT_STREAM = ResponseSpec(
+    data_container=str,
+    media_type="text/event-stream",
+    description="Server-sent events: 'state' and 'progress' messages whose data is JSON, and keepalive comments",
+    generate_examples=False,
+)
+
+NOT_READY = ResponseSpec(
+    data_container=Health,
+    description="The database does not answer or the dispatcher is not running",
+    generate_examples=False,
+)
+
+
+class ClosedStructSchemaPlugin(StructSchemaPlugin):
+    """Litestar's schema of a msgspec Struct, plus what it leaves out.
+
+    * ``forbid_unknown_fields=True`` becomes ``additionalProperties: false``;
+    * a numeric bound of 0 (``Meta(ge=0)``, ``Meta(gt=0)``, ...) is kept: Litestar copies only the
+      truthy ones into the schema.
+    """
+
+    _BOUNDS = (("ge", "minimum"), ("gt", "exclusive_minimum"), ("le", "maximum"), ("lt", "exclusive_maximum"))
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: SchemaCreator) -> Schema:
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        info = msgspec.inspect.type_info(field_definition.type_)
+        if not isinstance(info, msgspec.inspect.StructType):  # pragma: no cover - the parent plugin's own check
+            return schema
+        if info.forbid_unknown_fields:
+            schema.additional_properties = False
+        for field in info.fields:
+            prop = (schema.properties or {}).get(field.encode_name)
+            if isinstance(prop, Schema):
+                self._keep_zero_bounds(_numeric(field.type), prop)
+        return schema
+
+    @classmethod
+    def _keep_zero_bounds(cls, type_: Any, prop: Schema) -> None:
+        if not isinstance(type_, (msgspec.inspect.IntType, msgspec.inspect.FloatType)):
+            return
+        for constraint, keyword in cls._BOUNDS:
+            if getattr(type_, constraint) == 0 and getattr(prop, keyword) is None:
+                setattr(prop, keyword, 0)
+
+
+def _numeric(type_: Any) -> Any:
+    """The int or float type of a field, through ``Optional`` and ``Annotated`` metadata."""
+    if isinstance(type_, msgspec.inspect.UnionType):
+        arms = [arm for arm in type_.types if not isinstance(arm, msgspec.inspect.NoneType)]
+        type_ = arms[0] if len(arms) == 1 else type_
+    if isinstance(type_, msgspec.inspect.Metadata):
+        type_ = type_.type
+    return type_
+
+
+def optional_string(**keywords: Any) -> dict[str, Any]:
+    """``schema_extra`` of an optional query parameter: a string with these keywords. (Litestar documents
+    ``str | None`` as ``oneOf: [string, null]``, but a query parameter is absent, never null.)"""
+    return {"one_of": None, "type": "string", **keywords}
+
+
+def openapi_config(*, version: str, token_configured: bool) -> OpenAPIConfig:
+    """The document's metadata. The bearer scheme is always described (every operation but ``/health``
+    documents its 401); it is *required* (top-level ``security``) only when a token is configured, so the
+    document is true either way."""
+    return OpenAPIConfig(
+        title="GeekBlog Tasks",
+        version=version,
+        description="A durable background-task engine with Celery's programming model, on SQLite.",
+        path="/schema",
+        components=Components(
+            security_schemes={
+                BEARER: SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    description="GEEKBLOG_API_TOKEN; needed by every route but /health when it is set",
+                )
+            }
+        ),
+        security=[{BEARER: []}] if token_configured else None,
+    )
+
+
+def document_optional_bodies(app: Litestar) -> None:
+    """Litestar documents every request body as required; one whose ``data`` parameter has a default
+    (``POST /projects/{id}/article``) may be left out. (This builds the document once, at startup.)"""
+    paths = app.openapi_schema.paths or {}
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute) or (item := paths.get(route.path_format)) is None:
+            continue
+        for handler in route.route_handlers:
+            data = handler.parsed_fn_signature.parameters.get("data")
+            if data is None or not data.has_default:
+                continue
+            for method in handler.http_methods:
+                operation = getattr(item, method.lower(), None)
+                if operation is not None and isinstance(operation.request_body, RequestBody):
+                    operation.request_body.required = False
