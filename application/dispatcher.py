@@ -309,10 +309,7 @@ class Dispatcher:
         self.wake()
 
     async def _store(self, job: Job, guard: Guard) -> None:
-        advance = Advance()
-        advance.commit.guard = guard
-        await self._workflows.record(advance, job)
-        await self._workflows.apply(advance)
+        advance = await self._workflows.store(job, guard)
         if job.state in (JobState.RETRY, JobState.PENDING) or advance.commit.jobs[1:]:
             self.wake()
 

@@ -54,10 +54,7 @@ class JobService:
         self._registry.require(signature.task).check_arguments(signature.args, signature.kwargs)
         check_schedule(signature)
         job = new_job(self._registry, self._ids.new_id(), signature, self._clock.now())
-        advance = Advance()
-        await self._workflows.record(advance, job)
-        await self._workflows.apply(advance)
-        self._wake()
+        await self._store(job, None)
         return job
 
     async def submit_canvas(self, canvas: Canvas) -> Workflow:
@@ -196,8 +193,5 @@ class JobService:
         return again
 
     async def _store(self, job: Job, guard: Guard | None) -> None:
-        advance = Advance()
-        advance.commit.guard = guard
-        await self._workflows.record(advance, job)
-        await self._workflows.apply(advance)
+        await self._workflows.store(job, guard)
         self._wake()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from application.events import Event
-from application.ports import Clock, Commit, EventBus, IdSource, JobRepository
+from application.ports import Clock, Commit, EventBus, Guard, IdSource, JobRepository
 from application.registry import TaskRegistry
 from domain.canvas import Canvas, Signature, leaves, sibling_leaves, validate
 from domain.errors import InvalidCanvas
@@ -119,6 +119,14 @@ class WorkflowEngine:
             return
         if not is_terminal(state.workflow.state):
             await self._plan_and_finish(advance, state)
+
+    async def store(self, job: Job, guard: Guard | None = None) -> Advance:
+        """Store ``job``'s new state and whatever it unblocks, in one commit; the applied advance."""
+        advance = Advance()
+        advance.commit.guard = guard
+        await self.record(advance, job)
+        await self.apply(advance)
+        return advance
 
     async def apply(self, advance: Advance) -> None:
         """Commit ``advance`` in one transaction, then publish its events.

@@ -101,7 +101,7 @@ class EngineThread:
             raise TimeoutError("the embedded engine did not stop")
 
 
-class Contender(BaseContender):
+class Contender(peer_support.FreshDatabase, BaseContender):
     name = "geekblog_embedded"
 
     def __init__(self, **kw: Any) -> None:
@@ -140,20 +140,7 @@ class Contender(BaseContender):
         finally:
             self.engine = None
 
-    def _close_store(self) -> None:
-        if self.store is not None:
-            self.store.close()
-            self.store = None
-
-    # --- storage / tasks --------------------------------------------------------------------------
-    def reset(self) -> None:
-        self._close_store()
-        if self.db_path is not None:
-            shutil.rmtree(os.path.dirname(self.db_path), ignore_errors=True)
-        self._resets += 1
-        folder = os.path.join(self.scratch, f"reset-{self._resets}")
-        os.makedirs(folder)
-        self.db_path = os.path.join(folder, "peers.db")
+    # --- storage / tasks: reset() comes from peer_support.FreshDatabase ------------------------
 
     def submit(self, x: Any) -> AsyncResult:
         if self.engine is None and self.store is None:  # no worker: store-only (see the module docstring)

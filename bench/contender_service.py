@@ -155,7 +155,7 @@ def _outcome(document: dict[str, Any]) -> Any:
     raise ServiceError(f"{document['id']} ended {document['state']}: {document.get('error')}")
 
 
-class Contender(BaseContender):
+class Contender(peer_support.FreshDatabase, BaseContender):
     name = "geekblog_service"
 
     def __init__(self, **kw: Any) -> None:
@@ -214,20 +214,7 @@ class Contender(BaseContender):
         super().stop_worker(proc, timeout)
         self.proc = None
 
-    def _close_store(self) -> None:
-        if self.store is not None:
-            self.store.close()
-            self.store = None
-
-    # --- storage / tasks --------------------------------------------------------------------------
-    def reset(self) -> None:
-        self._close_store()
-        if self.db_path is not None:
-            shutil.rmtree(os.path.dirname(self.db_path), ignore_errors=True)
-        self._resets += 1
-        folder = os.path.join(self.scratch, f"reset-{self._resets}")
-        os.makedirs(folder)
-        self.db_path = os.path.join(folder, "peers.db")
+    # --- storage / tasks: reset() comes from peer_support.FreshDatabase ------------------------
 
     def _api(self) -> Api:
         if self.api is None:

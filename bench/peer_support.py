@@ -19,6 +19,7 @@ import glob
 import importlib.metadata
 import os
 import platform
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -162,3 +163,27 @@ def local_versions() -> dict[str, str]:
         "sqlite": sqlite3.sqlite_version,
         "python": platform.python_version(),
     }
+
+
+class FreshDatabase:
+    """The contenders' storage reset: close the store-only submitter, delete the last database, and
+    point the next one at a new folder under ``scratch``."""
+
+    scratch: str
+    db_path: str | None
+    store: StoreOnly | None
+    _resets: int
+
+    def _close_store(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def reset(self) -> None:
+        self._close_store()
+        if self.db_path is not None:
+            shutil.rmtree(os.path.dirname(self.db_path), ignore_errors=True)
+        self._resets += 1
+        folder = os.path.join(self.scratch, f"reset-{self._resets}")
+        os.makedirs(folder)
+        self.db_path = os.path.join(folder, "peers.db")
