@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install run demo test unit lint typecheck bench bench-smoke bench-embedded clean container-test
+.PHONY: install run demo test unit lint typecheck bench bench-smoke bench-load bench-embedded clean container-test
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ bench: install
 ## bench-smoke: the same comparison with a few hundred jobs: checks it still works (CI runs it)
 bench-smoke: install
 	$(PY) bench/compare.py --smoke
+
+## bench-load: HTTP submissions under fixed offered loads from a separate load process, and 20 article pipelines
+bench-load: install
+	$(PY) bench/http_load.py
 
 ## bench-embedded: throughput and latency of the embedded engine alone, in-process on SQLite
 bench-embedded: install
