@@ -34,7 +34,22 @@ class JsonLines(Watcher):
         self.out.flush()
 
 
-class JobView(Watcher):
+class _PeopleView(Watcher):
+    """What the views for people share: notes end any progress bar first, on their own line."""
+
+    progress: ProgressLine | None
+    notes: TextIO
+
+    def note(self, message: str) -> None:
+        self.finish()
+        print(f"geekblog: {message}", file=self.notes, flush=True)
+
+    def finish(self) -> None:
+        if self.progress is not None:
+            self.progress.finish()
+
+
+class JobView(_PeopleView):
     """A job for people: progress counts as a bar on ``progress``; state changes and other progress as
     lines on ``out`` (none if ``out`` is None). The terminal state is left to the caller."""
 
@@ -60,14 +75,6 @@ class JobView(Watcher):
         else:
             self._state(str(event.get("state")))
 
-    def note(self, message: str) -> None:
-        self.finish()
-        print(f"geekblog: {message}", file=self.notes, flush=True)
-
-    def finish(self) -> None:
-        if self.progress is not None:
-            self.progress.finish()
-
     def _state(self, state: str) -> None:
         if state == self.state:
             return
@@ -85,7 +92,7 @@ class JobView(Watcher):
             print(f"job {self.job_id} {self.task} {progress_text(progress)}", file=self.out, flush=True)
 
 
-class WorkflowView(Watcher):
+class WorkflowView(_PeopleView):
     """A workflow for people: a line per step as it finishes and per change of the workflow's state
     on ``out``, step progress as a bar on ``progress``. The terminal state is left to the caller."""
 
@@ -122,14 +129,6 @@ class WorkflowView(Watcher):
                 self.progress.update(f"{label} {progress_text(event['progress'])}")
         elif event.get("state") in TERMINAL_STATES:
             self._step(job_id, task, str(event.get("state")), outcome(event))
-
-    def note(self, message: str) -> None:
-        self.finish()
-        print(f"geekblog: {message}", file=self.notes, flush=True)
-
-    def finish(self) -> None:
-        if self.progress is not None:
-            self.progress.finish()
 
     def _state(self, state: str) -> None:
         if state == self.state:
