@@ -131,8 +131,8 @@ class TestCrashMidResearch:
         assert fake.count("planning", since=calls_before) == 0
         assert 1 <= fake.count("finishing") <= 2
         # A request the SIGKILL cut in the middle of sending arrives with a truncated body: not a model call.
-    complete = [call for call in fake.calls if isinstance(call.body, dict)]
-    assert {call.stage for call in complete} == {"planning", "research", "writing", "finishing"}
+        complete = [call for call in fake.calls if isinstance(call.body, dict)]
+        assert {call.stage for call in complete} == {"planning", "research", "writing", "finishing"}
 
         by_task: dict[str, list[dict[str, Any]]] = {}
         for job in jobs:
