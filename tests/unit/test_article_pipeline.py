@@ -48,12 +48,17 @@ def generator() -> CountingGenerator:
 
 @pytest.fixture
 def pipeline(generator: CountingGenerator) -> ArticlePipeline:
+    return build_pipeline(generator)
+
+
+def build_pipeline(generator: TextGenerator, workflows: InMemoryJobRepository | None = None) -> ArticlePipeline:
     return ArticlePipeline(
         projects=InMemoryProjectRepository(),
         generator=generator,
         bus=InProcessEventBus(),
         clock=FakeClock(),
         ids=CountingIds(),
+        workflows=workflows,
     )
 
 
@@ -107,13 +112,7 @@ class TestStages:
 
     async def test_a_finishing_answer_that_breaks_the_outline_is_not_used(self) -> None:
         generator = CountingGenerator(finish_with="# Title\n\n## Something else entirely\n")
-        pipeline = ArticlePipeline(
-            projects=InMemoryProjectRepository(),
-            generator=generator,
-            bus=InProcessEventBus(),
-            clock=FakeClock(),
-            ids=CountingIds(),
-        )
+        pipeline = build_pipeline(generator)
         project = await pipeline.create("Queues", audience=None, tone=None, sections=2)
         finished = await write_all(pipeline, project.id)
         saved = await pipeline.get(project.id)
@@ -154,14 +153,7 @@ class TestParsePlan:
 class TestReconcile:
     async def test_a_project_whose_workflow_failed_outside_its_stages_reads_as_failed(self) -> None:
         jobs = InMemoryJobRepository()
-        pipeline = ArticlePipeline(
-            projects=InMemoryProjectRepository(),
-            generator=CountingGenerator(),
-            bus=InProcessEventBus(),
-            clock=FakeClock(),
-            ids=CountingIds(),
-            workflows=jobs,
-        )
+        pipeline = build_pipeline(CountingGenerator(), jobs)
         project = await pipeline.create("Queues", audience=None, tone=None, sections=2)
         lost = Workflow(
             id="w1",
@@ -179,14 +171,7 @@ class TestReconcile:
 
     async def test_a_running_workflow_leaves_the_project_as_it_is(self) -> None:
         jobs = InMemoryJobRepository()
-        pipeline = ArticlePipeline(
-            projects=InMemoryProjectRepository(),
-            generator=CountingGenerator(),
-            bus=InProcessEventBus(),
-            clock=FakeClock(),
-            ids=CountingIds(),
-            workflows=jobs,
-        )
+        pipeline = build_pipeline(CountingGenerator(), jobs)
         project = await pipeline.create("Queues", audience=None, tone=None, sections=2)
         running = Workflow(id="w1", canvas=Signature(task="ai.full_article_workflow"), created_at=0.0)
         await jobs.commit(Commit(workflows=[running]))

@@ -37,8 +37,8 @@ def repo() -> InMemoryJobRepository:
     return InMemoryJobRepository()
 
 
-@pytest.fixture
-async def engine(repo: InMemoryJobRepository, clock: FakeClock) -> AsyncIterator[Engine]:
+def build_engine(repo: InMemoryJobRepository, clock: FakeClock, settings: EngineSettings) -> Engine:
+    """An engine on fakes with the tasks these tests use: add, once (no re-run when lost), flaky."""
     registry = TaskRegistry()
     registry.register(TaskDefinition(name="add", fn=lambda x, y: x + y))
     registry.register(TaskDefinition(name="once", fn=lambda: 1, retry_on_worker_lost=False))
@@ -50,18 +50,22 @@ async def engine(repo: InMemoryJobRepository, clock: FakeClock) -> AsyncIterator
             retry_policy=RetryPolicy(default_retry_delay=30),
         )
     )
-    runner = AsyncioRunner(threads=2)
-    built = Engine(
+    return Engine(
         repo=repo,
         registry=registry,
-        runner=runner,
+        runner=AsyncioRunner(threads=2),
         bus=InProcessEventBus(),
         clock=clock,
         ids=CountingIds(),
-        settings=EngineSettings(max_concurrent_tasks=2),
+        settings=settings,
     )
+
+
+@pytest.fixture
+async def engine(repo: InMemoryJobRepository, clock: FakeClock) -> AsyncIterator[Engine]:
+    built = build_engine(repo, clock, EngineSettings(max_concurrent_tasks=2))
     yield built
-    await runner.close()
+    await built.runner.close()
 
 
 async def leave_running(repo: InMemoryJobRepository, job: Job, owner: str = "dead-process") -> Job:
@@ -227,17 +231,7 @@ class TestMaintenance:
     async def test_finished_work_past_its_retention_is_purged(
         self, repo: InMemoryJobRepository, clock: FakeClock
     ) -> None:
-        registry = TaskRegistry()
-        registry.register(TaskDefinition(name="add", fn=lambda x, y: x + y))
-        engine = Engine(
-            repo=repo,
-            registry=registry,
-            runner=AsyncioRunner(threads=1),
-            bus=InProcessEventBus(),
-            clock=clock,
-            ids=CountingIds(),
-            settings=EngineSettings(result_ttl=3600),
-        )
+        engine = build_engine(repo, clock, EngineSettings(result_ttl=3600))
         job = await engine.jobs.submit(Signature(task="add", args=[1, 2]))
         await engine.jobs.cancel(job.id)
         clock.advance(3599)
@@ -267,17 +261,7 @@ class TestCancelRacingTheOutcome:
         self, clock: FakeClock
     ) -> None:
         repo = GatedRepository()
-        registry = TaskRegistry()
-        registry.register(TaskDefinition(name="add", fn=lambda x, y: x + y))
-        engine = Engine(
-            repo=repo,
-            registry=registry,
-            runner=AsyncioRunner(threads=1),
-            bus=InProcessEventBus(),
-            clock=clock,
-            ids=CountingIds(),
-            settings=EngineSettings(),
-        )
+        engine = build_engine(repo, clock, EngineSettings())
         job = await engine.jobs.submit(Signature(task="add", args=[1, 2]))
         await engine.dispatcher.start(recover_all_leases=True)
         try:
