@@ -46,6 +46,9 @@ class InMemoryJobRepository(JobRepository):
         for job in commit.jobs:
             self._put(job)
 
+    def commit_from_thread(self, commit: Commit) -> bool:
+        return False  # its state belongs to the loop: commits from other threads go through the loop
+
     def _put(self, job: Job) -> None:
         if job.id not in self._seq:
             self._seq[job.id] = next(self._counter)

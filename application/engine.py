@@ -96,6 +96,7 @@ class Engine:
             await self.maintenance.stop()
             await self.dispatcher.stop(grace)
         finally:
+            self.jobs.release_thread_waiters()
             try:
                 await self.runner.close()
             finally:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import threading
 from collections.abc import Awaitable, Callable
 
 import msgspec
 
 from application.events import Event
 from application.outcomes import revoked_error
-from application.ports import Clock, EventBus, Guard, IdSource, JobFilter, JobPage, JobRepository
+from application.ports import Clock, Commit, EventBus, Guard, IdSource, JobFilter, JobPage, JobRepository
 from application.registry import TaskRegistry
 from application.workflows import Advance, WorkflowEngine, new_job
 from domain.canvas import Canvas, Signature, check_schedule
@@ -46,16 +48,57 @@ class JobService:
         self._bus = bus
         self._wake = wake
         self._cancel_running = cancel_running
+        self._thread_waiters: dict[str, list[_ThreadWaiter]] = {}
+        self._unannounced: collections.deque[Job] = collections.deque()
+        self._announce_lock = threading.Lock()
+        self._announce_scheduled = False
+        bus.add_listener(self._wake_thread_waiters)
 
     async def submit(self, signature: Signature) -> Job:
         """Store one job for ``signature``; returns once it is committed (acknowledged = durable)."""
+        job = self._new_job(signature)
+        await self._store(job, None)
+        return job
+
+    def submit_from_thread(self, signature: Signature, loop: asyncio.AbstractEventLoop) -> Job:
+        """:meth:`submit` for a caller on another thread than ``loop`` (the engine's), blocking.
+
+        The job is committed on the caller's thread when the repository can do that, and the loop
+        is only told about it (no waiting for two thread switches); otherwise it goes through the loop.
+        """
+        job = self._new_job(signature)
+        if not self._repo.commit_from_thread(Commit(jobs=[job])):
+            asyncio.run_coroutine_threadsafe(self._store(job, None), loop).result()
+            return job
+        # One wake-up of the loop announces every job submitted until it runs: waking it costs more
+        # than a commit, since it then competes with this thread for the GIL.
+        self._unannounced.append(job)
+        with self._announce_lock:
+            if self._announce_scheduled:
+                return job
+            self._announce_scheduled = True
+        try:
+            loop.call_soon_threadsafe(self._announce)
+        except RuntimeError:  # the loop is closed: the job waits in storage for the next start
+            with self._announce_lock:
+                self._announce_scheduled = False
+        return job
+
+    def _new_job(self, signature: Signature) -> Job:
         ensure_json(signature.args, f"{signature.task} args")
         ensure_json(signature.kwargs, f"{signature.task} kwargs")
         self._registry.require(signature.task).check_arguments(signature.args, signature.kwargs)
         check_schedule(signature)
-        job = new_job(self._registry, self._ids.new_id(), signature, self._clock.now())
-        await self._store(job, None)
-        return job
+        return new_job(self._registry, self._ids.new_id(), signature, self._clock.now())
+
+    def _announce(self) -> None:
+        """On the loop: publish the jobs other threads submitted, and wake the dispatcher."""
+        with self._announce_lock:
+            self._announce_scheduled = False
+        now = self._clock.now()
+        while self._unannounced:
+            self._bus.publish(Event.of_job(self._unannounced.popleft(), now))
+        self._wake()
 
     async def submit_canvas(self, canvas: Canvas) -> Workflow:
         """Store a workflow and the jobs that can start at once, in one commit."""
@@ -122,6 +165,64 @@ class JobService:
             return snapshot
         finally:
             subscription.close()
+
+    def wait_from_thread(self, ident: str, timeout: float | None, loop: asyncio.AbstractEventLoop) -> Snapshot:
+        """:meth:`wait` for a caller on another thread than ``loop`` (the engine's), blocking.
+
+        Reads the state on the caller's thread; only when the job or workflow has not finished does it
+        ask the loop to set a ``threading.Event`` on its terminal event.
+        """
+        snapshot = self.peek(ident)
+        if is_terminal(snapshot.state):
+            return snapshot
+        waiter = _ThreadWaiter()
+        try:
+            loop.call_soon_threadsafe(self._watch, ident, waiter)
+        except RuntimeError:
+            raise EngineStopped(f"the engine stopped before {ident} finished") from None
+        if not waiter.event.wait(timeout):
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._unwatch, ident, waiter)
+            raise TimeoutError(f"{ident} did not finish within {timeout} s")
+        if waiter.stopped:
+            raise EngineStopped(f"the engine stopped before {ident} finished")
+        return self.peek(ident)
+
+    def _watch(self, ident: str, waiter: _ThreadWaiter) -> None:
+        """On the loop: set ``waiter`` on ``ident``'s terminal event, or now if it has finished already."""
+        self._thread_waiters.setdefault(ident, []).append(waiter)
+        try:
+            finished = is_terminal(self.peek(ident).state)
+        except Exception:  # gone (purged) or storage closed: the waiter looks for itself
+            finished = True
+        if finished:
+            self._unwatch(ident, waiter)
+            waiter.event.set()
+
+    def _unwatch(self, ident: str, waiter: _ThreadWaiter) -> None:
+        waiters = self._thread_waiters.get(ident)
+        if waiters is not None and waiter in waiters:
+            waiters.remove(waiter)
+            if not waiters:
+                del self._thread_waiters[ident]
+
+    def _wake_thread_waiters(self, event: Event) -> None:
+        if event.terminal and self._thread_waiters:
+            for waiter in self._thread_waiters.pop(event.id, ()):
+                waiter.event.set()
+
+    @property
+    def waiting_threads(self) -> int:
+        """Threads blocked in :meth:`wait_from_thread` on a job or workflow not finished yet."""
+        return sum(len(waiters) for waiters in self._thread_waiters.values())
+
+    def release_thread_waiters(self) -> None:
+        """Wake every thread in :meth:`wait_from_thread` (the engine is stopping); they raise EngineStopped."""
+        waiters, self._thread_waiters = self._thread_waiters, {}
+        for waiting in waiters.values():
+            for waiter in waiting:
+                waiter.stopped = True
+                waiter.event.set()
 
     async def cancel(self, job_id: str) -> Job:
         """Revoke a queued job, or cancel a running one. Refused (InvalidTransition) once finished."""
@@ -195,3 +296,17 @@ class JobService:
     async def _store(self, job: Job, guard: Guard | None) -> None:
         await self._workflows.store(job, guard)
         self._wake()
+
+
+class _ThreadWaiter:
+    """A thread blocked in :meth:`JobService.wait_from_thread`; the loop sets ``event``."""
+
+    __slots__ = ("event", "stopped")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.stopped = False
+
+
+class EngineStopped(RuntimeError):
+    """The engine stopped while a thread was waiting for a job or workflow to finish."""

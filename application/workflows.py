@@ -28,21 +28,27 @@ class WorkflowState:
 
     ``waiting`` counts, per group of plain signatures, the members not yet successful: a member's
     success unblocks nothing while others are still out, so planning (a walk of the whole canvas)
-    is skipped for it, which keeps a chord of n members O(n) rather than O(n²).
+    is skipped for it, which keeps a chord of n members O(n) rather than O(n²) (the group's members
+    are listed once, on its first success, not on each).
     """
 
     workflow: Workflow
     outcomes: dict[str, LeafOutcome] = field(default_factory=dict)
     waiting: dict[str, set[str]] = field(default_factory=dict)
+    unplain: set[str] = field(default_factory=set)
+    """Groups with a member that is not a plain signature (their members are always planned)."""
 
     def settles_nothing(self, path: str) -> bool:
         """Whether the success just recorded at ``path`` leaves its group still waiting on others."""
-        siblings = sibling_leaves(self.workflow.canvas, path)
-        if siblings is None:
+        group, _, last = path.rpartition(".")
+        if not path or last == "b" or group in self.unplain:
             return False
-        group = path.rpartition(".")[0]
         waiting = self.waiting.get(group)
         if waiting is None:
+            siblings = sibling_leaves(self.workflow.canvas, path)
+            if siblings is None:
+                self.unplain.add(group)
+                return False
             waiting = self.waiting[group] = {
                 sibling
                 for sibling in siblings

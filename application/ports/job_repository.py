@@ -67,6 +67,12 @@ class JobRepository(Protocol):
         """
         ...
 
+    def commit_from_thread(self, commit: Commit) -> bool:
+        """Like :meth:`commit`, called from a thread that is not the event loop's, blocking until the
+        commit is durable. Returns False, having stored nothing, when the repository cannot write
+        from that thread (right now or ever): the caller then sends ``commit`` to the loop."""
+        ...
+
     async def claim(self, *, owner: str, now: float, limit: int, lease_until: float) -> list[Job]:
         """Atomically take up to ``limit`` due queued jobs: highest priority first, then earliest
         ``due_at``, then first submitted. They come back STARTED, attempt counted, leased to ``owner``."""

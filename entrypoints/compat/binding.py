@@ -38,6 +38,17 @@ def engine() -> Engine:
     return active()[0]
 
 
+def off_loop() -> tuple[Engine, asyncio.AbstractEventLoop] | None:
+    """The active engine and its loop when the caller runs in no event loop (a plain or worker
+    thread), so it can use the engine's blocking ``*_from_thread`` calls; None on a loop."""
+    engine_, loop = active()
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return engine_, loop
+    return None
+
+
 def call(make: Callable[[Engine], Coroutine[Any, Any, T]]) -> Awaitable[T] | T:
     """Run ``make(engine)`` on the engine's loop.
 

@@ -110,6 +110,10 @@ class Signature(CanvasBase):
         """Submit this call as one job (extra ``args`` are appended, as Celery's partials do)."""
         call = self.clone(args or (), kwargs, **options)
         spec = call.to_canvas()
+        threaded = binding.off_loop()
+        if threaded is not None:
+            engine, loop = threaded
+            return AsyncResult(engine.jobs.submit_from_thread(spec, loop).id)
         ensure_json(spec.args, f"{spec.task} args")
         ensure_json(spec.kwargs, f"{spec.task} kwargs")
         definition = binding.engine().registry.find(spec.task)

@@ -137,18 +137,21 @@ class AsyncResult:
     def get(self, timeout: float | None = None, propagate: bool = True) -> Awaitable[Any] | Any:
         """The result once ready; re-raises the task's error unless ``propagate=False`` (then returns it)."""
         ident = self.id
+        threaded = binding.off_loop()
+        if threaded is not None:
+            engine_, loop = threaded
+            try:
+                snapshot = engine_.jobs.wait_from_thread(ident, timeout, loop)
+            except NotFound:
+                raise UnknownResultError(f"no job or workflow with id {ident!r}") from None
+            return _outcome(snapshot, propagate)
 
         async def wait(engine: Any) -> Any:
             try:
                 snapshot = await engine.jobs.wait(ident, timeout)
             except NotFound:
                 raise UnknownResultError(f"no job or workflow with id {ident!r}") from None
-            if snapshot.state == JobState.SUCCESS:
-                return snapshot.result
-            error = exception_from(snapshot.error or ErrorInfo(type="TaskRevokedError", message=f"{ident} was revoked"))
-            if propagate:
-                raise error
-            return error
+            return _outcome(snapshot, propagate)
 
         return binding.call(wait)
 
@@ -170,6 +173,16 @@ class AsyncResult:
 
 class GroupResult(AsyncResult):
     """The handle of a group: ``get()`` returns the members' results in group order."""
+
+
+def _outcome(snapshot: Snapshot, propagate: bool) -> Any:
+    """What ``get()`` gives for a finished job or workflow: its result, or its error raised (or returned)."""
+    if snapshot.state == JobState.SUCCESS:
+        return snapshot.result
+    error = exception_from(snapshot.error or ErrorInfo(type="TaskRevokedError", message=f"{snapshot.id} was revoked"))
+    if propagate:
+        raise error
+    return error
 
 
 def _finished(snapshot: Snapshot) -> bool:

@@ -4,9 +4,9 @@
 
 Phases:
 
-* ``submit``: submit a few hundred jobs and several nested workflows, appending each acknowledged
-  handle to the manifest (one JSON line, written and fsynced once the submission returned), then
-  keep running them until killed.
+* ``submit``: submit a few hundred jobs and several nested workflows (and, at the same time, more
+  jobs from a plain thread), appending each acknowledged handle to the manifest (one JSON line,
+  written and fsynced once the submission returned), then keep running them until killed.
 * ``lost``: submit two jobs that hang on their first attempt (one of them opted out of
   ``retry_on_worker_lost``), then keep running until killed.
 * ``resume``: run the engine until every id in the manifest is finished, then exit 0.
@@ -33,6 +33,7 @@ from entrypoints.celery_compat import chain, chord, embedded_engine, group  # no
 
 TASK_MODULES = ["crash_tasks"]
 SINGLE_JOBS = 300
+THREAD_JOBS = 150
 PACE = 0.003
 
 
@@ -79,9 +80,21 @@ def workflows() -> dict[int, list[tuple[str, Any, Any]]]:
     }
 
 
+def submit_from_a_thread(manifest: Manifest) -> None:
+    """A second producer on a plain thread: ``.delay()`` commits on this thread (no loop round trip)."""
+    import crash_tasks as t
+
+    for i in range(THREAD_JOBS):
+        x, y = 10_000 + i, i
+        result = t.add.delay(x, y, delay=0.005 if i % 4 == 0 else 0.0)
+        manifest.ack(result.id, "add", [x, y])
+        time.sleep(PACE)
+
+
 async def submit(manifest: Manifest) -> None:
     import crash_tasks as t
 
+    from_thread = asyncio.ensure_future(asyncio.to_thread(submit_from_a_thread, manifest))
     extra = workflows()
     for i in range(SINGLE_JOBS):
         x, y = i, 2 * i
@@ -96,6 +109,7 @@ async def submit(manifest: Manifest) -> None:
             handle = await canvas.apply_async()
             manifest.ack(handle.id, kind, params)
         await asyncio.sleep(PACE)  # a steady producer: the run takes a couple of seconds
+    await from_thread
 
 
 async def submit_lost(manifest: Manifest) -> None:

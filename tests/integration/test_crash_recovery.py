@@ -187,14 +187,23 @@ def closure(snapshot: Snapshot, acked: list[str]) -> tuple[set[str], set[str]]:
 # --- the tests -------------------------------------------------------------------------------------------------
 
 
+def from_thread(entry: dict[str, Any]) -> bool:
+    """Whether the child's plain-thread producer submitted this entry (its x starts at 10,000)."""
+    return entry["kind"] == "add" and entry["params"][0] >= 10_000
+
+
 def test_sigkill_mid_run_loses_nothing_and_reruns_only_unfinished_work(tmp_path: Path) -> None:
     db = tmp_path / "jobs.db"
     child = Child(tmp_path, "submit")
     try:
         poll_until(
-            lambda: len(read_manifest(tmp_path)) >= 160 and db_count(db, "SUCCESS") >= 50,
+            lambda: (
+                len(read_manifest(tmp_path)) >= 160
+                and sum(from_thread(entry) for entry in read_manifest(tmp_path)) >= 20
+                and db_count(db, "SUCCESS") >= 50
+            ),
             timeout=20,
-            what="160 acknowledged submissions and 50 finished jobs",
+            what="160 acknowledged submissions (20 of them from a plain thread) and 50 finished jobs",
             child=child,
         )
         child.sigkill()

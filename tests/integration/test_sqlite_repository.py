@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import sqlite3
 import sys
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -305,3 +307,37 @@ class TestGroupCommit:
             assert await repo.get("a") == make_job("a")
         finally:
             await repo.close()
+
+
+class TestCommitsFromOtherThreads:
+    async def test_a_commit_waiting_for_the_write_lock_joins_the_holders_transaction(self, tmp_path: Path) -> None:
+        async with opened(tmp_path / "jobs.db") as repo:
+            outcome: list[bool] = []
+            repo._write_lock.acquire()  # the loop is in the middle of a write
+            try:
+                waiting = threading.Thread(
+                    target=lambda: outcome.append(repo.commit_from_thread(Commit(jobs=[make_job("from-thread")])))
+                )
+                waiting.start()
+                deadline = time.monotonic() + 5
+                while not repo._from_threads:  # the thread queued its commit and waits for the lock
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.001)
+                before = repo.transactions
+                # The loop's own write, still under the lock, takes the thread's commit along.
+                assert repo._write_batch_locked([]) == []
+                assert repo.transactions == before + 1
+            finally:
+                repo._write_lock.release()
+            waiting.join(5)
+            assert outcome == [True]
+            assert repo.transactions == before + 1  # the thread found its commit done: no second transaction
+            assert (await repo.get("from-thread")) == make_job("from-thread")
+            claimed = await repo.claim(owner="me", now=NOW, limit=5, lease_until=NOW + 60)
+            assert [job.id for job in claimed] == ["from-thread"]
+
+    async def test_not_in_inline_mode_the_caller_goes_through_the_loop(self, tmp_path: Path) -> None:
+        async with opened(tmp_path / "jobs.db", synchronous="FULL") as repo:
+            stored = await asyncio.to_thread(repo.commit_from_thread, Commit(jobs=[make_job("x")]))
+            assert stored is False
+            assert await repo.get("x") is None

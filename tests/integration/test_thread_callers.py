@@ -1,0 +1,211 @@
+"""Celery-style calls from threads that run no event loop (a plain thread, a sync task's worker thread).
+
+On SQLite such a caller commits its job on its own thread (``commit_from_thread``) and waits on a
+``threading.Event`` the loop sets on the terminal event: no round trip to the engine's loop. The
+memory repository cannot be written from another thread, so there the same calls go through the
+loop; every behaviour here holds on both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+import application.job_service
+from application.engine import Engine
+from application.job_service import EngineStopped
+from application.outcomes import revoked_error
+from application.ports import Commit, Guard, JobFilter
+from domain.canvas import Signature
+from domain.errors import Conflict, NotFound
+from domain.job import Job
+from domain.states import JobState
+from entrypoints.celery_compat import AsyncResult, UnknownResultError, embedded_engine, states
+from tests.integration import compat_tasks
+from tests.integration.compat_tasks import RELEASE, add, blocker, boom, submits_from_thread
+
+T = TypeVar("T")
+
+
+async def off_loop(fn: Callable[[], T]) -> T:
+    """Run ``fn`` in a thread that has no event loop, as a plain caller or a sync task would."""
+    return await asyncio.to_thread(fn)
+
+
+def no_loop_round_trips(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any hop from a thread to the loop through JobService fail the test."""
+
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise AssertionError("a thread call went through the loop")
+
+    monkeypatch.setattr(application.job_service.asyncio, "run_coroutine_threadsafe", refuse)
+
+
+@pytest.mark.usefixtures("engine")
+class TestSubmitFromAThread:
+    async def test_delay_and_get_work_from_a_plain_thread(self) -> None:
+        def call() -> Any:
+            handle = add.delay(2, 3)
+            assert isinstance(handle, AsyncResult)
+            return handle.get(timeout=5)
+
+        assert await off_loop(call) == 5
+
+    async def test_a_sync_task_can_submit_and_wait_for_another_job(self) -> None:
+        handle = await submits_from_thread.delay(41)
+        assert await handle.get(timeout=10) == 42
+
+    async def test_the_job_is_committed_when_delay_returns(self, engine: Engine, db_path: str | None) -> None:
+        def call() -> str:
+            handle = add.apply_async((1, 1), countdown=60)  # stays queued: what is read is the commit
+            assert isinstance(handle, AsyncResult)
+            if db_path is not None:  # another connection sees the row: it is in the file, not in memory
+                with sqlite3.connect(db_path) as other:
+                    row = other.execute("SELECT state FROM jobs WHERE id = ?", (handle.id,)).fetchone()
+                assert row == ("PENDING",)
+            return handle.id
+
+        job_id = await off_loop(call)
+        assert (await engine.jobs.get(job_id)).state == JobState.PENDING
+
+    async def test_many_threads_submitting_at_once_lose_nothing(self, engine: Engine) -> None:
+        per_thread, threads = 60, 6
+
+        def call(base: int) -> list[tuple[str, Any]]:
+            handles = [add.delay(base, i) for i in range(per_thread)]
+            return [(handle.id, handle.get(timeout=20)) for handle in handles]  # type: ignore[union-attr]
+
+        batches = await asyncio.gather(*(off_loop(lambda b=b: call(b * 1000)) for b in range(threads)))
+        ids = [job_id for batch in batches for job_id, _ in batch]
+        assert len(set(ids)) == per_thread * threads
+        for b, batch in enumerate(batches):
+            assert [value for _, value in batch] == [b * 1000 + i for i in range(per_thread)]
+
+    async def test_bad_calls_are_refused_on_the_calling_thread(self, engine: Engine) -> None:
+        with pytest.raises(TypeError):
+            await off_loop(lambda: add.delay(1))  # missing an argument
+        with pytest.raises(Exception, match="not JSON"):
+            await off_loop(lambda: add.delay(object(), 1))
+        assert (await engine.jobs.list(JobFilter(), limit=10)).items == []
+
+
+@pytest.mark.usefixtures("engine")
+class TestGetFromAThread:
+    async def test_a_waiting_thread_is_woken_when_the_job_finishes(self) -> None:
+        handle = await blocker.delay()
+        waiting = asyncio.ensure_future(off_loop(lambda: handle.get(timeout=10)))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        RELEASE.set()
+        assert await asyncio.wait_for(waiting, 10) is None
+        assert handle.state == states.SUCCESS
+
+    async def test_timeout_leaves_no_waiter_behind(self, engine: Engine) -> None:
+        handle = await add.apply_async((1, 2), countdown=60)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await off_loop(lambda: handle.get(timeout=0.2))
+        assert time.monotonic() - started < 5
+        await asyncio.sleep(0.05)  # the loop drops the waiter
+        assert engine.jobs.waiting_threads == 0
+
+    async def test_a_woken_waiter_is_dropped(self, engine: Engine) -> None:
+        handle = await add.apply_async((1, 2), countdown=0.2)
+        assert await off_loop(lambda: handle.get(timeout=5)) == 3
+        assert engine.jobs.waiting_threads == 0
+
+    async def test_unknown_id(self) -> None:
+        with pytest.raises(UnknownResultError):
+            await off_loop(lambda: AsyncResult("no-such-job").get(timeout=1))
+
+    async def test_a_failure_is_raised_or_returned(self) -> None:
+        handle = await boom.delay("x")
+        with pytest.raises(Exception, match="boom"):
+            await off_loop(lambda: handle.get(timeout=5))
+        error = await off_loop(lambda: handle.get(timeout=5, propagate=False))
+        assert isinstance(error, Exception) and "boom" in str(error)
+
+
+async def test_stopping_the_engine_wakes_threads_still_waiting(tmp_path: Path) -> None:
+    compat_tasks.RELEASE.clear()
+    async with embedded_engine(db_path=str(tmp_path / "stop.db"), task_modules=["tests.integration.compat_tasks"]):
+        handle = await add.apply_async((1, 2), countdown=600)
+        waiting = asyncio.ensure_future(off_loop(lambda: handle.get(timeout=None)))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+    with pytest.raises(EngineStopped):
+        await asyncio.wait_for(waiting, 10)
+
+
+@pytest.mark.usefixtures("engine")
+class TestCommitFromThread:
+    """The repository side, on each repository: True means stored and queued; False means nothing stored."""
+
+    async def test_a_new_job_is_stored_and_claimable_or_refused_untouched(self, engine: Engine) -> None:
+        job = Job(
+            id="thread-job", task="compat.add", args=[1, 2], kwargs={}, due_at=time.time() + 600, created_at=time.time()
+        )
+        stored = await off_loop(lambda: engine.repo.commit_from_thread(Commit(jobs=[job])))
+        found = await engine.jobs.get(job.id) if stored else None
+        if not stored:
+            with pytest.raises(NotFound):
+                await engine.jobs.get(job.id)
+            return
+        assert found == job
+        await asyncio.sleep(0.05)  # the commit's queue change is applied on the commit's own thread
+        claimed = await engine.repo.claim(owner="me", now=time.time() + 700, limit=5, lease_until=time.time() + 800)
+        assert [each.id for each in claimed] == [job.id]
+
+
+async def test_commit_from_thread_is_refused_once_closed(tmp_path: Path) -> None:
+    async with embedded_engine(db_path=str(tmp_path / "closed.db")) as engine:
+        repo = engine.repo
+    job = Job(id="late", task="compat.add", args=[1, 2], kwargs={}, due_at=time.time(), created_at=time.time())
+    assert await off_loop(lambda: repo.commit_from_thread(Commit(jobs=[job]))) is False
+
+
+@pytest.mark.usefixtures("engine")
+class TestOnSqlite:
+    """What only SQLite does: commit on the caller's thread (the memory repository is the loop's alone)."""
+
+    @pytest.fixture
+    def db_path(self, tmp_path: Path) -> str:
+        return str(tmp_path / "engine.db")
+
+    async def test_on_sqlite_neither_the_submit_nor_the_wait_goes_through_the_loop(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        no_loop_round_trips(monkeypatch)
+
+        def call() -> list[Any]:
+            handles = [add.delay(i, 1) for i in range(20)]
+            return [handle.get(timeout=5) for handle in handles]  # type: ignore[union-attr]
+
+        assert await off_loop(call) == list(range(1, 21))
+
+    async def test_a_busy_database_makes_the_thread_wait_not_fail(self, db_path: str) -> None:
+        other = sqlite3.connect(db_path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        try:
+            submitted = asyncio.ensure_future(off_loop(lambda: add.delay(20, 1)))
+            await asyncio.sleep(0.2)
+            assert not submitted.done()  # waiting (within the busy timeout), not failed
+        finally:
+            other.execute("COMMIT")
+            other.close()
+        handle = await asyncio.wait_for(submitted, 10)
+        assert await handle.get(timeout=5) == 21
+
+    async def test_a_guard_that_does_not_hold_raises_conflict(self, engine: Engine) -> None:
+        submitted = await engine.jobs.submit(Signature(task="compat.add", args=[1, 2], countdown=600))
+        changed = submitted.failed(revoked_error(submitted), now=time.time())
+        guard = Guard(job_id=submitted.id, owner="somebody-else")
+        with pytest.raises(Conflict):
+            await off_loop(lambda: engine.repo.commit_from_thread(Commit(jobs=[changed], guard=guard)))
+        assert (await engine.jobs.get(submitted.id)).state == JobState.PENDING
