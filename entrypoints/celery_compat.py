@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from application.dispatcher import MaxRetriesExceededError
 from application.execution import JobCancelled
+from application.job_service import EngineStopped
 from application.outcomes import TimeLimitExceeded, WorkerLostError
 from entrypoints import celery_states as states
 from entrypoints.compat.binding import NoEngineRunning
@@ -31,6 +32,7 @@ shared_task = create_compatible_task
 __all__ = [
     "AsyncResult",
     "ChordError",
+    "EngineStopped",
     "GroupResult",
     "JobCancelled",
     "MaxRetriesExceededError",

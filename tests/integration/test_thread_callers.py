@@ -19,14 +19,13 @@ import pytest
 
 import application.job_service
 from application.engine import Engine
-from application.job_service import EngineStopped
 from application.outcomes import revoked_error
 from application.ports import Commit, Guard, JobFilter
 from domain.canvas import Signature
 from domain.errors import Conflict, NotFound
 from domain.job import Job
 from domain.states import JobState
-from entrypoints.celery_compat import AsyncResult, UnknownResultError, embedded_engine, states
+from entrypoints.celery_compat import AsyncResult, EngineStopped, UnknownResultError, embedded_engine, states
 from tests.integration import compat_tasks
 from tests.integration.compat_tasks import RELEASE, add, blocker, boom, submits_from_thread
 
