@@ -67,6 +67,7 @@ class Dispatcher:
         self.store_patience = 30.0
         self._running: dict[str, tuple[asyncio.Task[None], JobContext]] = {}
         self._finishing: set[asyncio.Task[Any]] = set()
+        self._reserved = 0  # slots promised to jobs being claimed inside an outcome's commit
         self._wake = asyncio.Event()
         self._accepting = True
         self._loop_task: asyncio.Task[None] | None = None
@@ -152,7 +153,7 @@ class Dispatcher:
     async def _loop(self) -> None:
         while self._accepting:
             self._wake.clear()
-            free = self.max_concurrent - len(self._running)
+            free = self.max_concurrent - len(self._running) - self._reserved
             claimed: list[Job] = []
             if free > 0:
                 now = self._clock.now()
@@ -219,7 +220,7 @@ class Dispatcher:
                 if isinstance(changed, ReplaceRequested):
                     await self._replace(job, changed)
                 else:
-                    await self._store(changed, Guard(job_id=job.id, owner=self.owner))
+                    await self._store(changed, Guard(job_id=job.id, owner=self.owner), hand_over=True)
                 return
             except Conflict:
                 log.warning("job %s: result refused, its lease was lost", job.id)
@@ -308,10 +309,48 @@ class Dispatcher:
         await self._workflows.apply(advance)
         self.wake()
 
-    async def _store(self, job: Job, guard: Guard) -> None:
-        advance = await self._workflows.store(job, guard)
+    async def _store(self, job: Job, guard: Guard, *, hand_over: bool = False) -> None:
+        """Store ``job``'s new state and what it unblocks. With ``hand_over`` (a job's outcome), the
+        steps it unblocks may start at once, claimed in that same commit (see :meth:`_hand_over`)."""
+        advance = Advance()
+        advance.commit.guard = guard
+        await self._workflows.record(advance, job)
+        handed = await self._hand_over(advance) if hand_over and advance.commit.jobs[1:] else []
+        try:
+            await self._workflows.apply(advance)
+        finally:
+            self._reserved -= len(handed)
+        for started in handed if self._accepting else ():  # stopping: left to recovery, as a claimed job
+            self._launch(started)
         if job.state in (JobState.RETRY, JobState.PENDING) or advance.commit.jobs[1:]:
             self.wake()
+
+    async def _hand_over(self, advance: Advance) -> list[Job]:
+        """Turn the new due jobs of ``advance`` (the next steps of a workflow) into jobs claimed by this
+        engine, as many as there are free slots, so they start right after the commit: a chain step
+        costs one transaction, not two. Only when nothing else is due, so no queued job is overtaken."""
+        free = self.max_concurrent - len(self._running) - self._reserved
+        if free <= 0 or not self._accepting:
+            return []
+        now = self._clock.now()
+        due = await self._repo.next_due_at()
+        if due is not None and due <= now:
+            return []
+        candidates = [
+            index
+            for index, new in enumerate(advance.commit.jobs)
+            if index > 0 and new.state == JobState.PENDING and new.attempts == 0 and new.due_at <= now
+        ]
+        candidates.sort(key=lambda index: -advance.commit.jobs[index].priority)
+        handed: list[Job] = []
+        for index in candidates[:free]:
+            started = advance.commit.jobs[index].started(
+                owner=self.owner, now=now, lease_until=now + self._lease_seconds
+            )
+            advance.commit.jobs[index] = started
+            handed.append(started)
+        self._reserved += len(handed)
+        return handed
 
     async def _report_progress(self, job: Job, progress: Progress) -> None:
         """Store and publish progress. Progress is best effort: storage trouble never fails the job."""

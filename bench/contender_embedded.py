@@ -18,9 +18,10 @@ background thread of the driver (the harness's driver is synchronous), on a fres
 
 Calls, from the driver thread (not the engine's loop):
 
-* submit: ``noop.delay(x)``, which, off the loop, blocks until the job is committed
-  (``run_coroutine_threadsafe`` to the engine's loop) and returns the ``AsyncResult``;
-* wait: ``AsyncResult.get(timeout)`` (blocking, woken by the engine's event bus: no polling);
+* submit: ``noop.delay(x)``, which, off the loop, commits the job on the calling thread (the engine's
+  SQLite writer is shared under a lock) and returns the ``AsyncResult``;
+* wait: ``AsyncResult.get(timeout)`` (blocking on a ``threading.Event`` the engine sets on the job's
+  terminal event: no polling, no round trip through the loop);
   ``wait_all`` (W1): ONE hop to the loop that awaits every ``get()`` in order (one thread switch
   instead of 5,000);
 * chain / chord: ``chain(add1.s(0), add1.s(), ...).apply_async()``,
@@ -29,9 +30,10 @@ Calls, from the driver thread (not the engine's loop):
   dispatcher (:class:`peer_support.StoreOnly` with ``bind=True``): the same ``JobService.submit``,
   nothing claims the jobs until the engine starts.
 
-Knobs: ``GEEKBLOG_PEER_TASKS=sync|async`` (plain ``def`` tasks in the engine's thread pool, the
-default, or ``async def`` on its loop), ``GEEKBLOG_PEER_CONCURRENCY`` (max_concurrent_tasks, 2 as
-the harness's "worker concurrency 2").
+Knobs: ``GEEKBLOG_PEER_LOOP=uvloop|asyncio`` (the event loop the application runs the engine on:
+uvloop, the default, as the service uses; or the standard library's), ``GEEKBLOG_PEER_TASKS=sync|async``
+(plain ``def`` tasks in the engine's thread pool, the default, or ``async def`` on its loop),
+``GEEKBLOG_PEER_CONCURRENCY`` (max_concurrent_tasks, 2 as the harness's "worker concurrency 2").
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
 import peer_support
 
 from entrypoints.celery_compat import AsyncResult, chain, chord, embedded_engine
+
+LOOP = os.environ.get("GEEKBLOG_PEER_LOOP", "uvloop")
+if LOOP not in ("uvloop", "asyncio"):
+    raise SystemExit(f"GEEKBLOG_PEER_LOOP must be uvloop or asyncio, not {LOOP!r}")
 
 
 class EngineThread:
@@ -76,7 +82,12 @@ class EngineThread:
 
     def _main(self) -> None:
         try:
-            asyncio.run(self._serve())
+            if LOOP == "uvloop":
+                import uvloop
+
+                uvloop.run(self._serve())
+            else:
+                asyncio.run(self._serve())
         except BaseException as exc:
             self.error = exc
             self._ready.set()
@@ -175,9 +186,10 @@ class Contender(peer_support.FreshDatabase, BaseContender):
             **peer_support.local_versions(),
             "worker_cmd": self.worker_cmd()[0],
             "max_concurrent_tasks": self.concurrency,
+            "loop": LOOP,
             "tasks": f"peer noop/add1/total ({self.kind})",
-            "submit": "noop.delay(x) from the driver thread (run_coroutine_threadsafe)",
-            "wait": "AsyncResult.get() (event bus); wait_all: one hop awaiting every get()",
+            "submit": "noop.delay(x) from the driver thread (commits on that thread)",
+            "wait": "AsyncResult.get() (threading.Event set by the engine); wait_all: one hop awaiting every get()",
         }
 
     def close(self) -> None:

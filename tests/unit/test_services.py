@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -27,6 +28,20 @@ def flaky(x: int) -> int:
     raise ConnectionError("down")
 
 
+GATE = threading.Event()
+ORDER: list[str] = []
+
+
+def gated() -> str:
+    assert GATE.wait(10), "the test never opened the gate"
+    return "gated"
+
+
+def record(label: str) -> str:
+    ORDER.append(label)
+    return label
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -38,10 +53,13 @@ def repo() -> InMemoryJobRepository:
 
 
 def build_engine(repo: InMemoryJobRepository, clock: FakeClock, settings: EngineSettings) -> Engine:
-    """An engine on fakes with the tasks these tests use: add, once (no re-run when lost), flaky."""
+    """An engine on fakes with the tasks these tests use: add, once (no re-run when lost), flaky,
+    gated (waits for ``GATE``), record (appends to ``ORDER``)."""
     registry = TaskRegistry()
     registry.register(TaskDefinition(name="add", fn=lambda x, y: x + y))
     registry.register(TaskDefinition(name="once", fn=lambda: 1, retry_on_worker_lost=False))
+    registry.register(TaskDefinition(name="gated", fn=gated))
+    registry.register(TaskDefinition(name="record", fn=record))
     registry.register(
         TaskDefinition(
             name="flaky",
@@ -275,4 +293,64 @@ class TestCancelRacingTheOutcome:
         finally:
             repo.gate.set()
             await engine.dispatcher.stop()
+            await engine.runner.close()
+
+
+class ClaimCountingRepository(InMemoryJobRepository):
+    """Remembers which jobs went through :meth:`claim`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claimed: list[str] = []
+
+    async def claim(self, *, owner: str, now: float, limit: int, lease_until: float) -> list[Job]:
+        jobs = await super().claim(owner=owner, now=now, limit=limit, lease_until=lease_until)
+        self.claimed += [job.id for job in jobs]
+        return jobs
+
+
+class TestHandOver:
+    """A finished step's commit also claims the steps it unblocks, when nothing else is due."""
+
+    async def test_each_chain_step_starts_from_its_predecessors_commit(self, clock: FakeClock) -> None:
+        repo = ClaimCountingRepository()
+        engine = build_engine(repo, clock, EngineSettings(max_concurrent_tasks=1))
+        await engine.start()
+        try:
+            steps = [Signature(task="add", args=[1, 1]), *(Signature(task="add", args=[1]) for _ in range(4))]
+            workflow = await engine.jobs.submit_canvas(Chain(steps=steps))
+            finished = await engine.jobs.wait(workflow.id, timeout=5)
+            assert finished.state == JobState.SUCCESS and finished.result == 6
+            jobs = await repo.workflow_jobs(workflow.id)
+            assert [job.state for job in jobs] == [JobState.SUCCESS] * 5
+            assert [job.attempts for job in jobs] == [1] * 5  # claimed once each, attempt counted
+            assert repo.claimed == [jobs[0].id]  # the other four never waited in the queue
+        finally:
+            await engine.stop()
+            await engine.runner.close()
+
+    async def test_a_job_already_due_is_not_overtaken(self, clock: FakeClock) -> None:
+        ORDER.clear()
+        GATE.clear()
+        repo = ClaimCountingRepository()
+        engine = build_engine(repo, clock, EngineSettings(max_concurrent_tasks=1))
+        await engine.start()
+        try:
+            workflow = await engine.jobs.submit_canvas(
+                Chain(steps=[Signature(task="gated"), Signature(task="record", args=["chain"], immutable=True)])
+            )
+            first = (await repo.workflow_jobs(workflow.id))[0]
+            for _ in range(500):
+                if (await engine.jobs.get(first.id)).state == JobState.STARTED:
+                    break
+                await asyncio.sleep(0.01)
+            plain = await engine.jobs.submit(Signature(task="record", args=["plain"]))  # due, no free slot
+            GATE.set()
+            await engine.jobs.wait(workflow.id, timeout=5)
+            await engine.jobs.wait(plain.id, timeout=5)
+            assert ORDER == ["plain", "chain"]
+            assert plain.id in repo.claimed
+        finally:
+            GATE.set()
+            await engine.stop()
             await engine.runner.close()
