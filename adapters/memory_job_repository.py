@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Sequence
 
 import msgspec
 
@@ -94,6 +95,9 @@ class InMemoryJobRepository(JobRepository):
 
     def peek(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
+
+    def peek_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
+        return {job_id: job for job_id in job_ids if (job := self._jobs.get(job_id)) is not None}
 
     async def get_workflow(self, workflow_id: str) -> Workflow | None:
         return self._workflows.get(workflow_id)

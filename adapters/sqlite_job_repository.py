@@ -174,6 +174,9 @@ SCHEMA_VERSION: Final[int] = len(MIGRATIONS)
 MAX_BATCH: Final[int] = 512
 """The most operations the writer puts in one transaction."""
 
+_READ_CHUNK: Final[int] = 500
+"""Ids per ``IN (...)`` read in :meth:`SqliteJobRepository.peek_many`."""
+
 _CHECKPOINT_EVERY: Final[int] = 1000
 """Inline commits between two WAL checkpoints (on the writer thread)."""
 
@@ -905,6 +908,15 @@ class SqliteJobRepository(JobRepository):
     def peek(self, job_id: str) -> Job | None:
         rows = self._read(f"SELECT {_JOB_SELECT} FROM jobs WHERE id = ?", (job_id,))
         return _job_from_row(rows[0]) if rows else None
+
+    def peek_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
+        found: dict[str, Job] = {}
+        for start in range(0, len(job_ids), _READ_CHUNK):
+            chunk = list(job_ids[start : start + _READ_CHUNK])
+            sql = f"SELECT {_JOB_SELECT} FROM jobs WHERE id IN ({', '.join('?' * len(chunk))})"
+            for row in self._read(sql, chunk):
+                found[row[0]] = _job_from_row(row)
+        return found
 
     async def get_workflow(self, workflow_id: str) -> Workflow | None:
         return self.peek_workflow(workflow_id)

@@ -6,7 +6,7 @@ import asyncio
 import collections
 import contextlib
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
 
@@ -144,6 +144,10 @@ class JobService:
         if workflow is not None:
             return workflow
         raise NotFound("job or workflow", ident)
+
+    def peek_jobs(self, job_ids: Sequence[str]) -> dict[str, Job]:
+        """The jobs among ``job_ids`` that exist, by id, in one read (blocking; any thread)."""
+        return self._repo.peek_many(job_ids)
 
     async def list(self, filter: JobFilter, *, limit: int = 50, cursor: str | None = None) -> JobPage:
         return await self._repo.list_jobs(filter, limit=limit, cursor=cursor)

@@ -140,16 +140,15 @@ trips, results fetched through each system's normal client API and checked.
   the event stream only for a job not finished yet. Chains and chords are one `POST /workflows`
   (`{"chain": [...]}`, `{"chord": {"header": [...], "body": ...}}`), waited on with
   `GET /workflows/{id}/events`. Worker RSS is the service process; there is no broker.
-* **GeekBlog embedded** (`bench/contender_embedded.py`): `embedded_engine(db_path=...)` on an event
-  loop (uvloop, as the service uses; `GEEKBLOG_PEER_LOOP=asyncio` for the standard library's) in a
-  background thread of the driver, as an application embeds it; the driver thread calls
-  `noop.delay(x)`, which commits the job on the driver's own thread before returning, and
-  `AsyncResult.get()`, which blocks on an event the engine sets; W1's drain is one hop to the loop
-  that awaits every `get()`. Same tasks, concurrency and SQLite settings as the service.
-  Its "worker" is that thread: worker RSS is the whole driver process (harness + psutil + engine),
-  and **W5 is the in-process engine start** (open the database, recover, start dispatching) to the
-  result in hand, with the interpreter and imports already warm: it does not include starting a
-  process, unlike the other three.
+* **GeekBlog embedded** (`bench/contender_embedded.py`): `embedded_engine(db_path=...)` on an event loop
+  (uvloop, as the service uses; `GEEKBLOG_PEER_LOOP=asyncio` for the standard library's) in a background
+  thread of the driver, as an application embeds it; the driver thread calls `noop.delay(x)`, which
+  commits the job on the driver's own thread before returning, and `AsyncResult.get()`, which blocks on
+  an event the engine sets; W1's drain is `ResultSet(handles).get()` (as Celery's), which reads finished
+  jobs up to 512 per query. Same tasks, concurrency and SQLite settings as the service. Its "worker" is that
+  thread: worker RSS is the whole driver process (harness + psutil + engine), and **W5 is the in-process
+  engine start** (open the database, recover, start dispatching) to the result in hand, with the
+  interpreter and imports already warm: it does not include starting a process, unlike the other three.
 * **Celery** (harness `contenders/celery.py`): Redis broker and result backend (private
   `redis-server`, no persistence), prefork pool of 2, `--without-gossip --without-mingle
   --without-heartbeat`, json; waits by Redis pub/sub; W1 drains with `ResultSet.get()` (native join).

@@ -22,8 +22,8 @@ Calls, from the driver thread (not the engine's loop):
   SQLite writer is shared under a lock) and returns the ``AsyncResult``;
 * wait: ``AsyncResult.get(timeout)`` (blocking on a ``threading.Event`` the engine sets on the job's
   terminal event: no polling, no round trip through the loop);
-  ``wait_all`` (W1): ONE hop to the loop that awaits every ``get()`` in order (one thread switch
-  instead of 5,000);
+  ``wait_all`` (W1): ``ResultSet(handles).get()``, as Celery's contender joins a ``ResultSet``: finished
+  jobs are read up to 512 per query on the driver's thread, only a job still running is waited on;
 * chain / chord: ``chain(add1.s(0), add1.s(), ...).apply_async()``,
   ``chord([noop.s(i) ...], total.s()).apply_async()``; waited with ``get()``.
 * no worker running (W5 and W6): ``noop.delay(x)`` goes to the engine's storage opened WITHOUT a
@@ -52,7 +52,7 @@ from contenders.base import BaseContender
 sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
 import peer_support
 
-from entrypoints.celery_compat import AsyncResult, chain, chord, embedded_engine
+from entrypoints.celery_compat import AsyncResult, ResultSet, chain, chord, embedded_engine
 
 LOOP = os.environ.get("GEEKBLOG_PEER_LOOP", "uvloop")
 if LOOP not in ("uvloop", "asyncio"):
@@ -164,13 +164,7 @@ class Contender(peer_support.FreshDatabase, BaseContender):
         return handle.get(timeout=timeout)
 
     def wait_all(self, handles: list[AsyncResult], timeout: float) -> list[Any]:
-        if self.engine is None:
-            return super().wait_all(handles, timeout)
-
-        async def in_order() -> list[Any]:
-            return [await handle.get(timeout=timeout) for handle in handles]  # type: ignore[misc]
-
-        return self.engine.run(in_order())  # type: ignore[no-any-return]
+        return ResultSet(handles).get(timeout=timeout)  # type: ignore[return-value]  # blocking off the loop
 
     def chain(self, n: int, start: int) -> AsyncResult:
         return chain(self.add1.s(start), *[self.add1.s() for _ in range(n - 1)]).apply_async()  # type: ignore[return-value]
@@ -189,7 +183,7 @@ class Contender(peer_support.FreshDatabase, BaseContender):
             "loop": LOOP,
             "tasks": f"peer noop/add1/total ({self.kind})",
             "submit": "noop.delay(x) from the driver thread (commits on that thread)",
-            "wait": "AsyncResult.get() (threading.Event set by the engine); wait_all: one hop awaiting every get()",
+            "wait": "AsyncResult.get() (threading.Event set by the engine); wait_all: ResultSet(handles).get()",
         }
 
     def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import msgspec
@@ -90,6 +91,10 @@ class JobRepository(Protocol):
 
     def peek(self, job_id: str) -> Job | None:
         """Like ``get``, but blocking: a quick point read for synchronous callers."""
+        ...
+
+    def peek_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
+        """The jobs with these ids that exist, by id: one read for many (``ResultSet.get``), blocking."""
         ...
 
     async def get_workflow(self, workflow_id: str) -> Workflow | None: ...

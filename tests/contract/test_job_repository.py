@@ -195,6 +195,24 @@ class TestRoundTrip:
         assert await repo.get_workflow("wf") == workflow
 
 
+class TestPeekMany:
+    async def test_existing_jobs_by_id_unknown_ids_left_out(self, repo: JobRepository) -> None:
+        await put(repo, make_job("a", args=[1]), make_job("b", state=JobState.SUCCESS, result=2))
+
+        found = repo.peek_many(["b", "nope", "a", "a"])
+
+        assert found == {"a": make_job("a", args=[1]), "b": make_job("b", state=JobState.SUCCESS, result=2)}
+        assert repo.peek_many([]) == {}
+
+    async def test_more_ids_than_one_read_takes(self, repo: JobRepository) -> None:
+        jobs = [make_job(f"j{i}", args=[i]) for i in range(1200)]
+        await put(repo, *jobs)
+
+        found = repo.peek_many([job.id for job in jobs])
+
+        assert found == {job.id: job for job in jobs}
+
+
 class TestUpsert:
     async def test_committing_a_known_job_overwrites_it(self, repo: JobRepository) -> None:
         await put(repo, make_job("a", args=[1]))

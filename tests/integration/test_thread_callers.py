@@ -25,7 +25,15 @@ from domain.canvas import Signature
 from domain.errors import Conflict, NotFound
 from domain.job import Job
 from domain.states import JobState
-from entrypoints.celery_compat import AsyncResult, EngineStopped, UnknownResultError, embedded_engine, states
+from entrypoints.celery_compat import (
+    AsyncResult,
+    EngineStopped,
+    ResultSet,
+    UnknownResultError,
+    chain,
+    embedded_engine,
+    states,
+)
 from tests.integration import compat_tasks
 from tests.integration.compat_tasks import RELEASE, add, blocker, boom, submits_from_thread
 
@@ -208,3 +216,59 @@ class TestOnSqlite:
         with pytest.raises(Conflict):
             await off_loop(lambda: engine.repo.commit_from_thread(Commit(jobs=[changed], guard=guard)))
         assert (await engine.jobs.get(submitted.id)).state == JobState.PENDING
+
+
+@pytest.mark.usefixtures("engine")
+class TestResultSet:
+    """``ResultSet(handles).get()``: Celery's join, from a thread and on the loop."""
+
+    async def test_results_come_in_order_from_a_thread_and_on_the_loop(self) -> None:
+        handles = [await add.delay(i, i) for i in range(40)]
+        handles.append(await chain(add.s(1, 1), add.s(1)).apply_async())  # a workflow's handle too
+        expected = [2 * i for i in range(40)] + [3]
+        assert await off_loop(lambda: ResultSet(handles).get(timeout=10)) == expected
+        assert await ResultSet(handles).get(timeout=10) == expected
+        assert ResultSet(handles).ready() and ResultSet(handles).completed_count() == 41
+
+    async def test_many_finished_results_are_read_in_few_queries(self, engine: Engine) -> None:
+        handles = [await add.delay(i, 1) for i in range(300)]
+        await off_loop(lambda: ResultSet(handles).get(timeout=20))
+        reads: list[int] = []
+        peek_jobs = engine.jobs.peek_jobs
+
+        def counting(ids: Any) -> Any:
+            reads.append(len(ids))
+            return peek_jobs(ids)
+
+        engine.jobs.peek_jobs = counting  # type: ignore[method-assign]
+        assert await off_loop(lambda: ResultSet(handles).get(timeout=5)) == [i + 1 for i in range(300)]
+        assert sum(reads) == 300 and len(reads) <= 7  # 8 + 16 + ... doubling, not one read per handle
+
+    async def test_the_first_failure_in_order_is_raised_or_every_outcome_returned(self) -> None:
+        handles = [await add.delay(1, 1), await boom.delay("first"), await boom.delay("second")]
+        with pytest.raises(Exception, match="first"):
+            await off_loop(lambda: ResultSet(handles).get(timeout=10))
+        with pytest.raises(Exception, match="first"):
+            await ResultSet(handles).get(timeout=10)
+        values = await off_loop(lambda: ResultSet(handles).get(timeout=10, propagate=False))
+        assert values[0] == 2 and "first" in str(values[1]) and "second" in str(values[2])
+        assert ResultSet(handles).failed() and not ResultSet(handles).successful()
+
+    async def test_a_handle_still_running_is_waited_for_within_the_timeout(self) -> None:
+        done = await add.delay(1, 2)
+        later = await add.apply_async((3, 4), countdown=0.3)
+        assert await off_loop(lambda: ResultSet([done, later]).get(timeout=10)) == [3, 7]
+        never = await add.apply_async((5, 6), countdown=60)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await off_loop(lambda: ResultSet([done, never]).get(timeout=0.2))
+        with pytest.raises(TimeoutError):
+            await ResultSet([done, never]).get(timeout=0.2)
+        assert time.monotonic() - started < 5
+
+    async def test_an_unknown_id_is_reported(self) -> None:
+        known = await add.delay(1, 2)
+        with pytest.raises(UnknownResultError):
+            await off_loop(lambda: ResultSet([known, AsyncResult("nope")]).get(timeout=5))
+        with pytest.raises(UnknownResultError):
+            await ResultSet([known, AsyncResult("nope")]).get(timeout=5)
