@@ -757,11 +757,17 @@ class SqliteJobRepository(JobRepository):
         return self._write_batch(items, patient=self.inline)
 
     def _maybe_checkpoint(self, commits: int) -> None:
-        """Every ~1,000 inline commits, a checkpoint on the writer thread, which resets the WAL."""
+        """Every ~1,000 inline commits, a checkpoint on the writer thread, which resets the WAL; one
+        that could not finish (the database busy) is tried again at the next commit."""
         self._commits_since_checkpoint += commits
-        if self._commits_since_checkpoint < _CHECKPOINT_EVERY or (
-            self._checkpoint is not None and not self._checkpoint.done()
-        ):
+        running = self._checkpoint
+        if running is not None:
+            if not running.done():
+                return
+            self._checkpoint = None
+            if not running.result():
+                self._commits_since_checkpoint = max(self._commits_since_checkpoint, _CHECKPOINT_EVERY)
+        if self._commits_since_checkpoint < _CHECKPOINT_EVERY:
             return
         self._commits_since_checkpoint = 0
         checkpointer = self._checkpointer
@@ -986,12 +992,18 @@ def _execute_statements(db: sqlite3.Connection, statements: list[tuple[str, Para
     return max(first, 0)
 
 
-def _checkpoint(connection: sqlite3.Connection) -> None:
-    # TRUNCATE, not PASSIVE: with commits arriving back to back a passive checkpoint never catches up,
-    # so the WAL is never reset and grows without end (450 MB for 20,000 jobs). TRUNCATE holds new
-    # writers for the few milliseconds it takes; inline commits then fall back to this same thread.
-    with contextlib.suppress(sqlite3.Error):
-        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+def _checkpoint(connection: sqlite3.Connection) -> bool:
+    """Whether the checkpoint finished (the WAL was reset).
+
+    TRUNCATE, not PASSIVE: with commits arriving back to back a passive checkpoint never catches up,
+    so the WAL is never reset and grows without end (450 MB for 20,000 jobs). TRUNCATE holds new
+    writers for the few milliseconds it takes; inline commits then fall back to this same thread.
+    """
+    try:
+        row = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    except sqlite3.Error:
+        return False
+    return row is not None and row[0] == 0
 
 
 def _is_busy(exc: object) -> bool:

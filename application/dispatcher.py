@@ -315,22 +315,32 @@ class Dispatcher:
         advance = Advance()
         advance.commit.guard = guard
         await self._workflows.record(advance, job)
-        handed = await self._hand_over(advance) if hand_over and advance.commit.jobs[1:] else []
+        if hand_over and advance.commit.jobs[1:]:
+            await self.start_new(advance)
+            return
+        await self._workflows.apply(advance)
+        if job.state in (JobState.RETRY, JobState.PENDING) or advance.commit.jobs[1:]:
+            self.wake()
+
+    async def start_new(self, advance: Advance) -> None:
+        """Commit ``advance``, which queues new jobs (a submission, a workflow's first or next steps);
+        those due now start at once when slots are free, claimed in that same commit (see
+        :meth:`_hand_over`), the others wait for a claim."""
+        handed = await self._hand_over(advance)
         try:
             await self._workflows.apply(advance)
         finally:
             self._reserved -= len(handed)
         for started in handed if self._accepting else ():  # stopping: left to recovery, as a claimed job
             self._launch(started)
-        if job.state in (JobState.RETRY, JobState.PENDING) or advance.commit.jobs[1:]:
-            self.wake()
+        self.wake()
 
     async def _hand_over(self, advance: Advance) -> list[Job]:
-        """Turn the new due jobs of ``advance`` (the next steps of a workflow) into jobs claimed by this
-        engine, as many as there are free slots, so they start right after the commit: a chain step
-        costs one transaction, not two. Only when nothing else is due, so no queued job is overtaken."""
+        """Turn the new due jobs of ``advance`` into jobs claimed by this engine, as many as there are
+        free slots, so they start right after the commit: a submission or a chain step costs one
+        transaction, not two. Only when nothing else is due, so no queued job is overtaken."""
         free = self.max_concurrent - len(self._running) - self._reserved
-        if free <= 0 or not self._accepting:
+        if free <= 0 or not self._accepting or not self.running:
             return []
         now = self._clock.now()
         due = await self._repo.next_due_at()
@@ -339,7 +349,7 @@ class Dispatcher:
         candidates = [
             index
             for index, new in enumerate(advance.commit.jobs)
-            if index > 0 and new.state == JobState.PENDING and new.attempts == 0 and new.due_at <= now
+            if new.state == JobState.PENDING and new.attempts == 0 and new.due_at <= now
         ]
         candidates.sort(key=lambda index: -advance.commit.jobs[index].priority)
         handed: list[Job] = []

@@ -39,6 +39,7 @@ class JobService:
         bus: EventBus,
         wake: Callable[[], None],
         cancel_running: Callable[[str], Awaitable[bool]],
+        start_new: Callable[[Advance], Awaitable[None]] | None = None,
     ) -> None:
         self._repo = repo
         self._registry = registry
@@ -48,6 +49,7 @@ class JobService:
         self._bus = bus
         self._wake = wake
         self._cancel_running = cancel_running
+        self._start_new = start_new
         self._thread_waiters: dict[str, list[_ThreadWaiter]] = {}
         self._unannounced: collections.deque[Job] = collections.deque()
         self._announce_lock = threading.Lock()
@@ -57,7 +59,9 @@ class JobService:
     async def submit(self, signature: Signature) -> Job:
         """Store one job for ``signature``; returns once it is committed (acknowledged = durable)."""
         job = self._new_job(signature)
-        await self._store(job, None)
+        advance = Advance()
+        await self._workflows.record(advance, job)
+        await self._apply_new(advance)
         return job
 
     def submit_from_thread(self, signature: Signature, loop: asyncio.AbstractEventLoop) -> Job:
@@ -105,8 +109,7 @@ class JobService:
         self._workflows.check(canvas)
         advance = Advance()
         workflow = await self._workflows.start(advance, canvas)
-        await self._workflows.apply(advance)
-        self._wake()
+        await self._apply_new(advance)
         return workflow
 
     async def get(self, job_id: str) -> Job:
@@ -293,9 +296,17 @@ class JobService:
             await self._workflows.reopen(advance, job.workflow_id)
             self._workflows.set_outcome(job.workflow_id, again)
         await self._workflows.record(advance, again)
+        await self._apply_new(advance)
+        return again
+
+    async def _apply_new(self, advance: Advance) -> None:
+        """Commit ``advance``, which queues new work: through the dispatcher when there is one, which
+        may start due jobs at once, claimed in the same commit."""
+        if self._start_new is not None:
+            await self._start_new(advance)
+            return
         await self._workflows.apply(advance)
         self._wake()
-        return again
 
     async def _store(self, job: Job, guard: Guard | None) -> None:
         await self._workflows.store(job, guard)

@@ -324,7 +324,7 @@ class TestHandOver:
             jobs = await repo.workflow_jobs(workflow.id)
             assert [job.state for job in jobs] == [JobState.SUCCESS] * 5
             assert [job.attempts for job in jobs] == [1] * 5  # claimed once each, attempt counted
-            assert repo.claimed == [jobs[0].id]  # the other four never waited in the queue
+            assert repo.claimed == []  # the first started from the submission's commit, each next from the last's
         finally:
             await engine.stop()
             await engine.runner.close()
@@ -354,3 +354,41 @@ class TestHandOver:
             GATE.set()
             await engine.stop()
             await engine.runner.close()
+
+    async def test_a_submission_starts_from_its_own_commit_when_a_slot_is_free(self, clock: FakeClock) -> None:
+        repo = ClaimCountingRepository()
+        engine = build_engine(repo, clock, EngineSettings(max_concurrent_tasks=1))
+        await engine.start()
+        try:
+            submitted = await engine.jobs.submit(Signature(task="add", args=[1, 2]))
+            assert submitted.state == JobState.PENDING  # the answer is the job as submitted
+            finished = await engine.jobs.wait(submitted.id, timeout=5)
+            assert finished.state == JobState.SUCCESS and finished.result == 3 and finished.attempts == 1
+            assert repo.claimed == []  # stored already claimed, never queued
+        finally:
+            await engine.stop()
+            await engine.runner.close()
+
+    async def test_with_no_free_slot_a_submission_waits_for_a_claim(self, clock: FakeClock) -> None:
+        GATE.clear()
+        repo = ClaimCountingRepository()
+        engine = build_engine(repo, clock, EngineSettings(max_concurrent_tasks=1))
+        await engine.start()
+        try:
+            busy = await engine.jobs.submit(Signature(task="gated"))
+            queued = await engine.jobs.submit(Signature(task="add", args=[2, 2]))
+            assert (await engine.jobs.get(queued.id)).state == JobState.PENDING
+            GATE.set()
+            assert (await engine.jobs.wait(queued.id, timeout=5)).result == 4
+            assert repo.claimed == [queued.id]
+            assert (await engine.jobs.get(busy.id)).state == JobState.SUCCESS
+        finally:
+            GATE.set()
+            await engine.stop()
+            await engine.runner.close()
+
+    async def test_an_engine_that_is_not_running_starts_nothing(
+        self, engine: Engine, repo: InMemoryJobRepository
+    ) -> None:
+        submitted = await engine.jobs.submit(Signature(task="add", args=[1, 2]))
+        assert (await repo.get(submitted.id)) == submitted  # stored PENDING, nothing claimed
