@@ -180,6 +180,12 @@ _READ_CHUNK: Final[int] = 500
 _CHECKPOINT_EVERY: Final[int] = 1000
 """Inline commits between two WAL checkpoints (on the writer thread)."""
 
+_IDLE_CHECKPOINT_SECONDS: Final[float] = 0.25
+"""After a burst of commits, this long with none, a checkpoint resets the WAL (so it is small at rest)."""
+
+_THREAD_COMMITS_PER_REPORT: Final[int] = 100
+"""Commits from other threads are counted towards checkpoints on the loop in steps of this many."""
+
 _SYNCHRONOUS_MODES: Final[frozenset[str]] = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 
 _JOB_COLUMNS: Final[tuple[str, ...]] = (
@@ -468,6 +474,7 @@ class SqliteJobRepository(JobRepository):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._from_threads: collections.deque[_ThreadCommit] = collections.deque()
         self._thread_commits = 0
+        self._idle_timer: asyncio.TimerHandle | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._due = DueIndex()
         self._due_lock = threading.Lock()  # commits from other threads update the index too
@@ -535,6 +542,9 @@ class SqliteJobRepository(JobRepository):
     async def close(self) -> None:
         """Finish the writes already queued, then close both connections and release the lock."""
         self._accepting = False
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         try:
             if self._writer is not None:
                 assert self._queue is not None
@@ -649,10 +659,10 @@ class SqliteJobRepository(JobRepository):
         # Waking the loop costs more than the commit (it then competes for the GIL): only when due.
         self._note_queue_changes(waiting.rows)
         self._thread_commits += 1
-        if self._thread_commits >= _CHECKPOINT_EVERY:
+        if self._thread_commits >= _THREAD_COMMITS_PER_REPORT:
             self._thread_commits = 0
             with contextlib.suppress(RuntimeError):  # the loop closed
-                loop.call_soon_threadsafe(self._maybe_checkpoint, _CHECKPOINT_EVERY)
+                loop.call_soon_threadsafe(self._maybe_checkpoint, _THREAD_COMMITS_PER_REPORT)
         return True
 
     async def claim(self, *, owner: str, now: float, limit: int, lease_until: float) -> list[Job]:
@@ -760,6 +770,10 @@ class SqliteJobRepository(JobRepository):
         """Every ~1,000 inline commits, a checkpoint on the writer thread, which resets the WAL; one
         that could not finish (the database busy) is tried again at the next commit."""
         self._commits_since_checkpoint += commits
+        if self._idle_timer is None and self._accepting and self._uncheckpointed():
+            self._idle_timer = asyncio.get_running_loop().call_later(
+                _IDLE_CHECKPOINT_SECONDS, self._checkpoint_if_idle, self._uncheckpointed()
+            )
         running = self._checkpoint
         if running is not None:
             if not running.done():
@@ -773,6 +787,21 @@ class SqliteJobRepository(JobRepository):
         checkpointer = self._checkpointer
         if checkpointer is not None and self._executor is not None:
             self._checkpoint = asyncio.get_running_loop().run_in_executor(self._executor, _checkpoint, checkpointer)
+
+    def _uncheckpointed(self) -> int:
+        """Commits since the last checkpoint (those of other threads not yet reported included)."""
+        return self._commits_since_checkpoint + self._thread_commits
+
+    def _checkpoint_if_idle(self, seen: int) -> None:
+        """The idle timer: no commit since it was set (``seen`` unchanged) means the burst is over."""
+        self._idle_timer = None
+        if not self._accepting:
+            return
+        if self._uncheckpointed() == seen:
+            self._thread_commits = 0
+            self._maybe_checkpoint(_CHECKPOINT_EVERY)  # checkpoint now, whatever the count
+        else:
+            self._maybe_checkpoint(0)  # still busy: look again later
 
     def _note_queue_changes(self, rows: _CommitRows) -> None:
         with self._due_lock:
