@@ -130,6 +130,9 @@ class InMemoryJobRepository(JobRepository):
         return JobPage(items=items, next_cursor=str(self._seq[items[-1].id]) if more and items else None)
 
     async def next_due_at(self) -> float | None:
+        return self.peek_next_due()
+
+    def peek_next_due(self) -> float | None:
         live = [entry for entry in self._queue if self._is_live(entry)]
         if len(live) != len(self._queue):
             self._queue = live

@@ -989,6 +989,9 @@ class SqliteJobRepository(JobRepository):
         return JobPage(items=[_job_from_row(row) for row in rows], next_cursor=next_cursor)
 
     async def next_due_at(self) -> float | None:
+        return self.peek_next_due()
+
+    def peek_next_due(self) -> float | None:
         with self._due_lock:
             return self._due.next_due()
 

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import random
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -67,7 +68,8 @@ class Dispatcher:
         self.store_patience = 30.0
         self._running: dict[str, tuple[asyncio.Task[None], JobContext]] = {}
         self._finishing: set[asyncio.Task[Any]] = set()
-        self._reserved = 0  # slots promised to jobs being claimed inside an outcome's commit
+        self._reserved = 0  # slots promised to jobs claimed as they are stored (see _reserve)
+        self._slots_lock = threading.Lock()  # other threads reserve slots too (claim_for_thread)
         self._wake = asyncio.Event()
         self._accepting = True
         self._loop_task: asyncio.Task[None] | None = None
@@ -326,41 +328,77 @@ class Dispatcher:
         """Commit ``advance``, which queues new jobs (a submission, a workflow's first or next steps);
         those due now start at once when slots are free, claimed in that same commit (see
         :meth:`_hand_over`), the others wait for a claim."""
-        handed = await self._hand_over(advance)
+        handed = self._hand_over(advance)
         try:
             await self._workflows.apply(advance)
         finally:
-            self._reserved -= len(handed)
+            self._release(len(handed))
         for started in handed if self._accepting else ():  # stopping: left to recovery, as a claimed job
             self._launch(started)
         self.wake()
 
-    async def _hand_over(self, advance: Advance) -> list[Job]:
+    def _hand_over(self, advance: Advance) -> list[Job]:
         """Turn the new due jobs of ``advance`` into jobs claimed by this engine, as many as there are
         free slots, so they start right after the commit: a submission or a chain step costs one
         transaction, not two. Only when nothing else is due, so no queued job is overtaken."""
-        free = self.max_concurrent - len(self._running) - self._reserved
-        if free <= 0 or not self._accepting or not self.running:
-            return []
         now = self._clock.now()
-        due = await self._repo.next_due_at()
-        if due is not None and due <= now:
-            return []
         candidates = [
             index
             for index, new in enumerate(advance.commit.jobs)
             if new.state == JobState.PENDING and new.attempts == 0 and new.due_at <= now
         ]
+        if not candidates:
+            return []
         candidates.sort(key=lambda index: -advance.commit.jobs[index].priority)
+        taken = self._reserve(len(candidates), now)
         handed: list[Job] = []
-        for index in candidates[:free]:
+        for index in candidates[:taken]:
             started = advance.commit.jobs[index].started(
                 owner=self.owner, now=now, lease_until=now + self._lease_seconds
             )
             advance.commit.jobs[index] = started
             handed.append(started)
-        self._reserved += len(handed)
         return handed
+
+    def _reserve(self, wanted: int, now: float) -> int:
+        """Reserve up to ``wanted`` free slots for jobs claimed as they are stored; none while another
+        job is due (it comes first) or while not dispatching. Any thread."""
+        if not self._accepting or not self.running:
+            return 0
+        with self._slots_lock:
+            free = self.max_concurrent - len(self._running) - self._reserved
+            if free <= 0:
+                return 0
+            due = self._repo.peek_next_due()
+            if due is not None and due <= now:
+                return 0
+            taken = min(free, wanted)
+            self._reserved += taken
+            return taken
+
+    def _release(self, reserved: int) -> None:
+        if reserved:
+            with self._slots_lock:
+                self._reserved -= reserved
+
+    def claim_for_thread(self, job: Job) -> Job | None:
+        """For another thread about to store the new ``job``: the job claimed by this engine, to store
+        that way, when a slot is free and nothing else is due; None otherwise. Once it is committed,
+        :meth:`launch_claimed` (on the loop) starts it; if it is not stored, :meth:`unclaim`."""
+        now = self._clock.now()
+        if job.due_at > now or self._reserve(1, now) == 0:
+            return None
+        return job.started(owner=self.owner, now=now, lease_until=now + self._lease_seconds)
+
+    def launch_claimed(self, started: Job) -> None:
+        """On the loop: start a job :meth:`claim_for_thread` claimed, now committed."""
+        self._release(1)
+        if self._accepting:  # stopping: left to recovery, as a claimed job
+            self._launch(started)
+
+    def unclaim(self) -> None:
+        """The job :meth:`claim_for_thread` claimed was not stored: free its slot. Any thread."""
+        self._release(1)
 
     async def _report_progress(self, job: Job, progress: Progress) -> None:
         """Store and publish progress. Progress is best effort: storage trouble never fails the job."""

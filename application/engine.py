@@ -70,7 +70,7 @@ class Engine:
             bus=bus,
             wake=self.dispatcher.wake,
             cancel_running=self.dispatcher.cancel_running,
-            start_new=self.dispatcher.start_new,
+            starter=self.dispatcher,
         )
 
     @property

@@ -7,6 +7,7 @@ import collections
 import contextlib
 import threading
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 import msgspec
 
@@ -39,7 +40,7 @@ class JobService:
         bus: EventBus,
         wake: Callable[[], None],
         cancel_running: Callable[[str], Awaitable[bool]],
-        start_new: Callable[[Advance], Awaitable[None]] | None = None,
+        starter: Starter | None = None,
     ) -> None:
         self._repo = repo
         self._registry = registry
@@ -49,9 +50,9 @@ class JobService:
         self._bus = bus
         self._wake = wake
         self._cancel_running = cancel_running
-        self._start_new = start_new
+        self._starter = starter
         self._thread_waiters: dict[str, list[_ThreadWaiter]] = {}
-        self._unannounced: collections.deque[Job] = collections.deque()
+        self._unannounced: collections.deque[tuple[Job, Job | None]] = collections.deque()
         self._announce_lock = threading.Lock()
         self._announce_scheduled = False
         bus.add_listener(self._wake_thread_waiters)
@@ -71,12 +72,22 @@ class JobService:
         is only told about it (no waiting for two thread switches); otherwise it goes through the loop.
         """
         job = self._new_job(signature)
-        if not self._repo.commit_from_thread(Commit(jobs=[job])):
+        starter = self._starter
+        claimed = starter.claim_for_thread(job) if starter is not None else None
+        try:
+            stored = self._repo.commit_from_thread(Commit(jobs=[claimed or job]))
+        except BaseException:
+            stored = False
+            raise
+        finally:
+            if not stored and claimed is not None and starter is not None:
+                starter.unclaim()
+        if not stored:
             asyncio.run_coroutine_threadsafe(self._store(job, None), loop).result()
             return job
         # One wake-up of the loop announces every job submitted until it runs: waking it costs more
         # than a commit, since it then competes with this thread for the GIL.
-        self._unannounced.append(job)
+        self._unannounced.append((job, claimed))
         with self._announce_lock:
             if self._announce_scheduled:
                 return job
@@ -96,12 +107,16 @@ class JobService:
         return new_job(self._registry, self._ids.new_id(), signature, self._clock.now())
 
     def _announce(self) -> None:
-        """On the loop: publish the jobs other threads submitted, and wake the dispatcher."""
+        """On the loop: publish the jobs other threads submitted, start those stored claimed, and wake
+        the dispatcher for the others."""
         with self._announce_lock:
             self._announce_scheduled = False
         now = self._clock.now()
         while self._unannounced:
-            self._bus.publish(Event.of_job(self._unannounced.popleft(), now))
+            job, claimed = self._unannounced.popleft()
+            self._bus.publish(Event.of_job(job, now))
+            if claimed is not None and self._starter is not None:
+                self._starter.launch_claimed(claimed)
         self._wake()
 
     async def submit_canvas(self, canvas: Canvas) -> Workflow:
@@ -302,8 +317,8 @@ class JobService:
     async def _apply_new(self, advance: Advance) -> None:
         """Commit ``advance``, which queues new work: through the dispatcher when there is one, which
         may start due jobs at once, claimed in the same commit."""
-        if self._start_new is not None:
-            await self._start_new(advance)
+        if self._starter is not None:
+            await self._starter.start_new(advance)
             return
         await self._workflows.apply(advance)
         self._wake()
@@ -311,6 +326,26 @@ class JobService:
     async def _store(self, job: Job, guard: Guard | None) -> None:
         await self._workflows.store(job, guard)
         self._wake()
+
+
+class Starter(Protocol):
+    """What the service needs of the dispatcher to start new jobs without queueing them first."""
+
+    async def start_new(self, advance: Advance) -> None:
+        """Commit ``advance`` (new work); due jobs may be claimed in that commit and started."""
+        ...
+
+    def claim_for_thread(self, job: Job) -> Job | None:
+        """``job`` claimed for storing from another thread, or None (then store it queued)."""
+        ...
+
+    def launch_claimed(self, started: Job) -> None:
+        """On the loop: start a job claimed by :meth:`claim_for_thread`, now committed."""
+        ...
+
+    def unclaim(self) -> None:
+        """A job claimed by :meth:`claim_for_thread` was not stored."""
+        ...
 
 
 class _ThreadWaiter:

@@ -113,6 +113,11 @@ class JobRepository(Protocol):
         """The earliest ``due_at`` of any queued job, or None when the queue is empty."""
         ...
 
+    def peek_next_due(self) -> float | None:
+        """Like :meth:`next_due_at`, blocking. A repository whose :meth:`commit_from_thread` can
+        succeed answers it from any thread."""
+        ...
+
     async def leased_jobs(self, *, expired_before: float) -> list[Job]:
         """STARTED jobs holding a lease that expired before ``expired_before`` (their worker is gone)."""
         ...

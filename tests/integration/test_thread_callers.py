@@ -272,3 +272,71 @@ class TestResultSet:
             await off_loop(lambda: ResultSet([known, AsyncResult("nope")]).get(timeout=5))
         with pytest.raises(UnknownResultError):
             await ResultSet([known, AsyncResult("nope")]).get(timeout=5)
+
+
+class TestClaimedAsSubmitted:
+    """On SQLite, a job a thread submits while a slot is free and nothing else is due is stored
+    already claimed and started from the announcement: no second transaction to claim it."""
+
+    @staticmethod
+    def count_claims(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+        claimed: list[str] = []
+        claim = engine.repo.claim
+
+        async def counting(**options: Any) -> list[Job]:
+            jobs = await claim(**options)
+            claimed.extend(job.id for job in jobs)
+            return jobs
+
+        monkeypatch.setattr(engine.repo, "claim", counting)
+        return claimed
+
+    async def test_with_a_free_slot_the_job_never_waits_in_the_queue(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        async with embedded_engine(
+            db_path=str(tmp_path / "c.db"), task_modules=["tests.integration.compat_tasks"]
+        ) as engine:
+            claimed = self.count_claims(engine, monkeypatch)
+            handles = await off_loop(lambda: [add.delay(i, 1) for i in range(5)])
+            assert await off_loop(lambda: [handle.get(timeout=5) for handle in handles]) == [1, 2, 3, 4, 5]
+            jobs = [await engine.jobs.get(handle.id) for handle in handles]
+            assert [job.attempts for job in jobs] == [1] * 5
+            assert claimed == []
+            assert engine.dispatcher.active_jobs == 0 and engine.dispatcher._reserved == 0
+
+    async def test_with_no_free_slot_the_job_is_queued_and_claimed_later(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        compat_tasks.RELEASE.clear()
+        async with embedded_engine(
+            db_path=str(tmp_path / "c.db"), task_modules=["tests.integration.compat_tasks"], max_concurrent_tasks=1
+        ) as engine:
+            claimed = self.count_claims(engine, monkeypatch)
+            busy = await blocker.delay()  # takes the only slot
+            await wait_until_started(engine, busy.id)
+            handle = await off_loop(lambda: add.delay(2, 2))
+            assert (await engine.jobs.get(handle.id)).state == JobState.PENDING
+            compat_tasks.RELEASE.set()
+            assert await off_loop(lambda: handle.get(timeout=5)) == 4
+            assert claimed == [handle.id]
+
+    async def test_a_job_that_could_not_be_stored_gives_its_slot_back(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        async with embedded_engine(
+            db_path=str(tmp_path / "c.db"), task_modules=["tests.integration.compat_tasks"], max_concurrent_tasks=1
+        ) as engine:
+            monkeypatch.setattr(engine.repo, "commit_from_thread", lambda commit: False)  # as when busy
+            handle = await off_loop(lambda: add.delay(3, 3))  # through the loop instead
+            assert await off_loop(lambda: handle.get(timeout=5)) == 6
+            assert engine.dispatcher._reserved == 0
+            again = await off_loop(lambda: add.delay(4, 4))  # the one slot is still usable
+            assert await off_loop(lambda: again.get(timeout=5)) == 8
+
+
+async def wait_until_started(engine: Engine, job_id: str) -> None:
+    deadline = time.monotonic() + 5
+    while (await engine.jobs.get(job_id)).state != JobState.STARTED:
+        assert time.monotonic() < deadline, f"{job_id} did not start"
+        await asyncio.sleep(0.01)
