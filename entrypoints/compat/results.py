@@ -226,7 +226,7 @@ class ResultSet:
             deadline = None if timeout is None else time.monotonic() + timeout
             values: list[Any] = []
             while len(values) < len(ids):
-                values += _finished_prefix(engine.jobs, ids[len(values) :], propagate)
+                values += _finished_prefix(engine.jobs, ids, propagate, len(values))
                 if len(values) < len(ids):
                     snapshot = await _waited(engine.jobs.wait(ids[len(values)], _remaining(deadline, timeout)))
                     values.append(_outcome(snapshot, propagate))
@@ -246,14 +246,14 @@ def _remaining(deadline: float | None, timeout: float | None) -> float | None:
     return left
 
 
-def _finished_prefix(jobs: Any, ids: list[str], propagate: bool) -> list[Any]:
-    """The outcomes of the leading ``ids`` that have finished, up to the first that has not.
+def _finished_prefix(jobs: Any, ids: list[str], propagate: bool, start: int) -> list[Any]:
+    """The outcomes of ``ids[start:]`` that have finished, in order, up to the first that has not.
 
     Read in batches that double while every job read has finished (8, 16, ... 512): all done costs
     a read per 512, and following jobs as they finish costs no large reads of unfinished ones.
     """
     values: list[Any] = []
-    start, size = 0, 8
+    size = 8
     while start < len(ids):
         chunk = ids[start : start + size]
         found = jobs.peek_jobs(chunk)
@@ -270,7 +270,7 @@ def _finished_prefix(jobs: Any, ids: list[str], propagate: bool) -> list[Any]:
 def _join(jobs: Any, ids: list[str], propagate: bool, wait: Any) -> list[Any]:
     values: list[Any] = []
     while len(values) < len(ids):
-        values += _finished_prefix(jobs, ids[len(values) :], propagate)
+        values += _finished_prefix(jobs, ids, propagate, len(values))
         if len(values) < len(ids):
             try:
                 snapshot = wait(ids[len(values)])
