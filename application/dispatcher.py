@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from application.events import Event
 from application.execution import (
     ENGINE_STOPPING,
@@ -333,8 +335,8 @@ class Dispatcher:
             await self._workflows.apply(advance)
         finally:
             self._release(len(handed))
-        for started in handed if self._accepting else ():  # stopping: left to recovery, as a claimed job
-            self._launch(started)
+        for started in handed:
+            self._launch_or_requeue(started)
         self.wake()
 
     def _hand_over(self, advance: Advance) -> list[Job]:
@@ -393,8 +395,25 @@ class Dispatcher:
     def launch_claimed(self, started: Job) -> None:
         """On the loop: start a job :meth:`claim_for_thread` claimed, now committed."""
         self._release(1)
-        if self._accepting:  # stopping: left to recovery, as a claimed job
+        self._launch_or_requeue(started)
+
+    def _launch_or_requeue(self, started: Job) -> None:
+        """Start a job claimed as it was stored; if this engine began stopping meanwhile, put it back
+        in the queue as it was (no attempt counted: it never ran), so the next start runs it."""
+        if self._accepting:
             self._launch(started)
+            return
+        queued = msgspec.structs.replace(
+            started.requeued(now=self._clock.now()), attempts=started.attempts - 1, due_at=started.due_at
+        )
+        requeue = asyncio.ensure_future(self._store(queued, Guard(job_id=started.id, owner=self.owner)))
+        self._finishing.add(requeue)
+        requeue.add_done_callback(self._requeued)
+
+    def _requeued(self, requeue: asyncio.Task[None]) -> None:
+        self._finishing.discard(requeue)
+        if not requeue.cancelled() and requeue.exception() is not None:
+            log.warning("a job claimed while the engine stopped was left to recovery (%s)", requeue.exception())
 
     def unclaim(self) -> None:
         """The job :meth:`claim_for_thread` claimed was not stored: free its slot. Any thread."""

@@ -392,3 +392,22 @@ class TestHandOver:
     ) -> None:
         submitted = await engine.jobs.submit(Signature(task="add", args=[1, 2]))
         assert (await repo.get(submitted.id)) == submitted  # stored PENDING, nothing claimed
+
+    async def test_a_job_claimed_as_the_engine_stops_goes_back_to_the_queue_unstarted(self, clock: FakeClock) -> None:
+        repo = ClaimCountingRepository()
+        engine = build_engine(repo, clock, EngineSettings(max_concurrent_tasks=1))
+        await engine.start()
+        try:
+            pending = Job(id="late", task="add", args=[1, 2], due_at=clock.now(), created_at=clock.now())
+            started = engine.dispatcher.claim_for_thread(pending)  # a thread is storing it claimed...
+            assert started is not None and started.state == JobState.STARTED and started.attempts == 1
+            await repo.commit(Commit(jobs=[started]))
+            stopping = asyncio.ensure_future(engine.dispatcher.stop())  # ...as the engine begins to stop
+            await asyncio.sleep(0)
+            engine.dispatcher.launch_claimed(started)
+            await stopping
+            assert await repo.get("late") == pending  # queued as submitted: it never ran, no attempt counted
+            assert engine.dispatcher.active_jobs == 0
+        finally:
+            await engine.stop()
+            await engine.runner.close()
