@@ -151,6 +151,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=10, help="max_concurrent_tasks (10)")
     parser.add_argument("--db", help="SQLite file to use (default: a file in a fresh temporary directory)")
     parser.add_argument("--memory", action="store_true", help="use the in-memory repository instead of SQLite")
+    parser.add_argument(
+        "--loop", choices=["uvloop", "asyncio"], default="uvloop", help="the event loop to run on (uvloop)"
+    )
     args = parser.parse_args()
     if args.jobs < 1 or args.latency < 1 or args.concurrency < 1:
         parser.error("--jobs, --latency and --concurrency must be at least 1")
@@ -159,7 +162,12 @@ def main() -> int:
         db_path = None if args.memory else (args.db or os.path.join(scratch, "bench.db"))
         started = time.perf_counter()
         try:
-            rows = asyncio.run(run(args, db_path))
+            if args.loop == "uvloop":
+                import uvloop
+
+                rows = uvloop.run(run(args, db_path))
+            else:
+                rows = asyncio.run(run(args, db_path))
         except WrongResult as exc:
             print(f"WRONG RESULT: {exc}", file=sys.stderr)
             return 1
@@ -169,6 +177,7 @@ def main() -> int:
     info = [
         ("storage", storage),
         ("max_concurrent_tasks", str(args.concurrency)),
+        ("event loop", args.loop),
         ("python", f"{platform.python_implementation()} {platform.python_version()}"),
         ("sqlite", sqlite3.sqlite_version),
         ("CPUs", f"{os.cpu_count()} x {cpu_model()}"),
