@@ -130,14 +130,16 @@ class InMemoryJobRepository(JobRepository):
         return JobPage(items=items, next_cursor=str(self._seq[items[-1].id]) if more and items else None)
 
     async def next_due_at(self) -> float | None:
-        return self.peek_next_due()
-
-    def peek_next_due(self) -> float | None:
         live = [entry for entry in self._queue if self._is_live(entry)]
         if len(live) != len(self._queue):
             self._queue = live
             heapq.heapify(self._queue)
         return min((entry[1] for entry in live), default=None)
+
+    def peek_next_due(self) -> float | None:
+        # Called from other threads too (the dispatcher asks before a thread's commit, which this
+        # repository then refuses): read a copy, change nothing.
+        return min((entry[1] for entry in list(self._queue) if self._is_live(entry)), default=None)
 
     def _is_live(self, entry: tuple[int, float, int, str]) -> bool:
         job = self._jobs.get(entry[3])

@@ -748,6 +748,14 @@ class TestNextDueAt:
 
         assert await repo.next_due_at() == NOW + 7.5
 
+    async def test_peek_next_due_answers_the_same_from_any_thread(self, repo: JobRepository) -> None:
+        assert await asyncio.to_thread(repo.peek_next_due) is None
+        await put(repo, make_job("later", due_at=NOW + 9), make_job("sooner", due_at=NOW + 4))
+        await put(repo, make_job("sooner", state=JobState.SUCCESS, due_at=NOW + 4))  # no longer queued
+
+        assert repo.peek_next_due() == await asyncio.to_thread(repo.peek_next_due) == NOW + 9
+        assert await repo.next_due_at() == NOW + 9
+
     async def test_follows_claims_and_overwrites(self, repo: JobRepository) -> None:
         await put(repo, make_job("a", due_at=NOW - 1), make_job("b", due_at=NOW + 10))
         assert await repo.next_due_at() == NOW - 1
