@@ -72,6 +72,7 @@ class Dispatcher:
         self._finishing: set[asyncio.Task[Any]] = set()
         self._reserved = 0  # slots promised to jobs claimed as they are stored (see _reserve)
         self._slots_lock = threading.Lock()  # other threads reserve slots too (claim_for_thread)
+        self._revoked_unlaunched: set[tuple[str, float | None]] = set()  # claims revoked; see revoking_unlaunched
         self._wake = asyncio.Event()
         self._accepting = True
         self._loop_task: asyncio.Task[None] | None = None
@@ -142,6 +143,16 @@ class Dispatcher:
             log.warning("recovered %d job(s) left running by a previous process", len(lost))
         return len(lost)
 
+    def revoking_unlaunched(self, job: Job) -> None:
+        """``job``, STARTED but not running here, is being revoked: if its claim was committed but it
+        has not been launched yet, that claim must not be launched (a launch looks here first; the
+        claim is told apart from later ones by its ``started_at``)."""
+        self._revoked_unlaunched.add((job.id, job.started_at))
+
+    def not_revoking(self, job: Job) -> None:
+        """The revocation announced by :meth:`revoking_unlaunched` was not stored."""
+        self._revoked_unlaunched.discard((job.id, job.started_at))
+
     async def cancel_running(self, job_id: str, reason: str = "revoked") -> bool:
         """Cancel a job running here; returns once its revocation is stored. False if not running here."""
         entry = self._running.get(job_id)
@@ -188,6 +199,9 @@ class Dispatcher:
             await asyncio.wait_for(self._wake.wait(), timeout)
 
     def _launch(self, job: Job) -> None:
+        if (job.id, job.started_at) in self._revoked_unlaunched:  # revoked once claimed: never runs
+            self._revoked_unlaunched.discard((job.id, job.started_at))
+            return
         context = JobContext(job, asyncio.get_running_loop(), self._report_progress)
         task = asyncio.create_task(self._execute(job, context), name=f"job-{job.id}")
         self._running[job.id] = (task, context)
@@ -211,6 +225,7 @@ class Dispatcher:
         try:
             await self._persist(job, changed)
         finally:
+            self._revoked_unlaunched.discard((job.id, job.started_at))
             self._finishing.discard(finishing)  # type: ignore[arg-type,unused-ignore]
 
     async def _persist(self, job: Job, changed: Job | ReplaceRequested) -> None:

@@ -259,10 +259,21 @@ class JobService:
                 return await self.get(job_id)
             guard = Guard(job_id=job.id, states=frozenset({job.state}))
             revoked = job.failed(revoked_error(job), now=self._clock.now(), state=JobState.REVOKED)
+            # STARTED but not running here: claimed and about to be launched (or finishing). Said
+            # before the commit, so a launch while it is stored does not run a revoked job.
+            starter = self._starter if job.state == JobState.STARTED else None
+            if starter is not None:
+                starter.revoking_unlaunched(job)
             try:
                 await self._store(revoked, guard)
             except Conflict:
+                if starter is not None:
+                    starter.not_revoking(job)
                 continue  # it was claimed or finished meanwhile: look again
+            except BaseException:
+                if starter is not None:
+                    starter.not_revoking(job)
+                raise
             return revoked
         raise Conflict(f"job {job_id} kept changing while being cancelled")
 
@@ -345,6 +356,14 @@ class Starter(Protocol):
 
     def unclaim(self) -> None:
         """A job claimed by :meth:`claim_for_thread` was not stored."""
+        ...
+
+    def revoking_unlaunched(self, job: Job) -> None:
+        """A STARTED job not running here is being revoked: do not launch it if it is still to be."""
+        ...
+
+    def not_revoking(self, job: Job) -> None:
+        """That revocation was not stored."""
         ...
 
 

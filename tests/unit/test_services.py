@@ -411,3 +411,24 @@ class TestHandOver:
         finally:
             await engine.stop()
             await engine.runner.close()
+
+    async def test_a_job_revoked_between_its_claim_and_its_launch_never_runs(self, clock: FakeClock) -> None:
+        ORDER.clear()
+        repo = ClaimCountingRepository()
+        engine = build_engine(repo, clock, EngineSettings(max_concurrent_tasks=1))
+        await engine.start()
+        try:
+            pending = Job(id="doomed", task="record", args=["ran"], due_at=clock.now(), created_at=clock.now())
+            started = engine.dispatcher.claim_for_thread(pending)
+            assert started is not None
+            await repo.commit(Commit(jobs=[started]))  # stored claimed by a thread, not launched yet
+            assert (await engine.jobs.cancel("doomed")).state == JobState.REVOKED
+            engine.dispatcher.launch_claimed(started)  # its announcement arrives after the cancel
+            assert engine.dispatcher.active_jobs == 0  # not launched
+            assert ORDER == []
+            assert (await repo.get("doomed")).state == JobState.REVOKED  # type: ignore[union-attr]
+            follow = await engine.jobs.submit(Signature(task="add", args=[1, 1]))  # its slot is free again
+            assert (await engine.jobs.wait(follow.id, timeout=5)).result == 2
+        finally:
+            await engine.stop()
+            await engine.runner.close()
