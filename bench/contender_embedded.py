@@ -131,7 +131,7 @@ class Contender(peer_support.FreshDatabase, BaseContender):
 
     # --- "worker" lifecycle: the engine thread in this process -----------------------------------------
     def worker_cmd(self) -> list[str]:
-        return ["(in-process) embedded_engine(db_path=...) on an asyncio loop in a driver thread"]
+        return ["(in-process) embedded_engine(db_path=...) on an event loop in a driver thread"]
 
     def start_worker(self) -> EngineThread:
         if self.db_path is None:
