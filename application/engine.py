@@ -80,6 +80,7 @@ class Engine:
     async def start(self) -> None:
         """Open storage, recover jobs of a dead process, start dispatching."""
         await self.repo.open()
+        self.jobs.accept_thread_waiters()
         try:
             await self.dispatcher.start(recover_all_leases=self.settings.exclusive_storage)
         except BaseException:

@@ -52,6 +52,8 @@ class JobService:
         self._cancel_running = cancel_running
         self._starter = starter
         self._thread_waiters: dict[str, list[_ThreadWaiter]] = {}
+        self._waiters_lock = threading.Lock()  # waiting threads register themselves
+        self._waiters_closed = False
         self._unannounced: collections.deque[tuple[Job, Job | None]] = collections.deque()
         self._announce_lock = threading.Lock()
         self._announce_scheduled = False
@@ -188,59 +190,67 @@ class JobService:
         finally:
             subscription.close()
 
-    def wait_from_thread(self, ident: str, timeout: float | None, loop: asyncio.AbstractEventLoop) -> Snapshot:
-        """:meth:`wait` for a caller on another thread than ``loop`` (the engine's), blocking.
+    def wait_from_thread(self, ident: str, timeout: float | None) -> Snapshot:
+        """:meth:`wait` for a caller on another thread than the engine's loop, blocking.
 
-        Reads the state on the caller's thread; only when the job or workflow has not finished does it
-        ask the loop to set a ``threading.Event`` on its terminal event.
+        Reads the state on the caller's thread and, while the job or workflow has not finished,
+        waits on a ``threading.Event`` that its terminal event sets. The waiter is registered from
+        this thread, under a lock, before the second read: a terminal event published before the
+        registration committed its state before that read, so nothing is missed, and the loop is
+        not involved at all.
         """
         snapshot = self.peek(ident)
         if is_terminal(snapshot.state):
             return snapshot
         waiter = _ThreadWaiter()
+        with self._waiters_lock:
+            if self._waiters_closed:
+                raise EngineStopped(f"the engine stopped before {ident} finished")
+            self._thread_waiters.setdefault(ident, []).append(waiter)
         try:
-            loop.call_soon_threadsafe(self._watch, ident, waiter)
-        except RuntimeError:
-            raise EngineStopped(f"the engine stopped before {ident} finished") from None
-        if not waiter.event.wait(timeout):
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._unwatch, ident, waiter)
-            raise TimeoutError(f"{ident} did not finish within {timeout} s")
-        if waiter.stopped:
-            raise EngineStopped(f"the engine stopped before {ident} finished")
-        return self.peek(ident)
-
-    def _watch(self, ident: str, waiter: _ThreadWaiter) -> None:
-        """On the loop: set ``waiter`` on ``ident``'s terminal event, or now if it has finished already."""
-        self._thread_waiters.setdefault(ident, []).append(waiter)
-        try:
-            finished = is_terminal(self.peek(ident).state)
-        except Exception:  # gone (purged) or storage closed: the waiter looks for itself
-            finished = True
-        if finished:
+            snapshot = self.peek(ident)
+            if is_terminal(snapshot.state):
+                return snapshot
+            if not waiter.event.wait(timeout):
+                raise TimeoutError(f"{ident} did not finish within {timeout} s")
+            if waiter.stopped:
+                raise EngineStopped(f"the engine stopped before {ident} finished")
+            return self.peek(ident)
+        finally:
             self._unwatch(ident, waiter)
-            waiter.event.set()
 
     def _unwatch(self, ident: str, waiter: _ThreadWaiter) -> None:
-        waiters = self._thread_waiters.get(ident)
-        if waiters is not None and waiter in waiters:
-            waiters.remove(waiter)
-            if not waiters:
-                del self._thread_waiters[ident]
+        with self._waiters_lock:
+            waiters = self._thread_waiters.get(ident)
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._thread_waiters[ident]
 
     def _wake_thread_waiters(self, event: Event) -> None:
         if event.terminal and self._thread_waiters:
-            for waiter in self._thread_waiters.pop(event.id, ()):
+            with self._waiters_lock:
+                waiters = self._thread_waiters.pop(event.id, ())
+            for waiter in waiters:
                 waiter.event.set()
 
     @property
     def waiting_threads(self) -> int:
         """Threads blocked in :meth:`wait_from_thread` on a job or workflow not finished yet."""
-        return sum(len(waiters) for waiters in self._thread_waiters.values())
+        with self._waiters_lock:
+            return sum(len(waiters) for waiters in self._thread_waiters.values())
+
+    def accept_thread_waiters(self) -> None:
+        """Threads may wait again (the engine started)."""
+        with self._waiters_lock:
+            self._waiters_closed = False
 
     def release_thread_waiters(self) -> None:
-        """Wake every thread in :meth:`wait_from_thread` (the engine is stopping); they raise EngineStopped."""
-        waiters, self._thread_waiters = self._thread_waiters, {}
+        """Wake every thread in :meth:`wait_from_thread` (the engine is stopping); they raise EngineStopped,
+        as does every later wait until :meth:`accept_thread_waiters`."""
+        with self._waiters_lock:
+            self._waiters_closed = True
+            waiters, self._thread_waiters = self._thread_waiters, {}
         for waiting in waiters.values():
             for waiter in waiting:
                 waiter.stopped = True

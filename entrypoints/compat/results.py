@@ -140,9 +140,9 @@ class AsyncResult:
         ident = self.id
         threaded = binding.off_loop()
         if threaded is not None:
-            engine_, loop = threaded
+            engine_ = threaded[0]
             try:
-                snapshot = engine_.jobs.wait_from_thread(ident, timeout, loop)
+                snapshot = engine_.jobs.wait_from_thread(ident, timeout)
             except NotFound:
                 raise UnknownResultError(f"no job or workflow with id {ident!r}") from None
             return _outcome(snapshot, propagate)
@@ -214,11 +214,11 @@ class ResultSet:
         ids = [result.id for result in self.results]
         threaded = binding.off_loop()
         if threaded is not None:
-            engine_, loop = threaded
+            engine_ = threaded[0]
             deadline = None if timeout is None else time.monotonic() + timeout
 
             def wait_from_thread(ident: str) -> Snapshot:
-                return engine_.jobs.wait_from_thread(ident, _remaining(deadline, timeout), loop)
+                return engine_.jobs.wait_from_thread(ident, _remaining(deadline, timeout))
 
             return _join(engine_.jobs, ids, propagate, wait_from_thread)
 
