@@ -309,83 +309,73 @@ class ClaimCountingRepository(InMemoryJobRepository):
         return jobs
 
 
+OneSlot = tuple[Engine, ClaimCountingRepository]
+
+
 class TestHandOver:
     """A finished step's commit also claims the steps it unblocks, when nothing else is due."""
 
-    async def test_each_chain_step_starts_from_its_predecessors_commit(self, clock: FakeClock) -> None:
+    @pytest.fixture
+    async def one_slot(self, clock: FakeClock) -> AsyncIterator[OneSlot]:
+        """A started engine with one slot, over a repository that remembers what went through claim."""
         repo = ClaimCountingRepository()
         engine = build_engine(repo, clock, EngineSettings(max_concurrent_tasks=1))
         await engine.start()
         try:
-            steps = [Signature(task="add", args=[1, 1]), *(Signature(task="add", args=[1]) for _ in range(4))]
-            workflow = await engine.jobs.submit_canvas(Chain(steps=steps))
-            finished = await engine.jobs.wait(workflow.id, timeout=5)
-            assert finished.state == JobState.SUCCESS and finished.result == 6
-            jobs = await repo.workflow_jobs(workflow.id)
-            assert [job.state for job in jobs] == [JobState.SUCCESS] * 5
-            assert [job.attempts for job in jobs] == [1] * 5  # claimed once each, attempt counted
-            assert repo.claimed == []  # the first started from the submission's commit, each next from the last's
+            yield engine, repo
         finally:
+            GATE.set()  # a gated task must not outlive the test
             await engine.stop()
             await engine.runner.close()
 
-    async def test_a_job_already_due_is_not_overtaken(self, clock: FakeClock) -> None:
+    async def test_each_chain_step_starts_from_its_predecessors_commit(self, one_slot: OneSlot) -> None:
+        engine, repo = one_slot
+        steps = [Signature(task="add", args=[1, 1]), *(Signature(task="add", args=[1]) for _ in range(4))]
+        workflow = await engine.jobs.submit_canvas(Chain(steps=steps))
+        finished = await engine.jobs.wait(workflow.id, timeout=5)
+        assert finished.state == JobState.SUCCESS and finished.result == 6
+        jobs = await repo.workflow_jobs(workflow.id)
+        assert [job.state for job in jobs] == [JobState.SUCCESS] * 5
+        assert [job.attempts for job in jobs] == [1] * 5  # claimed once each, attempt counted
+        assert repo.claimed == []  # the first started from the submission's commit, each next from the last's
+
+    async def test_a_job_already_due_is_not_overtaken(self, one_slot: OneSlot) -> None:
         ORDER.clear()
         GATE.clear()
-        repo = ClaimCountingRepository()
-        engine = build_engine(repo, clock, EngineSettings(max_concurrent_tasks=1))
-        await engine.start()
-        try:
-            workflow = await engine.jobs.submit_canvas(
-                Chain(steps=[Signature(task="gated"), Signature(task="record", args=["chain"], immutable=True)])
-            )
-            first = (await repo.workflow_jobs(workflow.id))[0]
-            for _ in range(500):
-                if (await engine.jobs.get(first.id)).state == JobState.STARTED:
-                    break
-                await asyncio.sleep(0.01)
-            plain = await engine.jobs.submit(Signature(task="record", args=["plain"]))  # due, no free slot
-            GATE.set()
-            await engine.jobs.wait(workflow.id, timeout=5)
-            await engine.jobs.wait(plain.id, timeout=5)
-            assert ORDER == ["plain", "chain"]
-            assert plain.id in repo.claimed
-        finally:
-            GATE.set()
-            await engine.stop()
-            await engine.runner.close()
+        engine, repo = one_slot
+        workflow = await engine.jobs.submit_canvas(
+            Chain(steps=[Signature(task="gated"), Signature(task="record", args=["chain"], immutable=True)])
+        )
+        first = (await repo.workflow_jobs(workflow.id))[0]
+        for _ in range(500):
+            if (await engine.jobs.get(first.id)).state == JobState.STARTED:
+                break
+            await asyncio.sleep(0.01)
+        plain = await engine.jobs.submit(Signature(task="record", args=["plain"]))  # due, no free slot
+        GATE.set()
+        await engine.jobs.wait(workflow.id, timeout=5)
+        await engine.jobs.wait(plain.id, timeout=5)
+        assert ORDER == ["plain", "chain"]
+        assert plain.id in repo.claimed
 
-    async def test_a_submission_starts_from_its_own_commit_when_a_slot_is_free(self, clock: FakeClock) -> None:
-        repo = ClaimCountingRepository()
-        engine = build_engine(repo, clock, EngineSettings(max_concurrent_tasks=1))
-        await engine.start()
-        try:
-            submitted = await engine.jobs.submit(Signature(task="add", args=[1, 2]))
-            assert submitted.state == JobState.PENDING  # the answer is the job as submitted
-            finished = await engine.jobs.wait(submitted.id, timeout=5)
-            assert finished.state == JobState.SUCCESS and finished.result == 3 and finished.attempts == 1
-            assert repo.claimed == []  # stored already claimed, never queued
-        finally:
-            await engine.stop()
-            await engine.runner.close()
+    async def test_a_submission_starts_from_its_own_commit_when_a_slot_is_free(self, one_slot: OneSlot) -> None:
+        engine, repo = one_slot
+        submitted = await engine.jobs.submit(Signature(task="add", args=[1, 2]))
+        assert submitted.state == JobState.PENDING  # the answer is the job as submitted
+        finished = await engine.jobs.wait(submitted.id, timeout=5)
+        assert finished.state == JobState.SUCCESS and finished.result == 3 and finished.attempts == 1
+        assert repo.claimed == []  # stored already claimed, never queued
 
-    async def test_with_no_free_slot_a_submission_waits_for_a_claim(self, clock: FakeClock) -> None:
+    async def test_with_no_free_slot_a_submission_waits_for_a_claim(self, one_slot: OneSlot) -> None:
         GATE.clear()
-        repo = ClaimCountingRepository()
-        engine = build_engine(repo, clock, EngineSettings(max_concurrent_tasks=1))
-        await engine.start()
-        try:
-            busy = await engine.jobs.submit(Signature(task="gated"))
-            queued = await engine.jobs.submit(Signature(task="add", args=[2, 2]))
-            assert (await engine.jobs.get(queued.id)).state == JobState.PENDING
-            GATE.set()
-            assert (await engine.jobs.wait(queued.id, timeout=5)).result == 4
-            assert repo.claimed == [queued.id]
-            assert (await engine.jobs.get(busy.id)).state == JobState.SUCCESS
-        finally:
-            GATE.set()
-            await engine.stop()
-            await engine.runner.close()
+        engine, repo = one_slot
+        busy = await engine.jobs.submit(Signature(task="gated"))
+        queued = await engine.jobs.submit(Signature(task="add", args=[2, 2]))
+        assert (await engine.jobs.get(queued.id)).state == JobState.PENDING
+        GATE.set()
+        assert (await engine.jobs.wait(queued.id, timeout=5)).result == 4
+        assert repo.claimed == [queued.id]
+        assert (await engine.jobs.get(busy.id)).state == JobState.SUCCESS
 
     async def test_an_engine_that_is_not_running_starts_nothing(
         self, engine: Engine, repo: InMemoryJobRepository
@@ -393,42 +383,34 @@ class TestHandOver:
         submitted = await engine.jobs.submit(Signature(task="add", args=[1, 2]))
         assert (await repo.get(submitted.id)) == submitted  # stored PENDING, nothing claimed
 
-    async def test_a_job_claimed_as_the_engine_stops_goes_back_to_the_queue_unstarted(self, clock: FakeClock) -> None:
-        repo = ClaimCountingRepository()
-        engine = build_engine(repo, clock, EngineSettings(max_concurrent_tasks=1))
-        await engine.start()
-        try:
-            pending = Job(id="late", task="add", args=[1, 2], due_at=clock.now(), created_at=clock.now())
-            started = engine.dispatcher.claim_for_thread(pending)  # a thread is storing it claimed...
-            assert started is not None and started.state == JobState.STARTED and started.attempts == 1
-            await repo.commit(Commit(jobs=[started]))
-            stopping = asyncio.ensure_future(engine.dispatcher.stop())  # ...as the engine begins to stop
-            await asyncio.sleep(0)
-            engine.dispatcher.launch_claimed(started)
-            await stopping
-            assert await repo.get("late") == pending  # queued as submitted: it never ran, no attempt counted
-            assert engine.dispatcher.active_jobs == 0
-        finally:
-            await engine.stop()
-            await engine.runner.close()
+    async def test_a_job_claimed_as_the_engine_stops_goes_back_to_the_queue_unstarted(
+        self, one_slot: OneSlot, clock: FakeClock
+    ) -> None:
+        engine, repo = one_slot
+        pending = Job(id="late", task="add", args=[1, 2], due_at=clock.now(), created_at=clock.now())
+        started = engine.dispatcher.claim_for_thread(pending)  # a thread is storing it claimed...
+        assert started is not None and started.state == JobState.STARTED and started.attempts == 1
+        await repo.commit(Commit(jobs=[started]))
+        stopping = asyncio.ensure_future(engine.dispatcher.stop())  # ...as the engine begins to stop
+        await asyncio.sleep(0)
+        engine.dispatcher.launch_claimed(started)
+        await stopping
+        assert await repo.get("late") == pending  # queued as submitted: it never ran, no attempt counted
+        assert engine.dispatcher.active_jobs == 0
 
-    async def test_a_job_revoked_between_its_claim_and_its_launch_never_runs(self, clock: FakeClock) -> None:
+    async def test_a_job_revoked_between_its_claim_and_its_launch_never_runs(
+        self, one_slot: OneSlot, clock: FakeClock
+    ) -> None:
         ORDER.clear()
-        repo = ClaimCountingRepository()
-        engine = build_engine(repo, clock, EngineSettings(max_concurrent_tasks=1))
-        await engine.start()
-        try:
-            pending = Job(id="doomed", task="record", args=["ran"], due_at=clock.now(), created_at=clock.now())
-            started = engine.dispatcher.claim_for_thread(pending)
-            assert started is not None
-            await repo.commit(Commit(jobs=[started]))  # stored claimed by a thread, not launched yet
-            assert (await engine.jobs.cancel("doomed")).state == JobState.REVOKED
-            engine.dispatcher.launch_claimed(started)  # its announcement arrives after the cancel
-            assert engine.dispatcher.active_jobs == 0  # not launched
-            assert ORDER == []
-            assert (await repo.get("doomed")).state == JobState.REVOKED  # type: ignore[union-attr]
-            follow = await engine.jobs.submit(Signature(task="add", args=[1, 1]))  # its slot is free again
-            assert (await engine.jobs.wait(follow.id, timeout=5)).result == 2
-        finally:
-            await engine.stop()
-            await engine.runner.close()
+        engine, repo = one_slot
+        pending = Job(id="doomed", task="record", args=["ran"], due_at=clock.now(), created_at=clock.now())
+        started = engine.dispatcher.claim_for_thread(pending)
+        assert started is not None
+        await repo.commit(Commit(jobs=[started]))  # stored claimed by a thread, not launched yet
+        assert (await engine.jobs.cancel("doomed")).state == JobState.REVOKED
+        engine.dispatcher.launch_claimed(started)  # its announcement arrives after the cancel
+        assert engine.dispatcher.active_jobs == 0  # not launched
+        assert ORDER == []
+        assert (await repo.get("doomed")).state == JobState.REVOKED  # type: ignore[union-attr]
+        follow = await engine.jobs.submit(Signature(task="add", args=[1, 1]))  # its slot is free again
+        assert (await engine.jobs.wait(follow.id, timeout=5)).result == 2
