@@ -174,8 +174,8 @@ SCHEMA_VERSION: Final[int] = len(MIGRATIONS)
 MAX_BATCH: Final[int] = 512
 """The most operations the writer puts in one transaction."""
 
-_READ_CHUNK: Final[int] = 500
-"""Ids per ``IN (...)`` read in :meth:`SqliteJobRepository.peek_many`."""
+_READ_CHUNK: Final[int] = 512
+"""Ids per ``IN (...)`` read in :meth:`SqliteJobRepository.peek_many` (``ResultSet`` asks for up to 512)."""
 
 _CHECKPOINT_EVERY: Final[int] = 1000
 """Inline commits between two WAL checkpoints (on the writer thread)."""
@@ -880,7 +880,7 @@ class SqliteJobRepository(JobRepository):
                 continue
             if kind is _Kind.CLAIM:
                 params, ids = payload
-                sql = _CLAIM_SQL.replace("{ids}", ", ".join("?" * len(ids)))
+                sql = _CLAIM_SQL.replace("{ids}", _placeholders(len(ids)))
                 outcomes.append(_claimed(db.execute(sql, params).fetchall(), ids))
             elif kind is _Kind.PROGRESS:
                 outcomes.append(bool(db.execute(_PROGRESS_SQL, payload).fetchall()))
@@ -904,7 +904,7 @@ class SqliteJobRepository(JobRepository):
         current: dict[str, tuple[str, str | None]] = {}
         if guarded:
             ids = sorted(guarded)
-            rows = db.execute(_GUARD_SQL.replace("{ids}", ", ".join("?" * len(ids))), ids).fetchall()
+            rows = db.execute(_GUARD_SQL.replace("{ids}", _placeholders(len(ids))), ids).fetchall()
             current = {row[0]: (row[1], row[2]) for row in rows}
         outcomes: list[Conflict | None] = []
         workflow_rows: list[tuple[Any, ...]] = []
@@ -948,7 +948,7 @@ class SqliteJobRepository(JobRepository):
         found: dict[str, Job] = {}
         for start in range(0, len(job_ids), _READ_CHUNK):
             chunk = list(job_ids[start : start + _READ_CHUNK])
-            sql = f"SELECT {_JOB_SELECT} FROM jobs WHERE id IN ({', '.join('?' * len(chunk))})"
+            sql = f"SELECT {_JOB_SELECT} FROM jobs WHERE id IN ({_placeholders(len(chunk))})"
             for row in self._read(sql, chunk):
                 found[row[0]] = _job_from_row(row)
         return found
@@ -1011,6 +1011,11 @@ class SqliteJobRepository(JobRepository):
 
     async def count_by_state(self) -> dict[str, int]:
         return {state: count for state, count in self._read("SELECT state, count(*) FROM jobs GROUP BY state")}
+
+
+def _placeholders(count: int) -> str:
+    """``?, ?, ...`` for an ``IN (...)`` of ``count`` values."""
+    return ", ".join("?" * count)
 
 
 def _execute_statements(db: sqlite3.Connection, statements: list[tuple[str, Params]]) -> int:

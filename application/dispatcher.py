@@ -168,7 +168,7 @@ class Dispatcher:
     async def _loop(self) -> None:
         while self._accepting:
             self._wake.clear()
-            free = self.max_concurrent - len(self._running) - self._reserved
+            free = self._free_slots()
             claimed: list[Job] = []
             if free > 0:
                 now = self._clock.now()
@@ -370,9 +370,7 @@ class Dispatcher:
         taken = self._reserve(len(candidates), now)
         handed: list[Job] = []
         for index in candidates[:taken]:
-            started = advance.commit.jobs[index].started(
-                owner=self.owner, now=now, lease_until=now + self._lease_seconds
-            )
+            started = self._claimed_here(advance.commit.jobs[index], now)
             advance.commit.jobs[index] = started
             handed.append(started)
         return handed
@@ -383,7 +381,7 @@ class Dispatcher:
         if not self._accepting or not self.running:
             return 0
         with self._slots_lock:
-            free = self.max_concurrent - len(self._running) - self._reserved
+            free = self._free_slots()
             if free <= 0:
                 return 0
             due = self._repo.peek_next_due()
@@ -392,6 +390,13 @@ class Dispatcher:
             taken = min(free, wanted)
             self._reserved += taken
             return taken
+
+    def _free_slots(self) -> int:
+        return self.max_concurrent - len(self._running) - self._reserved
+
+    def _claimed_here(self, job: Job, now: float) -> Job:
+        """``job`` claimed by this engine at ``now``, as a claim from the queue would leave it."""
+        return job.started(owner=self.owner, now=now, lease_until=now + self._lease_seconds)
 
     def _release(self, reserved: int) -> None:
         if reserved:
@@ -405,7 +410,7 @@ class Dispatcher:
         now = self._clock.now()
         if job.due_at > now or self._reserve(1, now) == 0:
             return None
-        return job.started(owner=self.owner, now=now, lease_until=now + self._lease_seconds)
+        return self._claimed_here(job, now)
 
     def launch_claimed(self, started: Job) -> None:
         """On the loop: start a job :meth:`claim_for_thread` claimed, now committed."""

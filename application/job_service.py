@@ -62,10 +62,13 @@ class JobService:
     async def submit(self, signature: Signature) -> Job:
         """Store one job for ``signature``; returns once it is committed (acknowledged = durable)."""
         job = self._new_job(signature)
+        await self._queue_new(job)
+        return job
+
+    async def _queue_new(self, job: Job) -> None:
         advance = Advance()
         await self._workflows.record(advance, job)
         await self._apply_new(advance)
-        return job
 
     def submit_from_thread(self, signature: Signature, loop: asyncio.AbstractEventLoop) -> Job:
         """:meth:`submit` for a caller on another thread than ``loop`` (the engine's), blocking.
@@ -84,8 +87,8 @@ class JobService:
         finally:
             if not stored and claimed is not None and starter is not None:
                 starter.unclaim()
-        if not stored:
-            asyncio.run_coroutine_threadsafe(self._store(job, None), loop).result()
+        if not stored:  # as a submission on the loop
+            asyncio.run_coroutine_threadsafe(self._queue_new(job), loop).result()
             return job
         # One wake-up of the loop announces every job submitted until it runs: waking it costs more
         # than a commit, since it then competes with this thread for the GIL.

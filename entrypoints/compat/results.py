@@ -144,14 +144,14 @@ class AsyncResult:
             try:
                 snapshot = engine_.jobs.wait_from_thread(ident, timeout)
             except NotFound:
-                raise UnknownResultError(f"no job or workflow with id {ident!r}") from None
+                raise _unknown(ident) from None
             return _outcome(snapshot, propagate)
 
         async def wait(engine: Any) -> Any:
             try:
                 snapshot = await engine.jobs.wait(ident, timeout)
             except NotFound:
-                raise UnknownResultError(f"no job or workflow with id {ident!r}") from None
+                raise _unknown(ident) from None
             return _outcome(snapshot, propagate)
 
         return binding.call(wait)
@@ -228,7 +228,11 @@ class ResultSet:
             while len(values) < len(ids):
                 values += _finished_prefix(engine.jobs, ids, propagate, len(values))
                 if len(values) < len(ids):
-                    snapshot = await _waited(engine.jobs.wait(ids[len(values)], _remaining(deadline, timeout)))
+                    ident = ids[len(values)]
+                    try:
+                        snapshot = await engine.jobs.wait(ident, _remaining(deadline, timeout))
+                    except NotFound:
+                        raise _unknown(ident) from None
                     values.append(_outcome(snapshot, propagate))
             return values
 
@@ -275,16 +279,13 @@ def _join(jobs: Any, ids: list[str], propagate: bool, wait: Any) -> list[Any]:
             try:
                 snapshot = wait(ids[len(values)])
             except NotFound:
-                raise UnknownResultError(f"no job or workflow with id {ids[len(values)]!r}") from None
+                raise _unknown(ids[len(values)]) from None
             values.append(_outcome(snapshot, propagate))
     return values
 
 
-async def _waited(waiting: Awaitable[Snapshot]) -> Snapshot:
-    try:
-        return await waiting
-    except NotFound as exc:
-        raise UnknownResultError(str(exc)) from None
+def _unknown(ident: str) -> UnknownResultError:
+    return UnknownResultError(f"no job or workflow with id {ident!r}")
 
 
 def _outcome(snapshot: Snapshot, propagate: bool) -> Any:
