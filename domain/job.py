@@ -11,11 +11,18 @@ from domain.states import JobState, can_transition
 
 
 class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """Why a job or workflow failed: the exception's type name, its message and the traceback text."""
+    """Why a job or workflow failed: the exception's type name, its message and the traceback text.
+
+    ``module`` is the exception class's ``__module__`` and ``args`` its arguments as JSON (an argument
+    that is not JSON is kept as its ``repr()``), as Celery's JSON serializer stores them, so the caller
+    can rebuild the same exception. Both are None in errors stored before they existed.
+    """
 
     type: str
     message: str
     traceback: str | None = None
+    module: str | None = None
+    args: list[Any] | None = None
 
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True):

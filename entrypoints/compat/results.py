@@ -2,69 +2,21 @@
 
 from __future__ import annotations
 
-import builtins
 import time
 from collections.abc import Awaitable
 from typing import Any
 
-from application.dispatcher import MaxRetriesExceededError
 from application.job_service import Snapshot
-from application.outcomes import TimeLimitExceeded, WorkerLostError
-from domain.errors import InvalidCanvas, NotFound, NotJsonValue, UnknownTask
+from domain.errors import NotFound
 from domain.job import ErrorInfo, Job
 from domain.states import JobState, is_terminal
 from domain.workflow import Workflow
 from entrypoints import celery_states as states
 from entrypoints.compat import binding
-
-
-class TaskError(Exception):
-    """Base of exceptions rebuilt from a stored error whose type is not a Python builtin."""
-
-
-class UnknownResultError(LookupError):
-    """No job or workflow has this id (Celery would report PENDING; this engine knows better)."""
-
-
-class ChordError(TaskError):
-    """A chord's header member failed, so its body was never called (as Celery's ``ChordError``)."""
-
-
-class TaskRevokedError(TaskError):
-    """The job or workflow was revoked before it finished."""
-
-
-_rebuilt: dict[str, type[BaseException]] = {
-    cls.__name__: cls
-    for cls in (
-        ChordError,
-        TaskRevokedError,
-        NotJsonValue,
-        UnknownTask,
-        InvalidCanvas,
-        TimeLimitExceeded,
-        WorkerLostError,
-        MaxRetriesExceededError,
-    )
-}
-
-
-def exception_from(error: ErrorInfo) -> BaseException:
-    """The stored error as an exception of the same type name: a builtin, or a class made once per name."""
-    cls = _rebuilt.get(error.type)
-    if cls is None:
-        found = getattr(builtins, error.type, None)
-        if isinstance(found, type) and issubclass(found, Exception):
-            cls = found
-        else:
-            cls = type(error.type, (TaskError,), {"__module__": __name__})
-        _rebuilt[error.type] = cls
-    try:
-        exc = cls(error.message)
-    except Exception:
-        exc = TaskError(f"{error.type}: {error.message}")
-    exc.__notes__ = [f"remote traceback:\n{error.traceback}"] if error.traceback else []
-    return exc
+from entrypoints.compat.exceptions import ChordError as ChordError
+from entrypoints.compat.exceptions import TaskError as TaskError
+from entrypoints.compat.exceptions import TaskRevokedError as TaskRevokedError
+from entrypoints.compat.exceptions import UnknownResultError, exception_from
 
 
 class AsyncResult:
