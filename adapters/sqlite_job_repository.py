@@ -38,9 +38,9 @@ from adapters.sqlite_maintenance import PURGE_JOBS_SQL, PURGE_WORKFLOWS_SQL
 from application.ports import Commit, Guard, JobFilter, JobPage, JobRepository
 from domain.canvas import Canvas
 from domain.errors import Conflict
-from domain.job import ErrorInfo, Job, Progress
+from domain.job import NO_OPTIONS, CallOptions, ErrorInfo, Job, Progress
 from domain.states import QUEUED_STATES, JobState
-from domain.workflow import Workflow
+from domain.workflow import Lineage, Workflow
 
 __all__ = [
     "MAX_BATCH",
@@ -166,6 +166,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     DROP INDEX jobs_claim;
     DROP INDEX jobs_due;
     """,
+    # 6: Celery's per-call options (queue, headers, expires, callbacks, parent/root ids) as JSON.
+    """
+    ALTER TABLE jobs ADD COLUMN options TEXT;
+    ALTER TABLE workflows ADD COLUMN lineage TEXT;
+    """,
 )
 """Schema migrations: ``MIGRATIONS[i]`` takes the database to ``PRAGMA user_version = i + 1``."""
 
@@ -212,6 +217,7 @@ _JOB_COLUMNS: Final[tuple[str, ...]] = (
     "lease_expires_at",
     "waiting_on",
     "root_id",
+    "options",
 )
 _WORKFLOW_COLUMNS: Final[tuple[str, ...]] = (
     "id",
@@ -223,6 +229,7 @@ _WORKFLOW_COLUMNS: Final[tuple[str, ...]] = (
     "finished_at",
     "parent_job_id",
     "root_id",
+    "lineage",
 )
 
 if Job.__struct_fields__ != _JOB_COLUMNS or Workflow.__struct_fields__ != _WORKFLOW_COLUMNS:  # pragma: no cover
@@ -265,6 +272,8 @@ _any_decoder: Final = msgspec.json.Decoder()
 _error_decoder: Final = msgspec.json.Decoder(ErrorInfo)
 _progress_decoder: Final = msgspec.json.Decoder(Progress)
 _canvas_decoder: Final = msgspec.json.Decoder(Canvas)
+_options_decoder: Final = msgspec.json.Decoder(CallOptions)
+_lineage_decoder: Final = msgspec.json.Decoder(Lineage)
 
 
 def _json(value: Any) -> str:
@@ -288,7 +297,7 @@ def _job_row(job: Job) -> tuple[Any, ...]:
         job.started_at,
         job.finished_at,
         job.attempts,
-        job.max_retries,
+        -1 if job.max_retries is None else job.max_retries,
         job.time_limit,
         int(job.retry_on_worker_lost),
         _json_or_null(job.result),
@@ -300,6 +309,7 @@ def _job_row(job: Job) -> tuple[Any, ...]:
         job.lease_expires_at,
         job.waiting_on,
         job.root_id,
+        None if job.options is NO_OPTIONS else _json(job.options),
     )
 
 
@@ -316,7 +326,7 @@ def _job_from_row(row: Sequence[Any]) -> Job:
         started_at=row[8],
         finished_at=row[9],
         attempts=row[10],
-        max_retries=row[11],
+        max_retries=None if row[11] < 0 else row[11],
         time_limit=row[12],
         retry_on_worker_lost=bool(row[13]),
         result=None if row[14] is None else _any_decoder.decode(row[14]),
@@ -328,6 +338,7 @@ def _job_from_row(row: Sequence[Any]) -> Job:
         lease_expires_at=row[20],
         waiting_on=row[21],
         root_id=row[22],
+        options=NO_OPTIONS if row[23] is None else _options_decoder.decode(row[23]),
     )
 
 
@@ -342,6 +353,7 @@ def _workflow_row(workflow: Workflow) -> tuple[Any, ...]:
         workflow.finished_at,
         workflow.parent_job_id,
         workflow.root_id,
+        _json_or_null(workflow.lineage),
     )
 
 
@@ -356,6 +368,7 @@ def _workflow_from_row(row: Sequence[Any]) -> Workflow:
         finished_at=row[6],
         parent_job_id=row[7],
         root_id=row[8],
+        lineage=None if row[9] is None else _lineage_decoder.decode(row[9]),
     )
 
 

@@ -12,7 +12,7 @@ import logging
 import math
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -24,6 +24,7 @@ from application.execution import (
     JobContext,
     ReplaceRequested,
     RetryRequested,
+    SoftTimeLimitExceeded,
     current_job,
 )
 from application.outcomes import TimeLimitExceeded, WorkerLostError, error_info, revoked_error
@@ -133,7 +134,7 @@ class Dispatcher:
         lost = await self._repo.leased_jobs(expired_before=expired_before)
         now = self._clock.now()
         for job in lost:
-            if job.retry_on_worker_lost and job.attempts <= job.max_retries:
+            if job.retry_on_worker_lost and (job.max_retries is None or job.attempts <= job.max_retries):
                 changed = job.requeued(now=now)
             else:
                 message = f"worker lost while running job {job.id} ({job.task})"
@@ -202,6 +203,12 @@ class Dispatcher:
         if (job.id, job.started_at) in self._revoked_unlaunched:  # revoked once claimed: never runs
             self._revoked_unlaunched.discard((job.id, job.started_at))
             return
+        expires = job.options.expires
+        if expires is not None and self._clock.now() > expires:  # Celery revokes an expired task unrun
+            error = ErrorInfo(type="TaskRevokedError", message=f"job {job.id} ({job.task}) expired")
+            expired = job.failed(error, now=self._clock.now(), state=JobState.REVOKED)
+            self._store_later(expired, Guard(job_id=job.id, owner=self.owner))
+            return
         context = JobContext(job, asyncio.get_running_loop(), self._report_progress)
         task = asyncio.create_task(self._execute(job, context), name=f"job-{job.id}")
         self._running[job.id] = (task, context)
@@ -261,11 +268,13 @@ class Dispatcher:
         try:
             result = await self._run_within_limit(job, definition, context)
             ensure_json(result, f"result of {job.task}")
+            if job.options.ignore_result and job.workflow_id is None and not job.options.link:
+                result = None  # Celery stores no result; a workflow's step or a link still needs it
             return job.succeeded(result, now=self._clock.now())
         except ReplaceRequested as replace:
             return replace
         except RetryRequested as retry:
-            return self._retry_or_fail(job, definition, retry.exc, retry.countdown, retry.max_retries)
+            return self._retry_or_fail(job, definition, retry.exc, retry.countdown, retry)
         except JobCancelled:
             return job.failed(revoked_error(job), now=self._clock.now(), state=JobState.REVOKED)
         except asyncio.CancelledError:
@@ -276,22 +285,37 @@ class Dispatcher:
             current_job.reset(token)
 
     async def _run_within_limit(self, job: Job, definition: TaskDefinition, context: JobContext) -> object:
-        """The task's return value; :class:`TimeLimitExceeded` when it runs past ``job.time_limit``."""
+        """The task's return value; :class:`TimeLimitExceeded` when it runs past ``job.time_limit``.
+
+        Past ``soft_time_limit`` an async task is cancelled and fails with :class:`SoftTimeLimitExceeded`;
+        a sync task gets that exception at its next check (``update_state``, ``is_cancelled``).
+        """
+        soft = job.options.soft_time_limit
+        soft_timer = None
+        if soft is not None and not definition.is_async:
+            soft_timer = asyncio.get_running_loop().call_later(soft, _reach_soft_limit, context)
         run = self._runner.run(definition.fn, job.args, job.kwargs, is_async=definition.is_async)
-        if job.time_limit is None:
-            return await run
+        if soft is not None and definition.is_async:
+            run = _within_soft_limit(run, soft, job)
         try:
-            async with asyncio.timeout(job.time_limit) as scope:
+            if job.time_limit is None:
                 return await run
-        except TimeoutError:
-            if not scope.expired():
-                raise  # the task's own TimeoutError
-            context.cancel("time limit exceeded")  # a sync task's thread stops at its next check
-            raise TimeLimitExceeded(f"{job.task} ran past its time limit of {job.time_limit} s") from None
+            try:
+                async with asyncio.timeout(job.time_limit) as scope:
+                    return await run
+            except TimeoutError:
+                if not scope.expired():
+                    raise  # the task's own TimeoutError
+                context.cancel("time limit exceeded")  # a sync task's thread stops at its next check
+                raise TimeLimitExceeded(f"{job.task} ran past its time limit of {job.time_limit} s") from None
+        finally:
+            if soft_timer is not None:
+                soft_timer.cancel()
 
     def _failed_or_autoretried(self, job: Job, definition: TaskDefinition, exc: BaseException) -> Job:
         if definition.autoretry_for and isinstance(exc, definition.autoretry_for):
-            return self._retry_or_fail(job, definition, exc, None, None)
+            autoretry = definition.autoretry(exc)
+            return self._retry_or_fail(job, definition, exc, autoretry.countdown, autoretry)
         return job.failed(error_info(exc), now=self._clock.now())
 
     def _retry_or_fail(
@@ -300,17 +324,26 @@ class Dispatcher:
         definition: TaskDefinition,
         exc: BaseException | None,
         countdown: float | None,
-        max_retries: int | None,
+        retry: RetryRequested | None,
     ) -> Job:
-        limit = job.max_retries if max_retries is None else max_retries
+        """The job queued again for its next attempt, or failed once its retries are spent (a
+        ``max_retries`` of None retries for ever, as in Celery)."""
+        limit = retry.max_retries if retry is not None and retry.max_retries_given else job.max_retries
         now = self._clock.now()
-        if job.retries >= limit:
+        if limit is not None and job.retries >= limit:
             if exc is None:
                 exc = MaxRetriesExceededError(f"{job.task} exceeded its {limit} retries (job {job.id})")
             return job.failed(error_info(exc), now=now)
         reason = error_info(exc) if exc is not None else ErrorInfo(type="Retry", message="retry requested")
-        delay = definition.retry_policy.delay(job.retries, countdown=countdown, random_fraction=self._random_fraction())
-        return job.retrying(reason, due_at=now + delay)
+        if retry is not None and retry.eta is not None:
+            due_at = retry.eta
+        else:
+            due_at = now + definition.retry_policy.delay(
+                job.retries, countdown=countdown, random_fraction=self._random_fraction()
+            )
+        args = retry.args_ if retry is not None else None
+        kwargs = retry.kwargs_ if retry is not None else None
+        return job.retrying(reason, due_at=due_at, args=args, kwargs=kwargs)
 
     async def _replace(self, job: Job, replace: ReplaceRequested) -> None:
         """The job waits for a new workflow of ``replace.canvas``; both are stored in one commit."""
@@ -426,14 +459,18 @@ class Dispatcher:
         queued = msgspec.structs.replace(
             started.requeued(now=self._clock.now()), attempts=started.attempts - 1, due_at=started.due_at
         )
-        requeue = asyncio.ensure_future(self._store(queued, Guard(job_id=started.id, owner=self.owner)))
-        self._finishing.add(requeue)
-        requeue.add_done_callback(self._requeued)
+        self._store_later(queued, Guard(job_id=started.id, owner=self.owner))
 
-    def _requeued(self, requeue: asyncio.Task[None]) -> None:
-        self._finishing.discard(requeue)
-        if not requeue.cancelled() and requeue.exception() is not None:
-            log.warning("a job claimed while the engine stopped was left to recovery (%s)", requeue.exception())
+    def _store_later(self, job: Job, guard: Guard) -> None:
+        """Store ``job`` from synchronous code on the loop (finished before the engine stops)."""
+        store = asyncio.ensure_future(self._store(job, guard))
+        self._finishing.add(store)
+        store.add_done_callback(self._stored_later)
+
+    def _stored_later(self, store: asyncio.Future[None]) -> None:
+        self._finishing.discard(store)
+        if not store.cancelled() and store.exception() is not None:
+            log.warning("a job's new state was not stored and is left to recovery (%s)", store.exception())
 
     def unclaim(self) -> None:
         """The job :meth:`claim_for_thread` claimed was not stored: free its slot. Any thread."""
@@ -460,6 +497,20 @@ class Dispatcher:
                     await self._repo.renew_leases(self.owner, list(self._running), now + self._lease_seconds)
                 except Exception:
                     log.exception("renewing leases failed")
+
+
+def _reach_soft_limit(context: JobContext) -> None:
+    context.soft_limit_reached = True
+
+
+async def _within_soft_limit(run: Awaitable[object], soft: float, job: Job) -> object:
+    try:
+        async with asyncio.timeout(soft) as scope:
+            return await run
+    except TimeoutError:
+        if not scope.expired():
+            raise
+        raise SoftTimeLimitExceeded(f"{job.task} ran past its soft time limit of {soft} s") from None
 
 
 class MaxRetriesExceededError(Exception):

@@ -23,16 +23,39 @@ class JobCancelled(BaseException):
     """
 
 
+_UNSET: Any = object()
+
+
+class SoftTimeLimitExceeded(Exception):
+    """Raised inside a task that ran past its ``soft_time_limit`` (Celery's exception of that name):
+    an async task at once, a sync task at its next ``update_state`` / cancellation check."""
+
+
 class RetryRequested(Exception):
-    """A task asks to run again later (``self.retry``); ``exc`` is why, ``countdown`` when."""
+    """A task asks to run again later (``self.retry``); ``exc`` is why, ``countdown`` or ``eta`` when.
+
+    ``max_retries`` overrides the task's (None: for ever, as in Celery; unset: the job's own);
+    ``args``/``kwargs``, when given, are what the next attempt runs with.
+    """
 
     def __init__(
-        self, exc: BaseException | None = None, countdown: float | None = None, max_retries: int | None = None
+        self,
+        exc: BaseException | None = None,
+        countdown: float | None = None,
+        max_retries: int | None = _UNSET,
+        *,
+        eta: float | None = None,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
     ):
         super().__init__(f"retry requested: {exc!r}" if exc else "retry requested")
         self.exc = exc
         self.countdown = countdown
-        self.max_retries = max_retries
+        self.eta = eta
+        self.max_retries_given = max_retries is not _UNSET
+        self.max_retries: int | None = None if max_retries is _UNSET else max_retries
+        self.args_ = args
+        self.kwargs_ = kwargs
 
 
 class ReplaceRequested(Exception):
@@ -59,6 +82,7 @@ class JobContext:
         self._report = report
         self._cancelled = threading.Event()
         self.cancel_reason = "revoked"
+        self.soft_limit_reached = False
 
     @property
     def cancelled(self) -> bool:
@@ -69,9 +93,13 @@ class JobContext:
         self._cancelled.set()
 
     def check_cancelled(self) -> None:
-        """Raise :class:`JobCancelled` if the job was revoked or timed out; sync tasks call this to stop."""
+        """Raise :class:`JobCancelled` if the job was revoked or timed out, :class:`SoftTimeLimitExceeded`
+        (once) when it ran past its soft time limit; sync tasks call this to stop."""
         if self._cancelled.is_set():
             raise JobCancelled(self.cancel_reason)
+        if self.soft_limit_reached:
+            self.soft_limit_reached = False
+            raise SoftTimeLimitExceeded(f"{self.job.task} ran past its soft time limit")
 
     async def update_state(self, state: str, meta: Any = None) -> None:
         """Publish and store progress (``update_state``); stops a cancelled job instead."""

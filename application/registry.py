@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from application.execution import RetryRequested
 from domain.errors import InvalidArguments, UnknownTask
 from domain.retry_policy import RetryPolicy
 
@@ -22,10 +23,15 @@ class TaskDefinition:
 
     name: str
     fn: Callable[..., Any]
-    max_retries: int = 3
+    max_retries: int | None = 3
     time_limit: float | None = None
+    soft_time_limit: float | None = None
+    ignore_result: bool = False
+    track_started: bool = False
+    bound: bool = False
     retry_on_worker_lost: bool = True
     autoretry_for: tuple[type[BaseException], ...] = ()
+    retry_kwargs: Mapping[str, Any] = field(default_factory=dict)
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     priority: int = 0
     doc: str | None = None
@@ -34,6 +40,26 @@ class TaskDefinition:
     @cached_property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.fn)
+
+    def autoretry(self, exc: BaseException) -> RetryRequested:
+        """The retry an ``autoretry_for`` exception asks for, with the task's ``retry_kwargs``
+        (``countdown``, ``max_retries``) as Celery applies them."""
+        options = dict(self.retry_kwargs)
+        if "max_retries" in options:
+            return RetryRequested(exc, options.get("countdown"), options["max_retries"], eta=options.get("eta"))
+        return RetryRequested(exc, options.get("countdown"), eta=options.get("eta"))
+
+    @cached_property
+    def takes_errback_request(self) -> bool:
+        """Whether, as an errback, the task is "new style" and gets ``(request, exc, traceback)``:
+        Celery's rule, a plain (not bound) task taking ``*args`` or more than one positional argument."""
+        if self.bound:
+            return False
+        try:
+            spec = inspect.getfullargspec(self.fn)
+        except TypeError:
+            return False
+        return spec.varargs is not None or len(spec.args) > 1
 
     @cached_property
     def signature(self) -> inspect.Signature | None:

@@ -11,15 +11,16 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from application.callbacks import callbacks_for, chord_errbacks, with_errback_of
 from application.events import Event
 from application.ports import Clock, Commit, EventBus, Guard, IdSource, JobRepository
 from application.registry import TaskRegistry
-from domain.canvas import Canvas, Signature, leaves, sibling_leaves, validate
+from domain.canvas import Canvas, Signature, first_leaf, freeze, sibling_leaves, task_names, validate
 from domain.errors import InvalidCanvas
-from domain.job import ErrorInfo, Job
+from domain.job import CallOptions, ErrorInfo, Job
 from domain.planner import LeafOutcome, ReadyLeaf, plan
 from domain.states import JobState, is_terminal
-from domain.workflow import Workflow
+from domain.workflow import Lineage, Workflow
 
 
 @dataclass
@@ -34,6 +35,8 @@ class WorkflowState:
 
     workflow: Workflow
     outcomes: dict[str, LeafOutcome] = field(default_factory=dict)
+    root_task_id: str | None = None
+    """Celery's ``root_id`` for this workflow's jobs."""
     waiting: dict[str, set[str]] = field(default_factory=dict)
     unplain: set[str] = field(default_factory=set)
     """Groups with a member that is not a plain signature (their members are always planned)."""
@@ -83,39 +86,57 @@ class WorkflowEngine:
         self._states: dict[str, WorkflowState] = {}
 
     def check(self, canvas: Canvas) -> None:
-        """Refuse a canvas that is malformed, too large, or names an unregistered task."""
+        """Refuse a canvas that is malformed, too large, or names an unregistered task (its callbacks' too)."""
         validate(canvas)
-        for _, signature in leaves(canvas):
-            if signature.task not in self._registry:
-                raise InvalidCanvas(f"unknown task {signature.task!r}: it is not registered")
+        for name in task_names(canvas):
+            if name not in self._registry:
+                raise InvalidCanvas(f"unknown task {name!r}: it is not registered")
+
+    def freeze(self, canvas: Canvas) -> Canvas:
+        """``canvas`` with an id on every task call and group (Celery's ``freeze``), as it will be stored."""
+        return freeze(canvas, self._ids.new_id)
 
     async def start(
-        self, advance: Advance, canvas: Canvas, *, parent: Job | None = None, workflow_id: str | None = None
+        self,
+        advance: Advance,
+        canvas: Canvas,
+        *,
+        parent: Job | None = None,
+        workflow_id: str | None = None,
+        lineage: Lineage | None = None,
     ) -> Workflow:
         """A new workflow for ``canvas``, with the jobs that can start at once, added to ``advance``.
 
         With ``parent``, the workflow replaces that running job (``self.replace``) and shares its root.
+        ``lineage`` says which task sent it (Celery's parent and root ids of its first steps).
         """
         now = self._clock.now()
+        if parent is not None and lineage is None:
+            lineage = Lineage(parent_id=parent.id, root_id=parent.options.root_id or parent.id)
         workflow = Workflow(
             id=workflow_id or self._ids.new_id(),
-            canvas=canvas,
+            canvas=self.freeze(canvas),
             created_at=now,
             parent_job_id=parent.id if parent else None,
             root_id=(parent.root_id or parent.workflow_id or parent.id) if parent else None,
+            lineage=lineage,
         )
-        state = WorkflowState(workflow)
+        state = WorkflowState(workflow, root_task_id=_root_task_id(workflow))
         self._states[workflow.id] = state
         advance.commit.workflows.append(workflow)
         advance.events.append(Event.of_workflow(workflow, now))
-        await self._plan_and_finish(advance, state)
+        await self._plan_and_finish(advance, state, workflow.lineage.parent_id if workflow.lineage else None)
         return state.workflow
 
     async def record(self, advance: Advance, job: Job) -> None:
-        """Add ``job``'s new state to ``advance``, and if it finished, whatever that unblocks."""
+        """Add ``job``'s new state to ``advance``, and if it finished, whatever that unblocks: the next
+        steps of its workflow and its ``link``/``link_error`` callbacks."""
         advance.commit.jobs.append(job)
         advance.events.append(Event.of_job(job, self._clock.now()))
-        if job.workflow_id is None or job.node is None or not is_terminal(job.state):
+        if not is_terminal(job.state):
+            return
+        await self._apply_callbacks(advance, callbacks_for(job, self._registry))
+        if job.workflow_id is None or job.node is None:
             return
         state = await self._load(job.workflow_id)
         if state is None:
@@ -124,7 +145,20 @@ class WorkflowEngine:
         if job.state == JobState.SUCCESS and state.settles_nothing(job.node):
             return
         if not is_terminal(state.workflow.state):
-            await self._plan_and_finish(advance, state)
+            await self._plan_and_finish(advance, state, job.id)
+
+    async def _apply_callbacks(self, advance: Advance, callbacks: list[tuple[Canvas, Lineage, CallOptions]]) -> None:
+        """Store each callback as a lone job (a signature) or a workflow (a canvas), in ``advance``."""
+        now = self._clock.now()
+        for canvas, lineage, options in callbacks:
+            if isinstance(canvas, Signature):
+                signature = canvas if canvas.id is not None else msgspec.structs.replace(canvas, id=self._ids.new_id())
+                job = new_job(self._registry, signature.id or "", signature, now, lineage=lineage)
+                if options.errback_of is not None:
+                    job = with_errback_of(job, options.errback_of)
+                await self.record(advance, job)
+            else:
+                await self.start(advance, canvas, lineage=lineage)
 
     async def store(self, job: Job, guard: Guard | None = None) -> Advance:
         """Store ``job``'s new state and whatever it unblocks, in one commit; the applied advance."""
@@ -177,9 +211,9 @@ class WorkflowEngine:
         if state is not None and job.node is not None:
             state.outcomes[job.node] = leaf_outcome(job)
 
-    async def _plan_and_finish(self, advance: Advance, state: WorkflowState) -> None:
+    async def _plan_and_finish(self, advance: Advance, state: WorkflowState, trigger: str | None) -> None:
         now = self._clock.now()
-        finished = self._plan(advance, state, now)
+        finished = await self._plan(advance, state, now, trigger)
         if finished is None or finished.parent_job_id is None:
             return
         parent = await self._repo.get(finished.parent_job_id)
@@ -192,15 +226,25 @@ class WorkflowEngine:
             done = parent.failed(error, now=now, state=finished.state)
         await self.record(advance, done)
 
-    def _plan(self, advance: Advance, state: WorkflowState, now: float) -> Workflow | None:
+    async def _plan(self, advance: Advance, state: WorkflowState, now: float, trigger: str | None) -> Workflow | None:
         outcome = plan(state.workflow.canvas, state.outcomes)
         for ready in outcome.ready:
-            job = self._job_for(state.workflow, ready, now)
+            job = self._job_for(state, ready, now, trigger)
             state.outcomes[ready.path] = leaf_outcome(job)
             advance.commit.jobs.append(job)
             advance.events.append(Event.of_job(job, now))
         if outcome.state is None:
             return None
+        if outcome.failed_path is not None and outcome.error is not None:
+            failed = state.outcomes.get(outcome.failed_path)
+            errbacks = chord_errbacks(
+                state.workflow.canvas,
+                outcome.failed_path,
+                failed.job_id if failed else "",
+                outcome.error,
+                self._registry,
+            )
+            await self._apply_callbacks(advance, errbacks)
         finished = state.workflow.finished(outcome.state, result=outcome.result, error=outcome.error, now=now)
         state.workflow = finished
         advance.commit.workflows.append(finished)
@@ -208,15 +252,18 @@ class WorkflowEngine:
         advance.finished_workflows.append(finished.id)
         return finished
 
-    def _job_for(self, workflow: Workflow, ready: ReadyLeaf, now: float) -> Job:
+    def _job_for(self, state: WorkflowState, ready: ReadyLeaf, now: float, trigger: str | None) -> Job:
+        workflow = state.workflow
         job = new_job(
             self._registry,
-            self._ids.new_id(),
+            ready.signature.id or self._ids.new_id(),
             ready.signature,
             now,
             args=ready.args,
             workflow_id=workflow.id,
             node=ready.path,
+            lineage=Lineage(parent_id=trigger, root_id=state.root_task_id),
+            group=(ready.group_id, ready.group_index),
         )
         return msgspec.structs.replace(job, root_id=workflow.root)
 
@@ -231,8 +278,16 @@ class WorkflowEngine:
         state = self._states.get(workflow_id)  # another coroutine may have loaded it meanwhile
         if state is None:
             outcomes = {job.node: leaf_outcome(job) for job in jobs if job.node is not None}
-            state = self._states[workflow_id] = WorkflowState(workflow, outcomes)
+            state = self._states[workflow_id] = WorkflowState(workflow, outcomes, _root_task_id(workflow))
         return state
+
+
+def _root_task_id(workflow: Workflow) -> str | None:
+    """Celery's ``root_id`` for the jobs of ``workflow``: the root of the task that sent it, else its first task."""
+    if workflow.lineage is not None and workflow.lineage.root_id is not None:
+        return workflow.lineage.root_id
+    first = first_leaf(workflow.canvas)
+    return first.id if first is not None else workflow.id
 
 
 def new_job(
@@ -244,8 +299,13 @@ def new_job(
     args: list[object] | None = None,
     workflow_id: str | None = None,
     node: str | None = None,
+    lineage: Lineage | None = None,
+    group: tuple[str | None, int | None] = (None, None),
 ) -> Job:
-    """The job for one call of a registered task, its options taken from the signature, else the task."""
+    """The job for one call of a registered task, its options taken from the signature, else the task.
+
+    ``lineage`` gives Celery's parent and root ids (a lone job with none is its own root).
+    """
     definition = registry.require(signature.task)
     if signature.eta is not None:
         due_at = signature.eta
@@ -253,6 +313,24 @@ def new_job(
         due_at = now + signature.countdown
     else:
         due_at = now
+    options = CallOptions(
+        eta=due_at if due_at != now else None,
+        expires=signature.expires,
+        soft_time_limit=signature.soft_time_limit
+        if signature.soft_time_limit is not None
+        else definition.soft_time_limit,
+        queue=signature.queue,
+        routing_key=signature.routing_key,
+        headers=signature.headers,
+        ignore_result=signature.ignore_result if signature.ignore_result is not None else definition.ignore_result,
+        shadow=signature.shadow,
+        parent_id=lineage.parent_id if lineage else None,
+        root_id=(lineage.root_id if lineage and lineage.root_id else None) or job_id,
+        group_id=group[0],
+        group_index=group[1],
+        link=signature.link,
+        link_error=signature.link_error,
+    )
     return Job(
         id=job_id,
         task=signature.task,
@@ -266,4 +344,5 @@ def new_job(
         retry_on_worker_lost=definition.retry_on_worker_lost,
         workflow_id=workflow_id,
         node=node,
+        options=options,
     )

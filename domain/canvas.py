@@ -6,7 +6,7 @@ turns a canvas into jobs with :mod:`domain.planner`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -15,8 +15,15 @@ from domain.errors import InvalidCanvas, InvalidSchedule
 from domain.json_values import ensure_json
 
 
-class Signature(msgspec.Struct, frozen=True, kw_only=True, tag="signature", tag_field="type"):
-    """A task name with arguments and call options; ``immutable`` (``.si()``) ignores a parent's result."""
+class Signature(msgspec.Struct, frozen=True, kw_only=True, tag="signature", tag_field="type", omit_defaults=True):
+    """A task name with arguments and Celery's call options; ``immutable`` (``.si()``) ignores a parent's result.
+
+    ``id`` is the task id (Celery's ``task_id``), given before submission by ``freeze()`` or
+    ``apply_async(task_id=...)``, else assigned when the canvas is stored. ``link`` and
+    ``link_error`` are Celery's callbacks: canvases applied when this call succeeds (its result
+    prepended to their arguments unless immutable) or fails (see :mod:`domain.callbacks`).
+    ``expires`` is an epoch time after which the call is revoked instead of started.
+    """
 
     task: str
     args: list[Any] = msgspec.field(default_factory=list)
@@ -27,6 +34,16 @@ class Signature(msgspec.Struct, frozen=True, kw_only=True, tag="signature", tag_
     priority: int | None = None
     max_retries: int | None = None
     time_limit: float | None = None
+    id: str | None = None
+    soft_time_limit: float | None = None
+    expires: float | None = None
+    queue: str | None = None
+    routing_key: str | None = None
+    headers: dict[str, Any] | None = None
+    ignore_result: bool | None = None
+    shadow: str | None = None
+    link: list[Canvas] = msgspec.field(default_factory=list)
+    link_error: list[Canvas] = msgspec.field(default_factory=list)
 
 
 class Chain(msgspec.Struct, frozen=True, kw_only=True, tag="chain", tag_field="type"):
@@ -35,17 +52,22 @@ class Chain(msgspec.Struct, frozen=True, kw_only=True, tag="chain", tag_field="t
     steps: list[Canvas]
 
 
-class Group(msgspec.Struct, frozen=True, kw_only=True, tag="group", tag_field="type"):
-    """Members run in parallel; the result is their results in member order."""
+class Group(msgspec.Struct, frozen=True, kw_only=True, tag="group", tag_field="type", omit_defaults=True):
+    """Members run in parallel; the result is their results in member order. ``id`` is Celery's group id."""
 
     members: list[Canvas]
+    id: str | None = None
 
 
-class Chord(msgspec.Struct, frozen=True, kw_only=True, tag="chord", tag_field="type"):
-    """A group whose results, in member order, are passed to ``body`` once all succeeded."""
+class Chord(msgspec.Struct, frozen=True, kw_only=True, tag="chord", tag_field="type", omit_defaults=True):
+    """A group whose results, in member order, are passed to ``body`` once all succeeded.
+
+    ``id`` is the header's group id (the chord's own id is its body's, as in Celery).
+    """
 
     header: list[Canvas]
     body: Canvas
+    id: str | None = None
 
 
 Canvas = Signature | Chain | Group | Chord
@@ -57,8 +79,15 @@ LATEST_ETA = 253_402_300_799.0  # 9999-12-31T23:59:59Z
 
 
 def check_schedule(signature: Signature) -> None:
-    """Refuse a countdown or ETA the engine cannot represent (negative, NaN, over ten years, past 9999)."""
+    """Refuse a countdown, ETA, expiry or soft time limit the engine cannot represent (negative, NaN,
+    over ten years, past 9999)."""
     countdown, eta = signature.countdown, signature.eta
+    if signature.expires is not None and not 0 <= signature.expires <= LATEST_ETA:
+        raise InvalidSchedule(f"{signature.task}: expires must be between 1970 and 9999, got {signature.expires}")
+    if signature.soft_time_limit is not None and not 0 < signature.soft_time_limit <= MAX_COUNTDOWN:
+        raise InvalidSchedule(
+            f"{signature.task}: soft_time_limit must be a positive number of seconds, got {signature.soft_time_limit}"
+        )
     if countdown is not None and not 0 <= countdown <= MAX_COUNTDOWN:
         raise InvalidSchedule(
             f"{signature.task}: countdown must be between 0 and {MAX_COUNTDOWN:.0f} s, got {countdown}"
@@ -71,6 +100,7 @@ def validate(canvas: Canvas, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX
     """Check a canvas is well formed and within the limits; return how many task calls it holds."""
     nodes = 0
     leaves = 0
+    ids: set[str] = set()
     stack: list[tuple[Canvas, int]] = [(canvas, 1)]
     while stack:
         node, depth = stack.pop()
@@ -85,7 +115,14 @@ def validate(canvas: Canvas, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX
                 raise InvalidCanvas("a signature has an empty task name")
             ensure_json(node.args, f"{node.task} args")
             ensure_json(node.kwargs, f"{node.task} kwargs")
+            if node.headers is not None:
+                ensure_json(node.headers, f"{node.task} headers")
             check_schedule(node)
+            if node.id is not None:
+                if node.id in ids:
+                    raise InvalidCanvas(f"task id {node.id!r} is used twice in one canvas")
+                ids.add(node.id)
+            stack.extend((callback, depth + 1) for callback in (*node.link, *node.link_error))
         elif isinstance(node, Chain):
             if not node.steps:
                 raise InvalidCanvas("a chain needs at least one step")
@@ -176,3 +213,61 @@ def sibling_leaves(canvas: Canvas, path: str) -> list[str] | None:
         return None
     prefix = f"{parent_path}." if parent_path else ""
     return [f"{prefix}{index}" for index in range(len(members))]
+
+
+def freeze(canvas: Canvas, new_id: Callable[[], str]) -> Canvas:
+    """``canvas`` with an id on every task call and group that has none yet (Celery's ``freeze``).
+
+    Callbacks (``link``/``link_error``) are left as they are: each application of one gets ids then.
+    """
+    if isinstance(canvas, Signature):
+        return canvas if canvas.id is not None else msgspec.structs.replace(canvas, id=new_id())
+    if isinstance(canvas, Chain):
+        return Chain(steps=[freeze(step, new_id) for step in canvas.steps])
+    if isinstance(canvas, Group):
+        return Group(members=[freeze(member, new_id) for member in canvas.members], id=canvas.id or new_id())
+    return Chord(
+        header=[freeze(member, new_id) for member in canvas.header],
+        body=freeze(canvas.body, new_id),
+        id=canvas.id or new_id(),
+    )
+
+
+def task_names(canvas: Canvas) -> Iterator[str]:
+    """Every task name the canvas may call, its callbacks' included."""
+    stack: list[Canvas] = [canvas]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Signature):
+            yield node.task
+            stack.extend((*node.link, *node.link_error))
+        else:
+            stack.extend(child for _, child in children(node, ""))
+
+
+def first_leaf(canvas: Canvas) -> Signature | None:
+    """The task call a canvas starts with (Celery's root of a chain); None for an empty group."""
+    node = canvas
+    while not isinstance(node, Signature):
+        found = next(children(node, ""), None)
+        if found is None:
+            return None
+        node = found[1]
+    return node
+
+
+def partial(canvas: Canvas, args: list[Any], kwargs: dict[str, Any]) -> Canvas:
+    """``canvas`` called with extra arguments, as Celery's partials: ``args`` are prepended and
+    ``kwargs`` merged (the call's win) on the calls it starts with (a chain's first step, every
+    member of a group, every member of a chord header); immutable signatures keep their own."""
+    if not args and not kwargs:
+        return canvas
+    if isinstance(canvas, Signature):
+        if canvas.immutable:
+            return canvas
+        return msgspec.structs.replace(canvas, args=[*args, *canvas.args], kwargs={**canvas.kwargs, **kwargs})
+    if isinstance(canvas, Chain):
+        return Chain(steps=[partial(canvas.steps[0], args, kwargs), *canvas.steps[1:]])
+    if isinstance(canvas, Group):
+        return Group(members=[partial(member, args, kwargs) for member in canvas.members], id=canvas.id)
+    return Chord(header=[partial(member, args, kwargs) for member in canvas.header], body=canvas.body, id=canvas.id)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
+from domain.canvas import Canvas
 from domain.errors import InvalidTransition
 from domain.states import JobState, can_transition
 
@@ -32,6 +33,38 @@ class Progress(msgspec.Struct, frozen=True, kw_only=True):
     meta: Any = None
 
 
+class CallOptions(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Celery's per-call options and request fields that a job carries besides what schedules it.
+
+    ``eta``: the ETA asked for (None when the job was due at once; Celery's ``request.eta``).
+    ``expires``: epoch time after which the job is revoked instead of started. ``parent_id`` and
+    ``root_id`` are Celery's: the task whose completion (or code) sent this one, and the first task
+    of the whole canvas (not :attr:`Job.root_id`, the outermost workflow). ``group_id`` is the group
+    the job is a member of. ``link``/``link_error`` are applied when the job succeeds or fails, in
+    the transaction that stores that outcome. ``errback_of`` marks a new-style errback: its first
+    three arguments are the failed request, its exception and traceback as JSON (see README).
+    """
+
+    eta: float | None = None
+    expires: float | None = None
+    soft_time_limit: float | None = None
+    queue: str | None = None
+    routing_key: str | None = None
+    headers: dict[str, Any] | None = None
+    ignore_result: bool = False
+    shadow: str | None = None
+    parent_id: str | None = None
+    root_id: str | None = None
+    group_id: str | None = None
+    group_index: int | None = None
+    link: list[Canvas] = msgspec.field(default_factory=list)
+    link_error: list[Canvas] = msgspec.field(default_factory=list)
+    errback_of: str | None = None
+
+
+NO_OPTIONS: Final = CallOptions()
+
+
 class Job(msgspec.Struct, frozen=True, kw_only=True):
     """One run of a task. Immutable: every change is a new value written through the repository.
 
@@ -53,7 +86,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     started_at: float | None = None
     finished_at: float | None = None
     attempts: int = 0
-    max_retries: int = 3
+    max_retries: int | None = 3
     time_limit: float | None = None
     retry_on_worker_lost: bool = True
     result: Any = None
@@ -65,6 +98,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     lease_expires_at: float | None = None
     waiting_on: str | None = None
     root_id: str | None = None
+    options: CallOptions = NO_OPTIONS
 
     @property
     def retries(self) -> int:
@@ -94,9 +128,20 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     def failed(self, error: ErrorInfo, *, now: float, state: JobState = JobState.FAILURE) -> Job:
         return self.moved_to(state, error=error, finished_at=now, **_NO_LEASE)
 
-    def retrying(self, error: ErrorInfo, *, due_at: float) -> Job:
-        """Back in the queue after a failed attempt, to start again at ``due_at``."""
-        return self.moved_to(JobState.RETRY, error=error, due_at=due_at, **_NO_LEASE)
+    def retrying(
+        self, error: ErrorInfo, *, due_at: float, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None
+    ) -> Job:
+        """Back in the queue after a failed attempt, to start again at ``due_at`` (Celery's ``request.eta``),
+        with new ``args``/``kwargs`` when the retry gives them."""
+        return self.moved_to(
+            JobState.RETRY,
+            error=error,
+            due_at=due_at,
+            args=self.args if args is None else args,
+            kwargs=self.kwargs if kwargs is None else kwargs,
+            options=msgspec.structs.replace(self.options, eta=due_at),
+            **_NO_LEASE,
+        )
 
     def requeued(self, *, now: float) -> Job:
         """Back to PENDING: a lost worker's job, or a finished job retried on request."""

@@ -6,8 +6,9 @@ After any job of a workflow finishes, :func:`plan` says which further task calls
 whole has finished. Because it is pure, the engine can store a job's outcome and the jobs it
 unblocks in one transaction, and a workflow resumes after a crash from the stored jobs alone.
 
-Failure is fail-fast: once any task call fails, the workflow fails and nothing new is created;
-calls already running finish on their own.
+Failure is fail-fast: once any task call fails, the workflow fails with that call's own error
+(a failed chord header member's exception, as Celery's ``get()`` raises it) and nothing new is
+created; calls already running finish on their own.
 """
 
 from __future__ import annotations
@@ -33,11 +34,14 @@ class LeafOutcome(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ReadyLeaf(msgspec.Struct, frozen=True, kw_only=True):
-    """A task call to create now: its canvas path, its signature and its final positional args."""
+    """A task call to create now: its canvas path, its signature and its final positional args;
+    ``group_id``/``group_index`` when it is a direct member of a group or chord header."""
 
     path: str
     signature: Signature
     args: list[Any]
+    group_id: str | None = None
+    group_index: int | None = None
 
 
 class Plan(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,6 +51,7 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     state: JobState | None = None
     result: Any = None
     error: ErrorInfo | None = None
+    failed_path: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -60,6 +65,7 @@ class _Done(msgspec.Struct, frozen=True):
 class _Failed(msgspec.Struct, frozen=True):
     leaf: LeafOutcome
     error: ErrorInfo
+    path: str
 
 
 class _Pending(msgspec.Struct, frozen=True):
@@ -77,13 +83,19 @@ def plan(canvas: Canvas, outcomes: Mapping[str, LeafOutcome]) -> Plan:
         return Plan(ready=[], state=JobState.SUCCESS, result=status.result)
     if isinstance(status, _Failed):
         state = JobState.REVOKED if status.leaf.state == JobState.REVOKED else JobState.FAILURE
-        return Plan(ready=[], state=state, error=status.error)
+        return Plan(ready=[], state=state, error=status.error, failed_path=status.path)
     return Plan(ready=status.ready)
 
 
-def _evaluate(node: Canvas, path: str, given: Any, outcomes: Mapping[str, LeafOutcome]) -> _Status:
+def _evaluate(
+    node: Canvas,
+    path: str,
+    given: Any,
+    outcomes: Mapping[str, LeafOutcome],
+    group: tuple[str | None, int] | None = None,
+) -> _Status:
     if isinstance(node, Signature):
-        return _evaluate_leaf(node, path, given, outcomes)
+        return _evaluate_leaf(node, path, given, outcomes, group)
     if isinstance(node, Chain):
         value = given
         for child_path, step in children(node, path):
@@ -93,38 +105,45 @@ def _evaluate(node: Canvas, path: str, given: Any, outcomes: Mapping[str, LeafOu
             value = status.result
         return _Done(value)
     if isinstance(node, Group):
-        return _evaluate_group(list(children(node, path)), given, outcomes)
+        return _evaluate_group(list(children(node, path)), given, outcomes, node.id)
     if isinstance(node, Chord):
         parts = list(children(node, path))
-        header = _evaluate_group(parts[:-1], given, outcomes)
-        if isinstance(header, _Failed):
-            return _Failed(header.leaf, _chord_error(header.leaf))
-        if isinstance(header, _Pending):
+        header = _evaluate_group(parts[:-1], given, outcomes, node.id)
+        if isinstance(header, (_Failed, _Pending)):
             return header
         body_path, body = parts[-1]
         return _evaluate(body, body_path, header.result, outcomes)
     raise TypeError(f"not a canvas node: {type(node).__name__}")
 
 
-def _evaluate_leaf(node: Signature, path: str, given: Any, outcomes: Mapping[str, LeafOutcome]) -> _Status:
+def _evaluate_leaf(
+    node: Signature,
+    path: str,
+    given: Any,
+    outcomes: Mapping[str, LeafOutcome],
+    group: tuple[str | None, int] | None,
+) -> _Status:
     outcome = outcomes.get(path)
     if outcome is None:
         args = list(node.args) if node.immutable or given is _NO_INPUT else [given, *node.args]
-        return _Pending([ReadyLeaf(path=path, signature=node, args=args)])
+        group_id, group_index = group if group is not None else (None, None)
+        return _Pending([ReadyLeaf(path=path, signature=node, args=args, group_id=group_id, group_index=group_index)])
     if outcome.state == JobState.SUCCESS:
         return _Done(outcome.result)
     if outcome.state in (JobState.FAILURE, JobState.REVOKED):
         error = outcome.error or ErrorInfo(type="TaskRevokedError", message=f"job {outcome.job_id} was revoked")
-        return _Failed(outcome, error)
+        return _Failed(outcome, error, path)
     return _Pending([])
 
 
-def _evaluate_group(members: list[tuple[str, Canvas]], given: Any, outcomes: Mapping[str, LeafOutcome]) -> _Status:
+def _evaluate_group(
+    members: list[tuple[str, Canvas]], given: Any, outcomes: Mapping[str, LeafOutcome], group_id: str | None
+) -> _Status:
     results: list[Any] = []
     ready: list[ReadyLeaf] = []
     pending = False
-    for member_path, member in members:
-        status = _evaluate(member, member_path, given, outcomes)
+    for index, (member_path, member) in enumerate(members):
+        status = _evaluate(member, member_path, given, outcomes, (group_id, index))
         if isinstance(status, _Failed):
             return status
         if isinstance(status, _Pending):
@@ -133,13 +152,3 @@ def _evaluate_group(members: list[tuple[str, Canvas]], given: Any, outcomes: Map
         else:
             results.append(status.result)
     return _Pending(ready) if pending else _Done(results)
-
-
-def _chord_error(leaf: LeafOutcome) -> ErrorInfo:
-    cause = leaf.error
-    raised = f"{cause.type}: {cause.message}" if cause else leaf.state.value
-    return ErrorInfo(
-        type="ChordError",
-        message=f"Dependency {leaf.job_id} ({leaf.task}) raised {raised}",
-        traceback=cause.traceback if cause else None,
-    )

@@ -11,6 +11,15 @@ from domain.job import ErrorInfo
 from domain.states import JobState
 
 
+class Lineage(msgspec.Struct, frozen=True, kw_only=True):
+    """Celery's ids for a workflow's first steps: the task that sent it (``parent_id``) and the first
+    task of the whole tree it belongs to (``root_id``). Absent, the first steps have no parent and
+    the canvas's own first task is the root."""
+
+    parent_id: str | None = None
+    root_id: str | None = None
+
+
 class Workflow(msgspec.Struct, frozen=True, kw_only=True):
     """A submitted chain, group or chord and its outcome.
 
@@ -28,6 +37,7 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True):
     finished_at: float | None = None
     parent_job_id: str | None = None
     root_id: str | None = None
+    lineage: Lineage | None = None
 
     @property
     def root(self) -> str:

@@ -147,6 +147,8 @@ class Task:
     ) -> RetryRequested:
         """Ask to run this job again later (``raise self.retry(exc=e, countdown=5)`` as in Celery)."""
         _running_context(self.name)
+        if max_retries is None:  # Celery: None means the task's own max_retries
+            raise RetryRequested(exc=exc, countdown=countdown)
         raise RetryRequested(exc=exc, countdown=countdown, max_retries=max_retries)
 
     def replace(self, sig: CanvasBase) -> None:
