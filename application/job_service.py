@@ -18,7 +18,7 @@ from application.registry import TaskRegistry
 from application.workflows import Advance, WorkflowEngine, new_job
 from domain.canvas import Canvas, Signature, check_schedule
 from domain.errors import Conflict, InvalidTransition, NotFound
-from domain.job import ErrorInfo, Job
+from domain.job import ErrorInfo, Job, Progress
 from domain.json_values import ensure_json
 from domain.states import FAILED_STATES, JobState, is_terminal
 from domain.workflow import Workflow
@@ -258,6 +258,20 @@ class JobService:
             for waiter in waiting:
                 waiter.stopped = True
                 waiter.event.set()
+
+    async def report_progress(self, job_id: str, state: str, meta: object) -> None:
+        """Set the progress of a running job from outside it (Celery's ``update_state(task_id=...)``).
+
+        Refused (InvalidTransition) unless the job is running: only a running job has progress.
+        """
+        job = await self.get(job_id)
+        if job.state != JobState.STARTED or job.lease_owner is None:
+            raise InvalidTransition(job.id, job.state, state)
+        ensure_json(meta, "update_state meta")
+        progress = Progress(state=state, meta=meta)
+        if not await self._repo.save_progress(job.id, job.lease_owner, progress):
+            raise Conflict(f"job {job_id} stopped running while its progress was set")
+        self._bus.publish(Event.of_progress(job, progress, self._clock.now()))
 
     async def cancel(self, job_id: str) -> Job:
         """Revoke a queued job, or cancel a running one. Refused (InvalidTransition) once finished."""

@@ -36,6 +36,8 @@ class TaskDefinition:
     priority: int = 0
     doc: str | None = None
     parameters: tuple[str, ...] = ()
+    typing: bool = True
+    """False (Celery's ``typing=False``): arguments are not checked at submission, only when run."""
 
     @cached_property
     def is_async(self) -> bool:
@@ -74,7 +76,7 @@ class TaskDefinition:
     def check_arguments(self, args: list[Any], kwargs: dict[str, Any]) -> None:
         """Raise :class:`InvalidArguments` unless the task's function accepts these arguments."""
         signature = self.signature
-        if signature is None:
+        if signature is None or not self.typing:
             return
         try:
             signature.bind(*args, **kwargs)
