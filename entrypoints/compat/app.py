@@ -1,0 +1,40 @@
+"""``current_app``: the settings Celery code reads and writes through ``app.conf`` (``task.app.conf``).
+
+Only settings this engine honours exist here; setting any other raises AttributeError, so a
+migrated ``app.conf.x = ...`` is never silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Conf:
+    """Celery's ``app.conf`` for the settings that apply in-process.
+
+    ``task_always_eager``: ``.delay()`` / ``.apply_async()`` run the task in the caller, as ``.apply()``
+    (Celery users' test suites rely on it). ``task_eager_propagates``: an eagerly run task's error is
+    raised at once. ``task_allow_error_cb_on_chord_header``: a chord's ``link_error`` also goes to every
+    header task, not only the body.
+    """
+
+    __slots__ = ("task_allow_error_cb_on_chord_header", "task_always_eager", "task_eager_propagates")
+
+    def __init__(self) -> None:
+        self.task_always_eager = False
+        self.task_eager_propagates = False
+        self.task_allow_error_cb_on_chord_header = False
+
+    def update(self, values: dict[str, Any] | None = None, **more: Any) -> None:
+        for key, value in {**(values or {}), **more}.items():
+            setattr(self, key, value)
+
+
+class App:
+    """The one application object: ``current_app.conf`` and what ``task.app`` returns."""
+
+    def __init__(self) -> None:
+        self.conf = Conf()
+
+
+current_app = App()
