@@ -21,7 +21,7 @@ try:
     from entrypoints.celery_compat import Reject
 except ImportError:  # TODO(lead): remove once Reject exists
 
-    class Reject(Exception):  # type: ignore[no-redef]
+    class Reject(Exception):
         """Placeholder while ``entrypoints.celery_compat.Reject`` does not exist."""
 
         def __init__(self, reason=None, requeue=False):
@@ -33,7 +33,7 @@ try:
     from entrypoints.celery_compat import SoftTimeLimitExceeded
 except ImportError:  # TODO(lead): remove once SoftTimeLimitExceeded exists
 
-    class SoftTimeLimitExceeded(Exception):  # type: ignore[no-redef]
+    class SoftTimeLimitExceeded(Exception):
         """Placeholder while ``entrypoints.celery_compat.SoftTimeLimitExceeded`` does not exist."""
 
 
@@ -41,7 +41,7 @@ try:
     from entrypoints.celery_compat import ImproperlyConfigured
 except ImportError:  # TODO(lead): remove once ImproperlyConfigured exists
 
-    class ImproperlyConfigured(Exception):  # type: ignore[no-redef]
+    class ImproperlyConfigured(Exception):
         """Placeholder while ``entrypoints.celery_compat.ImproperlyConfigured`` does not exist."""
 
 
@@ -80,7 +80,7 @@ try:
 except ImportError:
     # Celery's tests accept either its wrapper or a plain exception naming the class and its args;
     # the engine has no wrapper type, so this one is never raised.
-    class UnpickleableExceptionWrapper(Exception):  # type: ignore[no-redef]
+    class UnpickleableExceptionWrapper(Exception):
         exc_cls_name = ""
         exc_args = ()
 
