@@ -155,6 +155,16 @@ class InMemoryJobRepository(JobRepository):
             and job.lease_expires_at < expired_before
         ]
 
+    async def forget(self, job_id: str) -> bool:
+        job = self._jobs.get(job_id)
+        if job is None or not is_terminal(job.state):
+            return False
+        del self._jobs[job_id]
+        del self._seq[job_id]
+        if job.workflow_id is not None and job_id in self._workflow_jobs.get(job.workflow_id, []):
+            self._workflow_jobs[job.workflow_id].remove(job_id)
+        return True
+
     async def purge(self, finished_before: float) -> int:
         def old(finished_at: float | None, state: JobState) -> bool:
             return is_terminal(state) and finished_at is not None and finished_at < finished_before

@@ -1016,6 +1016,12 @@ class SqliteJobRepository(JobRepository):
         )
         return [_job_from_row(row) for row in rows]
 
+    async def forget(self, job_id: str) -> bool:
+        deleted = await self.execute(
+            [("DELETE FROM jobs WHERE id = ? AND state IN ('SUCCESS', 'FAILURE', 'REVOKED')", (job_id,))]
+        )
+        return deleted > 0
+
     async def purge(self, finished_before: float) -> int:
         cutoff = {"cutoff": float(finished_before)}
         workflows = await self.execute([(PURGE_WORKFLOWS_SQL, cutoff)])

@@ -16,12 +16,12 @@ from application.outcomes import revoked_error
 from application.ports import Clock, Commit, EventBus, Guard, IdSource, JobFilter, JobPage, JobRepository
 from application.registry import TaskRegistry
 from application.workflows import Advance, WorkflowEngine, new_job
-from domain.canvas import Canvas, Signature, check_schedule
-from domain.errors import Conflict, InvalidTransition, NotFound
+from domain.canvas import Canvas, Signature, check_schedule, final_id
+from domain.errors import Conflict, InvalidCanvas, InvalidTransition, NotFound
 from domain.job import ErrorInfo, Job, Progress
 from domain.json_values import ensure_json
 from domain.states import FAILED_STATES, JobState, is_terminal
-from domain.workflow import Workflow
+from domain.workflow import Lineage, Workflow
 
 Snapshot = Job | Workflow
 
@@ -59,9 +59,12 @@ class JobService:
         self._announce_scheduled = False
         bus.add_listener(self._wake_thread_waiters)
 
-    async def submit(self, signature: Signature) -> Job:
-        """Store one job for ``signature``; returns once it is committed (acknowledged = durable)."""
-        job = self._new_job(signature)
+    async def submit(self, signature: Signature, *, lineage: Lineage | None = None) -> Job:
+        """Store one job for ``signature``; returns once it is committed (acknowledged = durable).
+
+        ``lineage``: the task that submits it (Celery's parent and root ids), if any.
+        """
+        job = self._new_job(signature, lineage)
         await self._queue_new(job)
         return job
 
@@ -70,13 +73,15 @@ class JobService:
         await self._workflows.record(advance, job)
         await self._apply_new(advance)
 
-    def submit_from_thread(self, signature: Signature, loop: asyncio.AbstractEventLoop) -> Job:
+    def submit_from_thread(
+        self, signature: Signature, loop: asyncio.AbstractEventLoop, *, lineage: Lineage | None = None
+    ) -> Job:
         """:meth:`submit` for a caller on another thread than ``loop`` (the engine's), blocking.
 
         The job is committed on the caller's thread when the repository can do that, and the loop
         is only told about it (no waiting for two thread switches); otherwise it goes through the loop.
         """
-        job = self._new_job(signature)
+        job = self._new_job(signature, lineage)
         starter = self._starter
         claimed = starter.claim_for_thread(job) if starter is not None else None
         try:
@@ -104,12 +109,15 @@ class JobService:
                 self._announce_scheduled = False
         return job
 
-    def _new_job(self, signature: Signature) -> Job:
+    def _new_job(self, signature: Signature, lineage: Lineage | None) -> Job:
+        if signature.link or signature.link_error or signature.headers is not None:
+            self._workflows.check(signature)
         ensure_json(signature.args, f"{signature.task} args")
         ensure_json(signature.kwargs, f"{signature.task} kwargs")
         self._registry.require(signature.task).check_arguments(signature.args, signature.kwargs)
         check_schedule(signature)
-        return new_job(self._registry, self._ids.new_id(), signature, self._clock.now())
+        job_id = signature.id or self._ids.new_id()
+        return new_job(self._registry, job_id, signature, self._clock.now(), lineage=lineage)
 
     def _announce(self) -> None:
         """On the loop: publish the jobs other threads submitted, start those stored claimed, and wake
@@ -124,11 +132,18 @@ class JobService:
                 self._starter.launch_claimed(claimed)
         self._wake()
 
-    async def submit_canvas(self, canvas: Canvas) -> Workflow:
-        """Store a workflow and the jobs that can start at once, in one commit."""
+    async def submit_canvas(
+        self, canvas: Canvas, *, workflow_id: str | None = None, lineage: Lineage | None = None
+    ) -> Workflow:
+        """Store a workflow and the jobs that can start at once, in one commit. The stored canvas (the
+        workflow's) has an id on every task call and group."""
         self._workflows.check(canvas)
+        canvas = self._workflows.freeze(canvas)
+        workflow_id = workflow_id or final_id(canvas)
+        if workflow_id is not None and await self._repo.get_workflow(workflow_id) is not None:
+            raise InvalidCanvas(f"a workflow with id {workflow_id!r} exists already")
         advance = Advance()
-        workflow = await self._workflows.start(advance, canvas)
+        workflow = await self._workflows.start(advance, canvas, workflow_id=workflow_id, lineage=lineage)
         await self._apply_new(advance)
         return workflow
 
@@ -192,6 +207,40 @@ class JobService:
             return snapshot
         finally:
             subscription.close()
+
+    async def wait_step(self, job_id: str, workflow_id: str, timeout: float | None = None) -> Snapshot:
+        """A step of a workflow once it has finished, waiting for it to be created first; the workflow
+        itself if that ended (failed, revoked) without ever creating the step."""
+        subscription = self._bus.subscribe(workflow_id)
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = None if timeout is None else loop.time() + timeout
+            while True:
+                job = await self._repo.get(job_id)
+                if job is not None:
+                    break
+                workflow = await self.get_workflow(workflow_id)
+                if is_terminal(workflow.state):
+                    return workflow
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"{job_id} did not finish within {timeout} s")
+                await subscription.next(remaining)
+        finally:
+            subscription.close()
+        remaining = None if deadline is None else max(deadline - loop.time(), 0.0)
+        return await self.wait(job_id, remaining)
+
+    async def forget(self, ident: str) -> None:
+        """Delete a finished job's stored result (Celery's ``forget``); refused while it still runs."""
+        job = await self.get(ident)
+        if not is_terminal(job.state):
+            raise InvalidTransition(job.id, job.state, "forgotten")
+        if job.workflow_id is not None:
+            workflow = await self._repo.get_workflow(job.workflow_id)
+            if workflow is not None and not is_terminal(workflow.state):
+                raise InvalidTransition(job.id, "part of an unfinished workflow", "forgotten")
+        await self._repo.forget(job.id)
 
     def wait_from_thread(self, ident: str, timeout: float | None) -> Snapshot:
         """:meth:`wait` for a caller on another thread than the engine's loop, blocking.
@@ -273,12 +322,17 @@ class JobService:
             raise Conflict(f"job {job_id} stopped running while its progress was set")
         self._bus.publish(Event.of_progress(job, progress, self._clock.now()))
 
-    async def cancel(self, job_id: str) -> Job:
-        """Revoke a queued job, or cancel a running one. Refused (InvalidTransition) once finished."""
+    async def cancel(self, job_id: str, *, terminate: bool = True) -> Job:
+        """Revoke a queued job, or cancel a running one. Refused (InvalidTransition) once finished.
+
+        With ``terminate=False`` (Celery's default for ``revoke``) a running job is left to finish.
+        """
         for _ in range(3):
             job = await self.get(job_id)
             if is_terminal(job.state):
                 raise InvalidTransition(job.id, job.state, JobState.REVOKED)
+            if job.state == JobState.STARTED and not terminate:
+                return job
             if job.state == JobState.STARTED and job.waiting_on is not None:
                 await self.revoke_workflow(job.waiting_on)
                 return await self.get(job_id)
@@ -304,7 +358,7 @@ class JobService:
             return revoked
         raise Conflict(f"job {job_id} kept changing while being cancelled")
 
-    async def revoke_workflow(self, workflow_id: str) -> Workflow:
+    async def revoke_workflow(self, workflow_id: str, *, terminate: bool = True) -> Workflow:
         """Revoke a workflow: it becomes REVOKED and every unfinished job of it is cancelled."""
         workflow = await self.get_workflow(workflow_id)
         if is_terminal(workflow.state):
@@ -323,19 +377,20 @@ class JobService:
         for job in await self._repo.workflow_jobs(workflow_id):
             if not is_terminal(job.state):
                 with contextlib.suppress(InvalidTransition, Conflict):  # it finished meanwhile
-                    await self.cancel(job.id)
+                    await self.cancel(job.id, terminate=terminate)
         if workflow.parent_job_id is not None:
             parent = await self._repo.get(workflow.parent_job_id)
             if parent is not None and not is_terminal(parent.state):
                 await self._store(parent.failed(revoked_error(parent), now=now, state=JobState.REVOKED), None)
         return revoked
 
-    async def revoke(self, ident: str) -> Snapshot:
-        """Revoke whatever ``ident`` names: a job or a whole workflow."""
+    async def revoke(self, ident: str, *, terminate: bool = True) -> Snapshot:
+        """Revoke whatever ``ident`` names: a job or a whole workflow (running jobs are left to
+        finish unless ``terminate``)."""
         found = await self.find(ident)
         if isinstance(found, Workflow):
-            return await self.revoke_workflow(ident)
-        return await self.cancel(ident)
+            return await self.revoke_workflow(ident, terminate=terminate)
+        return await self.cancel(ident, terminate=terminate)
 
     async def retry(self, job_id: str) -> Job:
         """Run a FAILURE or REVOKED job again, with a fresh count of attempts."""

@@ -271,3 +271,17 @@ def partial(canvas: Canvas, args: list[Any], kwargs: dict[str, Any]) -> Canvas:
     if isinstance(canvas, Group):
         return Group(members=[partial(member, args, kwargs) for member in canvas.members], id=canvas.id)
     return Chord(header=[partial(member, args, kwargs) for member in canvas.header], body=canvas.body, id=canvas.id)
+
+
+def final_id(canvas: Canvas) -> str | None:
+    """The id Celery gives a canvas's result: its last task's (a chain's last step, a chord's body), a
+    group's own. The engine stores a workflow under it, so ``AsyncResult(that id)`` finds the
+    workflow before its last task exists."""
+    node = canvas
+    while True:
+        if isinstance(node, Chain):
+            node = node.steps[-1]
+        elif isinstance(node, Chord):
+            node = node.body
+        else:
+            return node.id

@@ -8,13 +8,29 @@ task's worker thread. See the README for the deliberate differences from Celery.
 
 from __future__ import annotations
 
+import builtins
+
 from application.dispatcher import MaxRetriesExceededError
-from application.execution import JobCancelled
+from application.execution import JobCancelled, SoftTimeLimitExceeded
 from application.job_service import EngineStopped
 from application.outcomes import TimeLimitExceeded, WorkerLostError
 from entrypoints import celery_states as states
+from entrypoints.compat import builtins as _builtins
+from entrypoints.compat.app import current_app
 from entrypoints.compat.binding import NoEngineRunning
-from entrypoints.compat.canvas import Signature, chain, chord, group, signature
+from entrypoints.compat.canvas import (
+    ImproperlyConfigured,
+    Signature,
+    chain,
+    chord,
+    chunks,
+    group,
+    maybe_signature,
+    signature,
+    subtask,
+    xmap,
+    xstarmap,
+)
 from entrypoints.compat.embedded import embedded_engine
 from entrypoints.compat.results import (
     AsyncResult,
@@ -29,32 +45,43 @@ from entrypoints.compat.tasks import Request, Task, create_compatible_task, defa
 
 task = create_compatible_task
 shared_task = create_compatible_task
+TimeoutError = builtins.TimeoutError
+del _builtins  # imported to register Celery's built-in tasks (celery.map, celery.starmap)
 
 __all__ = [
     "AsyncResult",
     "ChordError",
     "EngineStopped",
     "GroupResult",
+    "ImproperlyConfigured",
     "JobCancelled",
     "MaxRetriesExceededError",
     "NoEngineRunning",
     "Request",
     "ResultSet",
     "Signature",
+    "SoftTimeLimitExceeded",
     "Task",
     "TaskError",
     "TaskRevokedError",
     "TimeLimitExceeded",
+    "TimeoutError",
     "UnknownResultError",
     "WorkerLostError",
     "chain",
     "chord",
+    "chunks",
     "create_compatible_task",
+    "current_app",
     "default_registry",
     "embedded_engine",
     "group",
+    "maybe_signature",
     "shared_task",
     "signature",
     "states",
+    "subtask",
     "task",
+    "xmap",
+    "xstarmap",
 ]

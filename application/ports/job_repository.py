@@ -124,6 +124,10 @@ class JobRepository(Protocol):
 
     async def count_by_state(self) -> dict[str, int]: ...
 
+    async def forget(self, job_id: str) -> bool:
+        """Delete one finished job (Celery's ``AsyncResult.forget``); False if there was none to delete."""
+        ...
+
     async def purge(self, finished_before: float) -> int:
         """Delete finished jobs and workflows that finished before ``finished_before``; how many went.
 

@@ -1,215 +1,662 @@
-"""Celery's canvas primitives for task code: ``signature``, ``chain``, ``group``, ``chord`` and ``|``.
+"""Celery's canvas for task code: ``Signature``, ``chain``, ``group``, ``chord``, ``chunks``, ``xmap``, ``xstarmap``.
 
-Each builds a :mod:`domain.canvas` value; applying one stores it as a workflow and returns a handle.
+As in Celery, a signature is a ``dict`` (``task``, ``args``, ``kwargs``, ``options``, ``subtask_type``,
+``immutable``), so it round-trips through JSON: a task may receive or return one and
+``Signature.from_dict`` rebuilds it. Applying one builds a :mod:`domain.canvas` value and stores it
+(a lone job, or a workflow) and returns Celery's result objects (:mod:`entrypoints.compat.graph`).
+
+Celery's rules kept here: partial arguments are prepended (``add.s(2).delay(8)`` calls
+``add(8, 2)``); immutable signatures ignore extra arguments; nested groups are flattened; a
+one-member group in a chain is that member; a group followed by a task in a chain is a chord.
 """
 
 from __future__ import annotations
 
+import copy
+import uuid
 from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from domain import canvas as model
 from domain.json_values import ensure_json
 from entrypoints.compat import binding
-from entrypoints.compat.results import AsyncResult, GroupResult
-
-_OPTIONS = ("countdown", "eta", "priority", "max_retries", "time_limit")
-
-
-class CanvasBase:
-    """What every canvas element can do: combine with ``|`` and be applied."""
-
-    def to_canvas(self) -> model.Canvas:
-        raise NotImplementedError
-
-    def __or__(self, other: CanvasBase) -> CanvasBase:
-        if not isinstance(other, CanvasBase):
-            return NotImplemented
-        if isinstance(self, _Group) and isinstance(other, Signature):
-            return _Chord(list(self.tasks), other)
-        return _Chain([*_steps(self), *_steps(other)])
-
-    def _handle(self, ident: str) -> AsyncResult:
-        return AsyncResult(ident)
-
-    def apply_async(self, *args: Any, **options: Any) -> Awaitable[AsyncResult] | AsyncResult:
-        """Store the canvas as a workflow; the handle's ``get()`` gives the canvas's result."""
-        tree = self.to_canvas()
-        model.validate(tree)
-        make_handle = self._handle
-
-        async def submit(engine: Any) -> AsyncResult:
-            workflow = await engine.jobs.submit_canvas(tree)
-            return make_handle(workflow.id)
-
-        return binding.call(submit)
-
-    def delay(self, *args: Any, **kwargs: Any) -> Awaitable[AsyncResult] | AsyncResult:
-        return self.apply_async()
+from entrypoints.compat.app import current_app
+from entrypoints.compat.options import call_options, check_options
+from entrypoints.compat.results import AsyncResult
 
 
-class Signature(CanvasBase):
-    """A task call to make later: name, args, kwargs, options; ``immutable`` ignores a parent's result."""
+class ImproperlyConfigured(Exception):
+    """Celery's error for a canvas that cannot be applied (an empty chain as a replacement)."""
+
+
+class Signature(dict[str, Any]):
+    """A task call to make later: name, args, kwargs and call options (Celery's ``Signature``)."""
+
+    subtask_kind: str | None = None
 
     def __init__(
         self,
-        task: str,
-        args: Iterable[Any] = (),
+        task: Any = None,
+        args: Iterable[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+        type: Any = None,
+        subtask_type: str | None = None,
         immutable: bool = False,
-        **options: Any,
+        app: Any = None,
+        **ex: Any,
     ) -> None:
-        self.task = task
-        self.args = tuple(args)
-        self.kwargs = dict(kwargs or {})
-        self.immutable = immutable
-        unknown = set(options) - set(_OPTIONS)
-        if unknown:
-            raise TypeError(f"unsupported signature option(s): {', '.join(sorted(unknown))}")
-        self.options = options
+        if isinstance(task, dict):  # Signature(a_dict), as Celery's
+            super().__init__(copy.deepcopy(task))
+            self.setdefault("options", {})
+            return
+        name = getattr(task, "name", task)
+        merged = {**(options or {}), **ex}
+        check_options(merged)
+        super().__init__(
+            task=name,
+            args=tuple(args or ()),
+            kwargs=dict(kwargs or {}),
+            options=merged,
+            subtask_type=subtask_type if subtask_type is not None else self.subtask_kind,
+            immutable=immutable,
+        )
+
+    # -- Celery's attributes -------------------------------------------------------------------
+    @property
+    def task(self) -> str:
+        return str(self["task"])
+
+    name = task
 
     @property
-    def name(self) -> str:
-        return self.task
+    def args(self) -> tuple[Any, ...]:
+        return tuple(self["args"])
+
+    @args.setter
+    def args(self, value: Iterable[Any]) -> None:
+        self["args"] = tuple(value)
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self["kwargs"])
+
+    @kwargs.setter
+    def kwargs(self, value: dict[str, Any]) -> None:
+        self["kwargs"] = dict(value)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        options: dict[str, Any] = self["options"]
+        return options
+
+    @property
+    def immutable(self) -> bool:
+        return bool(self.get("immutable", False))
+
+    @property
+    def subtask_type(self) -> str | None:
+        return self.get("subtask_type")
+
+    @property
+    def id(self) -> str | None:
+        return self.options.get("task_id")
+
+    @id.setter
+    def id(self, value: str) -> None:
+        self.options["task_id"] = value
 
     def __repr__(self) -> str:
         return f"{self.task}{'!' if self.immutable else ''}({self.args!r}, {self.kwargs!r})"
 
+    # -- changing it ---------------------------------------------------------------------------
     def set(self, immutable: bool | None = None, **options: Any) -> Signature:
         if immutable is not None:
-            self.immutable = immutable
+            self.set_immutable(immutable)
+        check_options(options)
         self.options.update(options)
         return self
 
-    def clone(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Signature:
-        return Signature(
-            self.task,
-            (*self.args, *args),
-            {**self.kwargs, **(kwargs or {})},
-            self.immutable,
-            **{**self.options, **options},
-        )
+    def set_immutable(self, immutable: bool) -> None:
+        self["immutable"] = immutable
 
-    def to_canvas(self) -> model.Signature:
-        eta = self.options.get("eta")
-        return model.Signature(
-            task=self.task,
-            args=list(self.args),
-            kwargs=self.kwargs,
-            immutable=self.immutable,
-            countdown=self.options.get("countdown"),
-            eta=eta.timestamp() if hasattr(eta, "timestamp") else eta,
-            priority=self.options.get("priority"),
-            max_retries=self.options.get("max_retries"),
-            time_limit=self.options.get("time_limit"),
-        )
+    def clone(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **opts: Any) -> Any:
+        """A copy with ``args`` prepended and ``kwargs`` merged (ignored when immutable), options updated."""
+        copied = type(self).from_dict(copy.deepcopy(dict(self)))
+        if not copied.immutable:
+            if args:
+                copied["args"] = (*tuple(args), *copied.args)
+            if kwargs:
+                copied["kwargs"] = {**copied.kwargs, **kwargs}
+        if opts:
+            check_options(opts)
+            copied.options.update(opts)
+        return copied
 
-    def apply_async(  # type: ignore[override]
-        self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
-    ) -> Awaitable[AsyncResult] | AsyncResult:
-        """Submit this call as one job (extra ``args`` are appended, as Celery's partials do)."""
-        call = self.clone(args or (), kwargs, **options)
-        spec = call.to_canvas()
-        threaded = binding.off_loop()
-        if threaded is not None:
-            engine, loop = threaded
-            return AsyncResult(engine.jobs.submit_from_thread(spec, loop).id)
-        ensure_json(spec.args, f"{spec.task} args")
-        ensure_json(spec.kwargs, f"{spec.task} kwargs")
-        definition = binding.engine().registry.find(spec.task)
-        if definition is not None:
-            definition.check_arguments(spec.args, spec.kwargs)
+    partial = clone
 
-        async def submit(engine: Any) -> AsyncResult:
-            job = await engine.jobs.submit(spec)
-            return AsyncResult(job.id)
+    def freeze(self, _id: str | None = None, **_: Any) -> AsyncResult:
+        """Give this call its task id now (``_id``, or the one it has, or a new one); its result handle."""
+        if _id is not None:
+            self.options["task_id"] = _id
+        self.options.setdefault("task_id", str(uuid.uuid4()))
+        return AsyncResult(self.options["task_id"])
 
-        return binding.call(submit)
+    def link(self, callback: Any) -> Any:
+        """Apply ``callback`` with this call's result once it succeeds; returns ``callback``."""
+        self.options.setdefault("link", []).append(_signature(callback))
+        return callback
+
+    def link_error(self, errback: Any) -> Any:
+        """Apply ``errback`` when this call fails (see README for its arguments); returns ``errback``."""
+        self.options.setdefault("link_error", []).append(_signature(errback))
+        return errback
+
+    def on_error(self, errback: Any) -> Signature:
+        self.link_error(errback)
+        return self
+
+    def __or__(self, other: Any) -> Any:
+        other = _signature(other) if isinstance(other, dict) or hasattr(other, "name") else other
+        if not isinstance(other, Signature):
+            return NotImplemented
+        if isinstance(other, _chain):
+            return _chain(self, *other.tasks)
+        if isinstance(other, group):
+            return _chain(self, _unroll(other))
+        return _chain(self, other)
+
+    # -- applying it -----------------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the task's function here, now (Celery's ``sig()``), with the partial arguments."""
+        call = self.clone(args, kwargs)
+        from entrypoints.compat.tasks import default_registry
+
+        return default_registry.require(call.task).fn(*call.args, **call.kwargs)
 
     def delay(self, *args: Any, **kwargs: Any) -> Awaitable[AsyncResult] | AsyncResult:
         return self.apply_async(args, kwargs)
 
+    def apply_async(
+        self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> Any:
+        """Submit this call as one job; partial ``args`` are prepended, ``kwargs`` merged."""
+        call = self.clone(args, kwargs, **options)
+        if current_app.conf.task_always_eager:
+            return call.apply()
+        spec = call.to_canvas()
+        assert isinstance(spec, model.Signature)
+        return submit_signature(spec, ignored=bool(spec.ignore_result))
 
-class _Chain(CanvasBase):
-    def __init__(self, tasks: list[CanvasBase]) -> None:
-        self.tasks = tasks
+    def apply(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
+        """Run it here and now (Celery's eager ``apply``); an eager result."""
+        from entrypoints.compat.eager import apply_canvas
+
+        throw = options.pop("throw", None)
+        return apply_canvas(self.clone(args, kwargs, **options).to_canvas(), throw=throw)
 
     def to_canvas(self) -> model.Canvas:
-        return model.chain_of([task.to_canvas() for task in self.tasks])
+        if self.subtask_type:
+            return Signature.from_dict(dict(self)).to_canvas()
+        return model.Signature(task=self.task, args=list(self.args), kwargs=self.kwargs, **self._call_options())
 
-    def __repr__(self) -> str:
-        return " | ".join(repr(task) for task in self.tasks)
+    def _call_options(self) -> dict[str, Any]:
+        options = dict(self.options)
+        links = [_signature(link).to_canvas() for link in options.pop("link", []) or []]
+        errbacks = [_signature(link).to_canvas() for link in options.pop("link_error", []) or []]
+        return {**call_options(options), "immutable": self.immutable, "link": links, "link_error": errbacks}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], app: Any = None) -> Signature:
+        """The signature (or chain, group, chord ...) a dict describes, as Celery's ``from_dict``."""
+        kind = d.get("subtask_type")
+        target = _KINDS.get(kind) if kind else None
+        if target is not None and target is not cls:
+            return target.from_dict(d)
+        if target is None:
+            return Signature(d)
+        return target._from_dict(d)
+
+    @classmethod
+    def _from_dict(cls, d: dict[str, Any]) -> Signature:
+        return Signature(d)
 
 
-class _Group(CanvasBase):
-    def __init__(self, tasks: list[CanvasBase]) -> None:
-        self.tasks = tasks
+def submit_signature(spec: model.Signature, *, ignored: bool = False) -> Any:
+    """Store one job for ``spec``; its handle (awaitable on the engine's loop, blocking elsewhere).
+
+    Arguments are checked here, before anything is awaited: a bad call raises at ``.delay()``.
+    """
+    lineage = _lineage()
+    ensure_json(spec.args, f"{spec.task} args")
+    ensure_json(spec.kwargs, f"{spec.task} kwargs")
+    definition = binding.engine().registry.find(spec.task)
+    if definition is not None:
+        definition.check_arguments(spec.args, spec.kwargs)
+    threaded = binding.off_loop()
+    if threaded is not None:
+        engine, loop = threaded
+        job = engine.jobs.submit_from_thread(spec, loop, lineage=lineage)
+        return AsyncResult(job.id, ignored=ignored)
+
+    async def submit(engine: Any) -> AsyncResult:
+        job = await engine.jobs.submit(spec, lineage=lineage)
+        return AsyncResult(job.id, ignored=ignored)
+
+    return binding.call(submit)
+
+
+class _Composite(Signature):
+    """What chains, groups and chords share: their tasks live in ``kwargs["tasks"]``."""
+
+    @property
+    def tasks(self) -> list[Signature]:
+        tasks: list[Signature] = self["kwargs"]["tasks"]
+        return tasks
+
+    @tasks.setter
+    def tasks(self, value: list[Signature]) -> None:
+        self["kwargs"]["tasks"] = value
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> Any:
+        """Store the canvas as a workflow, ``args`` going to the calls it starts with; Celery's result."""
+        if current_app.conf.task_always_eager:
+            return self.apply(args, kwargs, **options)
+        from entrypoints.compat.graph import result_of
+
+        check_options(options)
+        tree = model.partial(self._applied(options).to_canvas(), list(args or ()), dict(kwargs or {}))
+        model.validate(tree)
+        lineage = _lineage()
+
+        async def submit(engine: Any) -> Any:
+            workflow = await engine.jobs.submit_canvas(tree, lineage=lineage)
+            return result_of(workflow.canvas, workflow.id)
+
+        return binding.call(submit)
+
+    def apply(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
+        from entrypoints.compat.eager import apply_canvas
+
+        throw = options.pop("throw", None)
+        tree = model.partial(self._applied(options).to_canvas(), list(args or ()), dict(kwargs or {}))
+        return apply_canvas(tree, throw=throw)
+
+    def _applied(self, options: dict[str, Any]) -> Any:
+        """A copy of this canvas with the call's ``options`` (Celery's ``apply_async(**options)``):
+        ``countdown``/``eta`` delay the calls it starts with, ``task_id`` names its final call,
+        ``link``/``link_error`` are added as by ``.link()``, the others go to every call that has not
+        set them itself."""
+        copied: Any = self.clone()
+        options = {**copied.options, **options}
+        copied["options"] = {}
+        for errback in options.pop("link_error", []) or []:
+            copied.link_error(errback)
+        for callback in options.pop("link", []) or []:
+            copied.link(callback)
+        task_id = options.pop("task_id", None)
+        if task_id is not None:
+            _final(copied).options["task_id"] = task_id
+        timing = {key: options.pop(key) for key in ("countdown", "eta") if key in options}
+        for leaf in _leaves(copied):
+            for key, value in options.items():
+                leaf.options.setdefault(key, value)
+        for leaf in _entries(copied):
+            leaf.options.update(timing)
+        return copied
+
+
+class _chain(_Composite):
+    """``chain(a.s(1), b.s(), c.s())``: each step gets the previous result first."""
+
+    subtask_kind = "chain"
+
+    def __init__(self, *tasks: Any, **options: Any) -> None:
+        super().__init__("celery.chain", (), {"tasks": _flatten(tasks)}, options)
+
+    @classmethod
+    def _from_dict(cls, d: dict[str, Any]) -> Signature:
+        chained = cls(*[_signature(task) for task in d["kwargs"]["tasks"]], **d.get("options", {}))
+        chained["immutable"] = d.get("immutable", False)
+        return chained
+
+    def __or__(self, other: Any) -> Any:
+        other = _signature(other) if not isinstance(other, Signature) else other
+        if isinstance(other, _chain):
+            return _chain(*self.tasks, *other.tasks)
+        if isinstance(other, group):
+            return _chain(*self.tasks, _unroll(other))
+        return _chain(*self.tasks, other)
+
+    def link(self, callback: Any) -> Any:
+        if self.tasks:
+            return self.tasks[-1].link(callback)
+        return super().link(callback)
+
+    def link_error(self, errback: Any) -> Any:
+        for task in self.tasks:
+            task.link_error(_signature(errback).clone())
+        return errback
+
+    def freeze(self, _id: str | None = None, **_: Any) -> AsyncResult:
+        """Ids for every call; the handle of the last one (Celery: a chain's id is its last task's)."""
+        for task in self.tasks[:-1]:
+            task.freeze()
+        if not self.tasks:
+            raise ImproperlyConfigured("cannot freeze an empty chain")
+        return self.tasks[-1].freeze(_id)
+
+    @property
+    def id(self) -> str | None:
+        return self.tasks[-1].id if self.tasks else None
+
+    def to_canvas(self) -> model.Canvas:
+        steps: list[model.Canvas] = []
+        for task in self.tasks:
+            node = _unroll(task).to_canvas() if isinstance(task, group) else task.to_canvas()
+            if isinstance(node, model.Chain):
+                steps.extend(node.steps)
+            elif isinstance(node, model.Group) and not node.members and len(self.tasks) > 1:
+                continue  # Celery skips an empty group inside a longer chain
+            else:
+                steps.append(node)
+        if not steps:
+            raise ImproperlyConfigured("Cannot apply an empty chain")
+        return model.chain_of(steps)
+
+
+class group(_Composite):
+    """``group([...])`` or ``group(a, b)``: members run in parallel; results in group order."""
+
+    subtask_kind = "group"
+
+    def __init__(self, *tasks: Any, **options: Any) -> None:
+        super().__init__("celery.group", (), {"tasks": _flatten(tasks)}, options)
+
+    @classmethod
+    def _from_dict(cls, d: dict[str, Any]) -> Signature:
+        grouped = cls([_signature(task) for task in d["kwargs"]["tasks"]], **d.get("options", {}))
+        grouped["immutable"] = d.get("immutable", False)
+        return grouped
+
+    def __or__(self, other: Any) -> Any:
+        other = _signature(other) if not isinstance(other, Signature) else other
+        if isinstance(other, _chain):
+            return _chain(self, *other.tasks)
+        return chord(self, other)
+
+    def link(self, callback: Any) -> Any:
+        """Celery links a group's callback to its first task, immutable."""
+        if self.tasks:
+            return self.tasks[0].link(_signature(callback).clone().set(immutable=True))
+        return super().link(callback)
+
+    def link_error(self, errback: Any) -> Any:
+        for task in self.tasks:
+            task.link_error(_signature(errback).clone())
+        return errback
+
+    def freeze(self, _id: str | None = None, **_: Any) -> Any:
+        from entrypoints.compat.graph import result_of
+
+        if _id is not None:
+            self.options["task_id"] = _id
+        self.options.setdefault("task_id", str(uuid.uuid4()))
+        for task in self.tasks:
+            task.freeze()
+        return result_of(self.to_canvas(), None)
 
     def to_canvas(self) -> model.Group:
-        return model.Group(members=[task.to_canvas() for task in self.tasks])
+        members: list[model.Canvas] = []
+        for task in self.tasks:
+            node = task.to_canvas()
+            if isinstance(node, model.Group):  # Celery flattens a group inside a group
+                members.extend(node.members)
+            else:
+                members.append(node)
+        return model.Group(members=members, id=self.options.get("task_id"))
 
-    def _handle(self, ident: str) -> AsyncResult:
-        return GroupResult(ident)
+    def _applied(self, options: dict[str, Any]) -> Any:
+        copied = super()._applied(options)
+        copied.options.setdefault("task_id", str(uuid.uuid4()))
+        return copied
 
-    def __repr__(self) -> str:
-        return f"group({self.tasks!r})"
 
+class chord(_Composite):
+    """``chord(header, body)`` or ``chord(header)(body)``: body gets the header's results once all succeed."""
 
-class _Chord(CanvasBase):
-    def __init__(self, header: list[CanvasBase], body: CanvasBase | None) -> None:
-        self.header = header
-        self.body = body
+    subtask_kind = "chord"
 
-    def to_canvas(self) -> model.Chord:
+    def __init__(self, header: Any, body: Any = None, **options: Any) -> None:
+        tasks = list(header.tasks) if isinstance(header, group) else _flatten((header,))
+        super().__init__("celery.chord", (), {"header": tasks, "body": body, "kwargs": {}}, options)
+
+    @classmethod
+    def _from_dict(cls, d: dict[str, Any]) -> Signature:
+        kwargs = d["kwargs"]
+        body = kwargs.get("body")
+        made = cls([_signature(task) for task in kwargs["header"]], _signature(body) if body else None)
+        made.options.update(d.get("options", {}))
+        return made
+
+    @property
+    def tasks(self) -> list[Signature]:
+        tasks: list[Signature] = self["kwargs"]["header"]
+        return tasks
+
+    @tasks.setter
+    def tasks(self, value: list[Signature]) -> None:
+        self["kwargs"]["header"] = value
+
+    @property
+    def header(self) -> group:
+        return group(self.tasks)
+
+    @property
+    def body(self) -> Any:
+        return self["kwargs"]["body"]
+
+    @body.setter
+    def body(self, value: Any) -> None:
+        self["kwargs"]["body"] = value
+
+    def __call__(self, body: Any = None, **options: Any) -> Any:
+        """``chord(header)(body)``: apply the chord with that body."""
+        if body is not None:
+            made = chord(self.tasks, body, **self.options)
+            return made.apply_async((), {}, **options)
+        return self.apply_async((), {}, **options)
+
+    def __or__(self, other: Any) -> Any:
+        other = _signature(other) if not isinstance(other, Signature) else other
+        if isinstance(other, _chain):
+            return _chain(self, *other.tasks)
+        return _chain(self, other)
+
+    def link(self, callback: Any) -> Any:
+        return self._need_body().link(callback)
+
+    def link_error(self, errback: Any) -> Any:
+        errback = _signature(errback)
+        if current_app.conf.task_allow_error_cb_on_chord_header:
+            for task in self.tasks:
+                task.link_error(errback.clone().set(immutable=True))
+        return self._need_body().link_error(errback)
+
+    def freeze(self, _id: str | None = None, **_: Any) -> AsyncResult:
+        for task in self.tasks:
+            task.freeze()
+        return self._need_body().freeze(_id)
+
+    @property
+    def id(self) -> str | None:
+        return self.body.id if self.body is not None else None
+
+    def _need_body(self) -> Signature:
         if self.body is None:
             raise TypeError("a chord needs a body: chord(header)(body) or chord(header, body)")
-        return model.Chord(header=[task.to_canvas() for task in self.header], body=self.body.to_canvas())
+        body: Signature = _signature(self.body)
+        self.body = body
+        return body
 
-    def __call__(self, body: CanvasBase | None = None, **options: Any) -> Awaitable[AsyncResult] | AsyncResult:
-        """``chord(header)(body)``: apply the chord with that body."""
-        return _Chord(self.header, body or self.body).apply_async(**options)
+    def to_canvas(self) -> model.Chord:
+        header: list[model.Canvas] = []
+        for task in self.tasks:
+            node = task.to_canvas()
+            if isinstance(node, model.Group):  # a group in a chord header is flattened into it
+                header.extend(node.members)
+            else:
+                header.append(node)
+        return model.Chord(header=header, body=self._need_body().to_canvas(), id=self.options.get("group_id"))
 
-    def __repr__(self) -> str:
-        return f"chord({self.header!r}, {self.body!r})"
+    def _applied(self, options: dict[str, Any]) -> Any:
+        body = options.pop("body", None)
+        made = chord(self.tasks, body, **self.options) if body is not None else self
+        return _Composite._applied(made, options)
 
 
-def _flatten(tasks: tuple[Any, ...]) -> list[CanvasBase]:
-    if len(tasks) == 1 and not isinstance(tasks[0], CanvasBase):
+class xmap(Signature):
+    """``task.map(it)``: one job calling ``task`` on each item of ``it`` in turn; the list of results."""
+
+    subtask_kind = "xmap"
+
+    def __init__(self, task: Any, it: Iterable[Any], **options: Any) -> None:
+        name = getattr(task, "name", None) or _signature(task).task
+        super().__init__(f"celery.{self.subtask_kind.lstrip('x')}", (), {"task": name, "it": list(it)}, options)
+
+    @classmethod
+    def _from_dict(cls, d: dict[str, Any]) -> Signature:
+        return cls(d["kwargs"]["task"], d["kwargs"]["it"], **d.get("options", {}))
+
+    def to_canvas(self) -> model.Canvas:
+        return model.Signature(task=self.task, args=[], kwargs=self.kwargs, **self._call_options())
+
+
+class xstarmap(xmap):
+    """``task.starmap(it)``: one job calling ``task(*item)`` for each item; the list of results."""
+
+    subtask_kind = "xstarmap"
+
+
+class chunks(Signature):
+    """``task.chunks(it, n)``: ``it`` in parts of ``n`` items, each part one ``starmap`` job, run as a group."""
+
+    subtask_kind = "chunks"
+
+    def __init__(self, task: Any, it: Iterable[Any], n: int, **options: Any) -> None:
+        name = getattr(task, "name", None) or _signature(task).task
+        super().__init__("celery.chunks", (), {"task": name, "it": [list(item) for item in it], "n": n}, options)
+
+    @classmethod
+    def _from_dict(cls, d: dict[str, Any]) -> Signature:
+        kwargs = d["kwargs"]
+        return cls(kwargs["task"], kwargs["it"], kwargs["n"], **d.get("options", {}))
+
+    def group(self) -> group:
+        items, size, task = self.kwargs["it"], int(self.kwargs["n"]), self.kwargs["task"]
+        if size < 1:
+            raise ValueError("chunks need a size of at least 1")
+        return group(xstarmap(task, items[start : start + size]) for start in range(0, len(items), size))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> Any:
+        return self.group().apply_async(args, kwargs, **options)
+
+    def apply(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
+        return self.group().apply(args, kwargs, **options)
+
+    def to_canvas(self) -> model.Canvas:
+        return self.group().to_canvas()
+
+
+_KINDS: dict[str, type[Signature]] = {
+    "chain": _chain,
+    "group": group,
+    "chord": chord,
+    "xmap": xmap,
+    "xstarmap": xstarmap,
+    "chunks": chunks,
+}
+
+
+def _signature(value: Any) -> Signature:
+    """A signature from a signature, a dict (Celery's JSON form) or a task object (``add`` as ``add.s()``)."""
+    if isinstance(value, Signature):
+        return value
+    if isinstance(value, dict):
+        return Signature.from_dict(value)
+    if hasattr(value, "s") and hasattr(value, "name"):
+        made: Signature = value.s()
+        return made
+    raise TypeError(f"not a signature, canvas or task: {value!r}")
+
+
+def _flatten(tasks: tuple[Any, ...]) -> list[Signature]:
+    if len(tasks) == 1 and not isinstance(tasks[0], dict) and not hasattr(tasks[0], "name"):
         tasks = tuple(tasks[0])
-    for task in tasks:
-        if not isinstance(task, CanvasBase):
-            raise TypeError(f"not a signature or canvas: {task!r}")
-    return list(tasks)
+    return [_signature(task) for task in tasks]
 
 
-def _steps(item: CanvasBase) -> list[CanvasBase]:
-    return list(item.tasks) if isinstance(item, _Chain) else [item]
+def _unroll(grouped: group) -> Signature:
+    """Celery's one-member group in a chain: that member."""
+    return grouped.tasks[0] if len(grouped.tasks) == 1 else grouped
 
 
-def signature(
-    varies: str | Signature,
-    args: Iterable[Any] = (),
-    kwargs: dict[str, Any] | None = None,
-    immutable: bool = False,
-    **options: Any,
-) -> Signature:
-    """``signature("name", args=(), kwargs=None, immutable=False, **options)`` as in Celery."""
-    if isinstance(varies, Signature):
-        return varies.clone()
-    return Signature(varies, args, kwargs, immutable, **options)
+def _leaves(canvas: Signature) -> list[Signature]:
+    if isinstance(canvas, chord):
+        return [leaf for task in canvas.tasks for leaf in _leaves(task)] + _leaves(canvas._need_body())
+    if isinstance(canvas, _Composite):
+        return [leaf for task in canvas.tasks for leaf in _leaves(task)]
+    if isinstance(canvas, chunks):
+        return [canvas]
+    return [canvas]
 
 
-def chain(*tasks: Any) -> CanvasBase:
-    """``chain(a.s(1), b.s(), c.s())``: each step gets the previous result first."""
-    return _Chain(_flatten(tasks))
+def _entries(canvas: Signature) -> list[Signature]:
+    """The calls a canvas starts with: a chain's first, every member of a group or chord header."""
+    if isinstance(canvas, _chain):
+        return _entries(canvas.tasks[0]) if canvas.tasks else []
+    if isinstance(canvas, _Composite):
+        return [leaf for task in canvas.tasks for leaf in _entries(task)]
+    return [canvas]
 
 
-def group(*tasks: Any) -> _Group:
-    """``group([...])`` or ``group(a, b)``: members run in parallel; results in group order."""
-    return _Group(_flatten(tasks))
+def _final(canvas: Signature) -> Signature:
+    if isinstance(canvas, _chain):
+        return _final(canvas.tasks[-1])
+    if isinstance(canvas, chord):
+        return _final(canvas._need_body())
+    return canvas
 
 
-def chord(header: Any, body: CanvasBase | None = None) -> _Chord:
-    """``chord(header)(body)`` or ``chord(header, body)``: body gets the header results once all succeed."""
-    members = list(header.tasks) if isinstance(header, _Group) else _flatten((header,))
-    return _Chord(members, body)
+def _lineage() -> Any:
+    """Celery's parent and root ids for what the running task (if any) submits."""
+    from application.execution import current_job
+    from domain.workflow import Lineage
+
+    context = current_job.get()
+    if context is None:
+        return None
+    job = context.job
+    return Lineage(parent_id=job.id, root_id=job.options.root_id or job.id)
+
+
+def signature(varies: Any, *args: Any, **kwargs: Any) -> Signature:
+    """``signature("name", args=(), kwargs=None, **options)``, or a signature from a dict or a signature."""
+    if isinstance(varies, dict):
+        return varies.clone() if isinstance(varies, Signature) else Signature.from_dict(varies)
+    return Signature(varies, *args, **kwargs)
+
+
+chain = _chain
+subtask = signature
+maybe_signature = _signature

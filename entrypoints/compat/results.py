@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable
 from typing import Any
 
 from application.job_service import Snapshot
-from domain.errors import NotFound
+from domain.canvas import Group as CanvasGroup
+from domain.errors import InvalidTransition, NotFound
 from domain.job import ErrorInfo, Job
 from domain.states import JobState, is_terminal
 from domain.workflow import Workflow
@@ -24,10 +26,28 @@ class AsyncResult:
 
     ``get`` and ``revoke`` are awaitable on the engine's loop and blocking from a worker thread;
     ``state``, ``info``, ``ready()`` ... read the stored state at the moment they are called.
+    Handles a canvas returns know their workflow (``workflow_id``) and the handle before them
+    (``parent``), as Celery's result graph; a step not created yet reads PENDING, or the workflow's
+    failure once it failed before reaching it. ``final`` marks the canvas's own handle, whose
+    ``get()`` waits for the whole workflow.
     """
 
-    def __init__(self, id: str) -> None:
+    def __init__(
+        self,
+        id: str,
+        *,
+        parent: AsyncResult | None = None,
+        workflow_id: str | None = None,
+        ignored: bool = False,
+        backend: Any = None,
+        task_name: str | None = None,
+        app: Any = None,
+    ) -> None:
         self.id = id
+        self.parent = parent
+        self.workflow_id = workflow_id
+        self.ignored = ignored
+        self.final = False
 
     @property
     def task_id(self) -> str:
@@ -37,25 +57,43 @@ class AsyncResult:
         return f"<{type(self).__name__}: {self.id}>"
 
     def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            return other == self.id
         return isinstance(other, AsyncResult) and other.id == self.id
 
     def __hash__(self) -> int:
         return hash(self.id)
 
+    @property
+    def children(self) -> list[AsyncResult]:
+        return []
+
     def _snapshot(self) -> Snapshot | None:
+        jobs = binding.engine().jobs
+        if self.final and self.workflow_id is not None:
+            return jobs.peek(self.workflow_id)
         try:
-            return binding.engine().jobs.peek(self.id)
+            return jobs.peek(self.id)
         except NotFound:
-            return None
+            if self.workflow_id is None:
+                return None
+        workflow = jobs.peek(self.workflow_id)
+        return workflow if is_terminal(workflow.state) and workflow.state != JobState.SUCCESS else None
 
     @property
     def state(self) -> str:
-        """The current state; a running job's custom ``update_state`` state; ``UNKNOWN`` for unknown ids."""
+        """The current state, as Celery reports it: a running job's custom ``update_state`` state, PENDING
+        for a job running without ``track_started``; ``UNKNOWN`` for an id this engine has never seen."""
         snapshot = self._snapshot()
         if snapshot is None:
-            return states.UNKNOWN
-        if isinstance(snapshot, Job) and snapshot.state == JobState.STARTED and snapshot.progress is not None:
-            return snapshot.progress.state
+            return states.PENDING if self.workflow_id is not None else states.UNKNOWN
+        if isinstance(snapshot, Job) and snapshot.state == JobState.STARTED:
+            if snapshot.progress is not None:
+                return snapshot.progress.state
+            definition = binding.engine().registry.find(snapshot.task)
+            return states.STARTED if definition is not None and definition.track_started else states.PENDING
+        if isinstance(snapshot, Workflow) and snapshot.state == JobState.STARTED:
+            return states.PENDING
         return snapshot.state.value
 
     status = state
@@ -84,14 +122,26 @@ class AsyncResult:
         return snapshot is not None and _finished(snapshot) and snapshot.state == JobState.SUCCESS
 
     def failed(self) -> bool:
+        """True once it ended in FAILURE (a revoked one has not failed, as in Celery)."""
         snapshot = self._snapshot()
-        return snapshot is not None and _finished(snapshot) and snapshot.state in (JobState.FAILURE, JobState.REVOKED)
+        return snapshot is not None and snapshot.state == JobState.FAILURE
 
-    def get(self, timeout: float | None = None, propagate: bool = True) -> Awaitable[Any] | Any:
-        """The result once ready; re-raises the task's error unless ``propagate=False`` (then returns it)."""
-        ident = self.id
+    def maybe_throw(self, propagate: bool = True) -> None:
+        snapshot = self._snapshot()
+        if propagate and snapshot is not None and snapshot.state in (JobState.FAILURE, JobState.REVOKED):
+            _outcome(snapshot, True)
+
+    def get(self, timeout: float | None = None, propagate: bool = True, **_: Any) -> Awaitable[Any] | Any:
+        """The result once ready; re-raises the task's error unless ``propagate=False`` (then returns it).
+
+        A handle made with ``ignore_result`` returns None at once, as Celery's does.
+        """
+        if self.ignored:
+            return _done(None)
+        ident = self.workflow_id if self.final and self.workflow_id is not None else self.id
+        workflow_id = None if self.final else self.workflow_id
         threaded = binding.off_loop()
-        if threaded is not None:
+        if threaded is not None and workflow_id is None:
             engine_ = threaded[0]
             try:
                 snapshot = engine_.jobs.wait_from_thread(ident, timeout)
@@ -101,31 +151,153 @@ class AsyncResult:
 
         async def wait(engine: Any) -> Any:
             try:
-                snapshot = await engine.jobs.wait(ident, timeout)
+                if workflow_id is not None:
+                    snapshot = await engine.jobs.wait_step(ident, workflow_id, timeout)
+                else:
+                    snapshot = await engine.jobs.wait(ident, timeout)
             except NotFound:
                 raise _unknown(ident) from None
             return _outcome(snapshot, propagate)
 
         return binding.call(wait)
 
-    def wait(self, timeout: float | None = None, propagate: bool = True) -> Awaitable[Any] | Any:
-        return self.get(timeout=timeout, propagate=propagate)
+    def wait(self, timeout: float | None = None, propagate: bool = True, **kwargs: Any) -> Awaitable[Any] | Any:
+        return self.get(timeout=timeout, propagate=propagate, **kwargs)
 
-    def revoke(self, terminate: bool = True) -> Awaitable[Any] | Any:
-        """Revoke the job (queued or running) or every unfinished job of the workflow."""
-        ident = self.id
+    def collect(self, intermediate: bool = False, **kwargs: Any) -> list[tuple[AsyncResult, Any]]:
+        """Celery's ``collect()``: (result, value) for this result and its children, depth first."""
+        pairs: list[tuple[AsyncResult, Any]] = []
+        for node in self._iterdeps():
+            pairs.append((node, node.get(**kwargs)))
+        return pairs
+
+    def get_leaf(self) -> Any:
+        """The value of the last result reached by following children (this one's without children)."""
+        value: Any = None
+        for node in self._iterdeps():
+            value = node.get()
+        return value
+
+    def _iterdeps(self) -> list[AsyncResult]:
+        found: list[AsyncResult] = []
+        stack: list[AsyncResult] = [self]
+        while stack:
+            node = stack.pop()
+            found.append(node)
+            stack.extend(reversed(node.children))
+        return found
+
+    def revoke(self, connection: Any = None, terminate: bool = False, signal: Any = None, **_: Any) -> Any:
+        """Revoke the job (or every unfinished job of the workflow), as Celery's ``revoke``: a queued one
+        never runs; a running one finishes unless ``terminate=True``; a finished one is left as it is."""
+        ident = self.workflow_id if self.final and self.workflow_id is not None else self.id
 
         async def revoke(engine: Any) -> None:
-            await engine.jobs.revoke(ident)
+            try:
+                await engine.jobs.revoke(ident, terminate=terminate)
+            except InvalidTransition:  # already finished: harmless, as in Celery
+                return
 
         return binding.call(revoke)
 
-    def forget(self) -> None:
-        """Accepted for compatibility; results are purged by retention, not per handle."""
+    def forget(self) -> Any:
+        """Delete the stored result (Celery's ``forget``): the job then reads as unknown."""
+        ident = self.id
+
+        async def forget(engine: Any) -> None:
+            await engine.jobs.forget(ident)
+
+        return binding.call(forget)
 
 
 class GroupResult(AsyncResult):
-    """The handle of a group: ``get()`` returns the members' results in group order."""
+    """The handle of a group: ``results`` are its members' handles; ``get()`` their results in order.
+
+    ``save()`` / ``GroupResult.restore(id)`` work for the groups applied as a whole canvas, which are
+    stored under their group id.
+    """
+
+    def __init__(
+        self,
+        id: str | None = None,
+        results: list[AsyncResult] | None = None,
+        *,
+        parent: AsyncResult | None = None,
+        workflow_id: str | None = None,
+        **_: Any,
+    ) -> None:
+        super().__init__(id or "", parent=parent, workflow_id=workflow_id)
+        self.results = list(results or [])
+
+    @property
+    def children(self) -> list[AsyncResult]:
+        return self.results
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __iter__(self) -> Any:
+        return iter(self.results)
+
+    def __getitem__(self, index: int) -> AsyncResult:
+        return self.results[index]
+
+    def __contains__(self, item: object) -> bool:
+        return any(result == item for result in self.results)
+
+    def get(self, timeout: float | None = None, propagate: bool = True, **kwargs: Any) -> Awaitable[Any] | Any:
+        if self.final and self.workflow_id is not None:
+            return super().get(timeout=timeout, propagate=propagate, **kwargs)
+        return ResultSet(self.results).get(timeout=timeout, propagate=propagate)
+
+    join = get
+    join_native = get
+
+    def ready(self) -> bool:
+        return all(result.ready() for result in self.results)
+
+    def successful(self) -> bool:
+        return all(result.successful() for result in self.results)
+
+    def failed(self) -> bool:
+        return any(result.failed() for result in self.results)
+
+    def waiting(self) -> bool:
+        return not self.ready()
+
+    def completed_count(self) -> int:
+        return sum(result.successful() for result in self.results)
+
+    def save(self, backend: Any = None) -> GroupResult:
+        """Keep this group for ``GroupResult.restore``: a group applied as a canvas already is."""
+        snapshot = self._snapshot() if self.workflow_id is not None else None
+        if snapshot is None and self.workflow_id != self.id:
+            raise TypeError("only a group applied as a whole canvas can be saved and restored by its id")
+        return self
+
+    @classmethod
+    def restore(cls, id: str, backend: Any = None, app: Any = None) -> GroupResult | None:
+        """The group applied as a canvas under this id (None if there is none), with its members' handles."""
+        from entrypoints.compat.graph import result_of
+
+        try:
+            found = binding.engine().jobs.peek(id)
+        except NotFound:
+            return None
+        if not isinstance(found, Workflow) or not isinstance(found.canvas, CanvasGroup):
+            return None
+        handle = result_of(found.canvas, found.id)
+        return handle if isinstance(handle, GroupResult) else None
+
+
+def _done(value: Any) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return value
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future
 
 
 class ResultSet:
@@ -163,6 +335,8 @@ class ResultSet:
 
     def get(self, timeout: float | None = None, propagate: bool = True) -> Awaitable[list[Any]] | list[Any]:
         """The results in order, once all are ready; ``timeout`` bounds the whole wait."""
+        if any(result.workflow_id is not None for result in self.results):
+            return _one_by_one(self.results, timeout, propagate)
         ids = [result.id for result in self.results]
         threaded = binding.off_loop()
         if threaded is not None:
@@ -191,6 +365,18 @@ class ResultSet:
         return binding.call(join)
 
     join = get
+
+
+def _one_by_one(results: list[AsyncResult], timeout: float | None, propagate: bool) -> Any:
+    """Join handles of a canvas's steps (which may not exist yet) by waiting on each in turn."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    if binding.off_loop() is not None:
+        return [result.get(timeout=_remaining(deadline, timeout), propagate=propagate) for result in results]
+
+    async def join(engine: Any) -> list[Any]:
+        return [await result.get(timeout=_remaining(deadline, timeout), propagate=propagate) for result in results]
+
+    return binding.call(join)
 
 
 def _remaining(deadline: float | None, timeout: float | None) -> float | None:

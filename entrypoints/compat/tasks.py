@@ -26,7 +26,15 @@ from application.registry import TaskDefinition, TaskRegistry
 from domain.job import Job
 from domain.retry_policy import RetryPolicy
 from entrypoints.compat import binding
-from entrypoints.compat.canvas import CanvasBase, Signature
+from entrypoints.compat.canvas import (
+    ImproperlyConfigured,
+    Signature,
+    chain,
+    chunks,
+    maybe_signature,
+    xmap,
+    xstarmap,
+)
 from entrypoints.compat.results import AsyncResult
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -133,20 +141,40 @@ class Task:
         return Signature(self.name, args, kwargs, immutable=True)
 
     def signature(
-        self, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, immutable: bool = False, **options: Any
+        self,
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        immutable: bool = False,
+        **options: Any,
     ) -> Signature:
-        return Signature(self.name, args, kwargs, immutable, **options)
+        return Signature(self.name, args, kwargs, options=options, immutable=immutable)
+
+    subtask = signature
+
+    def map(self, it: Any) -> Any:
+        """Celery's ``task.map(it)``: one job calling this task on each item."""
+        return xmap(self, it)
+
+    def starmap(self, it: Any) -> Any:
+        """Celery's ``task.starmap(it)``: one job calling this task with each item's arguments."""
+        return xstarmap(self, it)
+
+    def chunks(self, it: Any, n: int) -> Any:
+        """Celery's ``task.chunks(it, n)``: ``starmap`` jobs of ``n`` items each, as a group."""
+        return chunks(self, it, n)
 
     def delay(self, *args: Any, **kwargs: Any) -> Awaitable[AsyncResult] | AsyncResult:
         """Queue a job of this task; awaitable on the loop, blocking from a worker thread."""
-        return Signature(self.name, args, kwargs).apply_async()
+        return self.apply_async(args, kwargs)
 
     def apply_async(
         self, args: tuple[Any, ...] | list[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
     ) -> Awaitable[AsyncResult] | AsyncResult:
-        """Queue a job. Options: ``countdown``, ``eta`` (datetime or epoch seconds), ``priority``,
-        ``max_retries``, ``time_limit``."""
-        return Signature(self.name, args or (), kwargs, **options).apply_async()
+        """Queue a job, with Celery's options (see the README): ``countdown``, ``eta``, ``expires``,
+        ``task_id``, ``priority``, ``queue``, ``headers``, ``link``, ``link_error`` ...; an option this
+        engine does not implement raises TypeError."""
+        result: Any = Signature(self.name, args or (), kwargs, options={**self.defaults, **options}).apply_async()
+        return result
 
     def AsyncResult(self, task_id: str) -> AsyncResult:
         return AsyncResult(task_id)
@@ -226,9 +254,12 @@ class Task:
             raise RetryRequested(exc, countdown, eta=when, args=retry_args, kwargs=retry_kwargs)
         raise RetryRequested(exc, countdown, max_retries, eta=when, args=retry_args, kwargs=retry_kwargs)
 
-    def replace(self, sig: CanvasBase) -> None:
+    def replace(self, sig: Any) -> None:
         """Finish this job with the result of ``sig`` (a signature or a whole canvas) instead."""
         _running_context(self.name)
+        sig = maybe_signature(sig)
+        if isinstance(sig, chain) and not sig.tasks:
+            raise ImproperlyConfigured("Cannot replace with an empty chain")
         raise ReplaceRequested(sig.to_canvas())
 
 

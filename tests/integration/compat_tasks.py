@@ -37,7 +37,7 @@ async def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
     return {"args": list(args), "kwargs": kwargs}
 
 
-@create_compatible_task(name="compat.sleepy")
+@create_compatible_task(name="compat.sleepy", track_started=True)
 async def sleepy(value: int, seconds: float) -> int:
     await asyncio.sleep(seconds)
     CALLS.append(("sleepy", value))
@@ -108,13 +108,13 @@ def fan_group(self: Any, values: list[int]) -> None:
     self.replace(group(mul.s(value, 10) for value in values))
 
 
-@create_compatible_task(name="compat.forever")
+@create_compatible_task(name="compat.forever", track_started=True)
 async def forever() -> None:
     CALLS.append(("forever", None))
     await asyncio.sleep(3600)
 
 
-@create_compatible_task(name="compat.sync_forever", bind=True)
+@create_compatible_task(name="compat.sync_forever", bind=True, track_started=True)
 def sync_forever(self: Any) -> None:
     CALLS.append(("sync_forever", None))
     while True:
@@ -139,7 +139,7 @@ def record_order(label: str) -> str:
     return label
 
 
-@create_compatible_task(name="compat.blocker")
+@create_compatible_task(name="compat.blocker", track_started=True)
 def blocker() -> None:
     RELEASE.wait(10)
 

@@ -68,6 +68,6 @@ class TestRestart:
         async with embedded_engine(db_path=db, task_modules=MODULES):
             handle = await forever.delay()
             await until(lambda: handle.state == states.STARTED)
-            await handle.revoke()
+            await handle.revoke(terminate=True)
         async with embedded_engine(db_path=db, task_modules=MODULES):
             assert AsyncResult(handle.id).state == states.REVOKED

@@ -1,0 +1,90 @@
+"""Celery's call options (``apply_async(**options)``, ``.set(...)``): each one honoured, or refused by name.
+
+A migrated option this engine does not implement raises TypeError naming it; none is dropped.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from typing import Any
+
+SUPPORTED: frozenset[str] = frozenset(
+    {
+        "task_id",
+        "countdown",
+        "eta",
+        "expires",
+        "priority",
+        "max_retries",
+        "time_limit",
+        "soft_time_limit",
+        "queue",
+        "routing_key",
+        "headers",
+        "ignore_result",
+        "shadow",
+        "link",
+        "link_error",
+        "serializer",
+        "add_to_parent",
+        "throw",
+        "group_id",
+        "body",
+    }
+)
+"""Accepted options. ``serializer`` must be ``"json"``; ``add_to_parent`` is always true here;
+``throw`` matters to eager runs only; ``group_id`` names a chord's header group."""
+
+_AS_IS = ("priority", "max_retries", "time_limit", "soft_time_limit", "queue", "routing_key", "shadow")
+
+
+def check_options(options: dict[str, Any]) -> None:
+    """Raise TypeError for any option this engine does not implement (never a silent drop)."""
+    unknown = set(options) - SUPPORTED
+    if unknown:
+        raise TypeError(
+            f"unsupported option(s): {', '.join(sorted(unknown))} (see the README's differences from Celery)"
+        )
+    if options.get("serializer", "json") != "json":
+        raise TypeError(f"serializer {options['serializer']!r} is not supported: arguments and results are JSON")
+    if options.get("add_to_parent", True) is not True:
+        raise TypeError("add_to_parent=False is not supported: a task's children are always recorded")
+    headers = options.get("headers")
+    if headers is not None and not isinstance(headers, dict):
+        raise TypeError("headers must be a dict")
+
+
+def call_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`domain.canvas.Signature` fields for Celery ``options`` (times made epoch seconds)."""
+    fields: dict[str, Any] = {name: options[name] for name in _AS_IS if options.get(name) is not None}
+    if options.get("task_id") is not None:
+        fields["id"] = str(options["task_id"])
+    if options.get("countdown") is not None:
+        fields["countdown"] = float(options["countdown"])
+    if options.get("eta") is not None:
+        fields["eta"] = epoch(options["eta"])
+    if options.get("expires") is not None:
+        expires = options["expires"]
+        # Celery: a number of seconds from now, or a datetime.
+        fields["expires"] = time.time() + float(expires) if isinstance(expires, (int, float)) else epoch(expires)
+    if options.get("headers"):
+        fields["headers"] = dict(options["headers"])
+    if options.get("ignore_result") is not None:
+        fields["ignore_result"] = bool(options["ignore_result"])
+    return fields
+
+
+def epoch(when: Any) -> float:
+    """Epoch seconds for a datetime (a naive one is UTC, as Celery takes it), an ISO string or a number."""
+    if isinstance(when, bool):
+        raise TypeError("expected a datetime or epoch seconds, got a bool")
+    if isinstance(when, (int, float)):
+        return float(when)
+    if isinstance(when, str):
+        when = datetime.datetime.fromisoformat(when)
+    if isinstance(when, datetime.datetime):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.UTC)
+        return when.timestamp()
+    raise TypeError(f"expected a datetime or epoch seconds, got {type(when).__name__}")
