@@ -349,11 +349,9 @@ class _chain(_Composite):
             task.freeze()
         if not self.tasks:
             raise ImproperlyConfigured("cannot freeze an empty chain")
-        return self.tasks[-1].freeze(_id)
-
-    @property
-    def id(self) -> str | None:
-        return self.tasks[-1].id if self.tasks else None
+        frozen = self.tasks[-1].freeze(_id)
+        self.options["task_id"] = frozen.id
+        return frozen
 
     def to_canvas(self) -> model.Canvas:
         steps: list[model.Canvas] = []
