@@ -16,6 +16,7 @@ from application.job_service import EngineStopped
 from application.outcomes import TimeLimitExceeded, WorkerLostError
 from entrypoints import celery_states as states
 from entrypoints.compat import builtins as _builtins
+from entrypoints.compat import signals
 from entrypoints.compat.app import current_app
 from entrypoints.compat.binding import NoEngineRunning
 from entrypoints.compat.canvas import (
@@ -31,6 +32,7 @@ from entrypoints.compat.canvas import (
     xmap,
     xstarmap,
 )
+from entrypoints.compat.eager import EagerResult
 from entrypoints.compat.embedded import embedded_engine
 from entrypoints.compat.results import (
     AsyncResult,
@@ -51,6 +53,7 @@ del _builtins  # imported to register Celery's built-in tasks (celery.map, celer
 __all__ = [
     "AsyncResult",
     "ChordError",
+    "EagerResult",
     "EngineStopped",
     "GroupResult",
     "ImproperlyConfigured",
@@ -78,6 +81,7 @@ __all__ = [
     "group",
     "maybe_signature",
     "shared_task",
+    "signals",
     "signature",
     "states",
     "subtask",

@@ -18,8 +18,16 @@ from adapters.system import SystemClock, UuidSource
 from application.article_pipeline import ArticlePipeline
 from application.engine import Engine, EngineSettings
 from application.ports.text_generator import TextGenerator
+from entrypoints.compat import signals
 from entrypoints.compat.tasks import default_registry
 from entrypoints.settings import Settings
+
+
+def engine_with_signals(**parts: Any) -> Engine:
+    """The engine, sending Celery's engine-side task signals (``task_revoked`` ...) to this process's receivers."""
+    engine = Engine(**parts)
+    signals.watch(engine)
+    return engine
 
 
 def openai_generator(**options: Any) -> TextGenerator:
@@ -78,7 +86,7 @@ class Container(containers.DeclarativeContainer):
         ArticlePipeline, projects=projects, generator=generator, bus=bus, clock=clock, ids=ids, workflows=repo
     )
     engine = providers.Singleton(
-        Engine,
+        engine_with_signals,
         repo=repo,
         registry=registry,
         runner=runner,

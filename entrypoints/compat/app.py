@@ -36,5 +36,24 @@ class App:
     def __init__(self) -> None:
         self.conf = Conf()
 
+    def register_task(self, task: Any) -> Any:
+        """Register a task object, as Celery's ``app.register_task(MyTask())`` (a class-based task)."""
+        from entrypoints.compat.tasks import register_task
+
+        return register_task(task)
+
+    def task(self, *args: Any, **options: Any) -> Any:
+        """Celery's ``@app.task`` (the same as ``shared_task``)."""
+        from entrypoints.compat.tasks import create_compatible_task
+
+        return create_compatible_task(*args, **options)
+
+    @property
+    def tasks(self) -> dict[str, Any]:
+        """The registered task objects by name (Celery's ``app.tasks``)."""
+        from entrypoints.compat.tasks import registered_tasks
+
+        return registered_tasks()
+
 
 current_app = App()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime
 import functools
 import inspect
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, overload
@@ -24,8 +24,10 @@ from application.execution import (
 )
 from application.registry import TaskDefinition, TaskRegistry
 from domain.job import Job
+from domain.json_values import ensure_json
 from domain.retry_policy import RetryPolicy
-from entrypoints.compat import binding
+from entrypoints.compat import binding, signals
+from entrypoints.compat.app import App, current_app
 from entrypoints.compat.canvas import (
     ImproperlyConfigured,
     Signature,
@@ -35,7 +37,18 @@ from entrypoints.compat.canvas import (
     xmap,
     xstarmap,
 )
+from entrypoints.compat.eager import (
+    EagerFrame,
+    EagerReplaced,
+    EagerResult,
+    apply_canvas,
+    exhausted,
+    exhausted_error,
+    innermost_frame,
+)
 from entrypoints.compat.results import AsyncResult
+
+log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -113,25 +126,150 @@ def _iso(epoch: float | None) -> str | None:
     return None if epoch is None else datetime.datetime.fromtimestamp(epoch, datetime.UTC).isoformat()
 
 
-class Task:
-    """A registered task. Call it to run the function here; ``delay``/``apply_async`` to queue a job."""
+def eager_request(
+    sig: Any,
+    task_id: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    retries: int,
+    group_id: str | None,
+    group_index: int | None,
+    definition: TaskDefinition,
+) -> Request:
+    """The request of an eager call (Celery's ``apply``): ``is_eager``, and as parent the task running
+    when it was applied (eagerly or in the engine), whose root it shares; else it is its own root."""
+    outer = _active_request()
+    parent_id = outer.id if outer is not None else None
+    root_id = (outer.root_id or task_id) if outer is not None else task_id
+    return Request(
+        id=task_id,
+        task=sig.task,
+        args=args,
+        kwargs=kwargs,
+        retries=retries,
+        root_id=root_id,
+        parent_id=parent_id,
+        group=group_id,
+        group_index=group_index,
+        headers=sig.headers,
+        delivery_info={
+            "is_eager": True,
+            "exchange": None,
+            "routing_key": sig.routing_key,
+            "priority": sig.priority,
+        },
+        hostname=HOSTNAME,
+        time_limit=sig.time_limit if sig.time_limit is not None else definition.time_limit,
+        soft_time_limit=sig.soft_time_limit if sig.soft_time_limit is not None else definition.soft_time_limit,
+        ignore_result=bool(sig.ignore_result),
+        is_eager=True,
+    )
 
-    def __init__(self, fn: Callable[..., Any], definition: TaskDefinition, bind: bool) -> None:
-        self.run = fn
-        self.name = definition.name
-        self.definition = definition
-        self.bind = bind
-        self.max_retries = definition.max_retries
-        self.defaults: dict[str, Any] = {}
-        self.__doc__ = fn.__doc__
-        self.__name__ = getattr(fn, "__name__", definition.name)
-        self.__wrapped__ = fn
+
+class _Active:
+    """The call of a task running in this context: its request, its retry limit, whether eager."""
+
+    __slots__ = ("context", "frame", "max_retries", "request")
+
+    def __init__(
+        self, request: Request, max_retries: int | None, frame: EagerFrame | None, context: JobContext | None
+    ) -> None:
+        self.request = request
+        self.max_retries = max_retries
+        self.frame = frame
+        self.context = context
+
+
+def _active_call(name: str | None) -> _Active | None:
+    """The innermost running call (of the task ``name``, unless None): an eager one or an engine job's."""
+    frame = innermost_frame()
+    if frame is not None:
+        if name is None or frame.request.task == name:
+            return _Active(frame.request, frame.max_retries, frame, None)
+        return None
+    context = current_job.get()
+    if context is None or (name is not None and context.job.task != name):
+        return None
+    return _Active(request_of(context.job), context.job.max_retries, None, context)
+
+
+def _active_request() -> Request | None:
+    active = _active_call(None)
+    return None if active is None else active.request
+
+
+class Task:
+    """A registered task, as Celery's ``Task``: call it to run the function here, ``delay`` /
+    ``apply_async`` to queue a job, ``apply`` to run it eagerly.
+
+    The decorator makes a subclass of ``base`` (default: this class) per function. A class-based task
+    subclasses it with a ``name`` and a ``run`` method, and is registered with
+    ``current_app.register_task(MyTask())``. The class attributes are Celery's task options; the
+    hooks ``on_success``, ``on_failure``, ``on_retry`` and ``after_return`` are called as Celery's
+    worker calls them, in the process that runs the task.
+    """
+
+    name: str | None = None
+    typing: bool = True
+    max_retries: int | None = 3
+    default_retry_delay: float = 180.0
+    autoretry_for: tuple[type[BaseException], ...] = ()
+    retry_kwargs: dict[str, Any] = {}
+    retry_backoff: bool | float = False
+    retry_backoff_max: float = 600.0
+    retry_jitter: bool = True
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    ignore_result: bool = False
+    track_started: bool = False
+    acks_late: bool = True
+    reject_on_worker_lost: bool | None = None
+    retry_on_worker_lost: bool | None = None
+    serializer: str = "json"
+    priority: int | None = None
+    queue: str | None = None
+    expires: Any = None
+    bind: bool = True
+    """Whether ``run`` gets the task as ``self``: always for a class-based task's method."""
+
+    definition: TaskDefinition
+    defaults: dict[str, Any]
 
     def __repr__(self) -> str:
         return f"<@task: {self.name}>"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.run(self, *args, **kwargs) if self.bind else self.run(*args, **kwargs)
+        return self.run(*args, **kwargs)
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("Tasks must define the run method.")
+
+    @property
+    def app(self) -> App:
+        """``current_app`` (``task.app.conf.task_always_eager = True`` as in Celery)."""
+        return current_app
+
+    # -- Celery's handlers (override in a base class) -------------------------------------------
+    def on_success(self, retval: Any, task_id: str | None, args: Any, kwargs: Any) -> None:
+        """Called after the task returned ``retval``."""
+
+    def on_failure(self, exc: BaseException, task_id: str | None, args: Any, kwargs: Any, einfo: Any) -> None:
+        """Called after the task failed with ``exc``."""
+
+    def on_retry(self, exc: BaseException | None, task_id: str | None, args: Any, kwargs: Any, einfo: Any) -> None:
+        """Called when the task is to be retried."""
+
+    def after_return(self, status: str, retval: Any, task_id: str | None, args: Any, kwargs: Any, einfo: Any) -> None:
+        """Called after the task succeeded or failed (not on a retry)."""
+
+    def on_replace(self, sig: Any) -> None:
+        """Called by :meth:`replace`: in an eager run the replacement runs here and now; in the engine
+        the job waits for it (Celery's ``on_replace``; overriding it must call ``super()``)."""
+        canvas = sig.to_canvas()
+        active = _active_call(self.name)
+        if active is not None and active.frame is not None:
+            raise EagerReplaced(canvas, apply_canvas(canvas))
+        raise ReplaceRequested(canvas)
 
     # -- queueing ---------------------------------------------------------------------------
     def s(self, *args: Any, **kwargs: Any) -> Signature:
@@ -163,18 +301,61 @@ class Task:
         """Celery's ``task.chunks(it, n)``: ``starmap`` jobs of ``n`` items each, as a group."""
         return chunks(self, it, n)
 
-    def delay(self, *args: Any, **kwargs: Any) -> Awaitable[AsyncResult] | AsyncResult:
-        """Queue a job of this task; awaitable on the loop, blocking from a worker thread."""
+    def delay(self, *args: Any, **kwargs: Any) -> Any:
+        """Queue a job of this task; awaitable on the loop, blocking from a worker thread. Under
+        ``current_app.conf.task_always_eager``, run it here (an :class:`EagerResult`)."""
         return self.apply_async(args, kwargs)
 
     def apply_async(
         self, args: tuple[Any, ...] | list[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
-    ) -> Awaitable[AsyncResult] | AsyncResult:
+    ) -> Any:
         """Queue a job, with Celery's options (see the README): ``countdown``, ``eta``, ``expires``,
         ``task_id``, ``priority``, ``queue``, ``headers``, ``link``, ``link_error`` ...; an option this
-        engine does not implement raises TypeError."""
-        result: Any = Signature(self.name, args or (), kwargs, options={**self.defaults, **options}).apply_async()
+        engine does not implement raises TypeError. Under ``current_app.conf.task_always_eager`` the
+        task runs here instead, as :meth:`apply` (also inside a running task, as in Celery)."""
+        if current_app.conf.task_always_eager:
+            return self.apply(args, kwargs, **options)
+        options = {**self.defaults, **options}
+        for key in ("link", "link_error"):
+            if key in options:
+                options[key] = _listed(options[key])
+        result: Any = Signature(self.name, args or (), kwargs, options=options).apply_async()
         return result
+
+    def apply(
+        self,
+        args: tuple[Any, ...] | list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        link: Any = None,
+        link_error: Any = None,
+        task_id: str | None = None,
+        retries: int | None = None,
+        throw: bool | None = None,
+        logfile: Any = None,
+        loglevel: Any = None,
+        headers: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> EagerResult:
+        """Run the task here and now, as Celery's ``apply``: an :class:`EagerResult`.
+
+        ``throw`` (default ``current_app.conf.task_eager_propagates``) raises the task's error at
+        once; otherwise ``get()`` raises it. ``retries`` is where ``request.retries`` starts.
+        ``countdown`` / ``eta`` are ignored (as Celery's eager runs do); other options as
+        ``apply_async``'s.
+        """
+        for key in ("countdown", "eta"):
+            options.pop(key, None)
+        call_options: dict[str, Any] = {**options}
+        if link is not None:
+            call_options["link"] = _listed(link)
+        if link_error is not None:
+            call_options["link_error"] = _listed(link_error)
+        if task_id is not None:
+            call_options["task_id"] = task_id
+        if headers is not None:
+            call_options["headers"] = headers
+        spec = Signature(self.name, args or (), kwargs, options=call_options).to_canvas()
+        return apply_canvas(spec, throw=throw, retries=retries or 0)
 
     def AsyncResult(self, task_id: str) -> AsyncResult:
         return AsyncResult(task_id)
@@ -182,10 +363,10 @@ class Task:
     # -- inside a running job ------------------------------------------------------------------
     @property
     def request(self) -> Request:
-        context = current_job.get()
-        if context is None or context.job.task != self.name:
-            return Request(id=None, task=self.name, args=[], kwargs={}, called_directly=True)
-        return request_of(context.job)
+        active = _active_call(self.name)
+        if active is None:
+            return Request(id=None, task=self.name or "", args=[], kwargs={}, called_directly=True)
+        return active.request
 
     def update_state(
         self, task_id: str | None = None, state: str | None = None, meta: Any = None, **_: Any
@@ -195,8 +376,13 @@ class Task:
         In an async task the update is scheduled at once, so a call that is not awaited still lands.
         Raises inside the task when its job was revoked, which is how a sync task gets cancelled.
         With ``task_id`` naming another job (running, as Celery's backend would store it for any
-        id), that job's progress is set instead.
+        id), that job's progress is set instead. In an eager run the update is recorded on the
+        :class:`EagerResult` (``updates``) and nothing is stored.
         """
+        active = _active_call(self.name)
+        if active is not None and active.frame is not None and task_id in (None, active.request.id):
+            active.frame.updates.append((state or "PROGRESS", meta))
+            return _done_if_on_loop()
         context = current_job.get()
         if task_id is not None and (context is None or task_id != context.job.id):
             target = task_id
@@ -222,6 +408,8 @@ class Task:
 
     def is_cancelled(self) -> bool:
         """Whether this job was revoked or timed out (a sync task should return soon)."""
+        if innermost_frame() is not None:
+            return False
         context = current_job.get()
         return context is not None and context.cancelled
 
@@ -241,9 +429,10 @@ class Task:
         ``args``/``kwargs`` replace the job's for the next attempt; ``eta`` (a datetime or epoch
         seconds) or ``countdown`` says when; ``max_retries`` overrides the task's for this decision.
         Of the other options of Celery's retry, ``expires`` and ``priority`` are refused (TypeError)
-        rather than dropped.
+        rather than dropped. In an eager run the task runs again at once (Celery's eager retry).
         """
-        _running_context(self.name)
+        if _active_call(self.name) is None:
+            _running_context(self.name)
         unknown = set(options) - {"queue", "routing_key"}
         if unknown:
             raise TypeError(f"retry() does not support the option(s): {', '.join(sorted(unknown))}")
@@ -255,12 +444,35 @@ class Task:
         raise RetryRequested(exc, countdown, max_retries, eta=when, args=retry_args, kwargs=retry_kwargs)
 
     def replace(self, sig: Any) -> None:
-        """Finish this job with the result of ``sig`` (a signature or a whole canvas) instead."""
-        _running_context(self.name)
+        """Finish this job with the result of ``sig`` (a signature or a whole canvas) instead
+        (eagerly run: the replacement runs here and its result is this task's)."""
+        if _active_call(self.name) is None:
+            _running_context(self.name)
         sig = maybe_signature(sig)
         if isinstance(sig, chain) and not sig.tasks:
             raise ImproperlyConfigured("Cannot replace with an empty chain")
-        raise ReplaceRequested(sig.to_canvas())
+        self.on_replace(sig)
+        raise ReplaceRequested(sig.to_canvas())  # an on_replace that did not call super()
+
+
+def _listed(value: Any) -> list[Any]:
+    """Celery's ``maybe_list``: one signature, or a list or tuple of them."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _done_if_on_loop() -> Awaitable[None] | None:
+    """An already finished awaitable on an event loop (an async task may ``await`` it), else None."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    done: asyncio.Future[None] = loop.create_future()
+    done.set_result(None)
+    return done
 
 
 def _epoch(when: Any) -> float | None:
@@ -274,17 +486,180 @@ def _epoch(when: Any) -> float | None:
     raise TypeError(f"expected a datetime or epoch seconds, got {type(when).__name__}")
 
 
-def _running_context(name: str) -> JobContext:
+def _running_context(name: str | None) -> JobContext:
     context = current_job.get()
     if context is None:
         raise RuntimeError(f"{name}: this call is only possible inside a running job")
     return context
 
 
+# -- signals and handlers around each call -------------------------------------------------------
+
+_HANDLERS = ("on_success", "on_failure", "on_retry", "after_return")
+
+
+def _has_handlers(task: Task) -> bool:
+    return any(getattr(type(task), hook) is not getattr(Task, hook) for hook in _HANDLERS)
+
+
+def _instrumented(task: Task, call: Callable[..., Any]) -> Callable[..., Any]:
+    """``call`` (what the engine runs) wrapped so that Celery's task signals and the task's handlers
+    run around it, in the task's own thread (or on its loop, for an async task). Costs one check
+    when nothing listens."""
+    handlers = _has_handlers(task)
+
+    if inspect.iscoroutinefunction(call):
+
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            if not handlers and not signals.any_task_receivers():
+                return await call(*args, **kwargs)
+            active = _active_call(task.name)
+            if active is None:
+                return await call(*args, **kwargs)
+            _prerun(task, active, args, kwargs)
+            try:
+                value = await call(*args, **kwargs)
+            except asyncio.CancelledError:
+                if active.context is not None and not active.context.cancelled:  # a time limit
+                    signals.interrupted.add(active.request.id or "")
+                raise
+            except JobCancelled:
+                raise
+            except BaseException as exc:
+                _raised(task, active, args, kwargs, exc)
+                raise
+            _returned(task, active, args, kwargs, value)
+            return value
+
+        wrapped: Callable[..., Any] = run_async
+    else:
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            if not handlers and not signals.any_task_receivers():
+                return call(*args, **kwargs)
+            active = _active_call(task.name)
+            if active is None:
+                return call(*args, **kwargs)
+            _prerun(task, active, args, kwargs)
+            try:
+                value = call(*args, **kwargs)
+            except JobCancelled:  # revoked or timed out from outside: the engine's events tell
+                raise
+            except BaseException as exc:
+                _raised(task, active, args, kwargs, exc)
+                raise
+            _returned(task, active, args, kwargs, value)
+            return value
+
+        wrapped = run
+    functools.update_wrapper(wrapped, call)
+    wrapped.__signature__ = _signature_of(call)  # type: ignore[attr-defined]
+    return wrapped
+
+
+def _signature_of(call: Callable[..., Any]) -> inspect.Signature:
+    try:
+        return inspect.signature(call, eval_str=True)
+    except (NameError, SyntaxError, TypeError):
+        return inspect.signature(call)
+
+
+def _prerun(task: Task, active: _Active, args: Any, kwargs: Any) -> None:
+    signals.task_prerun.send(sender=task, task_id=active.request.id, task=task, args=args, kwargs=kwargs)
+
+
+def _postrun(task: Task, active: _Active, args: Any, kwargs: Any, retval: Any, state: str) -> None:
+    signals.task_postrun.send(
+        sender=task, task_id=active.request.id, task=task, args=args, kwargs=kwargs, retval=retval, state=state
+    )
+
+
+def _handler(task: Task, hook: str, *args: Any) -> None:
+    try:
+        getattr(task, hook)(*args)
+    except Exception:
+        log.exception("%s.%s raised", task.name, hook)
+
+
+def _returned(task: Task, active: _Active, args: Any, kwargs: Any, value: Any) -> None:
+    if active.frame is None:
+        try:
+            ensure_json(value, f"result of {task.name}")
+        except Exception as exc:  # the engine fails the job with this very error
+            _raised(task, active, args, kwargs, exc)
+            raise
+    _succeeded(task, active, args, kwargs, value)
+
+
+def _succeeded(task: Task, active: _Active, args: Any, kwargs: Any, value: Any) -> None:
+    task_id = active.request.id
+    _handler(task, "on_success", value, task_id, args, kwargs)
+    signals.task_success.send(sender=task, result=value)
+    _handler(task, "after_return", "SUCCESS", value, task_id, args, kwargs, None)
+    _postrun(task, active, args, kwargs, value, "SUCCESS")
+
+
+def _raised(task: Task, active: _Active, args: Any, kwargs: Any, exc: BaseException) -> None:
+    """What the task's exception means, as the engine (or the eager run) will take it: a retry, a
+    failure (a retry past the limit included), or a replacement."""
+    if isinstance(exc, EagerReplaced):
+        outcome = exc.result
+        if outcome.failed():
+            _failed(task, active, args, kwargs, outcome.result)
+        else:
+            _succeeded(task, active, args, kwargs, outcome.result)
+        return
+    if isinstance(exc, ReplaceRequested):
+        _postrun(task, active, args, kwargs, exc, "IGNORED")  # Celery: replaced is Ignore
+        return
+    retry: RetryRequested | None = exc if isinstance(exc, RetryRequested) else None
+    definition = task.definition
+    if retry is None and definition.autoretry_for and isinstance(exc, definition.autoretry_for):
+        retry = definition.autoretry(exc)
+    if retry is None:
+        _failed(task, active, args, kwargs, exc)
+        return
+    limit = exhausted(retry, active.request.retries, active.max_retries)
+    if limit is not False:
+        _failed(task, active, args, kwargs, exhausted_error(retry, task.name or "", active.request.id, limit))
+        return
+    einfo = signals.exception_info(retry.exc if retry.exc is not None else retry)
+    _handler(task, "on_retry", retry.exc, active.request.id, args, kwargs, einfo)
+    signals.task_retry.send(sender=task, request=active.request, reason=retry, einfo=einfo)
+    _postrun(task, active, args, kwargs, retry, "RETRY")
+
+
+def _failed(task: Task, active: _Active, args: Any, kwargs: Any, exc: BaseException) -> None:
+    einfo = signals.exception_info(exc)
+    task_id = active.request.id
+    _handler(task, "on_failure", exc, task_id, args, kwargs, einfo)
+    signals.task_failure.send(
+        sender=task, task_id=task_id, exception=exc, args=args, kwargs=kwargs, traceback=einfo.tb, einfo=einfo
+    )
+    _handler(task, "after_return", "FAILURE", exc, task_id, args, kwargs, einfo)
+    _postrun(task, active, args, kwargs, exc, "FAILURE")
+
+
+# -- registration --------------------------------------------------------------------------------
+
+_tasks: dict[str, Task] = {}
+
+
+def registered_tasks() -> dict[str, Task]:
+    """Every task object registered here, by name (a copy)."""
+    return dict(_tasks)
+
+
+def task_named(name: str | None) -> Task | None:
+    """The task object registered under ``name`` (None for a task this module did not register)."""
+    return None if name is None else _tasks.get(name)
+
+
 _TASK_OPTIONS = frozenset(
     {
         "name",
         "bind",
+        "base",
         "max_retries",
         "default_retry_delay",
         "autoretry_for",
@@ -307,7 +682,7 @@ _TASK_OPTIONS = frozenset(
         "registry",
     }
 )
-"""The decorator's options. Others (``rate_limit``, ``pydantic``, ``base`` ...) raise TypeError, never dropped."""
+"""The decorator's options. Others (``rate_limit``, ``pydantic`` ...) raise TypeError, never dropped."""
 
 
 @overload
@@ -321,8 +696,9 @@ def create_compatible_task(fn: None = None, /, **options: Any) -> Callable[[F], 
 def create_compatible_task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Task | Callable[..., Task]:
     """Register a ``def`` or ``async def`` as a task, with Celery's options. Usable bare or with arguments.
 
-    Options as Celery's ``@app.task``: ``name``, ``bind``, ``max_retries`` (None: retry for ever),
-    ``default_retry_delay``, ``autoretry_for``, ``retry_kwargs``, ``retry_backoff``,
+    Options as Celery's ``@app.task``: ``name``, ``bind``, ``base`` (a :class:`Task` subclass: its
+    class attributes are the defaults and its handlers are called), ``max_retries`` (None: retry for
+    ever), ``default_retry_delay``, ``autoretry_for``, ``retry_kwargs``, ``retry_backoff``,
     ``retry_backoff_max``, ``retry_jitter``, ``time_limit``, ``soft_time_limit``, ``ignore_result``,
     ``track_started``, ``acks_late`` (always true here: a job lost with its process runs again),
     ``reject_on_worker_lost`` / ``retry_on_worker_lost``, ``typing`` (False: arguments are not checked
@@ -332,6 +708,20 @@ def create_compatible_task(fn: Callable[..., Any] | None = None, /, **options: A
     unknown = set(options) - _TASK_OPTIONS
     if unknown:
         raise TypeError(f"unsupported task option(s): {', '.join(sorted(unknown))} (see the README's differences)")
+    base = options.get("base") or Task
+    if not (isinstance(base, type) and issubclass(base, Task)):
+        raise TypeError(f"base must be a Task subclass, got {base!r}")
+    _check_options(options)
+
+    def decorate(func: Callable[..., Any]) -> Task:
+        return _register(func, options, base)
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate
+
+
+def _check_options(options: dict[str, Any]) -> None:
     if options.get("serializer", "json") != "json":
         raise TypeError(f"serializer {options['serializer']!r} is not supported: arguments and results are JSON")
     if options.get("acks_late") is False:
@@ -339,50 +729,65 @@ def create_compatible_task(fn: Callable[..., Any] | None = None, /, **options: A
     if options.get("max_retries", 0) is not None and not isinstance(options.get("max_retries", 0), int):
         raise TypeError("max_retries must be an integer or None")
 
-    def decorate(func: Callable[..., Any]) -> Task:
-        return _register(func, options)
 
-    if fn is not None:
-        return decorate(fn)
-    return decorate
-
-
-def _register(func: Callable[..., Any], options: dict[str, Any]) -> Task:
+def _register(func: Callable[..., Any], options: dict[str, Any], base: type[Task]) -> Task:
     bind = bool(options.get("bind", False))
-    task_name = options.get("name") or f"{func.__module__}.{func.__qualname__}"
-    parameters = list(inspect.signature(func).parameters)
-    lost = options.get("retry_on_worker_lost", options.get("reject_on_worker_lost", True))
-    definition = TaskDefinition(
-        name=task_name,
-        fn=func,
-        max_retries=options.get("max_retries", 3),
-        time_limit=options.get("time_limit"),
-        soft_time_limit=options.get("soft_time_limit"),
-        ignore_result=bool(options.get("ignore_result", False)),
-        track_started=bool(options.get("track_started", False)),
-        bound=bind,
-        retry_on_worker_lost=bool(lost),
-        autoretry_for=tuple(options.get("autoretry_for", ())),
-        retry_kwargs=dict(options.get("retry_kwargs", {})),
-        retry_policy=RetryPolicy(
-            default_retry_delay=options.get("default_retry_delay", 180.0),
-            retry_backoff=options.get("retry_backoff", False),
-            retry_backoff_max=options.get("retry_backoff_max", 600.0),
-            retry_jitter=options.get("retry_jitter", True),
-        ),
-        priority=options.get("priority", 0),
-        doc=inspect.getdoc(func),
-        parameters=tuple(parameters[1:] if bind else parameters),
-        typing=bool(options.get("typing", True)),
+    attributes: dict[str, Any] = {
+        key: value for key, value in options.items() if key not in ("bind", "base", "registry", "name")
+    }
+    attributes.update(
+        name=options.get("name") or f"{func.__module__}.{func.__qualname__}",
+        run=func if bind else staticmethod(func),
+        bind=bind,
+        __doc__=func.__doc__,
+        __module__=func.__module__,
+        __wrapped__=func,
     )
-    task = Task(func, definition, bind)
-    task.defaults = {key: options[key] for key in ("queue", "expires") if options.get(key) is not None}
-    if bind:
-        definition = _with_fn(definition, functools.partial(func, task))
-        task.definition = definition
-    (options.get("registry") or default_registry).register(definition)
+    cls = type(func.__name__, (base,), attributes)
+    task: Task = cls()
+    task.__name__ = getattr(func, "__name__", task.name)  # type: ignore[attr-defined]
+    return register_task(task, registry=options.get("registry"))
+
+
+def register_task(task: Task, registry: TaskRegistry | None = None) -> Task:
+    """Register a task object (a class-based task: ``register_task(MyTask())``, as Celery's
+    ``app.register_task``): its class attributes are its options, its ``run`` what it runs."""
+    if isinstance(task, type):
+        raise TypeError("register_task() takes a task object: register_task(MyTask())")
+    cls = type(task)
+    if not task.name:
+        task.name = f"{cls.__module__}.{cls.__name__}"
+    _check_options({key: getattr(task, key) for key in ("serializer", "acks_late", "max_retries")})
+    run = task.run
+    parameters = list(inspect.signature(run).parameters)
+    lost = task.retry_on_worker_lost
+    if lost is None:
+        lost = task.reject_on_worker_lost if task.reject_on_worker_lost is not None else True
+    definition = TaskDefinition(
+        name=task.name,
+        fn=_instrumented(task, run),
+        max_retries=task.max_retries,
+        time_limit=task.time_limit,
+        soft_time_limit=task.soft_time_limit,
+        ignore_result=bool(task.ignore_result),
+        track_started=bool(task.track_started),
+        bound=bool(task.bind),
+        retry_on_worker_lost=bool(lost),
+        autoretry_for=tuple(task.autoretry_for or ()),
+        retry_kwargs=dict(task.retry_kwargs or {}),
+        retry_policy=RetryPolicy(
+            default_retry_delay=task.default_retry_delay,
+            retry_backoff=task.retry_backoff,
+            retry_backoff_max=task.retry_backoff_max,
+            retry_jitter=task.retry_jitter,
+        ),
+        priority=task.priority or 0,
+        doc=inspect.getdoc(getattr(task, "__wrapped__", run)) if task.bind else inspect.getdoc(run),
+        parameters=tuple(parameters),
+        typing=bool(task.typing),
+    )
+    task.definition = definition
+    task.defaults = {key: getattr(task, key) for key in ("queue", "expires") if getattr(task, key) is not None}
+    (registry or default_registry).register(definition)
+    _tasks[definition.name] = task
     return task
-
-
-def _with_fn(definition: TaskDefinition, fn: Callable[..., Any]) -> TaskDefinition:
-    return dataclasses.replace(definition, fn=fn)
