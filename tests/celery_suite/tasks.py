@@ -6,16 +6,23 @@ in this process, so the tasks write to a thread-safe in-process store with the f
 the suite uses, and the tests wait on its condition variable.
 """
 
-import builtins
-import inspect
 import logging
 import threading
 import time
 from collections.abc import Iterable
 from time import sleep
 
-from entrypoints.celery_compat import Signature, Task, chain, chord, group, signature, states
-from entrypoints.celery_compat import shared_task as _compat_shared_task
+from entrypoints.celery_compat import (
+    Signature,
+    SoftTimeLimitExceeded,
+    Task,
+    chain,
+    chord,
+    group,
+    shared_task,
+    signature,
+    states,
+)
 
 try:
     from entrypoints.celery_compat import Reject
@@ -28,37 +35,6 @@ except ImportError:  # TODO(lead): remove once Reject exists
             super().__init__(reason)
             self.requeue = requeue
 
-
-try:
-    from entrypoints.celery_compat import SoftTimeLimitExceeded
-except ImportError:  # TODO(lead): remove once SoftTimeLimitExceeded exists
-
-    class SoftTimeLimitExceeded(Exception):
-        """Placeholder while ``entrypoints.celery_compat.SoftTimeLimitExceeded`` does not exist."""
-
-
-try:
-    from entrypoints.celery_compat import ImproperlyConfigured
-except ImportError:  # TODO(lead): remove once ImproperlyConfigured exists
-
-    class ImproperlyConfigured(Exception):
-        """Placeholder while ``entrypoints.celery_compat.ImproperlyConfigured`` does not exist."""
-
-
-try:
-    from entrypoints.celery_compat import TimeoutError
-except ImportError:  # TODO(lead): remove once TimeoutError exists (the engine raises the builtin today)
-    TimeoutError = builtins.TimeoutError
-
-try:
-    from entrypoints.celery_compat import current_app
-except ImportError:  # TODO(lead): remove once current_app exists
-    current_app = None
-
-try:
-    from entrypoints.celery_compat import signals
-except ImportError:  # TODO(lead): remove once signals exists
-    signals = None
 
 # Stamping is a deliberate difference (README): without StampingVisitor the stamping tasks are not
 # defined, exactly as Celery's own module does on Celery 4.
@@ -83,20 +59,6 @@ except ImportError:
     class UnpickleableExceptionWrapper(Exception):
         exc_cls_name = ""
         exc_args = ()
-
-
-def shared_task(*args, **options):
-    """``shared_task`` passing on only the options it accepts today.
-
-    TODO(lead): remove once ``shared_task`` accepts Celery's task options (``typing``,
-    ``ignore_result``, ``expires``, ``soft_time_limit``, ``acks_late``, ``pydantic``, ``base``):
-    until then an option it does not know is dropped, and the test relying on it fails.
-    """
-    parameters = inspect.signature(_compat_shared_task).parameters.values()
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        names = {p.name for p in parameters}
-        options = {key: value for key, value in options.items() if key in names}
-    return _compat_shared_task(*args, **options)
 
 
 class RedisLikeStore:

@@ -15,7 +15,19 @@ from time import monotonic, sleep
 
 import pytest
 
-from entrypoints.celery_compat import AsyncResult, ChordError, GroupResult, ResultSet, chain, chord, group, signature
+from entrypoints.celery_compat import (
+    AsyncResult,
+    ChordError,
+    GroupResult,
+    ImproperlyConfigured,
+    ResultSet,
+    TimeoutError,
+    chain,
+    chord,
+    group,
+    signals,
+    signature,
+)
 
 from . import tasks
 from .conftest import (
@@ -28,9 +40,7 @@ from .conftest import (
 )
 from .tasks import (
     ExpectedException,
-    ImproperlyConfigured,  # TODO(lead): import from entrypoints.celery_compat once it exists
     StampingVisitor,
-    TimeoutError,  # TODO(lead): import from entrypoints.celery_compat once it exists
     add,
     add_chord_to_chord,
     add_replaced,
@@ -59,7 +69,6 @@ from .tasks import (
     return_exception,
     return_priority,
     second_order_replace1,
-    signals,  # TODO(lead): import from entrypoints.celery_compat once it exists
     tsum,
     write_to_file_and_return_int,
     xsum,

@@ -14,7 +14,7 @@ from uuid import uuid4
 
 import pytest
 
-from entrypoints.celery_compat import TaskRevokedError, chain, chord, group
+from entrypoints.celery_compat import TaskRevokedError, TimeoutError, chain, chord, group, signals
 
 from . import tasks
 from .conftest import get_redis_connection, wait_until
@@ -23,7 +23,6 @@ from .tasks import (
     ExpectedException,
     Reject,  # TODO(lead): import from entrypoints.celery_compat once it exists
     StampingVisitor,
-    TimeoutError,  # TODO(lead): import from entrypoints.celery_compat once it exists
     UnpickleableExceptionWrapper,
     add,
     add_ignore_result,
@@ -41,7 +40,6 @@ from .tasks import (
     return_properties,
     return_request_time_limits,
     second_order_replace1,
-    signals,  # TODO(lead): import from entrypoints.celery_compat once it exists
     sleeping,
     soft_time_limit_must_exceed_time_limit,
     task_with_declared_time_limits,
