@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from entrypoints.celery_compat import ResultSet, embedded_engine
+from entrypoints.celery_compat import ResultSet, current_app, embedded_engine
 from tests.celery_suite import tasks
 from tests.celery_suite.tasks import get_redis_connection
 
@@ -125,7 +125,7 @@ _APP_CONF_KEYS = ("task_always_eager", "task_allow_error_cb_on_chord_header")
 
 @pytest.fixture(autouse=True)
 def _restore_app_conf():
-    conf = getattr(tasks.current_app, "conf", None)
+    conf = getattr(current_app, "conf", None)
     saved = {key: getattr(conf, key) for key in _APP_CONF_KEYS if conf is not None and hasattr(conf, key)}
     yield
     for key, value in saved.items():
@@ -140,7 +140,7 @@ class Manager:
 
     @property
     def app(self):
-        return tasks.current_app
+        return current_app
 
     def join(self, r, propagate=False, max_retries=10, **kwargs):
         if not isinstance(r, ResultSet):
@@ -155,7 +155,7 @@ def manager(celery_session_worker):
 
 @pytest.fixture
 def celery_session_app(celery_session_worker):
-    return tasks.current_app
+    return current_app
 
 
 class SubTests:
