@@ -21,7 +21,7 @@ import time
 import pytest
 
 from entrypoints.celery_compat import ResultSet, current_app, embedded_engine
-from tests.celery_suite import tasks
+from entrypoints.celery_compat import TimeoutError as CeleryTimeoutError
 from tests.celery_suite.tasks import get_redis_connection
 
 TIMEOUT = 10
@@ -189,7 +189,7 @@ def await_redis_echo(expected_msgs, redis_key="redis-echo", timeout=TIMEOUT):
     while +expected_msgs:
         maybe_key_msg = redis_connection.blpop(redis_key, timeout)
         if maybe_key_msg is None:
-            raise tasks.TimeoutError(f"Fetching from {redis_key!r} timed out - still awaiting {dict(+expected_msgs)!r}")
+            raise CeleryTimeoutError(f"Fetching from {redis_key!r} timed out - still awaiting {dict(+expected_msgs)!r}")
         retrieved_key, msg = maybe_key_msg
         assert retrieved_key.decode("utf-8") == redis_key
         expected_msgs[msg] -= 1  # silently accepts unexpected messages
@@ -206,7 +206,7 @@ def await_redis_list_message_length(expected_length, redis_key="redis-group-ids"
 
     if not redis_connection.wait_for(lambda: redis_connection.llen(redis_key) == expected_length, timeout):
         length = redis_connection.llen(redis_key)
-        raise tasks.TimeoutError(
+        raise CeleryTimeoutError(
             f"{redis_key!r} has length of {length}, but expected to be of length {expected_length}"
         )
 
@@ -228,7 +228,7 @@ def await_redis_count(expected_count, redis_key="redis-count", timeout=TIMEOUT):
 
     if not redis_connection.wait_for(lambda: count() == expected_count, timeout):
         if count() is None:
-            raise tasks.TimeoutError(f"{redis_key!r} was never incremented")
+            raise CeleryTimeoutError(f"{redis_key!r} was never incremented")
         assert count() == expected_count
 
     # There should be no more increments - wait momentarily for one
