@@ -23,7 +23,7 @@ from application.execution import (
     current_job,
 )
 from application.registry import TaskDefinition, TaskRegistry
-from domain.job import Job
+from domain.job import ErrorInfo, Job
 from domain.json_values import ensure_json
 from domain.retry_policy import RetryPolicy
 from entrypoints.compat import binding, signals
@@ -46,6 +46,7 @@ from entrypoints.compat.eager import (
     exhausted_error,
     innermost_frame,
 )
+from entrypoints.compat.exceptions import exception_from
 from entrypoints.compat.results import AsyncResult
 
 log = logging.getLogger(__name__)
@@ -507,10 +508,13 @@ def _instrumented(task: Task, call: Callable[..., Any]) -> Callable[..., Any]:
     run around it, in the task's own thread (or on its loop, for an async task). Costs one check
     when nothing listens."""
     handlers = _has_handlers(task)
+    errback_capable = not task.bind and _takes_several_positionals(call)
 
     if inspect.iscoroutinefunction(call):
 
         async def run_async(*args: Any, **kwargs: Any) -> Any:
+            if errback_capable:
+                args = _errback_arguments(args)
             if not handlers and not signals.any_task_receivers():
                 return await call(*args, **kwargs)
             active = _active_call(task.name)
@@ -535,6 +539,8 @@ def _instrumented(task: Task, call: Callable[..., Any]) -> Callable[..., Any]:
     else:
 
         def run(*args: Any, **kwargs: Any) -> Any:
+            if errback_capable:
+                args = _errback_arguments(args)
             if not handlers and not signals.any_task_receivers():
                 return call(*args, **kwargs)
             active = _active_call(task.name)
@@ -555,6 +561,50 @@ def _instrumented(task: Task, call: Callable[..., Any]) -> Callable[..., Any]:
     functools.update_wrapper(wrapped, call)
     wrapped.__signature__ = _signature_of(call)  # type: ignore[attr-defined]
     return wrapped
+
+
+def _takes_several_positionals(call: Callable[..., Any]) -> bool:
+    """Celery's rule for a "new style" errback (see ``TaskDefinition.takes_errback_request``)."""
+    try:
+        spec = inspect.getfullargspec(call)
+    except TypeError:
+        return False
+    return spec.varargs is not None or len(spec.args) > 1
+
+
+class Context(dict[str, Any]):
+    """The failed task's request a new-style errback gets, as Celery's ``Context``: ``request.id``
+    (and ``request["id"]``), ``task``, ``args``, ``kwargs``, ``retries``, ``root_id``, ``parent_id``,
+    ``group``, ``delivery_info`` ...; a field the request does not have reads as None."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self.get(name)
+
+
+def _errback_arguments(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A new-style errback's arguments as Celery passes them: the engine stores ``(request, exc,
+    traceback)`` as JSON; the task gets the request as a :class:`Context` and the exception rebuilt."""
+    context = current_job.get()
+    if context is None or context.job.options.errback_of is None or innermost_frame() is not None:
+        return args
+    if len(args) < 3 or not isinstance(args[0], dict) or not isinstance(args[1], dict):
+        return args
+    error = args[1]
+    try:
+        exc: Any = exception_from(
+            ErrorInfo(
+                type=str(error.get("type") or "Exception"),
+                message=str(error.get("message") or ""),
+                traceback=args[2] if isinstance(args[2], str) else None,
+                module=error.get("module"),
+                args=error.get("args"),
+            )
+        )
+    except Exception:
+        exc = error
+    return (Context(args[0]), exc, *args[2:])
 
 
 def _signature_of(call: Callable[..., Any]) -> inspect.Signature:

@@ -471,6 +471,18 @@ class TestEngineSignals:
         assert recorder.named("task_revoked", result.id) == []
 
 
+class TestEngineErrbacks:
+    async def test_a_new_style_errback_gets_a_request_object_and_the_exception(self, engine: Engine) -> None:
+        result = await t.fail.apply_async(("x",), link_error=t.new_style_errback.s())
+        with pytest.raises(ExpectedError):
+            await result.get(timeout=5)
+        deadline = time.monotonic() + 5
+        while not t.HOOKS:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.005)
+        assert [("errback", result.id, ("ExpectedError", True))] == t.HOOKS
+
+
 class TestClassBasedTasks:
     async def test_class_based_task_retried(self, engine: Engine) -> None:  # Celery's test, on the engine
         task = t.ClassBasedAutoRetryTask()
