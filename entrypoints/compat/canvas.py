@@ -17,6 +17,8 @@ import uuid
 from collections.abc import Awaitable, Iterable
 from typing import Any
 
+import msgspec
+
 from domain import canvas as model
 from domain.json_values import ensure_json
 from entrypoints.compat import binding
@@ -27,6 +29,10 @@ from entrypoints.compat.results import AsyncResult
 
 class ImproperlyConfigured(Exception):
     """Celery's error for a canvas that cannot be applied (an empty chain as a replacement)."""
+
+
+class NotRegistered(KeyError):
+    """Celery's error for calling a signature whose task is not registered in this process."""
 
 
 class Signature(dict[str, Any]):
@@ -144,12 +150,12 @@ class Signature(dict[str, Any]):
 
     def link(self, callback: Any) -> Any:
         """Apply ``callback`` with this call's result once it succeeds; returns ``callback``."""
-        self.options.setdefault("link", []).append(_signature(callback))
+        self.options["link"] = [*_callbacks(self.options.get("link")), _signature(callback)]
         return callback
 
     def link_error(self, errback: Any) -> Any:
         """Apply ``errback`` when this call fails (see README for its arguments); returns ``errback``."""
-        self.options.setdefault("link_error", []).append(_signature(errback))
+        self.options["link_error"] = [*_callbacks(self.options.get("link_error")), _signature(errback)]
         return errback
 
     def on_error(self, errback: Any) -> Signature:
@@ -170,9 +176,12 @@ class Signature(dict[str, Any]):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the task's function here, now (Celery's ``sig()``), with the partial arguments."""
         call = self.clone(args, kwargs)
-        from entrypoints.compat.tasks import default_registry
+        from entrypoints.compat.tasks import task_named
 
-        return default_registry.require(call.task).fn(*call.args, **call.kwargs)
+        task = task_named(call.task)
+        if task is None:
+            raise NotRegistered(f"no task named {call.task!r} is registered in this process")
+        return task(*call.args, **call.kwargs)
 
     def delay(self, *args: Any, **kwargs: Any) -> Awaitable[AsyncResult] | AsyncResult:
         return self.apply_async(args, kwargs)
@@ -202,8 +211,8 @@ class Signature(dict[str, Any]):
 
     def _call_options(self) -> dict[str, Any]:
         options = dict(self.options)
-        links = [_signature(link).to_canvas() for link in options.pop("link", []) or []]
-        errbacks = [_signature(link).to_canvas() for link in options.pop("link_error", []) or []]
+        links = [_signature(link).to_canvas() for link in _callbacks(options.pop("link", None))]
+        errbacks = [_signature(link).to_canvas() for link in _callbacks(options.pop("link_error", None))]
         return {**call_options(options), "immutable": self.immutable, "link": links, "link_error": errbacks}
 
     @classmethod
@@ -233,17 +242,64 @@ def submit_signature(spec: model.Signature, *, ignored: bool = False) -> Any:
     definition = binding.engine().registry.find(spec.task)
     if definition is not None:
         definition.check_arguments(spec.args, spec.kwargs)
+    if spec.id is None:
+        spec = msgspec.structs.replace(spec, id=str(uuid.uuid4()))
+    published = _publishing(spec, lineage)
     threaded = binding.off_loop()
     if threaded is not None:
         engine, loop = threaded
         job = engine.jobs.submit_from_thread(spec, loop, lineage=lineage)
+        published()
         return AsyncResult(job.id, ignored=ignored)
 
     async def submit(engine: Any) -> AsyncResult:
         job = await engine.jobs.submit(spec, lineage=lineage)
+        published()
         return AsyncResult(job.id, ignored=ignored)
 
     return binding.call(submit)
+
+
+def _publishing(spec: model.Signature, lineage: Any) -> Any:
+    """Send Celery's ``before_task_publish`` now; the returned call sends ``after_task_publish`` once the
+    job is committed (nothing is sent, and nothing costs, when no receiver is connected)."""
+    from entrypoints.compat import signals
+
+    if not (signals.before_task_publish.receivers or signals.after_task_publish.receivers):
+        return _nothing
+    headers = {
+        "id": spec.id,
+        "task": spec.task,
+        "root_id": (lineage.root_id if lineage else None) or spec.id,
+        "parent_id": lineage.parent_id if lineage else None,
+        "eta": spec.eta,
+        "expires": spec.expires,
+        "retries": 0,
+    }
+    body = (list(spec.args), dict(spec.kwargs), {"callbacks": None, "errbacks": None, "chain": None, "chord": None})
+    routing_key = spec.routing_key or spec.queue or "celery"
+    properties = {"correlation_id": spec.id, "priority": spec.priority}
+    signals.before_task_publish.send(
+        sender=spec.task,
+        body=body,
+        exchange="",
+        routing_key=routing_key,
+        headers=headers,
+        properties=properties,
+        declare=[],
+        retry_policy=None,
+    )
+
+    def after() -> None:
+        signals.after_task_publish.send(
+            sender=spec.task, body=body, exchange="", routing_key=routing_key, headers=headers
+        )
+
+    return after
+
+
+def _nothing() -> None:
+    return None
 
 
 class _Composite(Signature):
@@ -295,9 +351,9 @@ class _Composite(Signature):
         copied: Any = self.clone()
         options = {**copied.options, **options}
         copied["options"] = {}
-        for errback in options.pop("link_error", []) or []:
+        for errback in _callbacks(options.pop("link_error", None)):
             copied.link_error(errback)
-        for callback in options.pop("link", []) or []:
+        for callback in _callbacks(options.pop("link", None)):
             copied.link(callback)
         task_id = options.pop("task_id", None)
         if task_id is not None:
@@ -598,6 +654,15 @@ def _signature(value: Any) -> Signature:
     raise TypeError(f"not a signature, canvas or task: {value!r}")
 
 
+def _callbacks(value: Any) -> list[Any]:
+    """``link=`` / ``link_error=`` as Celery takes them: one signature (a dict) or a list of them."""
+    if value is None:
+        return []
+    if isinstance(value, dict) or hasattr(value, "name"):
+        return [value]
+    return list(value)
+
+
 def _flatten(tasks: tuple[Any, ...]) -> list[Signature]:
     if len(tasks) == 1 and not isinstance(tasks[0], dict) and not hasattr(tasks[0], "name"):
         tasks = tuple(tasks[0])
@@ -640,7 +705,12 @@ def _lineage() -> Any:
     """Celery's parent and root ids for what the running task (if any) submits."""
     from application.execution import current_job
     from domain.workflow import Lineage
+    from entrypoints.compat.eager import innermost_frame
 
+    frame = innermost_frame()
+    if frame is not None and frame.request.id is not None:
+        request = frame.request
+        return Lineage(parent_id=request.id, root_id=request.root_id or request.id)
     context = current_job.get()
     if context is None:
         return None
