@@ -24,16 +24,12 @@ from entrypoints.celery_compat import (
     states,
 )
 
+# Reject is a deliberate difference (README: Reject and acks_late redelivery): without it the
+# tasks raising it stay defined, and the tests calling them are skipped.
 try:
     from entrypoints.celery_compat import Reject
-except ImportError:  # TODO(lead): remove once Reject exists
-
-    class Reject(Exception):
-        """Placeholder while ``entrypoints.celery_compat.Reject`` does not exist."""
-
-        def __init__(self, reason=None, requeue=False):
-            super().__init__(reason)
-            self.requeue = requeue
+except ImportError:
+    Reject = None
 
 
 # Stamping is a deliberate difference (README): without StampingVisitor the stamping tasks are not

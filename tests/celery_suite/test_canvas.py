@@ -36,7 +36,6 @@ from .conftest import (
     await_redis_list_message_length,
     check_for_logs,
     get_redis_connection,
-    wait_until,
 )
 from .tasks import (
     ExpectedException,
@@ -246,6 +245,8 @@ class test_chain:
             node = node.parent
             i -= 1
 
+    # The guarded task only sleeps: a sync task gets SoftTimeLimitExceeded at its next check only.
+    @pytest.mark.skip(reason="README differences: `soft_time_limit` raises inside the task by a signal")
     def test_chord_soft_timeout_recuperation(self, manager):
         """Test that if soft timeout happens in task but is managed by task,
         chord still get results normally
@@ -1447,11 +1448,13 @@ class test_chord:
         res1 = c1()
         assert res1.get(timeout=TIMEOUT) == [29, 38]
 
+    @pytest.mark.skip(reason="README differences: `add_to_chord`")
     def test_add_to_chord(self, manager):
         c = group([add_to_all_to_chord.s([1, 2, 3], 4)]) | identity.s()
         res = c()
         assert sorted(res.get()) == [0, 5, 6, 7]
 
+    @pytest.mark.skip(reason="README differences: `add_to_chord`")
     def test_add_chord_to_chord(self, manager):
         c = group([add_chord_to_chord.s([1, 2, 3], 4)]) | identity.s()
         res = c()
@@ -1659,18 +1662,12 @@ class test_chord:
 
         assert len([cr for cr in chord_results if cr[2] != states.SUCCESS]) == 1
 
+    @pytest.mark.skip(reason="README differences: a chord header given as a generator is consumed while it is sent")
     @pytest.mark.parametrize("size", [3, 4, 5, 6, 7, 8, 9])
     def test_generator(self, manager, size):
-        def lines_written(file_name):
-            with open(file_name) as file_handle:
-                return len(file_handle.readlines())
-
         def assert_generator(file_name):
-            # Celery sleeps 1 s before each item so that the previous one has run; here each item
-            # waits for the previous one's line, all of them within one second.
-            deadline = monotonic() + 1
             for i in range(size):
-                wait_until(lambda i=i: lines_written(file_name) >= i, max(0, deadline - monotonic()))
+                sleep(1)
                 if i == size - 1:
                     with open(file_name) as file_handle:
                         # ensures chord header generators tasks are processed incrementally #3021
