@@ -112,7 +112,11 @@ class WorkflowEngine:
         """
         now = self._clock.now()
         if parent is not None and lineage is None:
-            lineage = Lineage(parent_id=parent.id, root_id=parent.options.root_id or parent.id)
+            lineage = Lineage(
+                parent_id=parent.id,
+                root_id=parent.options.root_id or parent.id,
+                replaced_task_nesting=parent.options.replaced_task_nesting + 1,
+            )
         workflow = Workflow(
             id=workflow_id or self._ids.new_id(),
             canvas=self.freeze(canvas),
@@ -262,7 +266,11 @@ class WorkflowEngine:
             args=ready.args,
             workflow_id=workflow.id,
             node=ready.path,
-            lineage=Lineage(parent_id=trigger, root_id=state.root_task_id),
+            lineage=Lineage(
+                parent_id=trigger,
+                root_id=state.root_task_id,
+                replaced_task_nesting=workflow.lineage.replaced_task_nesting if workflow.lineage else 0,
+            ),
             group=(ready.group_id, ready.group_index),
         )
         return msgspec.structs.replace(job, root_id=workflow.root)
@@ -330,6 +338,10 @@ def new_job(
         group_index=group[1],
         link=signature.link,
         link_error=signature.link_error,
+        replaced_task_nesting=lineage.replaced_task_nesting if lineage else 0,
+        properties=signature.properties,
+        argsrepr=signature.argsrepr,
+        kwargsrepr=signature.kwargsrepr,
     )
     return Job(
         id=job_id,

@@ -44,6 +44,9 @@ class Signature(msgspec.Struct, frozen=True, kw_only=True, tag="signature", tag_
     shadow: str | None = None
     link: list[Canvas] = msgspec.field(default_factory=list)
     link_error: list[Canvas] = msgspec.field(default_factory=list)
+    properties: dict[str, Any] | None = None
+    argsrepr: str | None = None
+    kwargsrepr: str | None = None
 
 
 class Chain(msgspec.Struct, frozen=True, kw_only=True, tag="chain", tag_field="type"):
@@ -117,6 +120,8 @@ def validate(canvas: Canvas, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX
             ensure_json(node.kwargs, f"{node.task} kwargs")
             if node.headers is not None:
                 ensure_json(node.headers, f"{node.task} headers")
+            if node.properties is not None:
+                ensure_json(node.properties, f"{node.task} properties")
             check_schedule(node)
             if node.id is not None:
                 if node.id in ids:

@@ -43,6 +43,9 @@ class CallOptions(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     the job is a member of. ``link``/``link_error`` are applied when the job succeeds or fails, in
     the transaction that stores that outcome. ``errback_of`` marks a new-style errback: its first
     three arguments are the failed request, its exception and traceback as JSON (see README).
+    ``replaced_task_nesting`` counts the ``self.replace`` levels above the job; ``properties`` are
+    Celery's message properties given at submission (``app_id`` ...); ``argsrepr``/``kwargsrepr``
+    stand for the arguments in log lines.
     """
 
     eta: float | None = None
@@ -60,6 +63,10 @@ class CallOptions(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     link: list[Canvas] = msgspec.field(default_factory=list)
     link_error: list[Canvas] = msgspec.field(default_factory=list)
     errback_of: str | None = None
+    replaced_task_nesting: int = 0
+    properties: dict[str, Any] | None = None
+    argsrepr: str | None = None
+    kwargsrepr: str | None = None
 
 
 NO_OPTIONS: Final = CallOptions()

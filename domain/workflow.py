@@ -13,11 +13,12 @@ from domain.states import JobState
 
 class Lineage(msgspec.Struct, frozen=True, kw_only=True):
     """Celery's ids for a workflow's first steps: the task that sent it (``parent_id``) and the first
-    task of the whole tree it belongs to (``root_id``). Absent, the first steps have no parent and
-    the canvas's own first task is the root."""
+    task of the whole tree it belongs to (``root_id``), and how many ``self.replace`` levels are above
+    its jobs. Absent, the first steps have no parent and the canvas's own first task is the root."""
 
     parent_id: str | None = None
     root_id: str | None = None
+    replaced_task_nesting: int = 0
 
 
 class Workflow(msgspec.Struct, frozen=True, kw_only=True):

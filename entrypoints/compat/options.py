@@ -31,10 +31,17 @@ SUPPORTED: frozenset[str] = frozenset(
         "throw",
         "group_id",
         "body",
+        "argsrepr",
+        "kwargsrepr",
+        *("app_id", "reply_to", "correlation_id", "content_type", "content_encoding"),
     }
 )
 """Accepted options. ``serializer`` must be ``"json"``; ``add_to_parent`` is always true here;
-``throw`` matters to eager runs only; ``group_id`` names a chord's header group."""
+``throw`` matters to eager runs only; ``group_id`` names a chord's header group; ``argsrepr`` /
+``kwargsrepr`` stand for the arguments in log lines; the AMQP message properties (``app_id`` ...)
+are stored and shown in ``request.properties``."""
+
+_PROPERTIES = ("app_id", "reply_to", "correlation_id", "content_type", "content_encoding")
 
 _AS_IS = ("priority", "max_retries", "time_limit", "soft_time_limit", "queue", "routing_key", "shadow")
 
@@ -72,6 +79,12 @@ def call_options(options: dict[str, Any]) -> dict[str, Any]:
         fields["headers"] = dict(options["headers"])
     if options.get("ignore_result") is not None:
         fields["ignore_result"] = bool(options["ignore_result"])
+    for name in ("argsrepr", "kwargsrepr"):
+        if options.get(name) is not None:
+            fields[name] = str(options[name])
+    properties = {name: options[name] for name in _PROPERTIES if options.get(name) is not None}
+    if properties:
+        fields["properties"] = properties
     return fields
 
 
