@@ -150,12 +150,12 @@ class Signature(dict[str, Any]):
 
     def link(self, callback: Any) -> Any:
         """Apply ``callback`` with this call's result once it succeeds; returns ``callback``."""
-        self.options["link"] = [*_callbacks(self.options.get("link")), _signature(callback)]
+        self.options["link"] = _appended(self.options.get("link"), _signature(callback))
         return callback
 
     def link_error(self, errback: Any) -> Any:
         """Apply ``errback`` when this call fails (see README for its arguments); returns ``errback``."""
-        self.options["link_error"] = [*_callbacks(self.options.get("link_error")), _signature(errback)]
+        self.options["link_error"] = _appended(self.options.get("link_error"), _signature(errback))
         return errback
 
     def on_error(self, errback: Any) -> Signature:
@@ -487,7 +487,12 @@ class chord(_Composite):
     subtask_kind = "chord"
 
     def __init__(self, header: Any, body: Any = None, **options: Any) -> None:
-        tasks = list(header.tasks) if isinstance(header, group) else _flatten((header,))
+        if isinstance(header, group):
+            tasks = list(header.tasks)
+        elif isinstance(header, Signature):
+            tasks = [header]
+        else:  # Celery copies the signatures of a header given as a list or a generator
+            tasks = [task.clone() for task in _flatten((header,))]
         super().__init__("celery.chord", (), {"header": tasks, "body": body, "kwargs": {}}, options)
 
     @classmethod
@@ -661,6 +666,12 @@ def _callbacks(value: Any) -> list[Any]:
     if isinstance(value, dict) or hasattr(value, "name"):
         return [value]
     return list(value)
+
+
+def _appended(existing: Any, callback: Signature) -> list[Any]:
+    """Celery's ``append_to_list_option``: a callback equal to one already there is not added twice."""
+    callbacks = _callbacks(existing)
+    return callbacks if callback in callbacks else [*callbacks, callback]
 
 
 def _flatten(tasks: tuple[Any, ...]) -> list[Signature]:
