@@ -16,7 +16,7 @@ from application.outcomes import revoked_error
 from application.ports import Clock, Commit, EventBus, Guard, IdSource, JobFilter, JobPage, JobRepository
 from application.registry import TaskRegistry
 from application.workflows import Advance, WorkflowEngine, new_job
-from domain.canvas import Canvas, Signature, check_schedule, final_id
+from domain.canvas import Canvas, Signature, check_schedule, final_id, path_of_chord
 from domain.errors import Conflict, InvalidCanvas, InvalidTransition, NotFound
 from domain.job import ErrorInfo, Job, Progress
 from domain.json_values import ensure_json
@@ -146,6 +146,27 @@ class JobService:
         workflow = await self._workflows.start(advance, canvas, workflow_id=workflow_id, lineage=lineage)
         await self._apply_new(advance)
         return workflow
+
+    async def extend_chord(
+        self,
+        workflow_id: str,
+        added: list[Canvas],
+        *,
+        chord_id: str | None = None,
+        path: str | None = None,
+        close: bool = False,
+    ) -> Workflow:
+        """Grow the header of a workflow's chord (by its id or path) with ``added``, in one commit;
+        ``close`` says no more members will come (the body may then run)."""
+        workflow = await self.get_workflow(workflow_id)
+        if path is None:
+            path = path_of_chord(workflow.canvas, chord_id or "")
+            if path is None:
+                raise InvalidCanvas(f"workflow {workflow_id} has no chord {chord_id!r}")
+        advance = Advance()
+        updated = await self._workflows.extend_chord(advance, workflow_id, path, added, close=close)
+        await self._apply_new(advance)
+        return updated
 
     async def get(self, job_id: str) -> Job:
         job = await self._repo.get(job_id)

@@ -15,7 +15,20 @@ from application.callbacks import callbacks_for, chord_errbacks, with_errback_of
 from application.events import Event
 from application.ports import Clock, Commit, EventBus, Guard, IdSource, JobRepository
 from application.registry import TaskRegistry
-from domain.canvas import Canvas, Signature, first_leaf, freeze, sibling_leaves, task_names, validate
+from domain.canvas import (
+    Canvas,
+    Chord,
+    Group,
+    Signature,
+    first_leaf,
+    freeze,
+    leaves,
+    node_at,
+    sibling_leaves,
+    task_names,
+    validate,
+    with_header,
+)
 from domain.errors import InvalidCanvas
 from domain.job import CallOptions, ErrorInfo, Job
 from domain.planner import LeafOutcome, ReadyLeaf, plan
@@ -191,6 +204,38 @@ class WorkflowEngine:
             self.forget(workflow_id)
         for event in advance.events:
             self._bus.publish(event)
+
+    async def extend_chord(
+        self, advance: Advance, workflow_id: str, chord_path: str, added: list[Canvas], *, close: bool
+    ) -> Workflow:
+        """Add ``added`` to the header of the chord at ``chord_path`` (Celery's ``add_to_chord``, a
+        header given as a generator), the jobs that can start at once with it, all in ``advance``.
+
+        Members whose task id is already in the header are skipped, so a task that runs again after a
+        crash does not add the same member twice. Refused (InvalidCanvas) once the chord's body exists
+        or the workflow finished.
+        """
+        state = await self._load(workflow_id)
+        if state is None:
+            raise InvalidCanvas(f"no workflow with id {workflow_id!r}")
+        if is_terminal(state.workflow.state):
+            raise InvalidCanvas(f"workflow {workflow_id} has finished: its chords take no more members")
+        chord = node_at(state.workflow.canvas, chord_path)
+        body = f"{chord_path}.b" if chord_path else "b"
+        if not isinstance(chord, Chord) or any(path == body or path.startswith(f"{body}.") for path in state.outcomes):
+            raise InvalidCanvas("the chord's header is complete: its body has started")
+        known = {leaf.id for _, leaf in leaves(Group(members=chord.header))}
+        fresh = [self.freeze(member) for member in added]
+        fresh = [member for member in fresh if not (isinstance(member, Signature) and member.id in known)]
+        for member in fresh:
+            self.check(member)
+        canvas = with_header(state.workflow.canvas, chord_path, fresh, close=close)
+        state.workflow = msgspec.structs.replace(state.workflow, canvas=canvas)
+        state.waiting.pop(chord_path, None)
+        state.unplain.discard(chord_path)
+        advance.commit.workflows.append(state.workflow)
+        await self._plan_and_finish(advance, state, None)
+        return state.workflow
 
     def new_id(self) -> str:
         return self._ids.new_id()

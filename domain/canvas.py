@@ -65,12 +65,15 @@ class Group(msgspec.Struct, frozen=True, kw_only=True, tag="group", tag_field="t
 class Chord(msgspec.Struct, frozen=True, kw_only=True, tag="chord", tag_field="type", omit_defaults=True):
     """A group whose results, in member order, are passed to ``body`` once all succeeded.
 
-    ``id`` is the header's group id (the chord's own id is its body's, as in Celery).
+    ``id`` is the header's group id (the chord's own id is its body's, as in Celery). While
+    ``open``, the header may still grow (Celery's ``add_to_chord``, a header given as a generator):
+    the body waits for it to be closed.
     """
 
     header: list[Canvas]
     body: Canvas
     id: str | None = None
+    open: bool = False
 
 
 Canvas = Signature | Chain | Group | Chord
@@ -176,7 +179,7 @@ def chain_of(steps: list[Canvas]) -> Canvas:
         if folded and isinstance(folded[-1], Group):
             header = folded.pop()
             assert isinstance(header, Group)
-            folded.append(Chord(header=header.members, body=step))
+            folded.append(Chord(header=header.members, body=step, id=header.id))
         else:
             folded.append(step)
     return folded[0] if len(folded) == 1 else Chain(steps=folded)
@@ -235,6 +238,7 @@ def freeze(canvas: Canvas, new_id: Callable[[], str]) -> Canvas:
         header=[freeze(member, new_id) for member in canvas.header],
         body=freeze(canvas.body, new_id),
         id=canvas.id or new_id(),
+        open=canvas.open,
     )
 
 
@@ -275,7 +279,7 @@ def partial(canvas: Canvas, args: list[Any], kwargs: dict[str, Any]) -> Canvas:
         return Chain(steps=[partial(canvas.steps[0], args, kwargs), *canvas.steps[1:]])
     if isinstance(canvas, Group):
         return Group(members=[partial(member, args, kwargs) for member in canvas.members], id=canvas.id)
-    return Chord(header=[partial(member, args, kwargs) for member in canvas.header], body=canvas.body, id=canvas.id)
+    return msgspec.structs.replace(canvas, header=[partial(member, args, kwargs) for member in canvas.header])
 
 
 def final_id(canvas: Canvas) -> str | None:
@@ -290,3 +294,46 @@ def final_id(canvas: Canvas) -> str | None:
             node = node.body
         else:
             return node.id
+
+
+def path_of_chord(canvas: Canvas, chord_id: str) -> str | None:
+    """The path of the chord whose id is ``chord_id`` (None if there is none)."""
+    stack: list[tuple[str, Canvas]] = [("", canvas)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, Chord) and node.id == chord_id:
+            return path
+        stack.extend(children(node, path))
+    return None
+
+
+def with_header(canvas: Canvas, chord_path: str, added: list[Canvas], *, close: bool) -> Canvas:
+    """``canvas`` with ``added`` appended to the header of the chord at ``chord_path`` (closed when
+    ``close``); raises :class:`InvalidCanvas` if there is no chord there."""
+    node = node_at(canvas, chord_path)
+    if not isinstance(node, Chord):
+        raise InvalidCanvas(f"no chord at {chord_path!r}")
+    grown = Chord(header=[*node.header, *added], body=node.body, id=node.id, open=node.open and not close)
+    return _replace_at(canvas, chord_path.split(".") if chord_path else [], grown)
+
+
+def _replace_at(node: Canvas, segments: list[str], new: Canvas) -> Canvas:
+    if not segments:
+        return new
+    head, rest = segments[0], segments[1:]
+    if isinstance(node, Chord) and head == "b":
+        return msgspec.structs.replace(node, body=_replace_at(node.body, rest, new))
+    index = int(head)
+    if isinstance(node, Chain):
+        steps = list(node.steps)
+        steps[index] = _replace_at(steps[index], rest, new)
+        return msgspec.structs.replace(node, steps=steps)
+    if isinstance(node, Group):
+        members = list(node.members)
+        members[index] = _replace_at(members[index], rest, new)
+        return msgspec.structs.replace(node, members=members)
+    if isinstance(node, Chord):
+        header = list(node.header)
+        header[index] = _replace_at(header[index], rest, new)
+        return msgspec.structs.replace(node, header=header)
+    raise InvalidCanvas(f"no node at segment {head!r}")

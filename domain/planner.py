@@ -111,6 +111,8 @@ def _evaluate(
         header = _evaluate_group(parts[:-1], given, outcomes, node.id)
         if isinstance(header, (_Failed, _Pending)):
             return header
+        if node.open:  # its header may still grow: the body waits
+            return _Pending([])
         body_path, body = parts[-1]
         return _evaluate(body, body_path, header.result, outcomes)
     raise TypeError(f"not a canvas node: {type(node).__name__}")

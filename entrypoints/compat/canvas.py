@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Iterator
 from typing import Any
 
 import msgspec
@@ -487,13 +487,62 @@ class chord(_Composite):
     subtask_kind = "chord"
 
     def __init__(self, header: Any, body: Any = None, **options: Any) -> None:
+        self._lazy: Iterator[Any] | None = None
         if isinstance(header, group):
             tasks = list(header.tasks)
         elif isinstance(header, Signature):
             tasks = [header]
-        else:  # Celery copies the signatures of a header given as a list or a generator
+        elif isinstance(header, Iterator):  # a generator: read as the chord is sent (see apply_async)
+            tasks = []
+            self._lazy = header
+        else:  # Celery copies the signatures of a header given as a list
             tasks = [task.clone() for task in _flatten((header,))]
         super().__init__("celery.chord", (), {"header": tasks, "body": body, "kwargs": {}}, options)
+
+    def _read_all(self) -> None:
+        """Read the rest of a generator header into :attr:`tasks`."""
+        lazy, self._lazy = self._lazy, None
+        if lazy is not None:
+            self["kwargs"]["header"].extend(_signature(task).clone() for task in lazy)
+
+    def apply_async(
+        self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> Any:
+        """As Celery, a header given as a generator is sent as it is read: the chord is stored with the
+        members read so far and an open header, each later member joins it as the generator yields it
+        (its job may start at once), and the body runs once the generator is exhausted and all succeeded.
+        A process that dies while reading it leaves the chord open (revoke its workflow)."""
+        if self._lazy is None or current_app.conf.task_always_eager or set(options) - {"task_id"}:
+            self._read_all()
+            return super().apply_async(args, kwargs, **options)
+        from entrypoints.compat.graph import result_of
+
+        lazy, self._lazy = self._lazy, None
+        call_args, call_kwargs = list(args or ()), dict(kwargs or {})
+        chord_id = str(uuid.uuid4())
+        body = self._applied(options)._need_body().to_canvas()
+        tree = model.Chord(header=[], body=body, id=chord_id, open=True)
+        lineage = _lineage()
+
+        def member(task: Any) -> model.Canvas:
+            return model.partial(_signature(task).clone().to_canvas(), call_args, call_kwargs)
+
+        if binding.off_loop() is not None:  # read the generator here, not on the engine's loop
+            jobs = binding.engine().jobs
+            workflow = binding.call(lambda engine: engine.jobs.submit_canvas(tree, lineage=lineage))
+            for task in lazy:
+                binding.call(lambda engine, t=task: jobs.extend_chord(workflow.id, [member(t)], chord_id=chord_id))
+            binding.call(lambda engine: jobs.extend_chord(workflow.id, [], chord_id=chord_id, close=True))
+            return result_of(workflow.canvas, workflow.id)
+
+        async def submit(engine: Any) -> Any:
+            workflow = await engine.jobs.submit_canvas(tree, lineage=lineage)
+            for task in lazy:
+                await engine.jobs.extend_chord(workflow.id, [member(task)], chord_id=chord_id)
+            await engine.jobs.extend_chord(workflow.id, [], chord_id=chord_id, close=True)
+            return result_of(workflow.canvas, workflow.id)
+
+        return binding.call(submit)
 
     @classmethod
     def _from_dict(cls, d: dict[str, Any]) -> Signature:
@@ -505,11 +554,13 @@ class chord(_Composite):
 
     @property
     def tasks(self) -> list[Signature]:
+        self._read_all()
         tasks: list[Signature] = self["kwargs"]["header"]
         return tasks
 
     @tasks.setter
     def tasks(self, value: list[Signature]) -> None:
+        self._lazy = None
         self["kwargs"]["header"] = value
 
     @property
@@ -739,3 +790,41 @@ def signature(varies: Any, *args: Any, **kwargs: Any) -> Signature:
 chain = _chain
 subtask = signature
 maybe_signature = _signature
+
+
+def add_to_chord(sig: Any, lazy: bool = False) -> Any:
+    """Celery's ``self.add_to_chord(sig)``: add ``sig`` to the header of the chord the running task is a
+    header member of; the body then waits for it too. Its result handle.
+
+    The member gets a task id derived from the running job and the call's rank, so a job run again
+    after a crash adds the same member, not a second one.
+    """
+    from application.execution import current_job
+    from entrypoints.compat.graph import step_result
+
+    if lazy:
+        raise TypeError("add_to_chord(lazy=True) is not supported: the member is added and sent at once")
+    context = current_job.get()
+    job = context.job if context is not None else None
+    if job is None or job.workflow_id is None or job.node is None or job.node.rpartition(".")[2] == "b":
+        raise ValueError("Current task is not member of any chord")
+    rank = getattr(context, "chord_additions", 0)
+    context.chord_additions = rank + 1  # type: ignore[union-attr]
+    added = _signature(sig).clone()
+    if added.subtask_type is None and added.id is None:
+        added.options["task_id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"geekblog:{job.id}/add_to_chord/{rank}"))
+    canvas = added.to_canvas()
+    workflow_id, path = job.workflow_id, job.node.rpartition(".")[0]
+
+    async def extend(engine: Any) -> Any:
+        from domain.errors import InvalidCanvas
+
+        try:
+            workflow = await engine.jobs.extend_chord(workflow_id, [canvas], path=path)
+        except InvalidCanvas as exc:
+            raise ValueError(f"Current task is not member of any chord ({exc})") from None
+        chord_node = model.node_at(workflow.canvas, path)
+        assert isinstance(chord_node, model.Chord)
+        return step_result(chord_node.header[-1], workflow_id)
+
+    return binding.call(extend)

@@ -38,3 +38,8 @@ def _build(node: model.Canvas, workflow_id: str | None, parent: AsyncResult | No
         workflow_id=workflow_id,
     )
     return _build(node.body, workflow_id, header)
+
+
+def step_result(node: model.Canvas, workflow_id: str) -> AsyncResult:
+    """The handle of one part of a stored workflow (not the canvas's own: its ``get()`` waits for that part)."""
+    return _build(node, workflow_id, None)

@@ -37,6 +37,7 @@ from entrypoints.compat.canvas import (
     xmap,
     xstarmap,
 )
+from entrypoints.compat.canvas import add_to_chord as canvas_add_to_chord
 from entrypoints.compat.eager import (
     EagerFrame,
     EagerReplaced,
@@ -443,6 +444,11 @@ class Task:
         if max_retries is None:  # Celery: None means the task's own max_retries
             raise RetryRequested(exc, countdown, eta=when, args=retry_args, kwargs=retry_kwargs)
         raise RetryRequested(exc, countdown, max_retries, eta=when, args=retry_args, kwargs=retry_kwargs)
+
+    def add_to_chord(self, sig: Any, lazy: bool = False) -> Any:
+        """Add ``sig`` to the chord this running task is a header member of (Celery's ``add_to_chord``):
+        the chord's body also waits for it, and gets its result after the others'."""
+        return canvas_add_to_chord(sig, lazy)
 
     def replace(self, sig: Any) -> None:
         """Finish this job with the result of ``sig`` (a signature or a whole canvas) instead

@@ -1448,13 +1448,11 @@ class test_chord:
         res1 = c1()
         assert res1.get(timeout=TIMEOUT) == [29, 38]
 
-    @pytest.mark.skip(reason="README differences: `add_to_chord`")
     def test_add_to_chord(self, manager):
         c = group([add_to_all_to_chord.s([1, 2, 3], 4)]) | identity.s()
         res = c()
         assert sorted(res.get()) == [0, 5, 6, 7]
 
-    @pytest.mark.skip(reason="README differences: `add_to_chord`")
     def test_add_chord_to_chord(self, manager):
         c = group([add_chord_to_chord.s([1, 2, 3], 4)]) | identity.s()
         res = c()
@@ -1662,7 +1660,6 @@ class test_chord:
 
         assert len([cr for cr in chord_results if cr[2] != states.SUCCESS]) == 1
 
-    @pytest.mark.skip(reason="README differences: a chord header given as a generator is consumed while it is sent")
     @pytest.mark.parametrize("size", [3, 4, 5, 6, 7, 8, 9])
     def test_generator(self, manager, size):
         def assert_generator(file_name):
