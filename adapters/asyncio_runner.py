@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import ctypes
 import functools
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from application.execution import current_job
 from application.ports import Runner
 
 
@@ -38,7 +41,7 @@ class AsyncioRunner(Runner):
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="geekblog-task")
         context = contextvars.copy_context()
-        running: Future[Any] = self._pool.submit(functools.partial(context.run, fn, *args, **kwargs))
+        running: Future[Any] = self._pool.submit(functools.partial(context.run, _interruptible, fn, args, kwargs))
         try:
             return await asyncio.wrap_future(running)
         except asyncio.CancelledError:
@@ -68,6 +71,47 @@ class AsyncioRunner(Runner):
         for pool in pools:
             # Threads of cancelled sync tasks may still run; do not block shutdown on them.
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _interruptible(fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """Call ``fn`` in this pool thread, letting the job's context raise an exception inside it while it
+    runs (a soft time limit): CPython delivers it at the thread's next Python instruction."""
+    job = current_job.get()
+    if job is None:
+        return fn(*args, **kwargs)
+    target = _ThreadInterrupt(threading.get_ident())
+    job.allow_interrupt(target.interrupt)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        job.allow_interrupt(None)
+        target.close()
+
+
+class _ThreadInterrupt:
+    """Raises an exception in one thread while it is open; closing it cancels one not yet delivered."""
+
+    __slots__ = ("_fired", "_ident", "_lock", "_open")
+
+    def __init__(self, ident: int) -> None:
+        self._ident = ident
+        self._lock = threading.Lock()
+        self._open = True
+        self._fired = False
+
+    def interrupt(self, exc_type: type[BaseException]) -> bool:
+        with self._lock:
+            if not self._open:
+                return False
+            self._fired = True
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._ident), ctypes.py_object(exc_type))
+            return True
+
+    def close(self) -> None:
+        with self._lock:
+            self._open = False
+            if self._fired:  # not delivered yet (the function returned first): take it back
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._ident), None)
 
 
 class _Returned:

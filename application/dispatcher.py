@@ -12,17 +12,21 @@ import logging
 import math
 import random
 import threading
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
 from application.events import Event
 from application.execution import (
     ENGINE_STOPPING,
+    NO_RETRY_OPTIONS,
     JobCancelled,
     JobContext,
+    Reject,
     ReplaceRequested,
+    RetryOptions,
     RetryRequested,
     SoftTimeLimitExceeded,
     current_job,
@@ -37,6 +41,27 @@ from domain.json_values import ensure_json
 from domain.states import JobState
 
 log = logging.getLogger(__name__)
+
+
+class JobTrace(Protocol):
+    """Told what each job does as the dispatcher runs it (the service's log lines of each job, and
+    Celery's ``task_received`` signal: see ``entrypoints.compat.trace``). Called on the loop."""
+
+    def received(self, job: Job, *, expired: bool) -> None:
+        """``job`` was taken to run (``expired``: it is revoked instead, its ``expires`` passed)."""
+
+    def finished(
+        self,
+        job: Job,
+        outcome: Job | ReplaceRequested,
+        *,
+        value: Any = None,
+        exc: BaseException | None = None,
+        runtime: float = 0.0,
+    ) -> None:
+        """``job`` ran for ``runtime`` seconds: ``outcome`` is its next state (SUCCESS with ``value``;
+        RETRY, FAILURE or, for a requeued rejection, PENDING, with ``exc`` the task's exception when
+        there is one) or the replacement it asked for."""
 
 
 class Dispatcher:
@@ -78,6 +103,8 @@ class Dispatcher:
         self._accepting = True
         self._loop_task: asyncio.Task[None] | None = None
         self._renew_task: asyncio.Task[None] | None = None
+        self.trace: JobTrace | None = None
+        """Told about each job taken to run and what it did (None: nothing is)."""
 
     @property
     def running(self) -> bool:
@@ -204,10 +231,13 @@ class Dispatcher:
             self._revoked_unlaunched.discard((job.id, job.started_at))
             return
         expires = job.options.expires
-        if expires is not None and self._clock.now() > expires:  # Celery revokes an expired task unrun
+        expired = expires is not None and self._clock.now() > expires
+        if self.trace is not None:
+            self.trace.received(job, expired=expired)
+        if expired:  # Celery revokes an expired task unrun
             error = ErrorInfo(type="TaskRevokedError", message=f"job {job.id} ({job.task}) expired")
-            expired = job.failed(error, now=self._clock.now(), state=JobState.REVOKED)
-            self._store_later(expired, Guard(job_id=job.id, owner=self.owner))
+            revoked = job.failed(error, now=self._clock.now(), state=JobState.REVOKED)
+            self._store_later(revoked, Guard(job_id=job.id, owner=self.owner))
             return
         context = JobContext(job, asyncio.get_running_loop(), self._report_progress)
         task = asyncio.create_task(self._execute(job, context), name=f"job-{job.id}")
@@ -260,29 +290,54 @@ class Dispatcher:
                 delay = min(delay * 2, 2.0)
 
     async def _outcome(self, job: Job, context: JobContext) -> Job | ReplaceRequested:
-        """Run the task and turn what it did into the job's next state (or a replacement)."""
+        """Run the task and turn what it did into the job's next state (or a replacement); tell
+        :attr:`trace`."""
+        trace = self.trace
+        if trace is None:
+            return (await self._run(job, context))[0]
+        started = time.perf_counter()
+        outcome, value, exc = await self._run(job, context)
+        trace.finished(job, outcome, value=value, exc=exc, runtime=time.perf_counter() - started)
+        return outcome
+
+    async def _run(self, job: Job, context: JobContext) -> tuple[Job | ReplaceRequested, Any, BaseException | None]:
+        """The job's next state (or a replacement), the task's return value and the exception it raised."""
         definition = self._registry.find(job.task)
         if definition is None:
-            return job.failed(error_info(UnknownTask(job.task)), now=self._clock.now())
+            unknown = UnknownTask(job.task)
+            return job.failed(error_info(unknown), now=self._clock.now()), None, unknown
         token = current_job.set(context)
         try:
             result = await self._run_within_limit(job, definition, context)
             ensure_json(result, f"result of {job.task}")
+            value = result
             if job.options.ignore_result and job.workflow_id is None and not job.options.link:
                 result = None  # Celery stores no result; a workflow's step or a link still needs it
-            return job.succeeded(result, now=self._clock.now())
+            return job.succeeded(result, now=self._clock.now()), value, None
         except ReplaceRequested as replace:
-            return replace
+            return replace, None, None
         except RetryRequested as retry:
-            return self._retry_or_fail(job, definition, retry.exc, retry.countdown, retry)
-        except JobCancelled:
-            return job.failed(revoked_error(job), now=self._clock.now(), state=JobState.REVOKED)
+            return self._retry_or_fail(job, definition, retry.exc, retry.countdown, retry), None, retry
+        except Reject as reject:  # an ``autoretry_for`` that covers it retries it, as in Celery
+            if definition.autoretry_for and isinstance(reject, definition.autoretry_for):
+                return self._failed_or_autoretried(job, definition, reject), None, reject
+            return self._rejected(job, reject), None, reject
+        except JobCancelled as cancelled:
+            return job.failed(revoked_error(job), now=self._clock.now(), state=JobState.REVOKED), None, cancelled
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # a task's SystemExit or KeyboardInterrupt fails that job only
-            return self._failed_or_autoretried(job, definition, exc)
+            return self._failed_or_autoretried(job, definition, exc), None, exc
         finally:
             current_job.reset(token)
+
+    def _rejected(self, job: Job, reject: Reject) -> Job:
+        """Celery's ``Reject``: with ``requeue`` the job is queued again at once (its attempt counted,
+        so the next run sees ``delivery_info["redelivered"]``); without, it fails with the rejection."""
+        now = self._clock.now()
+        if reject.requeue:
+            return job.requeued(now=now)
+        return job.failed(error_info(reject), now=now)
 
     async def _run_within_limit(self, job: Job, definition: TaskDefinition, context: JobContext) -> object:
         """The task's return value; :class:`TimeLimitExceeded` when it runs past ``job.time_limit``.
@@ -343,7 +398,8 @@ class Dispatcher:
             )
         args = retry.args_ if retry is not None else None
         kwargs = retry.kwargs_ if retry is not None else None
-        return job.retrying(reason, due_at=due_at, args=args, kwargs=kwargs)
+        retrying = job.retrying(reason, due_at=due_at, args=args, kwargs=kwargs)
+        return retrying if retry is None else _with_retry_options(retrying, retry.options, now)
 
     async def _replace(self, job: Job, replace: ReplaceRequested) -> None:
         """The job waits for a new workflow of ``replace.canvas``; both are stored in one commit."""
@@ -499,8 +555,28 @@ class Dispatcher:
                     log.exception("renewing leases failed")
 
 
+def _with_retry_options(job: Job, options: RetryOptions, now: float) -> Job:
+    """``job``, queued for its next attempt, with what the retry changed (Celery sends the retry as a
+    new message with those options)."""
+    if options == NO_RETRY_OPTIONS:
+        return job
+    changes: dict[str, Any] = {
+        name: value for name in ("queue", "routing_key", "headers") if (value := getattr(options, name)) is not None
+    }
+    if options.expires is not None:
+        changes["expires"] = now + options.expires
+    if changes:
+        job = msgspec.structs.replace(job, options=msgspec.structs.replace(job.options, **changes))
+    if options.priority is not None:
+        job = msgspec.structs.replace(job, priority=options.priority)
+    return job
+
+
 def _reach_soft_limit(context: JobContext) -> None:
-    context.soft_limit_reached = True
+    """Past a sync task's soft limit: SoftTimeLimitExceeded inside it now if its runner can raise it
+    there (as Celery's signal does), else at its next check."""
+    if not context.interrupt(SoftTimeLimitExceeded):
+        context.soft_limit_reached = True
 
 
 async def _within_soft_limit(run: Awaitable[object], soft: float, job: Job) -> object:

@@ -6,7 +6,9 @@ import asyncio
 import threading
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Final
+
+import msgspec
 
 from domain.canvas import Canvas
 from domain.job import Job, Progress
@@ -27,15 +29,36 @@ _UNSET: Any = object()
 
 
 class SoftTimeLimitExceeded(Exception):
-    """Raised inside a task that ran past its ``soft_time_limit`` (Celery's exception of that name):
-    an async task at once, a sync task at its next ``update_state`` / cancellation check."""
+    """Raised inside a task that ran past its ``soft_time_limit`` (Celery's exception of that name).
+
+    A sync task gets it in its thread at once (at its next Python instruction: after a blocking C call
+    such as ``time.sleep`` returns), so it can catch it and clean up; an async task is cancelled and
+    fails with it."""
+
+
+class RetryOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """What a retry changes for the next attempt (the options of Celery's ``self.retry(**options)``):
+    ``expires`` (seconds from the retry: the next attempt is revoked unrun if it has not started by
+    then), ``priority``, ``queue``, ``routing_key``, ``headers`` (replacing the job's); None leaves
+    the job's own."""
+
+    expires: float | None = None
+    priority: int | None = None
+    queue: str | None = None
+    routing_key: str | None = None
+    headers: dict[str, Any] | None = None
+
+
+NO_RETRY_OPTIONS: Final = RetryOptions()
+RETRY_OPTION_NAMES: Final = ("expires", "priority", "queue", "routing_key", "headers")
 
 
 class RetryRequested(Exception):
     """A task asks to run again later (``self.retry``); ``exc`` is why, ``countdown`` or ``eta`` when.
 
     ``max_retries`` overrides the task's (None: for ever, as in Celery; unset: the job's own);
-    ``args``/``kwargs``, when given, are what the next attempt runs with.
+    ``args``/``kwargs``, when given, are what the next attempt runs with, and ``options`` what else
+    changes for it (:class:`RetryOptions`).
     """
 
     def __init__(
@@ -47,6 +70,7 @@ class RetryRequested(Exception):
         eta: float | None = None,
         args: list[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
+        options: RetryOptions = NO_RETRY_OPTIONS,
     ):
         super().__init__(f"retry requested: {exc!r}" if exc else "retry requested")
         self.exc = exc
@@ -56,6 +80,24 @@ class RetryRequested(Exception):
         self.max_retries: int | None = None if max_retries is _UNSET else max_retries
         self.args_ = args
         self.kwargs_ = kwargs
+        self.options = options
+
+
+class Reject(Exception):
+    """A task rejects its job (Celery's ``celery.exceptions.Reject``).
+
+    ``requeue=True``: the job goes back to the queue and runs again (the attempt is counted, and the
+    next run's ``request.delivery_info["redelivered"]`` is True), as often as the task rejects it, as
+    a broker redelivers a requeued message; ``requeue=False``: the job fails with this exception.
+    """
+
+    def __init__(self, reason: Any = None, requeue: bool = False) -> None:
+        self.reason = reason
+        self.requeue = requeue
+        super().__init__(reason, requeue)
+
+    def __repr__(self) -> str:
+        return f"reject requeue={self.requeue}: {self.reason}"
 
 
 class ReplaceRequested(Exception):
@@ -83,6 +125,7 @@ class JobContext:
         self._cancelled = threading.Event()
         self.cancel_reason = "revoked"
         self.soft_limit_reached = False
+        self._interrupt: Callable[[type[BaseException]], bool] | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -113,6 +156,16 @@ class JobContext:
             return asyncio.get_running_loop() is self.loop
         except RuntimeError:
             return False
+
+    def allow_interrupt(self, interrupt: Callable[[type[BaseException]], bool] | None) -> None:
+        """Set (or clear, with None) how to raise an exception inside the task's code where it runs
+        now: the runner sets it for a sync task's thread while its function runs."""
+        self._interrupt = interrupt
+
+    def interrupt(self, exc_type: type[BaseException]) -> bool:
+        """Raise ``exc_type`` inside the running task's code at once, if its runner can; whether it did."""
+        interrupt = self._interrupt
+        return interrupt is not None and interrupt(exc_type)
 
 
 current_job: ContextVar[JobContext | None] = ContextVar("current_job", default=None)

@@ -269,7 +269,6 @@ _NOT_YET = {
     "test_group_results_in_chain": "Celery xfails it too (#1e3fcaa)",
     "test_eager_chain_inside_task": "task_always_eager inside a task",
     "test_eager_chord_inside_task": "task_always_eager inside a task",
-    "test_chord_soft_timeout_recuperation": "soft_time_limit raised at the next check only",
     "test_groupresult_serialization": "a task returning a result handle",
     "test_mutable_errback_called_by_group": "new-style errback gets a dict, not a request object",
     "test_mutable_errback_called_by_chord_from_simple": "new-style errback gets a dict",

@@ -245,8 +245,6 @@ class test_chain:
             node = node.parent
             i -= 1
 
-    # The guarded task only sleeps: a sync task gets SoftTimeLimitExceeded at its next check only.
-    @pytest.mark.skip(reason="README differences: `soft_time_limit` raises inside the task by a signal")
     def test_chord_soft_timeout_recuperation(self, manager):
         """Test that if soft timeout happens in task but is managed by task,
         chord still get results normally

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
-from entrypoints.celery_compat import create_compatible_task
+from entrypoints.celery_compat import SoftTimeLimitExceeded, create_compatible_task
 
 #: Values recorded by the tasks below, in call order.
 SEEN: list[Any] = []
@@ -72,3 +73,12 @@ def report_other(self: Any, other: str) -> str:
 @create_compatible_task(name="div.bad_value")
 def bad_value() -> None:
     raise ValueError("bad value", 42)
+
+
+@create_compatible_task(name="div.soft_guarded", soft_time_limit=0.2)
+def soft_guarded(seconds: float) -> str:
+    try:
+        time.sleep(seconds)
+    except SoftTimeLimitExceeded:
+        return "caught"
+    return "finished"

@@ -23,6 +23,7 @@ from tests.integration.divergence_tasks import (
     request_view,
     retry_with_eta,
     retry_with_new_args,
+    soft_guarded,
     wait_gate,
 )
 
@@ -164,3 +165,12 @@ class TestTaskLevel:
         assert again.state == states.PENDING
         tasks.GATE.set()
         assert await again.get(timeout=5) == "ab"
+
+
+class TestSoftTimeLimit:
+    async def test_a_sync_task_gets_soft_time_limit_exceeded_inside_and_can_recover(self) -> None:
+        assert await (await soft_guarded.delay(0.6)).get(timeout=5) == "caught"
+
+    async def test_a_sync_task_finishing_within_its_soft_limit_is_not_interrupted(self) -> None:
+        assert await (await soft_guarded.delay(0.01)).get(timeout=5) == "finished"
+        assert await (await concat.delay("a", "b")).get(timeout=5) == "ab"
