@@ -142,6 +142,18 @@ class Manager:
     def app(self):
         return current_app
 
+    def assert_accepted(self, ids, interval=0.05, timeout=10.0, **policy):
+        """Celery's check that a worker took each task (active or reserved): here, that the engine
+        started its job (or already finished it), polled with a deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            jobs = [self.engine.jobs.peek(ident) for ident in ids]
+            if all(job.started_at is not None or job.state in ("STARTED", "SUCCESS", "FAILURE") for job in jobs):
+                return True
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not accepted within {timeout} s: {[j.id for j in jobs if j.started_at is None]}")
+            time.sleep(interval)
+
     def join(self, r, propagate=False, max_retries=10, **kwargs):
         if not isinstance(r, ResultSet):
             r = ResultSet([r])
