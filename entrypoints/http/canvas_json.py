@@ -14,7 +14,7 @@ from domain.errors import InvalidCanvas
 from domain.json_values import ensure_json
 
 _SIGNATURE_KEYS = frozenset({"task", "args", "kwargs", "immutable", "options"})
-_OPTION_KEYS = frozenset({"countdown", "priority", "max_retries", "time_limit"})
+_OPTION_KEYS = frozenset({"countdown", "priority", "max_retries", "time_limit", "queue", "routing_key"})
 
 
 class _Budget:
@@ -100,7 +100,18 @@ def _signature(value: dict[str, Any], where: str) -> Signature:
         priority=_integer(options, "priority", where),
         max_retries=_integer(options, "max_retries", where, minimum=0),
         time_limit=_number(options, "time_limit", where, minimum=0, exclusive=True),
+        queue=_name(options, "queue", where),
+        routing_key=_name(options, "routing_key", where),
     )
+
+
+def _name(options: dict[str, Any], name: str, where: str) -> str | None:
+    value = options.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 200 or any(ch.isspace() for ch in value):
+        raise InvalidCanvas(f"{where}.options.{name}: expected a name (1 to 200 characters, no spaces)")
+    return value
 
 
 def _number(options: dict[str, Any], name: str, where: str, *, minimum: float, exclusive: bool = False) -> float | None:
@@ -135,7 +146,8 @@ def canvas_to_json(canvas: Canvas) -> dict[str, Any]:
         node: dict[str, Any] = {"task": canvas.task, "args": canvas.args, "kwargs": canvas.kwargs}
         if canvas.immutable:
             node["immutable"] = True
-        options = {name: getattr(canvas, name) for name in ("countdown", "priority", "max_retries", "time_limit")}
+        names = ("countdown", "priority", "max_retries", "time_limit", "queue", "routing_key")
+        options = {name: getattr(canvas, name) for name in names}
         options = {name: value for name, value in options.items() if value is not None}
         if options:
             node["options"] = options

@@ -27,6 +27,17 @@ NOT_BLANK = r"[^\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\
 TaskName = Annotated[str, Meta(min_length=1, max_length=200, description="A registered task name, e.g. geekblog.add")]
 
 
+QueueName = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=200,
+        pattern=r"^\S+$",
+        description="Celery's queue / routing key: stored on the job and shown (scheduling by queue is to come)",
+    ),
+]
+
+
 class JobOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """How to run a job; each defaults to the task's own option."""
 
@@ -37,6 +48,8 @@ class JobOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     priority: Annotated[int, Meta(ge=-1000, le=1000, description="Higher runs first")] | None = None
     max_retries: Annotated[int, Meta(ge=0, le=1000)] | None = None
     time_limit: Annotated[float, Meta(gt=0, description="Hard time limit in seconds")] | None = None
+    queue: QueueName | None = None
+    routing_key: QueueName | None = None
 
 
 class JobSubmission(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -60,6 +73,8 @@ class JobSubmission(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             priority=self.options.priority,
             max_retries=self.options.max_retries,
             time_limit=self.options.time_limit,
+            queue=self.options.queue,
+            routing_key=self.options.routing_key,
         )
 
 
@@ -83,11 +98,14 @@ class JobOut(msgspec.Struct, kw_only=True):
     error: ErrorInfo | None
     progress: Progress | None
     attempts: int
-    max_retries: int
+    max_retries: Annotated[int | None, Meta(description="null: retried for ever (max_retries=None)")]
     priority: int
     workflow_id: str | None
     root_id: str | None
     node: str | None
+    queue: Annotated[str | None, Meta(description="Celery's queue (null: the default queue)")]
+    routing_key: str | None
+    parent_id: Annotated[str | None, Meta(description="Celery's parent_id: the task that sent this one")]
     created_at: str
     due_at: str
     started_at: str | None
@@ -110,6 +128,9 @@ class JobOut(msgspec.Struct, kw_only=True):
             workflow_id=job.workflow_id,
             root_id=job.root_id,
             node=job.node,
+            queue=job.options.queue,
+            routing_key=job.options.routing_key,
+            parent_id=job.options.parent_id,
             created_at=iso(job.created_at),
             due_at=iso(job.due_at),
             started_at=iso_or_none(job.started_at),

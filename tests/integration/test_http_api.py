@@ -54,6 +54,17 @@ class TestSubmitJob:
         done = await settled(client, f"/jobs/{job['id']}", {"SUCCESS"})
         assert done["result"] == 5
 
+    async def test_queue_and_routing_key_are_stored_and_shown(self, client: AsyncTestClient[Litestar]) -> None:
+        options = {"queue": "reports", "routing_key": "reports.daily"}
+        job = (await client.post("/jobs", json={"task": "geekblog.add", "args": [1, 1], "options": options})).json()
+        shown = (await client.get(f"/jobs/{job['id']}")).json()
+        assert (shown["queue"], shown["routing_key"], shown["parent_id"]) == ("reports", "reports.daily", None)
+        canvas = {"chain": [{"task": "geekblog.add", "args": [1, 1], "options": {"queue": "q1"}}]}
+        flow = (await client.post("/workflows", json={"canvas": canvas})).json()
+        assert flow["canvas"]["chain"][0]["options"] == {"queue": "q1"}
+        bad = await client.post("/jobs", json={"task": "geekblog.add", "args": [1, 1], "options": {"queue": "a b"}})
+        assert bad.status_code == 400
+
     async def test_countdown_and_eta_set_when_it_is_due(self, client: AsyncTestClient[Litestar]) -> None:
         later = (
             await client.post("/jobs", json={"task": "geekblog.add", "args": [1, 1], "options": {"countdown": 60}})
