@@ -68,6 +68,11 @@ class AsyncResult:
     def children(self) -> list[AsyncResult]:
         return []
 
+    def as_tuple(self) -> tuple[Any, Any]:
+        """Celery's serialisable form ``((id, parent's form), None)``: what a task returning a handle
+        stores (JSON turns the tuples into lists); :func:`result_from_tuple` rebuilds it."""
+        return ((self.id, self.parent.as_tuple() if self.parent is not None else None), None)
+
     def _snapshot(self) -> Snapshot | None:
         jobs = binding.engine().jobs
         if self.final and self.workflow_id is not None:
@@ -233,6 +238,10 @@ class GroupResult(AsyncResult):
     def children(self) -> list[AsyncResult]:
         return self.results
 
+    def as_tuple(self) -> tuple[Any, Any]:
+        parent = self.parent.as_tuple() if self.parent is not None else None
+        return ((self.id, parent), [result.as_tuple() for result in self.results])
+
     def __len__(self) -> int:
         return len(self.results)
 
@@ -288,6 +297,15 @@ class GroupResult(AsyncResult):
             return None
         handle = result_of(found.canvas, found.id)
         return handle if isinstance(handle, GroupResult) else None
+
+
+def result_from_tuple(form: Any) -> AsyncResult:
+    """The handle :meth:`AsyncResult.as_tuple` describes (Celery's ``result_from_tuple``)."""
+    (ident, parent), children = form
+    parent_handle = result_from_tuple(parent) if parent else None
+    if children is not None:
+        return GroupResult(ident, [result_from_tuple(child) for child in children], parent=parent_handle)
+    return AsyncResult(ident, parent=parent_handle)
 
 
 def _done(value: Any) -> Any:
