@@ -309,7 +309,7 @@ def _job_row(job: Job) -> tuple[Any, ...]:
         job.lease_expires_at,
         job.waiting_on,
         job.root_id,
-        None if job.options is NO_OPTIONS else _json(job.options),
+        None if job.options == NO_OPTIONS else _json(job.options),
     )
 
 

@@ -86,7 +86,7 @@ def request_dict(job: Job) -> dict[str, Any]:
         "retries": job.retries,
         "eta": options.eta,
         "expires": options.expires,
-        "root_id": options.root_id,
+        "root_id": options.root_id or job.id,
         "parent_id": options.parent_id,
         "group": options.group_id,
         "group_index": options.group_index,

@@ -378,7 +378,7 @@ def new_job(
         ignore_result=signature.ignore_result if signature.ignore_result is not None else definition.ignore_result,
         shadow=signature.shadow,
         parent_id=lineage.parent_id if lineage else None,
-        root_id=(lineage.root_id if lineage and lineage.root_id else None) or job_id,
+        root_id=lineage.root_id if lineage and lineage.root_id != job_id else None,  # None: itself
         group_id=group[0],
         group_index=group[1],
         link=signature.link,
