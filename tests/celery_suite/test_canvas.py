@@ -36,6 +36,7 @@ from .conftest import (
     await_redis_list_message_length,
     check_for_logs,
     get_redis_connection,
+    wait_until,
 )
 from .tasks import (
     ExpectedException,
@@ -75,7 +76,7 @@ from .tasks import (
 
 TIMEOUT = 10
 #: Where Celery waits 10 s to see that something does NOT happen (a chord body, a second errback).
-NOT_CALLED_TIMEOUT = 0.5
+NOT_CALLED_TIMEOUT = 0.25
 
 
 def compare_group_ids_in_redis(redis_key="redis-group-ids"):
@@ -1660,9 +1661,16 @@ class test_chord:
 
     @pytest.mark.parametrize("size", [3, 4, 5, 6, 7, 8, 9])
     def test_generator(self, manager, size):
+        def lines_written(file_name):
+            with open(file_name) as file_handle:
+                return len(file_handle.readlines())
+
         def assert_generator(file_name):
+            # Celery sleeps 1 s before each item so that the previous ones have run; here each item
+            # waits for the previous ones' lines, all of them within TIMEOUT.
+            deadline = monotonic() + TIMEOUT
             for i in range(size):
-                sleep(1)
+                wait_until(lambda i=i: lines_written(file_name) >= i, max(0, deadline - monotonic()))
                 if i == size - 1:
                     with open(file_name) as file_handle:
                         # ensures chord header generators tasks are processed incrementally #3021
