@@ -55,7 +55,7 @@ def _outcomes(tree: ElementTree.ElementTree) -> dict[tuple[str, str, str], dict[
         parts = params.split("-")
         backend = next((part for part in parts if part in BACKENDS), "?")
         own = "-".join(part for part in parts if part not in BACKENDS)
-        test = ".".join(case.get("classname", "").split(".")[3:] + [name])
+        test = ".".join([*case.get("classname", "").split(".")[3:], name])
         status = "passed"
         skipped = case.find("skipped")
         if case.find("failure") is not None or case.find("error") is not None:
