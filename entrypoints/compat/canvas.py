@@ -465,7 +465,7 @@ class group(_Composite):
             task.freeze()
         return result_of(self.to_canvas(), None)
 
-    def to_canvas(self) -> model.Group:
+    def to_canvas(self) -> model.Canvas:
         members: list[model.Canvas] = []
         for task in self.tasks:
             node = task.to_canvas()
@@ -473,6 +473,9 @@ class group(_Composite):
                 members.extend(node.members)
             else:
                 members.append(node)
+        if len(members) == 1 and isinstance(members[0], model.Chain) and isinstance(members[0].steps[-1], model.Group):
+            # Celery's special case group(A.s() | group(B.s(), C.s())): its result is the inner group's.
+            return members[0]
         return model.Group(members=members, id=self.options.get("task_id"))
 
     def _applied(self, options: dict[str, Any]) -> Any:

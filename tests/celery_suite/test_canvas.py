@@ -143,7 +143,7 @@ class test_chain:
         res = c()
         assert res.get(timeout=TIMEOUT) == [64, 65, 66, 67]
 
-    # Celery xfails this: "Task is timeout".
+    # Celery xfails this ("Task is timeout"); its special case (commit 1e3fcaa) holds here.
     def test_group_results_in_chain(self, manager):
         # This adds in an explicit test for the special case added in commit
         # 1e3fcaa969de6ad32b52a3ed8e74281e5e5360e6
