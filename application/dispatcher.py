@@ -44,11 +44,11 @@ log = logging.getLogger(__name__)
 
 
 class JobTrace(Protocol):
-    """Told what each job does as the dispatcher runs it (the service's log lines of each job, and
-    Celery's ``task_received`` signal: see ``entrypoints.compat.trace``). Called on the loop."""
+    """Told what each job does as the dispatcher runs it (the service's log lines of each job: see
+    ``entrypoints.compat.trace``). Called on the loop."""
 
-    def received(self, job: Job, *, expired: bool) -> None:
-        """``job`` was taken to run (``expired``: it is revoked instead, its ``expires`` passed)."""
+    def received(self, job: Job) -> None:
+        """``job`` was taken to run (it may still be revoked unrun: its ``expires`` passed)."""
 
     def finished(
         self,
@@ -231,10 +231,9 @@ class Dispatcher:
             self._revoked_unlaunched.discard((job.id, job.started_at))
             return
         expires = job.options.expires
-        expired = expires is not None and self._clock.now() > expires
         if self.trace is not None:
-            self.trace.received(job, expired=expired)
-        if expired:  # Celery revokes an expired task unrun
+            self.trace.received(job)
+        if expires is not None and self._clock.now() > expires:  # Celery revokes an expired task unrun
             error = ErrorInfo(type="TaskRevokedError", message=f"job {job.id} ({job.task}) expired")
             revoked = job.failed(error, now=self._clock.now(), state=JobState.REVOKED)
             self._store_later(revoked, Guard(job_id=job.id, owner=self.owner))

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from application.execution import RetryRequested
+from application.execution import RETRY_OPTION_NAMES, RetryOptions, RetryRequested
 from domain.errors import InvalidArguments, UnknownTask
 from domain.retry_policy import RetryPolicy
 
@@ -45,11 +45,17 @@ class TaskDefinition:
 
     def autoretry(self, exc: BaseException) -> RetryRequested:
         """The retry an ``autoretry_for`` exception asks for, with the task's ``retry_kwargs``
-        (``countdown``, ``max_retries``) as Celery applies them."""
+        (``countdown``, ``eta``, ``max_retries`` and the options of the next attempt: ``expires`` in
+        seconds, ``priority``, ``queue``, ``routing_key``, ``headers``) as Celery applies them."""
         options = dict(self.retry_kwargs)
+        next_attempt = RetryOptions(
+            **{name: options[name] for name in RETRY_OPTION_NAMES if options.get(name) is not None}
+        )
         if "max_retries" in options:
-            return RetryRequested(exc, options.get("countdown"), options["max_retries"], eta=options.get("eta"))
-        return RetryRequested(exc, options.get("countdown"), eta=options.get("eta"))
+            return RetryRequested(
+                exc, options.get("countdown"), options["max_retries"], eta=options.get("eta"), options=next_attempt
+            )
+        return RetryRequested(exc, options.get("countdown"), eta=options.get("eta"), options=next_attempt)
 
     @cached_property
     def takes_errback_request(self) -> bool:

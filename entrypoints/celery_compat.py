@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 
 from application.dispatcher import MaxRetriesExceededError
-from application.execution import JobCancelled, SoftTimeLimitExceeded
+from application.execution import JobCancelled, Reject, SoftTimeLimitExceeded
 from application.job_service import EngineStopped
 from application.outcomes import TimeLimitExceeded, WorkerLostError
 from entrypoints import celery_states as states
@@ -60,6 +60,7 @@ __all__ = [
     "JobCancelled",
     "MaxRetriesExceededError",
     "NoEngineRunning",
+    "Reject",
     "Request",
     "ResultSet",
     "Signature",

@@ -15,15 +15,23 @@ class Conf:
     ``task_always_eager``: ``.delay()`` / ``.apply_async()`` run the task in the caller, as ``.apply()``
     (Celery users' test suites rely on it). ``task_eager_propagates``: an eagerly run task's error is
     raised at once. ``task_allow_error_cb_on_chord_header``: a chord's ``link_error`` also goes to every
-    header task, not only the body.
+    header task, not only the body. ``broker_pool_acquire_timeout`` (default None): accepted and
+    kept, with nothing to bound: there is no broker connection pool, so submitting a job never waits
+    for a connection (it commits to the engine's storage directly).
     """
 
-    __slots__ = ("task_allow_error_cb_on_chord_header", "task_always_eager", "task_eager_propagates")
+    __slots__ = (
+        "broker_pool_acquire_timeout",
+        "task_allow_error_cb_on_chord_header",
+        "task_always_eager",
+        "task_eager_propagates",
+    )
 
     def __init__(self) -> None:
         self.task_always_eager = False
         self.task_eager_propagates = False
         self.task_allow_error_cb_on_chord_header = False
+        self.broker_pool_acquire_timeout: float | None = None
 
     def update(self, values: dict[str, Any] | None = None, **more: Any) -> None:
         for key, value in {**(values or {}), **more}.items():

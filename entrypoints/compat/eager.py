@@ -21,7 +21,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from application.execution import JobContext, ReplaceRequested, RetryRequested, current_job
+from application.execution import JobContext, Reject, ReplaceRequested, RetryRequested, current_job
 from application.outcomes import error_info
 from domain import canvas as model
 from domain.errors import UnknownTask
@@ -36,14 +36,16 @@ log = logging.getLogger(__name__)
 SUCCESS = "SUCCESS"
 FAILURE = "FAILURE"
 REVOKED = "REVOKED"
+REJECTED = "REJECTED"
 _PROPAGATE_STATES = frozenset({FAILURE, REVOKED})
 
 
 class EagerResult:
     """Celery's ``EagerResult``: the outcome of a call that already ran here.
 
-    ``result`` / ``info`` is the return value, or the exception for a failure; ``get()`` returns the
-    value or raises that exception (``propagate=False``: returns it). ``children`` are the results
+    ``result`` / ``info`` is the return value, or the exception for a failure (or a rejection:
+    state REJECTED); ``get()`` returns the value or raises that exception (``propagate=False``:
+    returns it). ``children`` are the results
     of a group's members (empty for a task); ``parent`` is the previous step's result in a chain (the
     header's in a chord). ``updates`` lists the ``(state, meta)`` of each ``update_state`` the task
     made while it ran (Celery stores those in its result backend; an eager run has none here).
@@ -113,10 +115,15 @@ class EagerResult:
     def get(
         self, timeout: float | None = None, propagate: bool = True, disable_sync_subtasks: bool = True, **_: Any
     ) -> Any:
-        """The value; for a failure, raise its exception (or return it with ``propagate=False``)."""
-        if self._state in _PROPAGATE_STATES and propagate:
-            self.maybe_throw()
-        return self._result
+        """The value; for a failure, raise its exception (or return it with ``propagate=False``); None
+        in any other state (REJECTED, or PENDING for a canvas part that never ran), as Celery's."""
+        if self._state == SUCCESS:
+            return self._result
+        if self._state in _PROPAGATE_STATES:
+            if propagate:
+                self.maybe_throw()
+            return self._result
+        return None
 
     wait = get
 
@@ -293,6 +300,9 @@ class _Run:
                     if not isinstance(again, BaseException):
                         retries += 1
                         continue
+                elif isinstance(exc, Reject):  # Celery: REJECTED, no errback; nothing requeues here
+                    text = error_info(exc).traceback
+                    return EagerResult(task_id, exc, REJECTED, traceback=text, name=sig.task, updates=frame.updates)
                 return self._failed(sig, request, exc, frame, task)
             finally:
                 current_eager.reset(token)

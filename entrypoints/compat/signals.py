@@ -9,7 +9,11 @@ They are sent in the process that runs the task, with Celery's arguments: ``task
 ``task_postrun``, ``task_success``, ``task_failure`` and ``task_retry`` in the task's own thread (or
 on its event loop, for an ``async def`` task) around the call, also for eager runs (``.apply()``);
 ``task_revoked`` (and ``task_failure`` for a failure the task's code did not raise: a hard time
-limit, a lost worker) from the engine's event loop, once the job's new state is stored.
+limit, a lost worker) from the engine's event loop, once the job's new state is stored;
+``task_received`` (``request=`` the job's request, with ``replaced_task_nesting``) when the engine
+has taken a job and it is about to run, before ``task_prerun``, in the task's thread (or on its
+loop) but outside the job's context (as Celery's consumer sends it, not as the task): not for an
+eager run, nor for a job revoked unrun.
 ``before_task_publish`` / ``after_task_publish`` are sent in the caller when it submits a job.
 
 A receiver's exception is logged and returned in :meth:`Signal.send`'s answer, never raised, as in
@@ -214,13 +218,14 @@ task_failure = Signal(
 )
 task_retry = Signal(name="task_retry", providing_args={"request", "reason", "einfo"})
 task_revoked = Signal(name="task_revoked", providing_args={"request", "terminated", "signum", "expired"})
+task_received = Signal(name="task_received", providing_args={"request"})
 before_task_publish = Signal(
     name="before_task_publish",
     providing_args={"body", "exchange", "routing_key", "headers", "properties", "declare", "retry_policy"},
 )
 after_task_publish = Signal(name="after_task_publish", providing_args={"body", "exchange", "routing_key"})
 
-TASK_SIGNALS = (task_prerun, task_postrun, task_success, task_failure, task_retry)
+TASK_SIGNALS = (task_prerun, task_postrun, task_success, task_failure, task_retry, task_received)
 """The signals sent around a task's call (the ones :func:`any_task_receivers` looks at)."""
 
 
@@ -318,13 +323,17 @@ _watched: weakref.WeakKeyDictionary[Any, EngineSignals] = weakref.WeakKeyDiction
 
 
 def watch(engine: Any) -> EngineSignals:
-    """Send the engine-side signals of ``engine`` (idempotent): done where an engine is built for
-    Python task code (the container, so the service and ``embedded_engine`` alike)."""
+    """Send the engine-side signals of ``engine`` and log Celery's worker lines for its jobs (see
+    :mod:`entrypoints.compat.trace`); idempotent. Done where an engine is built for Python task code
+    (the container, so the service and ``embedded_engine`` alike)."""
     watcher = _watched.get(engine)
     if watcher is None:
+        from entrypoints.compat.trace import CeleryTrace
+
         watcher = EngineSignals(engine)
         _watched[engine] = watcher
         engine.bus.add_listener(watcher.on_event)
+        engine.dispatcher.trace = CeleryTrace()
     return watcher
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import datetime
 import functools
+import importlib
 import inspect
 import logging
 import socket
+import time
+import types
+import typing
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, overload
 
@@ -16,9 +20,12 @@ import msgspec
 from application.callbacks import delivery_info
 from application.execution import (
     ENGINE_STOPPING,
+    RETRY_OPTION_NAMES,
     JobCancelled,
     JobContext,
+    Reject,
     ReplaceRequested,
+    RetryOptions,
     RetryRequested,
     current_job,
 )
@@ -63,7 +70,11 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
 
     ``eta`` is None unless the job was scheduled (countdown, ETA or a retry's delay); ``root_id``,
     ``parent_id`` and ``group`` are Celery's; ``delivery_info`` holds the queue, routing key and
-    priority; ``hostname`` names this engine. ``workflow_id`` is this engine's own.
+    priority; ``hostname`` names this engine; ``properties`` the message properties (``priority``,
+    ``correlation_id``, and ``app_id``, ``reply_to`` ... when given at submission);
+    ``replaced_task_nesting`` counts the ``self.replace`` levels above the job; ``argsrepr`` /
+    ``kwargsrepr`` are what the log lines show for the arguments when given. ``workflow_id`` is this
+    engine's own.
     """
 
     id: str | None
@@ -87,6 +98,9 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
     called_directly: bool = False
     is_eager: bool = False
     properties: dict[str, Any] = msgspec.field(default_factory=dict)
+    replaced_task_nesting: int = 0
+    argsrepr: str | None = None
+    kwargsrepr: str | None = None
 
     @property
     def timelimit(self) -> tuple[float | None, float | None]:
@@ -105,7 +119,7 @@ def request_of(job: Job) -> Request:
         retries=job.retries,
         eta=_iso(options.eta),
         expires=_iso(options.expires),
-        root_id=options.root_id,
+        root_id=options.root_id or job.id,
         parent_id=options.parent_id,
         group=options.group_id,
         group_index=options.group_index,
@@ -116,7 +130,10 @@ def request_of(job: Job) -> Request:
         soft_time_limit=options.soft_time_limit,
         ignore_result=options.ignore_result,
         workflow_id=job.workflow_id,
-        properties={"priority": job.priority, "correlation_id": job.id},
+        properties={"priority": job.priority, "correlation_id": job.id, **(options.properties or {})},
+        replaced_task_nesting=options.replaced_task_nesting,
+        argsrepr=options.argsrepr,
+        kwargsrepr=options.kwargsrepr,
     )
 
 
@@ -314,7 +331,9 @@ class Task:
         """Queue a job, with Celery's options (see the README): ``countdown``, ``eta``, ``expires``,
         ``task_id``, ``priority``, ``queue``, ``headers``, ``link``, ``link_error`` ...; an option this
         engine does not implement raises TypeError. Under ``current_app.conf.task_always_eager`` the
-        task runs here instead, as :meth:`apply` (also inside a running task, as in Celery)."""
+        task runs here instead, as :meth:`apply` (also inside a running task, as in Celery). As
+        Celery's, raises ValueError when the task's ``soft_time_limit`` exceeds its ``time_limit``."""
+        check_time_limits(self)
         if current_app.conf.task_always_eager:
             return self.apply(args, kwargs, **options)
         options = {**self.defaults, **options}
@@ -430,20 +449,21 @@ class Task:
 
         ``args``/``kwargs`` replace the job's for the next attempt; ``eta`` (a datetime or epoch
         seconds) or ``countdown`` says when; ``max_retries`` overrides the task's for this decision.
-        Of the other options of Celery's retry, ``expires`` and ``priority`` are refused (TypeError)
-        rather than dropped. In an eager run the task runs again at once (Celery's eager retry).
+        As Celery's, the other options apply to the next attempt: ``expires`` (seconds from now or a
+        datetime), ``priority``, ``queue``, ``routing_key``, ``headers``; any other option raises
+        TypeError naming it. In an eager run the task runs again at once (Celery's eager retry).
         """
         if _active_call(self.name) is None:
             _running_context(self.name)
-        unknown = set(options) - {"queue", "routing_key"}
-        if unknown:
-            raise TypeError(f"retry() does not support the option(s): {', '.join(sorted(unknown))}")
+        next_attempt = retry_options(options, "retry()")
         retry_args = None if args is None else list(args)
         retry_kwargs = None if kwargs is None else dict(kwargs)
         when = _epoch(eta)
         if max_retries is None:  # Celery: None means the task's own max_retries
-            raise RetryRequested(exc, countdown, eta=when, args=retry_args, kwargs=retry_kwargs)
-        raise RetryRequested(exc, countdown, max_retries, eta=when, args=retry_args, kwargs=retry_kwargs)
+            raise RetryRequested(exc, countdown, eta=when, args=retry_args, kwargs=retry_kwargs, options=next_attempt)
+        raise RetryRequested(
+            exc, countdown, max_retries, eta=when, args=retry_args, kwargs=retry_kwargs, options=next_attempt
+        )
 
     def add_to_chord(self, sig: Any, lazy: bool = False) -> Any:
         """Add ``sig`` to the chord this running task is a header member of (Celery's ``add_to_chord``):
@@ -460,6 +480,13 @@ class Task:
             raise ImproperlyConfigured("Cannot replace with an empty chain")
         self.on_replace(sig)
         raise ReplaceRequested(sig.to_canvas())  # an on_replace that did not call super()
+
+
+def check_time_limits(task: Task) -> None:
+    """Celery's check in ``Task.apply_async``: a task's ``soft_time_limit`` may not exceed its ``time_limit``."""
+    soft, hard = task.soft_time_limit, task.time_limit
+    if soft and hard and soft > hard:
+        raise ValueError("soft_time_limit must be less than or equal to time_limit")
 
 
 def _listed(value: Any) -> list[Any]:
@@ -491,6 +518,27 @@ def _epoch(when: Any) -> float | None:
             when = when.replace(tzinfo=datetime.UTC)
         return when.timestamp()
     raise TypeError(f"expected a datetime or epoch seconds, got {type(when).__name__}")
+
+
+def retry_options(options: dict[str, Any], what: str) -> RetryOptions:
+    """The options of Celery's ``retry(**options)`` (or ``retry_kwargs``) for the next attempt;
+    TypeError naming any this engine does not implement, and for a malformed value."""
+    unknown = set(options) - set(RETRY_OPTION_NAMES)
+    if unknown:
+        raise TypeError(f"{what} does not support the option(s): {', '.join(sorted(unknown))}")
+    given = {name: value for name, value in options.items() if value is not None}
+    expires = given.get("expires")
+    if isinstance(expires, datetime.datetime):  # Celery: seconds from now, or a datetime
+        given["expires"] = _epoch(expires) - time.time()  # type: ignore[operator]
+    elif expires is not None and (isinstance(expires, bool) or not isinstance(expires, (int, float))):
+        raise TypeError(f"{what}: expires must be seconds or a datetime, got {type(expires).__name__}")
+    headers = given.get("headers")
+    if headers is not None and not isinstance(headers, dict):
+        raise TypeError(f"{what}: headers must be a dict")
+    try:
+        return msgspec.convert(given, RetryOptions, strict=False)
+    except msgspec.ValidationError as exc:
+        raise TypeError(f"{what}: {exc}") from None
 
 
 def _running_context(name: str | None) -> JobContext:
@@ -526,6 +574,7 @@ def _instrumented(task: Task, call: Callable[..., Any]) -> Callable[..., Any]:
             active = _active_call(task.name)
             if active is None:
                 return await call(*args, **kwargs)
+            _received(active)
             _prerun(task, active, args, kwargs)
             try:
                 value = await call(*args, **kwargs)
@@ -552,6 +601,7 @@ def _instrumented(task: Task, call: Callable[..., Any]) -> Callable[..., Any]:
             active = _active_call(task.name)
             if active is None:
                 return call(*args, **kwargs)
+            _received(active)
             _prerun(task, active, args, kwargs)
             try:
                 value = call(*args, **kwargs)
@@ -620,6 +670,18 @@ def _signature_of(call: Callable[..., Any]) -> inspect.Signature:
         return inspect.signature(call)
 
 
+def _received(active: _Active) -> None:
+    """Celery's ``task_received`` for an engine job about to run: sent as the worker's consumer sends
+    it, outside the job (what a receiver submits is not the job's child)."""
+    if active.frame is not None or not signals.task_received.receivers:
+        return
+    token = current_job.set(None)
+    try:
+        signals.task_received.send(sender=None, request=active.request)
+    finally:
+        current_job.reset(token)
+
+
 def _prerun(task: Task, active: _Active, args: Any, kwargs: Any) -> None:
     signals.task_prerun.send(sender=task, task_id=active.request.id, task=task, args=args, kwargs=kwargs)
 
@@ -672,6 +734,9 @@ def _raised(task: Task, active: _Active, args: Any, kwargs: Any, exc: BaseExcept
     definition = task.definition
     if retry is None and definition.autoretry_for and isinstance(exc, definition.autoretry_for):
         retry = definition.autoretry(exc)
+    if retry is None and isinstance(exc, Reject):
+        _rejected(task, active, args, kwargs, exc)
+        return
     if retry is None:
         _failed(task, active, args, kwargs, exc)
         return
@@ -683,6 +748,23 @@ def _raised(task: Task, active: _Active, args: Any, kwargs: Any, exc: BaseExcept
     _handler(task, "on_retry", retry.exc, active.request.id, args, kwargs, einfo)
     signals.task_retry.send(sender=task, request=active.request, reason=retry, einfo=einfo)
     _postrun(task, active, args, kwargs, retry, "RETRY")
+
+
+def _rejected(task: Task, active: _Active, args: Any, kwargs: Any, exc: Reject) -> None:
+    """Celery's ``Reject``: no handler runs; ``task_postrun`` says REJECTED, and a rejection without
+    requeue (which fails the job) sends ``task_failure``, as Celery's worker does (not in an eager run)."""
+    _postrun(task, active, args, kwargs, exc, "REJECTED")
+    if not exc.requeue and active.frame is None:
+        einfo = signals.exception_info(exc)
+        signals.task_failure.send(
+            sender=task,
+            task_id=active.request.id,
+            exception=exc,
+            args=args,
+            kwargs=kwargs,
+            traceback=einfo.tb,
+            einfo=einfo,
+        )
 
 
 def _failed(task: Task, active: _Active, args: Any, kwargs: Any, exc: BaseException) -> None:
@@ -736,9 +818,15 @@ _TASK_OPTIONS = frozenset(
         "queue",
         "expires",
         "registry",
+        "pydantic",
+        "pydantic_strict",
+        "pydantic_context",
+        "pydantic_dump_kwargs",
     }
 )
-"""The decorator's options. Others (``rate_limit``, ``pydantic`` ...) raise TypeError, never dropped."""
+"""The decorator's options. Others (``rate_limit`` ...) raise TypeError, never dropped."""
+
+_PYDANTIC_OPTIONS = ("pydantic", "pydantic_strict", "pydantic_context", "pydantic_dump_kwargs")
 
 
 @overload
@@ -788,11 +876,22 @@ def _check_options(options: dict[str, Any]) -> None:
 
 def _register(func: Callable[..., Any], options: dict[str, Any], base: type[Task]) -> Task:
     bind = bool(options.get("bind", False))
+    name = options.get("name") or f"{func.__module__}.{func.__qualname__}"
+    if options.get("pydantic") is True:
+        func = pydantic_wrapper(
+            func,
+            name,
+            strict=bool(options.get("pydantic_strict", False)),
+            context=options.get("pydantic_context"),
+            dump_kwargs=options.get("pydantic_dump_kwargs"),
+        )
     attributes: dict[str, Any] = {
-        key: value for key, value in options.items() if key not in ("bind", "base", "registry", "name")
+        key: value
+        for key, value in options.items()
+        if key not in ("bind", "base", "registry", "name", *_PYDANTIC_OPTIONS)
     }
     attributes.update(
-        name=options.get("name") or f"{func.__module__}.{func.__qualname__}",
+        name=name,
         run=func if bind else staticmethod(func),
         bind=bind,
         __doc__=func.__doc__,
@@ -803,6 +902,112 @@ def _register(func: Callable[..., Any], options: dict[str, Any], base: type[Task
     task: Task = cls()
     task.__name__ = getattr(func, "__name__", task.name)  # type: ignore[attr-defined]
     return register_task(task, registry=options.get("registry"))
+
+
+def pydantic_wrapper(
+    func: Callable[..., Any],
+    task_name: str,
+    *,
+    strict: bool = False,
+    context: dict[str, Any] | None = None,
+    dump_kwargs: dict[str, Any] | None = None,
+) -> Callable[..., Any]:
+    """Celery's ``pydantic=True``: ``func`` wrapped so that each argument annotated with a pydantic
+    ``BaseModel`` (or ``Optional`` of one) is validated into that model (``model_validate``, with
+    ``strict`` and ``context``) before the call, and a returned model instance of the annotated return
+    class is dumped to JSON data (``model_dump(mode="json", **dump_kwargs)``). String annotations
+    (``from __future__ import annotations``) are resolved, at decoration or else at the first call.
+
+    pydantic is imported here, when a task asks for it: ImproperlyConfigured if it is not installed.
+    """
+    try:
+        pydantic = importlib.import_module("pydantic")
+    except ModuleNotFoundError as exc:
+        raise ImproperlyConfigured("You need to install pydantic to use pydantic model serialization.") from exc
+    base_model: type = pydantic.BaseModel
+    validate_context = {**(context or {}), "celery_app": current_app, "celery_task_name": task_name}
+    dump = {"mode": "json", **(dump_kwargs or {})}
+    signature = inspect.signature(func)
+    resolved: list[dict[str, Any] | None] = [_type_hints(func)]
+
+    def annotation(name: str) -> Any:
+        hints = resolved[0]
+        if hints is None:
+            hints = resolved[0] = _type_hints(func)
+        if hints is not None and name in hints:
+            found = hints[name]
+        elif name == "return":
+            found = signature.return_annotation
+        else:
+            found = signature.parameters[name].annotation
+        return found
+
+    def arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
+        bound = signature.bind(*args, **kwargs)
+        for name, value in bound.arguments.items():
+            model = annotation(name)
+            optional = _optional_of(model)
+            if optional is not None and value is not None:  # Optional[Model]: None stays None
+                model = optional
+            if isinstance(model, type) and issubclass(model, base_model):
+                bound.arguments[name] = model.model_validate(value, strict=strict, context=validate_context)
+        return bound
+
+    def result(value: Any) -> Any:
+        model = annotation("return")
+        model = _optional_of(model) or model
+        if isinstance(model, type) and isinstance(value, base_model) and isinstance(value, model):
+            return value.model_dump(**dump)
+        return value
+
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            bound = arguments(args, kwargs)
+            return result(await func(*bound.args, **bound.kwargs))
+
+        return run_async
+
+    @functools.wraps(func)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        bound = arguments(args, kwargs)
+        return result(func(*bound.args, **bound.kwargs))
+
+    return run
+
+
+def _type_hints(func: Callable[..., Any]) -> dict[str, Any] | None:
+    """The function's resolved annotations; None while a string annotation names what does not exist yet."""
+    try:
+        return typing.get_type_hints(func)
+    except (NameError, AttributeError, TypeError):
+        return None
+
+
+def _optional_of(annotation: Any) -> Any:
+    """``X`` for ``Optional[X]`` / ``X | None`` (Celery's ``get_optional_arg``), else None."""
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return None
+    members = typing.get_args(annotation)
+    if len(members) != 2 or type(None) not in members:
+        return None
+    return next(member for member in members if member is not type(None))
+
+
+def _checked_retry_kwargs(task: Task) -> dict[str, Any]:
+    """The task's ``retry_kwargs`` (what its ``autoretry_for`` passes to ``retry()``); TypeError for an
+    option ``retry()`` does not take here. ``expires`` must be seconds: a datetime fixed at decoration
+    would be the same instant for every retry."""
+    retry_kwargs = dict(task.retry_kwargs or {})
+    timing = {key: retry_kwargs[key] for key in ("countdown", "eta", "max_retries") if key in retry_kwargs}
+    options = {key: value for key, value in retry_kwargs.items() if key not in timing}
+    if isinstance(options.get("expires"), datetime.datetime):
+        raise TypeError(f"{task.name}: retry_kwargs expires must be a number of seconds")
+    retry_options(options, f"{task.name}: retry_kwargs")
+    if retry_kwargs.get("eta") is not None:
+        retry_kwargs["eta"] = _epoch(retry_kwargs["eta"])
+    return retry_kwargs
 
 
 def register_task(task: Task, registry: TaskRegistry | None = None) -> Task:
@@ -830,7 +1035,7 @@ def register_task(task: Task, registry: TaskRegistry | None = None) -> Task:
         bound=bool(task.bind),
         retry_on_worker_lost=bool(lost),
         autoretry_for=tuple(task.autoretry_for or ()),
-        retry_kwargs=dict(task.retry_kwargs or {}),
+        retry_kwargs=_checked_retry_kwargs(task),
         retry_policy=RetryPolicy(
             default_retry_delay=task.default_retry_delay,
             retry_backoff=task.retry_backoff,

@@ -12,7 +12,10 @@ import time
 from collections.abc import Iterable
 from time import sleep
 
+from pydantic import BaseModel
+
 from entrypoints.celery_compat import (
+    Reject,
     Signature,
     SoftTimeLimitExceeded,
     Task,
@@ -24,14 +27,6 @@ from entrypoints.celery_compat import (
     states,
 )
 
-# Reject is a deliberate difference (README: Reject and acks_late redelivery): without it the
-# tasks raising it stay defined, and the tests calling them are skipped.
-try:
-    from entrypoints.celery_compat import Reject
-except ImportError:
-    Reject = None
-
-
 # Stamping is a deliberate difference (README): without StampingVisitor the stamping tasks are not
 # defined, exactly as Celery's own module does on Celery 4.
 LEGACY_TASKS_DISABLED = True
@@ -40,12 +35,6 @@ try:
 except ImportError:
     StampingVisitor = None
     LEGACY_TASKS_DISABLED = False
-
-# Pydantic is not a dependency: without it the pydantic tasks are not defined (their tests skip).
-try:
-    from pydantic import BaseModel
-except ImportError:
-    BaseModel = None
 
 try:
     from entrypoints.celery_compat import UnpickleableExceptionWrapper
@@ -594,26 +583,27 @@ def replaced_with_me():
     return True
 
 
-if BaseModel is not None:
+class AddParameterModel(BaseModel):
+    x: int
+    y: int
 
-    class AddParameterModel(BaseModel):
-        x: int
-        y: int
 
-    class AddResultModel(BaseModel):
-        result: int
+class AddResultModel(BaseModel):
+    result: int
 
-    @shared_task(name="t.integration.tasks.add_pydantic", pydantic=True)
-    def add_pydantic(data: AddParameterModel) -> AddResultModel:
-        """Add two numbers, but with parameters and results using Pydantic model serialization."""
-        value = data.x + data.y
-        return AddResultModel(result=value)
 
-    @shared_task(name="t.integration.tasks.add_pydantic_string_annotations", pydantic=True)
-    def add_pydantic_string_annotations(data: "AddParameterModel") -> "AddResultModel":
-        """Add two numbers, but with string-annotated Pydantic models (__future__.annotations bug)."""
-        value = data.x + data.y
-        return AddResultModel(result=value)
+@shared_task(name="t.integration.tasks.add_pydantic", pydantic=True)
+def add_pydantic(data: AddParameterModel) -> AddResultModel:
+    """Add two numbers, but with parameters and results using Pydantic model serialization."""
+    value = data.x + data.y
+    return AddResultModel(result=value)
+
+
+@shared_task(name="t.integration.tasks.add_pydantic_string_annotations", pydantic=True)
+def add_pydantic_string_annotations(data: "AddParameterModel") -> "AddResultModel":
+    """Add two numbers, but with string-annotated Pydantic models (__future__.annotations bug)."""
+    value = data.x + data.y
+    return AddResultModel(result=value)
 
 
 if LEGACY_TASKS_DISABLED:
