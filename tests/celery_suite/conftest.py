@@ -14,6 +14,7 @@ import asyncio
 import collections
 import contextlib
 import inspect
+import logging
 import re
 import threading
 import time
@@ -111,10 +112,18 @@ def celery_session_worker(request, tmp_path):
     concurrency = marker.args[0] if marker is not None else MAX_CONCURRENT_TASKS
     db_path = None if request.param == "memory" else str(tmp_path / "celery-suite.db")
     get_redis_connection().reset()
+    # Celery's test worker logs at the level it is given (the suite reads its INFO lines): the engine
+    # writes the same lines on the same loggers (entrypoints.compat.trace).
+    celery_logger = logging.getLogger("celery")
+    level = celery_logger.level
+    celery_logger.setLevel(logging.INFO)
     running = EngineThread(db_path, concurrency, TEST_DEADLINE)
     running.start()
-    yield running.engine
-    running.stop()
+    try:
+        yield running.engine
+    finally:
+        running.stop()
+        celery_logger.setLevel(level)
     if running.watchdog_fired:
         pytest.fail(f"the test ran past {TEST_DEADLINE} s: the watchdog stopped its engine")
 
@@ -291,22 +300,26 @@ _NOT_YET = {
     "test_mutable_errback_called_by_chord_from_group_fail_multiple_on_body_failure": "new-style errback",
     "test_chord_in_chain_with_args": "Celery xfails it too (#6176)",
     "test_chain_in_chain_with_args": "Celery xfails it too (#6200)",
-    "test_class_based_task_retried": "class-based tasks",
-    "test_task_retried_once": "retry(expires=) option",
-    "test_task_retried_once_with_expires": "retry(expires=) option",
-    "test_soft_time_limit_exceeding_time_limit": "soft > hard limit check",
-    "test_apply_single_task_ids": "eager apply()",
-    "test_apply_nested_parent_child_relationship": "eager apply()",
-    "test_task_success": "worker log lines",
-    "test_task_failed": "worker log lines",
-    "test_replaced_task_nesting_level_0": "replaced_task_nesting",
-    "test_replaced_task_nesting_level_1": "replaced_task_nesting",
-    "test_replaced_task_nesting_chain": "replaced_task_nesting",
+}
+
+
+# Items that race on one repository only, marked there.
+_RACY_ON = {
+    # The handler must run after the test's `assertion_result = False`, which follows delay(): Celery's
+    # broker round trip makes it so. The in-memory repository cannot commit from the test's thread, so
+    # the submission goes through the engine's loop, which starts the job (and the task sends
+    # task_received) before the test's thread gets the GIL back. On SQLite the thread commits itself.
+    ("test_replaced_task_nesting_level_0", "memory"): "task_received is sent before delay() returns",
 }
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
+        callspec = getattr(item, "callspec", None)
+        repository = callspec.params.get("celery_session_worker") if callspec is not None else None
+        racy = _RACY_ON.get((getattr(item, "originalname", item.name), repository))
+        if racy is not None:
+            item.add_marker(pytest.mark.xfail(reason=f"race on {repository}: {racy}", strict=False))
         reason = _NOT_YET.get(getattr(item, "originalname", item.name))
         if reason is not None:
             item.add_marker(pytest.mark.xfail(reason=f"not yet (issue 10): {reason}", strict=False))
