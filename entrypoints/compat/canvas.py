@@ -128,7 +128,7 @@ class Signature(dict[str, Any]):
 
     def clone(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **opts: Any) -> Any:
         """A copy with ``args`` prepended and ``kwargs`` merged (ignored when immutable), options updated."""
-        copied = type(self).from_dict(copy.deepcopy(dict(self)))
+        copied = self._copy()
         if not copied.immutable:
             if args:
                 copied["args"] = (*tuple(args), *copied.args)
@@ -140,6 +140,21 @@ class Signature(dict[str, Any]):
         return copied
 
     partial = clone
+
+    def _copy(self) -> Any:
+        """A copy whose changes never reach this one: a plain signature copies its containers (its
+        callbacks are not changed through a copy); a canvas copies its whole tree."""
+        if self.subtask_type is not None:
+            return type(self).from_dict(copy.deepcopy(dict(self)))
+        copied = Signature.__new__(Signature)
+        dict.update(copied, self)
+        copied["kwargs"] = dict(self["kwargs"])
+        options = dict(self["options"])
+        for key in ("link", "link_error"):
+            if isinstance(options.get(key), list):
+                options[key] = list(options[key])
+        copied["options"] = options
+        return copied
 
     def freeze(self, _id: str | None = None, **_: Any) -> AsyncResult:
         """Give this call its task id now (``_id``, or the one it has, or a new one); its result handle."""
@@ -190,7 +205,7 @@ class Signature(dict[str, Any]):
         self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
     ) -> Any:
         """Submit this call as one job; partial ``args`` are prepended, ``kwargs`` merged."""
-        call = self.clone(args, kwargs, **options)
+        call = self.clone(args, kwargs, **options) if args or kwargs or options else self
         if current_app.conf.task_always_eager:
             return call.apply()
         spec = call.to_canvas()
