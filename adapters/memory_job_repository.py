@@ -14,6 +14,9 @@ from domain.job import Job, Progress
 from domain.states import QUEUED_STATES, JobState, is_terminal
 from domain.workflow import Workflow
 
+_json_encoder = msgspec.json.Encoder()
+_json_decoder = msgspec.json.Decoder()
+
 
 class InMemoryJobRepository(JobRepository):
     """Jobs and workflows in dicts. Every method runs without awaiting, so each is atomic on the loop."""
@@ -51,6 +54,8 @@ class InMemoryJobRepository(JobRepository):
         return False  # its state belongs to the loop: commits from other threads go through the loop
 
     def _put(self, job: Job) -> None:
+        if isinstance(job.result, (list, tuple, dict)):  # kept as storage would give it back: JSON
+            job = msgspec.structs.replace(job, result=_json_decoder.decode(_json_encoder.encode(job.result)))
         if job.id not in self._seq:
             self._seq[job.id] = next(self._counter)
             if job.workflow_id is not None:

@@ -92,8 +92,9 @@ class JobService:
         finally:
             if not stored and claimed is not None and starter is not None:
                 starter.unclaim()
-        if not stored:  # as a submission on the loop
-            asyncio.run_coroutine_threadsafe(self._queue_new(job), loop).result()
+        if not stored:  # stored by the loop, queued; the dispatcher is woken once this thread has its answer
+            asyncio.run_coroutine_threadsafe(self._store_queued(job), loop).result()
+            loop.call_soon_threadsafe(self._wake)
             return job
         # One wake-up of the loop announces every job submitted until it runs: waking it costs more
         # than a commit, since it then competes with this thread for the GIL.
@@ -108,6 +109,13 @@ class JobService:
             with self._announce_lock:
                 self._announce_scheduled = False
         return job
+
+    async def _store_queued(self, job: Job) -> None:
+        """Commit a new job as queued, without starting it: the submitting thread is answered before
+        any worker takes it (as with a broker, and as the thread's own commit does on SQLite)."""
+        advance = Advance()
+        await self._workflows.record(advance, job)
+        await self._workflows.apply(advance)
 
     def _new_job(self, signature: Signature, lineage: Lineage | None) -> Job:
         if signature.link or signature.link_error or signature.headers is not None:

@@ -206,6 +206,11 @@ class Signature(dict[str, Any]):
     ) -> Any:
         """Submit this call as one job; partial ``args`` are prepended, ``kwargs`` merged."""
         call = self.clone(args, kwargs, **options) if args or kwargs or options else self
+        from entrypoints.compat.tasks import check_time_limits, task_named
+
+        task = task_named(call.task)
+        if task is not None:
+            check_time_limits(task)
         if current_app.conf.task_always_eager:
             return call.apply()
         spec = call.to_canvas()

@@ -570,10 +570,10 @@ def _instrumented(task: Task, call: Callable[..., Any]) -> Callable[..., Any]:
             if errback_capable:
                 args = _errback_arguments(args)
             if not handlers and not signals.any_task_receivers():
-                return await call(*args, **kwargs)
+                return _stored_form(await call(*args, **kwargs))
             active = _active_call(task.name)
             if active is None:
-                return await call(*args, **kwargs)
+                return _stored_form(await call(*args, **kwargs))
             _received(active)
             _prerun(task, active, args, kwargs)
             try:
@@ -588,7 +588,7 @@ def _instrumented(task: Task, call: Callable[..., Any]) -> Callable[..., Any]:
                 _raised(task, active, args, kwargs, exc)
                 raise
             _returned(task, active, args, kwargs, value)
-            return value
+            return _stored_form(value)
 
         wrapped: Callable[..., Any] = run_async
     else:
@@ -597,10 +597,10 @@ def _instrumented(task: Task, call: Callable[..., Any]) -> Callable[..., Any]:
             if errback_capable:
                 args = _errback_arguments(args)
             if not handlers and not signals.any_task_receivers():
-                return call(*args, **kwargs)
+                return _stored_form(call(*args, **kwargs))
             active = _active_call(task.name)
             if active is None:
-                return call(*args, **kwargs)
+                return _stored_form(call(*args, **kwargs))
             _received(active)
             _prerun(task, active, args, kwargs)
             try:
@@ -611,12 +611,17 @@ def _instrumented(task: Task, call: Callable[..., Any]) -> Callable[..., Any]:
                 _raised(task, active, args, kwargs, exc)
                 raise
             _returned(task, active, args, kwargs, value)
-            return value
+            return _stored_form(value)
 
         wrapped = run
     functools.update_wrapper(wrapped, call)
     wrapped.__signature__ = _signature_of(call)  # type: ignore[attr-defined]
     return wrapped
+
+
+def _stored_form(value: Any) -> Any:
+    """What a task's return value is stored as: a result handle becomes Celery's ``as_tuple()`` form."""
+    return value.as_tuple() if isinstance(value, AsyncResult) else value
 
 
 def _takes_several_positionals(call: Callable[..., Any]) -> bool:

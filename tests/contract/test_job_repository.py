@@ -12,9 +12,9 @@ import pytest
 from application.ports import Commit, Guard, JobFilter, JobRepository
 from domain.canvas import Chain, Chord, Group, Signature
 from domain.errors import Conflict
-from domain.job import ErrorInfo, Job, Progress
+from domain.job import CallOptions, ErrorInfo, Job, Progress
 from domain.states import JobState
-from domain.workflow import Workflow
+from domain.workflow import Lineage, Workflow
 
 NOW = 1_000.0
 
@@ -84,6 +84,24 @@ FULL_JOB = Job(
     lease_owner="engine-a",
     lease_expires_at=1_732_791_295.25,
     waiting_on="wf-child",
+    options=CallOptions(
+        eta=1_732_791_234.5,
+        expires=1_732_799_999.0,
+        soft_time_limit=3.0,
+        queue="reports",
+        routing_key="reports.daily",
+        headers={"x-trace": "abc"},
+        ignore_result=True,
+        parent_id="parent-1",
+        root_id="root-1",
+        group_id="g-1",
+        group_index=2,
+        link=[Signature(task="cb", args=[1], immutable=True)],
+        link_error=[Chain(steps=[Signature(task="eb"), Signature(task="eb2", id="e2")])],
+        replaced_task_nesting=1,
+        properties={"app_id": "1234"},
+        argsrepr="(...)",
+    ),
 )
 
 NESTED_CANVAS = Chain(
@@ -137,6 +155,20 @@ class TestRoundTrip:
         assert got.progress is None
         assert got.retry_on_worker_lost is True
 
+    async def test_a_max_retries_of_none_means_for_ever_and_survives(self, repo: JobRepository) -> None:
+        job = make_job("forever", max_retries=None)
+        await put(repo, job)
+
+        got = await repo.get("forever")
+        assert got is not None and got.max_retries is None
+
+    async def test_a_result_comes_back_as_json_gives_it_tuples_as_lists(self, repo: JobRepository) -> None:
+        job = make_job("t", state=JobState.SUCCESS, result=(("id", None), [("c", 1)]), finished_at=NOW + 1)
+        await put(repo, job)
+
+        got = await repo.get("t")
+        assert got is not None and got.result == [["id", None], [["c", 1]]]
+
     @pytest.mark.parametrize("result", [None, 0, False, "", [], {}, [None], {"k": None}, 0.5, "null"])
     async def test_result_values_come_back_as_stored(self, repo: JobRepository, result: Any) -> None:
         job = make_job("r", state=JobState.SUCCESS, result=result, finished_at=NOW + 1)
@@ -175,18 +207,32 @@ class TestRoundTrip:
             created_at=1_732_791_200.5,
             finished_at=1_732_791_300.25,
             parent_job_id="parent-job",
+            lineage=Lineage(parent_id="p", root_id="r", replaced_task_nesting=2),
         )
         await repo.commit(Commit(workflows=[workflow]))
 
         got = await repo.get_workflow("wf-ü")
 
         assert got == workflow
+
         assert repo.peek_workflow("wf-ü") == workflow
         assert got is not None
         assert isinstance(got.canvas, Chain)
         assert isinstance(got.canvas.steps[0], Group)
         assert isinstance(got.canvas.steps[1], Chord)
         assert isinstance(got.state, JobState)
+
+    async def test_a_frozen_canvas_with_callbacks_and_an_open_chord_survives(self, repo: JobRepository) -> None:
+        canvas = Chain(
+            steps=[
+                Signature(task="a", id="a1", link=[Signature(task="cb")], link_error=[Signature(task="eb")]),
+                Chord(header=[Signature(task="h", id="h1", queue="q")], body=Signature(task="b"), id="c1", open=True),
+            ]
+        )
+        workflow = Workflow(id="wf-open", canvas=canvas, created_at=1.0)
+        await repo.commit(Commit(workflows=[workflow]))
+
+        assert await repo.get_workflow("wf-open") == workflow
 
     async def test_a_workflow_with_only_defaults_survives(self, repo: JobRepository) -> None:
         workflow = make_workflow("wf")
