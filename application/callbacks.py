@@ -103,7 +103,7 @@ def delivery_info(job: Job) -> dict[str, Any]:
         "exchange": "",
         "routing_key": job.options.routing_key or queue,
         "priority": job.priority,
-        "redelivered": job.attempts > 1,
+        "redelivered": job.options.redelivered,
         "queue": queue,
     }
 

@@ -162,7 +162,10 @@ class Dispatcher:
         now = self._clock.now()
         for job in lost:
             if job.retry_on_worker_lost and (job.max_retries is None or job.attempts <= job.max_retries):
-                changed = job.requeued(now=now)
+                again = job.requeued(now=now)
+                changed = msgspec.structs.replace(
+                    again, options=msgspec.structs.replace(again.options, redelivered=True)
+                )
             else:
                 message = f"worker lost while running job {job.id} ({job.task})"
                 changed = job.failed(ErrorInfo(type=WorkerLostError.__name__, message=message), now=now)
@@ -331,11 +334,12 @@ class Dispatcher:
             current_job.reset(token)
 
     def _rejected(self, job: Job, reject: Reject) -> Job:
-        """Celery's ``Reject``: with ``requeue`` the job is queued again at once (its attempt counted,
-        so the next run sees ``delivery_info["redelivered"]``); without, it fails with the rejection."""
+        """Celery's ``Reject``: with ``requeue`` the job is queued again at once, redelivered (the next
+        run sees ``delivery_info["redelivered"]`` and the same ``request.retries``); without, it fails
+        with the rejection."""
         now = self._clock.now()
         if reject.requeue:
-            return job.requeued(now=now)
+            return job.redelivered(now=now)
         return job.failed(error_info(reject), now=now)
 
     async def _run_within_limit(self, job: Job, definition: TaskDefinition, context: JobContext) -> object:

@@ -86,9 +86,10 @@ class RetryRequested(Exception):
 class Reject(Exception):
     """A task rejects its job (Celery's ``celery.exceptions.Reject``).
 
-    ``requeue=True``: the job goes back to the queue and runs again (the attempt is counted, and the
-    next run's ``request.delivery_info["redelivered"]`` is True), as often as the task rejects it, as
-    a broker redelivers a requeued message; ``requeue=False``: the job fails with this exception.
+    ``requeue=True``: the job goes back to the queue and runs again (redelivered: the next run's
+    ``request.delivery_info["redelivered"]`` is True and its ``request.retries`` unchanged), as often
+    as the task rejects it, as a broker redelivers a requeued message; ``requeue=False``: the job
+    fails with this exception.
     """
 
     def __init__(self, reason: Any = None, requeue: bool = False) -> None:

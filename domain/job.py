@@ -45,7 +45,8 @@ class CallOptions(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     three arguments are the failed request, its exception and traceback as JSON (see README).
     ``replaced_task_nesting`` counts the ``self.replace`` levels above the job; ``properties`` are
     Celery's message properties given at submission (``app_id`` ...); ``argsrepr``/``kwargsrepr``
-    stand for the arguments in log lines.
+    stand for the arguments in log lines. ``redelivered``: the job went back to the queue unfinished
+    (a ``Reject(requeue=True)``, a lost worker), as a broker redelivers an unacknowledged message.
     """
 
     eta: float | None = None
@@ -67,6 +68,7 @@ class CallOptions(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     properties: dict[str, Any] | None = None
     argsrepr: str | None = None
     kwargsrepr: str | None = None
+    redelivered: bool = False
 
 
 NO_OPTIONS: Final = CallOptions()
@@ -148,6 +150,15 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
             kwargs=self.kwargs if kwargs is None else kwargs,
             options=msgspec.structs.replace(self.options, eta=due_at),
             **_NO_LEASE,
+        )
+
+    def redelivered(self, *, now: float) -> Job:
+        """Back to PENDING unfinished, as a broker redelivers a message (``Reject(requeue=True)``): its
+        attempt is not counted (Celery's ``request.retries`` is unchanged) and it is marked redelivered."""
+        return msgspec.structs.replace(
+            self.requeued(now=now),
+            attempts=max(self.attempts - 1, 0),
+            options=msgspec.structs.replace(self.options, redelivered=True),
         )
 
     def requeued(self, *, now: float) -> Job:

@@ -31,7 +31,7 @@ def _seen() -> Job:
 
 
 def reject_then_succeed() -> str:
-    if not _seen().attempts > 1:
+    if not _seen().options.redelivered:
         raise Reject(requeue=True)
     return "second-pass"
 
@@ -150,7 +150,7 @@ class TestReject:
     async def test_requeue_runs_the_job_again_as_redelivered(self, engine: Engine) -> None:
         job = await finished(engine, "reject_then_succeed")
         assert job.state == JobState.SUCCESS and job.result == "second-pass"
-        assert job.attempts == 2
+        assert job.attempts == 1 and job.retries == 0, "a redelivery is not a retry (Celery's request.retries)"
         assert [seen["redelivered"] for seen in SEEN] == [False, True]
 
     async def test_without_requeue_the_job_fails_with_the_rejection(self, engine: Engine) -> None:
@@ -182,7 +182,13 @@ class TestRetryOptions:
         assert job.priority == 7
         assert (job.options.queue, job.options.routing_key, job.options.headers) == ("q2", "rk2", {"h": 1})
         assert job.options.expires == clock.now() + 60
-        assert SEEN[1] == {"exchange": "", "routing_key": "rk2", "priority": 7, "redelivered": True, "queue": "q2"}
+        assert SEEN[1] == {
+            "exchange": "",
+            "routing_key": "rk2",
+            "priority": 7,
+            "redelivered": False,
+            "queue": "q2",
+        }  # a retry is a new message
 
     async def test_autoretry_applies_the_options_of_retry_kwargs(self, engine: Engine, clock: FakeClock) -> None:
         job = await finished(engine, "autoretried")
