@@ -10,6 +10,7 @@ import pytest
 from adapters.memory_job_repository import InMemoryJobRepository
 from application.callbacks import callbacks_for, chord_errbacks
 from application.engine import Engine, EngineSettings
+from application.ports import Commit
 from application.registry import TaskDefinition, TaskRegistry
 from domain.canvas import Chain, Chord, Signature, final_id, freeze, partial, path_of_chord, with_header
 from domain.errors import InvalidCanvas
@@ -149,3 +150,30 @@ class TestChordGrowthService:
         )
         with pytest.raises(InvalidCanvas):
             await engine.jobs.extend_chord(workflow.id, [Signature(task="nope")], chord_id="c")
+
+
+class RecordingRepository(InMemoryJobRepository):
+    """The memory repository, keeping every commit it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commits: list[Commit] = []
+
+    async def commit(self, commit: Commit) -> None:
+        self.commits.append(commit)
+        await super().commit(commit)
+
+
+class TestCallbacksAreDurable:
+    async def test_a_link_is_stored_in_the_commit_that_stores_the_outcome(self) -> None:
+        repo = RecordingRepository()
+        built = build_engine(repo, FakeClock(), EngineSettings(max_concurrent_tasks=2))
+        try:
+            job = await built.jobs.submit(Signature(task="add", args=[1, 2], link=[Signature(task="add", args=[10])]))
+            done = msgspec.structs.replace(job, state=JobState.SUCCESS, result=3)
+            await built.workflows.store(done)
+            outcome = repo.commits[-1]  # the one transaction storing the success
+            assert outcome.jobs[0] == done
+            assert [(j.task, j.args, j.options.parent_id) for j in outcome.jobs[1:]] == [("add", [3, 10], job.id)]
+        finally:
+            await built.runner.close()
