@@ -215,7 +215,28 @@ class AsyncResult:
         return binding.call(forget)
 
 
-class GroupResult(AsyncResult):
+class _Many:
+    """What a set of handles answers about all of them (Celery's ``ResultSet`` and ``GroupResult``)."""
+
+    results: list[AsyncResult]
+
+    def ready(self) -> bool:
+        return all(result.ready() for result in self.results)
+
+    def successful(self) -> bool:
+        return all(result.successful() for result in self.results)
+
+    def failed(self) -> bool:
+        return any(result.failed() for result in self.results)
+
+    def waiting(self) -> bool:
+        return not self.ready()
+
+    def completed_count(self) -> int:
+        return sum(result.successful() for result in self.results)
+
+
+class GroupResult(_Many, AsyncResult):
     """The handle of a group: ``results`` are its members' handles; ``get()`` their results in order.
 
     ``save()`` / ``GroupResult.restore(id)`` work for the groups applied as a whole canvas, which are
@@ -262,21 +283,6 @@ class GroupResult(AsyncResult):
     join = get
     join_native = get
 
-    def ready(self) -> bool:
-        return all(result.ready() for result in self.results)
-
-    def successful(self) -> bool:
-        return all(result.successful() for result in self.results)
-
-    def failed(self) -> bool:
-        return any(result.failed() for result in self.results)
-
-    def waiting(self) -> bool:
-        return not self.ready()
-
-    def completed_count(self) -> int:
-        return sum(result.successful() for result in self.results)
-
     def save(self, backend: Any = None) -> GroupResult:
         """Keep this group for ``GroupResult.restore``: a group applied as a canvas already is."""
         snapshot = self._snapshot() if self.workflow_id is not None else None
@@ -318,7 +324,7 @@ def _done(value: Any) -> Any:
     return future
 
 
-class ResultSet:
+class ResultSet(_Many):
     """Several handles waited on together, as Celery's ``ResultSet``: ``get()`` gives their results in
     order (raising the first failure, in order, unless ``propagate=False``).
 
@@ -335,21 +341,6 @@ class ResultSet:
     def add(self, result: AsyncResult) -> None:
         if result not in self.results:
             self.results.append(result)
-
-    def ready(self) -> bool:
-        return all(result.ready() for result in self.results)
-
-    def successful(self) -> bool:
-        return all(result.successful() for result in self.results)
-
-    def failed(self) -> bool:
-        return any(result.failed() for result in self.results)
-
-    def completed_count(self) -> int:
-        return sum(result.successful() for result in self.results)
-
-    def waiting(self) -> bool:
-        return not self.ready()
 
     def get(self, timeout: float | None = None, propagate: bool = True) -> Awaitable[list[Any]] | list[Any]:
         """The results in order, once all are ready; ``timeout`` bounds the whole wait."""
