@@ -659,7 +659,7 @@ class xmap(Signature):
     subtask_kind = "xmap"
 
     def __init__(self, task: Any, it: Iterable[Any], **options: Any) -> None:
-        name = getattr(task, "name", None) or _signature(task).task
+        name = _task_name(task)
         super().__init__(f"celery.{self.subtask_kind.lstrip('x')}", (), {"task": name, "it": list(it)}, options)
 
     @classmethod
@@ -682,7 +682,7 @@ class chunks(Signature):
     subtask_kind = "chunks"
 
     def __init__(self, task: Any, it: Iterable[Any], n: int, **options: Any) -> None:
-        name = getattr(task, "name", None) or _signature(task).task
+        name = _task_name(task)
         super().__init__("celery.chunks", (), {"task": name, "it": [list(item) for item in it], "n": n}, options)
 
     @classmethod
@@ -731,6 +731,13 @@ def _signature(value: Any) -> Signature:
         made: Signature = value.s()
         return made
     raise TypeError(f"not a signature, canvas or task: {value!r}")
+
+
+def _task_name(task: Any) -> str:
+    """The name of a task given as a name (as in a signature's JSON form), a task object or a signature."""
+    if isinstance(task, str):
+        return task
+    return getattr(task, "name", None) or _signature(task).task
 
 
 def _callbacks(value: Any) -> list[Any]:

@@ -174,3 +174,31 @@ class TestSoftTimeLimit:
     async def test_a_sync_task_finishing_within_its_soft_limit_is_not_interrupted(self) -> None:
         assert await (await soft_guarded.delay(0.01)).get(timeout=5) == "finished"
         assert await (await concat.delay("a", "b")).get(timeout=5) == "ab"
+
+
+class TestCanvasPrimitives:
+    async def test_map_calls_the_task_with_each_item_in_one_job(self) -> None:
+        result = await record.map(["x", "y"]).apply_async()
+        assert await result.get(timeout=5) == [[["x"], {}], [["y"], {}]]
+
+    async def test_starmap_spreads_each_item_as_arguments(self) -> None:
+        assert await (await concat.starmap([("a", "b"), ("c", "d")]).apply_async()).get(timeout=5) == ["ab", "cd"]
+
+    async def test_chunks_run_parts_of_n_items_as_a_group(self) -> None:
+        result = await concat.chunks([(str(i), "x") for i in range(5)], 2).apply_async()
+        assert await result.get(timeout=5) == [["0x", "1x"], ["2x", "3x"], ["4x"]]
+
+    async def test_every_canvas_survives_json_and_from_dict(self) -> None:
+        import msgspec
+
+        from entrypoints.celery_compat import Signature, chord
+
+        canvas = chain(concat.s("a", "b"), group(concat.s("1"), concat.s("2")), record.s())
+        canvas.link_error(record.si("failed"))
+        for original in (canvas, chord([concat.s("a", "b")], record.s()), concat.chunks([("a", "b")], 1)):
+            as_json = msgspec.json.encode(original)
+            rebuilt = Signature.from_dict(msgspec.json.decode(as_json))
+            assert type(rebuilt) is type(original) and msgspec.json.encode(rebuilt) == as_json
+
+    async def test_a_canvas_is_callable_as_apply_async(self) -> None:
+        assert await (await chain(concat.s("a", "b"), concat.s("c"))()).get(timeout=5) == "abc"
