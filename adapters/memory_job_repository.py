@@ -26,6 +26,7 @@ class InMemoryJobRepository(JobRepository):
         self._seq: dict[str, int] = {}
         self._workflows: dict[str, Workflow] = {}
         self._workflow_jobs: dict[str, list[str]] = {}
+        self._children: dict[str, list[str]] = {}
         self._queue: list[tuple[int, float, int, str]] = []  # (-priority, due_at, seq, id); stale entries skipped
         self._counter = itertools.count(1)
 
@@ -58,6 +59,8 @@ class InMemoryJobRepository(JobRepository):
             job = msgspec.structs.replace(job, result=_json_decoder.decode(_json_encoder.encode(job.result)))
         if job.id not in self._seq:
             self._seq[job.id] = next(self._counter)
+            if job.options.parent_id is not None:
+                self._children.setdefault(job.options.parent_id, []).append(job.id)
             if job.workflow_id is not None:
                 self._workflow_jobs.setdefault(job.workflow_id, []).append(job.id)
         self._jobs[job.id] = job
@@ -103,6 +106,9 @@ class InMemoryJobRepository(JobRepository):
 
     def peek_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
         return {job_id: job for job_id in job_ids if (job := self._jobs.get(job_id)) is not None}
+
+    def peek_children(self, job_id: str) -> list[Job]:
+        return [self._jobs[child] for child in self._children.get(job_id, []) if child in self._jobs]
 
     async def get_workflow(self, workflow_id: str) -> Workflow | None:
         return self._workflows.get(workflow_id)

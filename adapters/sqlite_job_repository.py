@@ -171,6 +171,10 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE jobs ADD COLUMN options TEXT;
     ALTER TABLE workflows ADD COLUMN lineage TEXT;
     """,
+    # 7: a job's children (AsyncResult.children): the jobs whose Celery parent it is.
+    """
+    CREATE INDEX jobs_parent ON jobs (json_extract(options, '$.parent_id'), seq) WHERE options IS NOT NULL;
+    """,
 )
 """Schema migrations: ``MIGRATIONS[i]`` takes the database to ``PRAGMA user_version = i + 1``."""
 
@@ -965,6 +969,13 @@ class SqliteJobRepository(JobRepository):
             for row in self._read(sql, chunk):
                 found[row[0]] = _job_from_row(row)
         return found
+
+    def peek_children(self, job_id: str) -> list[Job]:
+        sql = (
+            f"SELECT {_JOB_SELECT} FROM jobs WHERE options IS NOT NULL"
+            " AND json_extract(options, '$.parent_id') = ? ORDER BY seq"
+        )
+        return [_job_from_row(row) for row in self._read(sql, (job_id,))]
 
     async def get_workflow(self, workflow_id: str) -> Workflow | None:
         return self.peek_workflow(workflow_id)

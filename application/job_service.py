@@ -212,6 +212,10 @@ class JobService:
             return workflow
         raise NotFound("job or workflow", ident)
 
+    def peek_children(self, job_id: str) -> list[Job]:
+        """The jobs ``job_id`` started (its Celery children), blocking; any thread."""
+        return self._repo.peek_children(job_id)
+
     def peek_jobs(self, job_ids: Sequence[str]) -> dict[str, Job]:
         """The jobs among ``job_ids`` that exist, by id, in one read (blocking; any thread)."""
         return self._repo.peek_many(job_ids)

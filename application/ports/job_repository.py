@@ -97,6 +97,11 @@ class JobRepository(Protocol):
         """The jobs with these ids that exist, by id: one read for many (``ResultSet.get``), blocking."""
         ...
 
+    def peek_children(self, job_id: str) -> list[Job]:
+        """The jobs whose Celery parent is ``job_id`` (``options.parent_id``: the steps and callbacks it
+        started, the jobs its code submitted), in the order they were stored; blocking."""
+        ...
+
     async def get_workflow(self, workflow_id: str) -> Workflow | None: ...
 
     def peek_workflow(self, workflow_id: str) -> Workflow | None:

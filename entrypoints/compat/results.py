@@ -66,7 +66,12 @@ class AsyncResult:
 
     @property
     def children(self) -> list[AsyncResult]:
-        return []
+        """Handles of the jobs this one started (Celery's ``children``): the next step of its chain or
+        chord, its callbacks, the jobs its code submitted."""
+        return [
+            AsyncResult(job.id, parent=self, workflow_id=job.workflow_id)
+            for job in binding.engine().jobs.peek_children(self.id)
+        ]
 
     def as_tuple(self) -> tuple[Any, Any]:
         """Celery's serialisable form ``((id, parent's form), None)``: what a task returning a handle

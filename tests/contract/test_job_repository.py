@@ -241,6 +241,18 @@ class TestRoundTrip:
         assert await repo.get_workflow("wf") == workflow
 
 
+class TestChildren:
+    async def test_the_jobs_a_job_started_in_the_order_they_were_stored(self, repo: JobRepository) -> None:
+        parent = make_job("parent")
+        kids = [make_job(f"kid-{i}", options=CallOptions(parent_id="parent")) for i in range(3)]
+        other = make_job("other", options=CallOptions(parent_id="someone-else"))
+        await put(repo, parent, kids[2], other, kids[0], kids[1])
+
+        assert [job.id for job in repo.peek_children("parent")] == ["kid-2", "kid-0", "kid-1"]
+        assert repo.peek_children("kid-0") == []
+        assert repo.peek_children("nope") == []
+
+
 class TestPeekMany:
     async def test_existing_jobs_by_id_unknown_ids_left_out(self, repo: JobRepository) -> None:
         await put(repo, make_job("a", args=[1]), make_job("b", state=JobState.SUCCESS, result=2))

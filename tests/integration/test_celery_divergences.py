@@ -202,3 +202,15 @@ class TestCanvasPrimitives:
 
     async def test_a_canvas_is_callable_as_apply_async(self) -> None:
         assert await (await chain(concat.s("a", "b"), concat.s("c"))()).get(timeout=5) == "abc"
+
+
+class TestChildren:
+    async def test_a_steps_children_are_what_it_started(self, engine: Engine) -> None:
+        first = concat.s("a", "b")
+        first.freeze()
+        result = await chain(first, concat.s("c")).apply_async(link=record.s())
+        assert await result.get(timeout=5) == "abc"
+        await until(lambda: tasks.SEEN)
+        assert [child.id for child in AsyncResult(first.id).children] == [result.id]
+        [callback] = AsyncResult(result.id).children
+        assert engine.jobs.peek(callback.id).task == "div.record"

@@ -341,3 +341,17 @@ class TestCommitsFromOtherThreads:
             stored = await asyncio.to_thread(repo.commit_from_thread, Commit(jobs=[make_job("x")]))
             assert stored is False
             assert await repo.get("x") is None
+
+
+async def test_children_are_read_through_their_index(tmp_path: Path) -> None:
+    repo = SqliteJobRepository(str(tmp_path / "children.db"))
+    await repo.open()
+    try:
+        plan = repo.query(
+            "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE options IS NOT NULL"
+            " AND json_extract(options, '$.parent_id') = ? ORDER BY seq",
+            ("x",),
+        )
+        assert any("jobs_parent" in str(row) for row in plan), plan
+    finally:
+        await repo.close()
