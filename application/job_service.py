@@ -16,8 +16,8 @@ from application.outcomes import revoked_error
 from application.ports import Clock, Commit, EventBus, Guard, IdSource, JobFilter, JobPage, JobRepository
 from application.registry import TaskRegistry
 from application.workflows import Advance, WorkflowEngine, new_job
-from domain.canvas import Canvas, Signature, check_schedule, final_id, path_of_chord
-from domain.errors import Conflict, InvalidCanvas, InvalidTransition, NotFound
+from domain.canvas import Canvas, Signature, check_schedule, final_id, leaves, path_of_chord
+from domain.errors import Conflict, IdInUse, InvalidCanvas, InvalidTransition, NotFound
 from domain.job import ErrorInfo, Job, Progress
 from domain.json_values import ensure_json
 from domain.states import FAILED_STATES, JobState, is_terminal
@@ -124,6 +124,8 @@ class JobService:
         ensure_json(signature.kwargs, f"{signature.task} kwargs")
         self._registry.require(signature.task).check_arguments(signature.args, signature.kwargs)
         check_schedule(signature)
+        if signature.id is not None and self._repo.peek(signature.id) is not None:
+            raise IdInUse(signature.id)
         job_id = signature.id or self._ids.new_id()
         return new_job(self._registry, job_id, signature, self._clock.now(), lineage=lineage)
 
@@ -146,6 +148,10 @@ class JobService:
         """Store a workflow and the jobs that can start at once, in one commit. The stored canvas (the
         workflow's) has an id on every task call and group."""
         self._workflows.check(canvas)
+        given = [leaf.id for _, leaf in leaves(canvas) if leaf.id is not None]
+        taken = self._repo.peek_many(given) if given else {}
+        if taken:
+            raise IdInUse(next(iter(taken)))
         canvas = self._workflows.freeze(canvas)
         workflow_id = workflow_id or final_id(canvas)
         if workflow_id is not None and await self._repo.get_workflow(workflow_id) is not None:

@@ -56,3 +56,11 @@ class InvalidArguments(DomainError, TypeError):
 
 class Conflict(DomainError):
     """A guarded write found the job changed underneath it (a lost lease, a race)."""
+
+
+class IdInUse(DomainError, ValueError):
+    """A task id given at submission (``task_id=``, ``freeze()``) already names a stored job."""
+
+    def __init__(self, ident: str) -> None:
+        super().__init__(f"task id {ident!r} is already used by a stored job: ids given to a call must be new")
+        self.ident = ident

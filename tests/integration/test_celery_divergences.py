@@ -214,3 +214,16 @@ class TestChildren:
         assert [child.id for child in AsyncResult(first.id).children] == [result.id]
         [callback] = AsyncResult(result.id).children
         assert engine.jobs.peek(callback.id).task == "div.record"
+
+
+class TestGivenIds:
+    async def test_a_task_id_already_used_by_a_stored_job_is_refused_not_overwritten(self) -> None:
+        from domain.errors import IdInUse
+
+        done = await concat.apply_async(("a", "b"), task_id="fixed-id")
+        assert await done.get(timeout=5) == "ab"
+        with pytest.raises(IdInUse):
+            await concat.apply_async(("x", "y"), task_id="fixed-id")
+        with pytest.raises(IdInUse):
+            await chain(concat.s("x", "y").set(task_id="fixed-id"), concat.s("z")).apply_async()
+        assert await AsyncResult("fixed-id").get(timeout=5) == "ab"
