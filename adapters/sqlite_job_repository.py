@@ -12,8 +12,11 @@ Reads use a separate connection, called inline (no thread hop): in WAL mode a re
 committed state and never blocks the writer. Queued jobs are also indexed in memory
 (:class:`~adapters.due_index.DueIndex`), so a claim with nothing due costs no query at all.
 
-One engine per database file: ``open()`` holds an exclusive ``flock`` on ``<path>.lock`` until
-``close()``.
+One engine per database file: ``open()`` holds an exclusive ``flock`` on ``<real path>.lock`` until
+``close()``, where the real path is the given one with symlinks and ``..`` resolved, so every name of
+the file (a symlink, a path through ``..``, a bind-mounted directory) meets the same lock. A file with
+more than one hard link is refused: another link would be another name with its own lock (and its own
+``-wal``, for SQLite).
 """
 
 from __future__ import annotations
@@ -469,7 +472,10 @@ class SqliteJobRepository(JobRepository):
         if busy_timeout_ms < 0:
             raise ValueError("busy_timeout_ms must be >= 0")
         self.path = Path(path)
-        self.lock_path = Path(f"{self.path}.lock")
+        """The path as given (named in messages)."""
+        self.real_path = Path(os.path.realpath(self.path))
+        """The file the path names, symlinks and ``..`` resolved again by :meth:`open`: what SQLite opens."""
+        self.lock_path = Path(f"{self.real_path}.lock")
         self.synchronous = mode
         self.busy_timeout_ms = int(busy_timeout_ms)
         self.max_size_mb = max_size_mb
@@ -510,11 +516,13 @@ class SqliteJobRepository(JobRepository):
         if self._writer is not None:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._resolve_path()
+            self.real_path.parent.mkdir(parents=True, exist_ok=True)
             self._lock_fd = self._take_lock()
+            self._refuse_other_links()
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geekblog-sqlite-writer")
             await self._on_writer(self._open_writer)
-            self._reader = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._reader = sqlite3.connect(self.real_path, check_same_thread=False, isolation_level=None)
             self._reader.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
             self._reader.execute("PRAGMA query_only = ON")
             self._index_queued_jobs()
@@ -538,14 +546,14 @@ class SqliteJobRepository(JobRepository):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _open_writer(self) -> None:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(self.real_path, isolation_level=None, check_same_thread=False)
         self._db = db
         self._configure(db)
         self._migrate(db)
         if self.inline:
             db.execute("PRAGMA busy_timeout = 0")  # inline attempts never wait; see _run_batch
             db.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints are not run inside an inline commit
-            self._checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._checkpointer = sqlite3.connect(self.real_path, isolation_level=None, check_same_thread=False)
             self._checkpointer.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
 
     def _index_queued_jobs(self) -> None:
@@ -585,6 +593,24 @@ class SqliteJobRepository(JobRepository):
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         return fd
+
+    def _resolve_path(self) -> None:
+        """The real path (symlinks and ``..`` resolved, as far as the path exists) and its lock file."""
+        self.real_path = Path(os.path.realpath(self.path))
+        self.lock_path = Path(f"{self.real_path}.lock")
+
+    def _refuse_other_links(self) -> None:
+        """A database file with several hard links could be opened by another engine under another name
+        (another lock file, another ``-wal``): refused, like a locked one."""
+        try:
+            links = os.stat(self.real_path).st_nlink
+        except FileNotFoundError:
+            return
+        if links > 1:
+            raise StorageLocked(
+                f"{self.path} has {links} hard links: another engine could open it under another name;"
+                " keep one link to the database file"
+            )
 
     def _configure(self, db: sqlite3.Connection) -> None:
         rows = db.execute("PRAGMA journal_mode = WAL").fetchall()

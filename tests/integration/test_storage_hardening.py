@@ -1,0 +1,137 @@
+"""The database file's hardening: one engine per file whatever path names it (issue 11, finding 3)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from adapters.sqlite_job_repository import SqliteJobRepository, StorageLocked
+from application.ports import Commit
+from domain.job import Job
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextlib.asynccontextmanager
+async def opened(path: str | Path) -> AsyncIterator[SqliteJobRepository]:
+    repo = SqliteJobRepository(path)
+    await repo.open()
+    try:
+        yield repo
+    finally:
+        await repo.close()
+
+
+def resolved(path: Path) -> Path:
+    return path.resolve()
+
+
+def any_exist(*paths: Path) -> bool:
+    return any(path.exists() for path in paths)
+
+
+@pytest.fixture
+def live_db(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "live.db"
+
+
+def other_names(live_db: Path, tmp_path: Path) -> dict[str, Path]:
+    """Other paths to the same file: a symlink to it, a symlinked directory, and a path through ``..``."""
+    link = tmp_path / "link.db"
+    link.symlink_to(live_db)
+    linked_dir = tmp_path / "linked-dir"
+    linked_dir.symlink_to(live_db.parent, target_is_directory=True)
+    (tmp_path / "elsewhere").mkdir()
+    return {
+        "symlink": link,
+        "symlinked directory": linked_dir / live_db.name,
+        "dot-dot": tmp_path / "elsewhere" / ".." / "data" / live_db.name,
+        "dot-dot through a symlinked directory": linked_dir / ".." / "data" / live_db.name,
+    }
+
+
+class TestOneEngineWhateverThePath:
+    async def test_every_other_name_of_the_open_database_is_refused(self, live_db: Path, tmp_path: Path) -> None:
+        async with opened(live_db) as first:
+            for how, path in other_names(live_db, tmp_path).items():
+                with pytest.raises(StorageLocked) as caught:
+                    await SqliteJobRepository(path).open()
+                message = str(caught.value)
+                assert "in use by another engine" in message, how
+                assert str(path) in message and "\n" not in message, how
+            await first.commit(Commit(jobs=[Job(id="still-works", task="tasks.add", due_at=0.0, created_at=0.0)]))
+            assert await first.get("still-works") is not None
+
+    async def test_the_lock_file_is_beside_the_real_file_and_a_symlink_opens_it_once_free(
+        self, live_db: Path, tmp_path: Path
+    ) -> None:
+        real_live_db = resolved(live_db)
+        async with opened(live_db) as first:
+            await first.commit(Commit(jobs=[Job(id="written", task="tasks.add", due_at=0.0, created_at=0.0)]))
+        link = other_names(live_db, tmp_path)["symlink"]
+        async with opened(link) as second:
+            assert second.lock_path == Path(f"{real_live_db}.lock")
+            assert await second.get("written") is not None, "the symlink opens the same database"
+            with pytest.raises(StorageLocked):
+                await SqliteJobRepository(live_db).open()
+        assert not any_exist(Path(f"{link}.lock"), Path(f"{link}-wal")), "no lock file nor WAL beside the symlink"
+
+    async def test_a_second_process_given_another_name_is_refused(self, live_db: Path, tmp_path: Path) -> None:
+        names = other_names(live_db, tmp_path)
+        script = (
+            "import asyncio, sys\n"
+            "from adapters.sqlite_job_repository import SqliteJobRepository, StorageLocked\n"
+            "async def main():\n"
+            "    for path in sys.argv[1:]:\n"
+            "        try:\n"
+            "            await SqliteJobRepository(path).open()\n"
+            "        except StorageLocked as exc:\n"
+            "            print('refused', exc, flush=True)\n"
+            "        else:\n"
+            "            print('OPENED', path, flush=True)\n"
+            "asyncio.run(main())\n"
+        )
+        async with opened(live_db):
+            child = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                script,
+                *map(str, names.values()),
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await asyncio.wait_for(child.communicate(), 60)
+        assert child.returncode == 0, err.decode()
+        lines = out.decode().splitlines()
+        assert len(lines) == len(names), out.decode()
+        assert all(line.startswith("refused ") and "in use by another engine" in line for line in lines), lines
+
+    async def test_a_relative_path_through_dot_dot_is_refused(
+        self, live_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        (tmp_path / "cwd").mkdir()
+        monkeypatch.chdir(tmp_path / "cwd")
+        async with opened(Path("..") / "data" / live_db.name):
+            with pytest.raises(StorageLocked):
+                await SqliteJobRepository(live_db).open()
+
+    async def test_a_database_with_a_second_hard_link_is_refused(self, live_db: Path, tmp_path: Path) -> None:
+        async with opened(live_db):
+            pass
+        hard = tmp_path / "hard.db"
+        os.link(live_db, hard)
+        for path in (live_db, hard):
+            with pytest.raises(StorageLocked) as caught:
+                await SqliteJobRepository(path).open()
+            assert "2 hard links" in str(caught.value) and str(path) in str(caught.value)
+        hard.unlink()
+        async with opened(live_db):
+            pass
