@@ -124,10 +124,23 @@ class JobService:
         ensure_json(signature.kwargs, f"{signature.task} kwargs")
         self._registry.require(signature.task).check_arguments(signature.args, signature.kwargs)
         check_schedule(signature)
-        if signature.id is not None and self._repo.peek(signature.id) is not None:
-            raise IdInUse(signature.id)
+        if signature.id is not None:
+            self._check_reusable([signature.id])
         job_id = signature.id or self._ids.new_id()
         return new_job(self._registry, job_id, signature, self._clock.now(), lineage=lineage)
+
+    def _check_reusable(self, ids: list[str]) -> None:
+        """Refuse task ids given at submission that name a job still in use: one not finished, or one of a
+        workflow not finished. A finished one is replaced, as Celery's backend overwrites a result."""
+        if not ids:
+            return
+        for job in self._repo.peek_many(ids).values():
+            if not is_terminal(job.state):
+                raise IdInUse(job.id)
+            if job.workflow_id is not None:
+                workflow = self._repo.peek_workflow(job.workflow_id)
+                if workflow is not None and not is_terminal(workflow.state):
+                    raise IdInUse(job.id)
 
     def _announce(self) -> None:
         """On the loop: publish the jobs other threads submitted, start those stored claimed, and wake
@@ -148,14 +161,14 @@ class JobService:
         """Store a workflow and the jobs that can start at once, in one commit. The stored canvas (the
         workflow's) has an id on every task call and group."""
         self._workflows.check(canvas)
-        given = [leaf.id for _, leaf in leaves(canvas) if leaf.id is not None]
-        taken = self._repo.peek_many(given) if given else {}
-        if taken:
-            raise IdInUse(next(iter(taken)))
+        self._check_reusable([leaf.id for _, leaf in leaves(canvas) if leaf.id is not None])
         canvas = self._workflows.freeze(canvas)
-        workflow_id = workflow_id or final_id(canvas)
         if workflow_id is not None and await self._repo.get_workflow(workflow_id) is not None:
             raise InvalidCanvas(f"a workflow with id {workflow_id!r} exists already")
+        if workflow_id is None:
+            wanted = final_id(canvas)  # Celery's result id, unless a finished run of a reused id holds it
+            if wanted is not None and await self._repo.get_workflow(wanted) is None:
+                workflow_id = wanted
         advance = Advance()
         workflow = await self._workflows.start(advance, canvas, workflow_id=workflow_id, lineage=lineage)
         await self._apply_new(advance)

@@ -59,8 +59,9 @@ class Conflict(DomainError):
 
 
 class IdInUse(DomainError, ValueError):
-    """A task id given at submission (``task_id=``, ``freeze()``) already names a stored job."""
+    """A task id given at submission (``task_id=``, ``freeze()``) names a job still in use (not finished,
+    or part of a workflow not finished); a finished job's id may be given again, replacing it."""
 
     def __init__(self, ident: str) -> None:
-        super().__init__(f"task id {ident!r} is already used by a stored job: ids given to a call must be new")
+        super().__init__(f"task id {ident!r} names a job that has not finished: it cannot be given to another call")
         self.ident = ident

@@ -217,13 +217,24 @@ class TestChildren:
 
 
 class TestGivenIds:
-    async def test_a_task_id_already_used_by_a_stored_job_is_refused_not_overwritten(self) -> None:
+    async def test_the_id_of_a_job_still_running_is_refused(self, engine: Engine) -> None:
         from domain.errors import IdInUse
 
-        done = await concat.apply_async(("a", "b"), task_id="fixed-id")
-        assert await done.get(timeout=5) == "ab"
+        running = await wait_gate.apply_async((1,), task_id="busy-id")
+        await until(lambda: engine.jobs.peek(running.id).state == "STARTED")
         with pytest.raises(IdInUse):
-            await concat.apply_async(("x", "y"), task_id="fixed-id")
+            await concat.apply_async(("x", "y"), task_id="busy-id")
         with pytest.raises(IdInUse):
-            await chain(concat.s("x", "y").set(task_id="fixed-id"), concat.s("z")).apply_async()
-        assert await AsyncResult("fixed-id").get(timeout=5) == "ab"
+            await chain(concat.s("x", "y").set(task_id="busy-id"), concat.s("z")).apply_async()
+        tasks.GATE.set()
+        assert await running.get(timeout=5) == 1
+
+    async def test_the_id_of_a_finished_job_may_be_given_again_and_replaces_it(self) -> None:
+        first = await concat.apply_async(("a", "b"), task_id="reused-id")
+        assert await first.get(timeout=5) == "ab"
+        again = await concat.apply_async(("c", "d"), task_id="reused-id")
+        assert await again.get(timeout=5) == "cd"  # as Celery's backend overwrites the stored result
+        frozen = concat.s("e", "f")
+        frozen.freeze()
+        for _ in range(2):  # a frozen canvas applied twice, as Celery's own suite does
+            assert await (await chain(frozen, concat.s("g")).apply_async()).get(timeout=5) == "efg"
