@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
@@ -34,6 +35,15 @@ PURGE_JOBS_SQL: Final = f"""
       AND (workflow_id IS NULL OR NOT EXISTS (SELECT 1 FROM workflows WHERE workflows.id = jobs.workflow_id))
 """
 """Finished jobs older than the cutoff that are not part of a workflow that is still kept."""
+
+
+COMPANION_SUFFIXES: Final = ("", "-wal", "-shm", "-journal", ".lock")
+"""The database file itself and the files beside it that belong to it: SQLite's WAL, shared memory and
+rollback journal, and the engine's lock file."""
+
+
+class BackupRefused(ValueError):
+    """The backup cannot go where it was asked to (the database itself or one of its files, a directory)."""
 
 
 class PurgeCounts(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,6 +76,40 @@ def open_existing(path: str | os.PathLike[str], *, busy_timeout_ms: int = 10_000
     return connection
 
 
+def companions(database: str | os.PathLike[str]) -> list[Path]:
+    """The database's files (see :data:`COMPANION_SUFFIXES`), beside the path as given and beside its real path."""
+    bases = {os.path.abspath(database), os.path.realpath(database)}
+    return [Path(base + suffix) for base in sorted(bases) for suffix in COMPANION_SUFFIXES]
+
+
+def check_backup_target(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Raise :class:`BackupRefused` when ``target`` is the database, one of its companion files (by real
+    path, or by inode for a hard link to one) or a directory: replacing the live ``-wal`` with a backup
+    loses every transaction in it."""
+    real_target = Path(os.path.realpath(target))
+    own = companions(source)
+    if real_target in {Path(os.path.realpath(path)) for path in own} or _same_file_as_any(real_target, own):
+        raise BackupRefused(
+            f"{target} is the database {source} or one of its files (-wal, -shm, -journal, .lock):"
+            " the backup must go to another file"
+        )
+    if real_target.is_dir():
+        raise BackupRefused(f"{target} is a directory: give the backup's file name")
+
+
+def _same_file_as_any(path: Path, others: list[Path]) -> bool:
+    try:
+        mine = path.stat()
+    except OSError:
+        return False
+    for other in others:
+        with contextlib.suppress(OSError):
+            theirs = other.stat()
+            if (theirs.st_dev, theirs.st_ino) == (mine.st_dev, mine.st_ino):
+                return True
+    return False
+
+
 def backup(
     source: str | os.PathLike[str],
     target: str | os.PathLike[str],
@@ -74,21 +118,37 @@ def backup(
 ) -> BackupReport:
     """A consistent copy of ``source`` at ``target`` with SQLite's online backup API, checked for integrity.
 
-    Written to a temporary file beside ``target`` and renamed into place, so ``target`` is either the
-    old file or a complete, checked backup, never half of one.
+    Refused (:class:`BackupRefused`) onto the database or its companion files, or a directory. Written to
+    a new temporary file beside ``target`` (a unique ``.<name>.*.partial``) and renamed into place, so
+    ``target`` is either the old file or a complete, checked backup, never half of one; a backup that
+    fails removes its temporary file.
     """
+    check_backup_target(source, target)
     target_path = Path(target)
-    partial = target_path.with_name(target_path.name + ".partial")
-    partial.unlink(missing_ok=True)
-    with contextlib.closing(open_existing(source)) as src, contextlib.closing(sqlite3.connect(partial)) as dst:
-        src.backup(
-            dst, pages=256, progress=(lambda _status, left, total: progress(total - left, total)) if progress else None
-        )
-        check = dst.execute("PRAGMA integrity_check").fetchone()[0]
-        if check != "ok":
-            raise sqlite3.DatabaseError(f"the copy failed its integrity check: {check}")
-        dst.execute("PRAGMA journal_mode = DELETE")  # one self-contained file, no -wal beside it
-        jobs = dst.execute("SELECT count(*) FROM jobs").fetchone()[0]
-        workflows = dst.execute("SELECT count(*) FROM workflows").fetchone()[0]
-    os.replace(partial, target_path)
+    with contextlib.closing(open_existing(source)) as src:
+        try:
+            fd, name = tempfile.mkstemp(prefix=f".{target_path.name}.", suffix=".partial", dir=target_path.parent)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot create a file in {target_path.parent}: {exc.strerror}") from None
+        os.close(fd)
+        partial = Path(name)
+        try:
+            with contextlib.closing(sqlite3.connect(partial)) as dst:
+                src.backup(
+                    dst,
+                    pages=256,
+                    progress=(lambda _status, left, total: progress(total - left, total)) if progress else None,
+                )
+                check = dst.execute("PRAGMA integrity_check").fetchone()[0]
+                if check != "ok":
+                    raise sqlite3.DatabaseError(f"the copy failed its integrity check: {check}")
+                dst.execute("PRAGMA journal_mode = DELETE")  # one self-contained file, no -wal beside it
+                jobs = dst.execute("SELECT count(*) FROM jobs").fetchone()[0]
+                workflows = dst.execute("SELECT count(*) FROM workflows").fetchone()[0]
+            os.replace(partial, target_path)
+        except BaseException:
+            for leftover in (partial, *(Path(f"{partial}{suffix}") for suffix in ("-journal", "-wal", "-shm"))):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+            raise
     return BackupReport(path=str(target_path), bytes=target_path.stat().st_size, jobs=jobs, workflows=workflows)

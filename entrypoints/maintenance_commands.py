@@ -12,7 +12,7 @@ from pathlib import Path
 
 import msgspec
 
-from adapters.sqlite_maintenance import backup, open_existing, purge
+from adapters.sqlite_maintenance import BackupRefused, backup, check_backup_target, open_existing, purge
 from entrypoints.settings import Settings, SettingsError
 
 EXIT_OK = 0
@@ -49,17 +49,23 @@ def backup_command(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         return _fail(str(exc), EXIT_USAGE)
     db = args.db or settings.db_path
+    if not Path(db).is_file():
+        return _fail(f"no database at {db}", EXIT_USAGE)
     target = Path(args.file)
+    try:
+        check_backup_target(db, target)  # before --force: never the database's own files, nor a directory
+    except BackupRefused as exc:
+        return _fail(str(exc), EXIT_USAGE)
     if target.exists() and not args.force:
         return _fail(f"{target} exists (use --force to replace it)", EXIT_USAGE)
-    if target.resolve() == Path(db).resolve():
-        return _fail("the backup must go to another file than the database", EXIT_USAGE)
+    if not target.parent.is_dir():
+        return _fail(f"no directory {target.parent} for the backup", EXIT_USAGE)
     try:
         report = backup(db, target)
-    except FileNotFoundError as exc:
+    except BackupRefused as exc:
         return _fail(str(exc), EXIT_USAGE)
     except (sqlite3.Error, OSError) as exc:
-        return _fail(f"backup of {db} to {target} failed: {exc}", EXIT_UNAVAILABLE)
+        return _fail(f"backup of {db} to {target} failed: {_one_line(exc)}", EXIT_UNAVAILABLE)
     if args.json:
         print(json.dumps(msgspec.to_builtins(report)))
     else:
@@ -72,3 +78,7 @@ def backup_command(args: argparse.Namespace) -> int:
 def _fail(message: str, code: int) -> int:
     print(f"geekblog: {message}", file=sys.stderr)
     return code
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
