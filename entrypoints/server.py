@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import resource
 import sys
 
 import uvicorn
 
 from adapters.sqlite_job_repository import SqliteJobRepository, StorageError
 from entrypoints.container import Container
+from entrypoints.http.connections import Limits, protocol_class
 from entrypoints.logging_setup import configure_logging
 from entrypoints.settings import Settings
 
@@ -29,6 +31,10 @@ def serve(settings: Settings) -> int:
         if problem:
             print(f"geekblog: {problem}", file=sys.stderr)
             return 1
+    problem = _ensure_file_descriptors(settings.max_connections)
+    if problem:
+        print(f"geekblog: {problem}", file=sys.stderr)
+        return 2
     where = f"SQLite at {settings.db_path}" if settings.persistence == "sqlite" else "in memory (nothing durable)"
     print(f"GeekBlog Tasks: http://{settings.host}:{settings.port} ({where}); API docs at /schema", flush=True)
     config = uvicorn.Config(
@@ -40,11 +46,45 @@ def serve(settings: Settings) -> int:
         timeout_graceful_shutdown=max(int(settings.shutdown_grace), 1),
         lifespan="on",
         loop="uvloop",
-        http="httptools",
+        # uvicorn's httptools protocol with the head/body timeouts, head size cap and connection cap it lacks
+        # (entrypoints/http/connections.py says why). limit_concurrency is one more than the cap because uvicorn
+        # counts the requesting connection itself: a request is refused with 503 only when max_connections other
+        # connections are open (none of them idle: idle ones are closed to make room) or as many requests run.
+        http=protocol_class(
+            Limits(
+                max_connections=settings.max_connections,
+                keepalive_timeout=settings.keepalive_timeout,
+                header_timeout=settings.header_timeout,
+                body_timeout=settings.body_timeout,
+                max_header_bytes=settings.max_header_bytes,
+            )
+        ),
+        limit_concurrency=settings.max_connections + 1,
+        timeout_keep_alive=settings.keepalive_timeout,  # type: ignore[arg-type]  # a float works (call_later)
+        h11_max_incomplete_event_size=settings.max_header_bytes,  # only if someone switches to http="h11"
     )
     server = uvicorn.Server(config)
     server.run()
     return 0 if server.started else 1
+
+
+# File descriptors the process needs besides its connections: the database, its WAL, the lock, logs, the loop.
+SPARE_FILE_DESCRIPTORS = 64
+
+
+def _ensure_file_descriptors(max_connections: int) -> str | None:
+    """Raise the soft RLIMIT_NOFILE to fit ``max_connections``, or say why it cannot be."""
+    needed = max_connections + SPARE_FILE_DESCRIPTORS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return None
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        return (
+            f"GEEKBLOG_MAX_CONNECTIONS={max_connections} needs {needed} file descriptors, but the hard limit "
+            f"(ulimit -Hn) is {hard}: lower GEEKBLOG_MAX_CONNECTIONS or raise the limit"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    return None
 
 
 async def _check_storage(settings: Settings) -> str | None:

@@ -28,6 +28,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8000
     shutdown_grace: float = 10.0
     max_body_bytes: int = 1_048_576
+    max_connections: int = 1000
+    keepalive_timeout: float = 5.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_header_bytes: int = 16_384
     lease_seconds: float = 60.0
     busy_timeout_ms: int = 5000
     max_db_mb: int | None = None
@@ -49,6 +54,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(f"{PREFIX}SHUTDOWN_GRACE must not be negative, got {self.shutdown_grace}")
         if self.max_body_bytes < 1024:
             raise SettingsError(f"{PREFIX}MAX_BODY_BYTES must be at least 1024, got {self.max_body_bytes}")
+        if self.max_connections < 2:
+            raise SettingsError(f"{PREFIX}MAX_CONNECTIONS must be at least 2, got {self.max_connections}")
+        for name in ("keepalive_timeout", "header_timeout", "body_timeout"):
+            if not 0 < getattr(self, name) <= 86_400:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be positive (seconds, at most 86400)")
+        if not 1024 <= self.max_header_bytes <= 1_048_576:
+            raise SettingsError(f"{PREFIX}MAX_HEADER_BYTES must be 1024 to 1048576, got {self.max_header_bytes}")
         if self.lease_seconds <= 0:
             raise SettingsError(f"{PREFIX}LEASE_SECONDS must be positive, got {self.lease_seconds}")
         if self.llm_base_url is not None and not self.llm_base_url.startswith(("http://", "https://")):
