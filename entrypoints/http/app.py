@@ -17,6 +17,7 @@ from entrypoints.container import Container
 from entrypoints.http.auth import bearer_token_middleware
 from entrypoints.http.content_type import require_json_body
 from entrypoints.http.fast_path import install as install_fast_path
+from entrypoints.http.head import install as install_head
 from entrypoints.http.jobs import JobController
 from entrypoints.http.openapi import ClosedStructSchemaPlugin, document_optional_bodies, openapi_config
 from entrypoints.http.problems import EXCEPTION_HANDLERS
@@ -79,5 +80,7 @@ def create_app(container: Container | None = None, *, fast_path: bool = True) ->
     )
     document_optional_bodies(app)
     if fast_path:
-        install_fast_path(app, engine, token=settings.api_token, max_body=settings.max_body_bytes)
+        install_fast_path(app, engine, token=settings.api_token, max_body=settings.max_body_bytes)  # HEAD included
+    else:
+        install_head(app)  # HEAD wherever GET exists: the GET answer without its body
     return app

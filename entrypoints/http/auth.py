@@ -13,9 +13,18 @@ from entrypoints.http.problems import PROBLEM_JSON, Problem
 OPEN_PATHS = frozenset({"/health"})
 
 
+def bearer_matches(presented: bytes, token: bytes) -> bool:
+    """Whether an ``Authorization`` value is ``Bearer <token>``: the scheme in any case (RFC 9110 section 11.1:
+    auth schemes are case-insensitive), one space, then exactly the token, compared in constant time."""
+    scheme, space, credentials = presented.partition(b" ")
+    if not space or scheme.lower() != b"bearer":
+        return False
+    return hmac.compare_digest(credentials, token)
+
+
 def bearer_token_middleware(token: str) -> Callable[[ASGIApp], ASGIApp]:
     """An ASGI middleware factory that refuses requests without ``Authorization: Bearer <token>``."""
-    expected = f"Bearer {token}".encode()
+    expected = token.encode()
     body = msgspec.json.encode(
         Problem(
             type="urn:geekblog:problem:unauthorized",
@@ -35,7 +44,7 @@ def bearer_token_middleware(token: str) -> Callable[[ASGIApp], ASGIApp]:
                 if name == b"authorization":
                     presented = value
                     break
-            if hmac.compare_digest(presented, expected):
+            if bearer_matches(presented, expected):
                 await app(scope, receive, send)
                 return
             start: HTTPResponseStartEvent = {

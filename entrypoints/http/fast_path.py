@@ -20,7 +20,6 @@ Litestar's exception middleware does, without a second call: a job is never subm
 
 from __future__ import annotations
 
-import hmac
 import re
 from collections.abc import Callable, Mapping
 from inspect import getmro
@@ -43,6 +42,8 @@ from litestar.types import (
 )
 
 from application.engine import Engine
+from entrypoints.http.auth import bearer_matches
+from entrypoints.http.head import HeadAsGet
 from entrypoints.http.schemas import JobOut, JobSubmission
 
 # GET /jobs/{id}, with the trailing slash Litestar also accepts; other ids (and paths) go to Litestar.
@@ -63,10 +64,17 @@ class JobsFastPath:
         self.litestar = app
         self.app = inner  # Litestar's own handler: everything the fast path does not answer
         self.engine = engine
-        self.expected_authorization = f"Bearer {token}".encode() if token else None
+        self.expected_token = token.encode() if token else None
         self.max_body = max_body
+        self.head = HeadAsGet(self.dispatch)  # HEAD: the GET answer without its body (``head.py``)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP and scope["method"] == "HEAD":
+            await self.head(scope, receive, send)
+        else:
+            await self.dispatch(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP and not scope["query_string"] and not scope.get("root_path"):
             method = scope["method"]
             path = scope["path"]
@@ -79,13 +87,13 @@ class JobsFastPath:
         await self.app(scope, receive, send)
 
     def _authorized(self, scope: HTTPScope) -> bool:
-        """The check of ``auth.bearer_token_middleware``: the first Authorization header, compared in constant time."""
-        expected = self.expected_authorization
+        """The check of ``auth.bearer_token_middleware``: the first Authorization header (``auth.bearer_matches``)."""
+        expected = self.expected_token
         if expected is None:
             return True
         for name, value in scope["headers"]:
             if name == b"authorization":
-                return hmac.compare_digest(value, expected)
+                return bearer_matches(value, expected)
         return False
 
     async def _submit(self, scope: HTTPScope, receive: Receive, send: Send) -> None:

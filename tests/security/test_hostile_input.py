@@ -463,7 +463,6 @@ BAD_AUTHORIZATIONS = [
     "Bearer",
     "Bearer ",
     "Bearer wrong",
-    f"bearer {TOKEN}",
     f"Bearer {TOKEN} ",
     f"Bearer  {TOKEN}",
     f"Basic {TOKEN}",
