@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import msgspec
 
 from application.ports import Commit, JobFilter, JobPage, JobRepository
-from domain.errors import Conflict
+from domain.errors import Conflict, NotStorable
 from domain.job import Job, Progress
 from domain.states import QUEUED_STATES, JobState, is_terminal
 from domain.workflow import Workflow
@@ -37,6 +37,9 @@ class InMemoryJobRepository(JobRepository):
         return None
 
     async def commit(self, commit: Commit) -> None:
+        for job in commit.jobs:  # what SQLite could not store is refused here too, before anything changes
+            _storable(job.result)
+            _storable(job.priority)
         if commit.guard is not None:
             guard = commit.guard
             current = self._jobs.get(guard.job_id)
@@ -86,6 +89,7 @@ class InMemoryJobRepository(JobRepository):
         return claimed
 
     async def save_progress(self, job_id: str, owner: str, progress: Progress) -> bool:
+        _storable(progress.meta)
         job = self._jobs.get(job_id)
         if job is None or job.lease_owner != owner:
             return False
@@ -207,3 +211,21 @@ class InMemoryJobRepository(JobRepository):
         for job in self._jobs.values():
             counts[job.state.value] = counts.get(job.state.value, 0) + 1
         return counts
+
+
+_INT64 = range(-(2**63), 2**63)
+
+
+def _storable(value: object) -> None:
+    """Raise :class:`NotStorable` for what the SQLite repository could not store: a value its JSON
+    encoder refuses, or an integer column past 64 bits."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value not in _INT64:
+            raise NotStorable("an integer outside the 64-bit signed range cannot be stored")
+        return
+    if value is None or isinstance(value, (str, float, bool)):
+        return
+    try:
+        _json_encoder.encode(value)
+    except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+        raise NotStorable(f"cannot be encoded as JSON: {exc}") from None

@@ -40,7 +40,7 @@ from adapters.due_index import DueIndex
 from adapters.sqlite_maintenance import PURGE_JOBS_SQL, PURGE_WORKFLOWS_SQL
 from application.ports import Commit, Guard, JobFilter, JobPage, JobRepository
 from domain.canvas import Canvas
-from domain.errors import Conflict
+from domain.errors import Conflict, NotStorable
 from domain.job import NO_OPTIONS, CallOptions, ErrorInfo, Job, Progress
 from domain.states import QUEUED_STATES, JobState
 from domain.workflow import Lineage, Workflow
@@ -419,8 +419,11 @@ class _CommitRows:
 
     def __init__(self, commit: Commit) -> None:
         self.guard = commit.guard
-        self.workflow_rows = [_workflow_row(workflow) for workflow in commit.workflows]
-        self.job_rows = [_job_row(job) for job in commit.jobs]
+        try:
+            self.workflow_rows = [_workflow_row(workflow) for workflow in commit.workflows]
+            self.job_rows = [_job_row(job) for job in commit.jobs]
+        except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+            raise NotStorable(f"cannot be encoded as JSON: {_one_line(exc)}") from None
         self.job_keys = [(job.id, str(job.state), job.lease_owner) for job in commit.jobs]
         self.queue_changes = [
             (job.id, job.priority, job.due_at) if job.state in QUEUED_STATES else (job.id, None, None)
@@ -672,7 +675,10 @@ class SqliteJobRepository(JobRepository):
         self._check_open()
         if commit.guard is None and not commit.jobs and not commit.workflows:
             return
-        await self._submit(_Kind.COMMIT, _CommitRows(commit))
+        try:
+            await self._submit(_Kind.COMMIT, _CommitRows(commit))
+        except (OverflowError, sqlite3.InterfaceError) as exc:  # a value SQLite cannot bind (an int past 64 bits)
+            raise NotStorable(f"SQLite cannot store it: {_one_line(exc)}") from None
 
     def commit_from_thread(self, commit: Commit) -> bool:
         """Commit on the calling thread, which is not the event loop's, and return once it is durable.
@@ -697,6 +703,8 @@ class SqliteJobRepository(JobRepository):
         outcome = waiting.outcome
         if _is_busy(outcome):
             return False
+        if isinstance(outcome, (OverflowError, sqlite3.InterfaceError)):
+            raise NotStorable(f"SQLite cannot store it: {_one_line(outcome)}") from None
         if isinstance(outcome, BaseException):
             raise outcome
         # Waking the loop costs more than the commit (it then competes for the GIL): only when due.
@@ -728,7 +736,11 @@ class SqliteJobRepository(JobRepository):
 
     async def save_progress(self, job_id: str, owner: str, progress: Progress) -> bool:
         self._check_open()
-        saved: bool = await self._submit(_Kind.PROGRESS, (_json(progress), job_id, owner))
+        try:
+            encoded = _json(progress)
+        except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+            raise NotStorable(f"cannot be encoded as JSON: {_one_line(exc)}") from None
+        saved: bool = await self._submit(_Kind.PROGRESS, (encoded, job_id, owner))
         return saved
 
     async def renew_leases(self, owner: str, job_ids: list[str], lease_until: float) -> None:

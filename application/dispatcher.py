@@ -35,7 +35,14 @@ from application.outcomes import TimeLimitExceeded, WorkerLostError, error_info,
 from application.ports import Clock, EventBus, Guard, JobRepository, Runner
 from application.registry import TaskDefinition, TaskRegistry
 from application.workflows import Advance, WorkflowEngine
-from domain.errors import Conflict, DomainError, UnknownTask
+from domain.errors import (
+    Conflict,
+    DomainError,
+    NotJsonValue,
+    NotStorable,
+    ResultNotStorable,
+    UnknownTask,
+)
 from domain.job import ErrorInfo, Job, Progress
 from domain.json_values import ensure_json
 from domain.states import JobState
@@ -283,6 +290,15 @@ class Dispatcher:
             except Conflict:
                 log.warning("job %s: result refused, its lease was lost", job.id)
                 return
+            except NotStorable as exc:
+                # Storing it again cannot succeed: the job fails now, once, and is not run again.
+                if isinstance(changed, Job) and changed.state == JobState.FAILURE and changed.result is None:
+                    log.error("job %s: even its failure cannot be stored (%s); it will be recovered", job.id, exc)
+                    return
+                log.error("job %s: its outcome cannot be stored (%s); it fails with ResultNotStorable", job.id, exc)
+                refused = ResultNotStorable(f"the outcome of {job.task} cannot be stored: {exc}")
+                changed = job.failed(error_info(refused), now=self._clock.now())
+                continue
             except Exception as exc:
                 if not self._accepting or loop.time() + delay > deadline:
                     log.error("job %s: storing its outcome failed (%s); it will be recovered", job.id, exc)
@@ -311,7 +327,9 @@ class Dispatcher:
         token = current_job.set(context)
         try:
             result = await self._run_within_limit(job, definition, context)
-            ensure_json(result, f"result of {job.task}")
+            refused = self._refuse_result(job, result)
+            if refused is not None:
+                return job.failed(error_info(refused), now=self._clock.now()), None, refused
             value = result
             if job.options.ignore_result and job.workflow_id is None and not job.options.link:
                 result = None  # Celery stores no result; a workflow's step or a link still needs it
@@ -332,6 +350,15 @@ class Dispatcher:
             return self._failed_or_autoretried(job, definition, exc), None, exc
         finally:
             current_job.reset(token)
+
+    def _refuse_result(self, job: Job, result: object) -> DomainError | None:
+        """Why ``result`` cannot be the job's stored result (not JSON, an integer out of range), or None.
+        No retry follows: running the task again would give the same result."""
+        try:
+            ensure_json(result, f"the result of {job.task}")
+        except NotJsonValue as exc:
+            return ResultNotStorable(str(exc))
+        return None
 
     def _rejected(self, job: Job, reject: Reject) -> Job:
         """Celery's ``Reject``: with ``requeue`` the job is queued again at once, redelivered (the next

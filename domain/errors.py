@@ -65,3 +65,14 @@ class IdInUse(DomainError, ValueError):
     def __init__(self, ident: str) -> None:
         super().__init__(f"task id {ident!r} names a job that has not finished: it cannot be given to another call")
         self.ident = ident
+
+
+class ResultNotStorable(NotJsonValue):
+    """A job's outcome (its result or progress meta) cannot be encoded or stored; the message says why.
+
+    A ``TypeError``, as :class:`NotJsonValue`: the value is not data the engine can store."""
+
+
+class NotStorable(DomainError, ValueError):
+    """A repository cannot encode or store what a commit holds (an integer out of range, a value the
+    JSON encoder refuses); nothing of that commit was stored. Storing it again cannot succeed."""
