@@ -41,10 +41,11 @@ from domain.errors import (
     NotJsonValue,
     NotStorable,
     ResultNotStorable,
+    ResultTooLarge,
     UnknownTask,
 )
 from domain.job import ErrorInfo, Job, Progress
-from domain.json_values import ensure_json
+from domain.json_values import ensure_json, json_size
 from domain.states import JobState
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class Dispatcher:
         self._accepting = True
         self._loop_task: asyncio.Task[None] | None = None
         self._renew_task: asyncio.Task[None] | None = None
+        self._result_sizes: dict[str, int] = {}  # a result's JSON size, measured once, until it is stored
         self.trace: JobTrace | None = None
         """Told about each job taken to run and what it did (None: nothing is)."""
 
@@ -285,7 +287,12 @@ class Dispatcher:
                 if isinstance(changed, ReplaceRequested):
                     await self._replace(job, changed)
                 else:
-                    await self._store(changed, Guard(job_id=job.id, owner=self.owner), hand_over=True)
+                    await self._store(
+                        changed,
+                        Guard(job_id=job.id, owner=self.owner),
+                        hand_over=True,
+                        result_size=self._result_sizes.pop(job.id, None),
+                    )
                 return
             except Conflict:
                 log.warning("job %s: result refused, its lease was lost", job.id)
@@ -296,6 +303,7 @@ class Dispatcher:
                     log.error("job %s: even its failure cannot be stored (%s); it will be recovered", job.id, exc)
                     return
                 log.error("job %s: its outcome cannot be stored (%s); it fails with ResultNotStorable", job.id, exc)
+                self._result_sizes.pop(job.id, None)
                 refused = ResultNotStorable(f"the outcome of {job.task} cannot be stored: {exc}")
                 changed = job.failed(error_info(refused), now=self._clock.now())
                 continue
@@ -352,12 +360,19 @@ class Dispatcher:
             current_job.reset(token)
 
     def _refuse_result(self, job: Job, result: object) -> DomainError | None:
-        """Why ``result`` cannot be the job's stored result (not JSON, an integer out of range), or None.
-        No retry follows: running the task again would give the same result."""
+        """Why ``result`` cannot be the job's stored result (not JSON, an integer out of range, too
+        large), or None; its JSON size is kept for the workflow's total. No retry follows: running the
+        task again would give the same result."""
         try:
             ensure_json(result, f"the result of {job.task}")
+            size = json_size(result)
         except NotJsonValue as exc:
             return ResultNotStorable(str(exc))
+        try:
+            self._workflows.limits.check_result(size, f"the result of {job.task} (job {job.id})")
+        except ResultTooLarge as exc:
+            return exc
+        self._result_sizes[job.id] = size
         return None
 
     def _rejected(self, job: Job, reject: Reject) -> Job:
@@ -447,12 +462,13 @@ class Dispatcher:
         await self._workflows.apply(advance)
         self.wake()
 
-    async def _store(self, job: Job, guard: Guard, *, hand_over: bool = False) -> None:
+    async def _store(self, job: Job, guard: Guard, *, hand_over: bool = False, result_size: int | None = None) -> None:
         """Store ``job``'s new state and what it unblocks. With ``hand_over`` (a job's outcome), the
-        steps it unblocks may start at once, claimed in that same commit (see :meth:`_hand_over`)."""
+        steps it unblocks may start at once, claimed in that same commit (see :meth:`_hand_over`).
+        ``result_size``: the JSON size of its result when already measured."""
         advance = Advance()
         advance.commit.guard = guard
-        await self._workflows.record(advance, job)
+        await self._workflows.record(advance, job, result_size=result_size)
         if hand_over and advance.commit.jobs[1:]:
             await self.start_new(advance)
             return
@@ -563,7 +579,14 @@ class Dispatcher:
         self._release(1)
 
     async def _report_progress(self, job: Job, progress: Progress) -> None:
-        """Store and publish progress. Progress is best effort: storage trouble never fails the job."""
+        """Store and publish progress. Progress is best effort: storage trouble never fails the job; meta
+        past ``GEEKBLOG_MAX_RESULT_BYTES`` raises :class:`ResultTooLarge` in the task, before it is stored."""
+        if progress.meta is not None:
+            try:
+                size = json_size(progress.meta)
+            except NotJsonValue as exc:
+                raise ResultNotStorable(f"update_state meta of {job.task}: {exc}") from None
+            self._workflows.limits.check_result(size, f"the progress meta of {job.task} (job {job.id})")
         try:
             held = await self._repo.save_progress(job.id, self.owner, progress)
         except Exception as exc:

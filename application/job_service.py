@@ -19,7 +19,7 @@ from application.workflows import Advance, WorkflowEngine, new_job
 from domain.canvas import Canvas, Signature, check_schedule, final_id, leaves, path_of_chord
 from domain.errors import Conflict, IdInUse, InvalidCanvas, InvalidTransition, NotFound
 from domain.job import ErrorInfo, Job, Progress
-from domain.json_values import ensure_json
+from domain.json_values import ensure_json, json_size
 from domain.states import FAILED_STATES, JobState, is_terminal
 from domain.workflow import Lineage, Workflow
 
@@ -369,6 +369,7 @@ class JobService:
         if job.state != JobState.STARTED or job.lease_owner is None:
             raise InvalidTransition(job.id, job.state, state)
         ensure_json(meta, "update_state meta")
+        self._workflows.limits.check_result(json_size(meta), f"the progress meta of {job.task} (job {job.id})")
         progress = Progress(state=state, meta=meta)
         if not await self._repo.save_progress(job.id, job.lease_owner, progress):
             raise Conflict(f"job {job_id} stopped running while its progress was set")

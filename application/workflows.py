@@ -13,6 +13,7 @@ import msgspec
 
 from application.callbacks import callbacks_for, chord_errbacks, with_errback_of
 from application.events import Event
+from application.outcomes import error_info
 from application.ports import Clock, Commit, EventBus, Guard, IdSource, JobRepository
 from application.registry import TaskRegistry
 from domain.canvas import (
@@ -29,8 +30,10 @@ from domain.canvas import (
     validate,
     with_header,
 )
-from domain.errors import InvalidCanvas
+from domain.errors import InvalidCanvas, NotJsonValue, ResultTooLarge
 from domain.job import CallOptions, ErrorInfo, Job
+from domain.json_values import json_size
+from domain.limits import DEFAULT_LIMITS, Limits
 from domain.planner import LeafOutcome, ReadyLeaf, plan
 from domain.states import JobState, is_terminal
 from domain.workflow import Lineage, Workflow
@@ -53,6 +56,8 @@ class WorkflowState:
     waiting: dict[str, set[str]] = field(default_factory=dict)
     unplain: set[str] = field(default_factory=set)
     """Groups with a member that is not a plain signature (their members are always planned)."""
+    stored_bytes: int = 0
+    """The JSON size of the arguments and results of the workflow's jobs so far (``max_workflow_bytes``)."""
 
     def settles_nothing(self, path: str) -> bool:
         """Whether the success just recorded at ``path`` leaves its group still waiting on others."""
@@ -97,6 +102,8 @@ class WorkflowEngine:
         self._clock = clock
         self._ids = ids
         self._states: dict[str, WorkflowState] = {}
+        self.limits: Limits = DEFAULT_LIMITS
+        """What a result, a step's arguments and a workflow may hold (see :mod:`domain.limits`)."""
 
     def check(self, canvas: Canvas) -> None:
         """Refuse a canvas that is malformed, too large, or names an unregistered task (its callbacks' too)."""
@@ -145,9 +152,15 @@ class WorkflowEngine:
         await self._plan_and_finish(advance, state, workflow.lineage.parent_id if workflow.lineage else None)
         return state.workflow
 
-    async def record(self, advance: Advance, job: Job) -> None:
+    async def record(self, advance: Advance, job: Job, *, result_size: int | None = None) -> None:
         """Add ``job``'s new state to ``advance``, and if it finished, whatever that unblocks: the next
-        steps of its workflow and its ``link``/``link_error`` callbacks."""
+        steps of its workflow and its ``link``/``link_error`` callbacks.
+
+        A success whose result is past a limit (its own, or its workflow's total) is recorded as a
+        failure with :class:`ResultTooLarge` instead. ``result_size``: the result's JSON size when the
+        caller measured it (and checked it against ``max_result_bytes``)."""
+        if job.state == JobState.SUCCESS:
+            job = await self._within_limits(job, result_size)
         advance.commit.jobs.append(job)
         advance.events.append(Event.of_job(job, self._clock.now()))
         if not is_terminal(job.state):
@@ -163,6 +176,30 @@ class WorkflowEngine:
             return
         if not is_terminal(state.workflow.state):
             await self._plan_and_finish(advance, state, job.id)
+
+    async def _within_limits(self, job: Job, result_size: int | None) -> Job:
+        """``job`` (a success), or its failure with :class:`ResultTooLarge` when its result is past
+        ``max_result_bytes`` or would take its workflow past ``max_workflow_bytes``."""
+        try:
+            if result_size is None:
+                try:
+                    result_size = json_size(job.result)
+                except NotJsonValue:
+                    return job  # the repository refuses it, and the dispatcher fails it (ResultNotStorable)
+                self.limits.check_result(result_size, f"the result of {job.task} (job {job.id})")
+            if job.workflow_id is None or job.node is None:
+                return job
+            state = await self._load(job.workflow_id)
+            if state is None:
+                return job
+            self.limits.check_workflow(
+                state.stored_bytes + result_size, f"workflow {job.workflow_id}'s stored arguments and results"
+            )
+            state.stored_bytes += result_size
+            return job
+        except ResultTooLarge as exc:
+            failed = msgspec.structs.replace(job, state=JobState.STARTED, result=None)
+            return failed.failed(error_info(exc), now=self._clock.now())
 
     async def _apply_callbacks(self, advance: Advance, callbacks: list[tuple[Canvas, Lineage, CallOptions]]) -> None:
         """Store each callback as a lone job (a signature) or a workflow (a canvas), in ``advance``."""
@@ -277,6 +314,15 @@ class WorkflowEngine:
 
     async def _plan(self, advance: Advance, state: WorkflowState, now: float, trigger: str | None) -> Workflow | None:
         outcome = plan(state.workflow.canvas, state.outcomes)
+        refused = self._refuse_oversized(state, outcome.ready)
+        if refused is not None:  # that step fails unrun, without its arguments; its siblings are not created
+            ready, exc = refused
+            job = self._job_for(state, msgspec.structs.replace(ready, args=[]), now, trigger)
+            job = job.failed(error_info(exc), now=now)
+            state.outcomes[ready.path] = leaf_outcome(job)
+            advance.commit.jobs.append(job)
+            advance.events.append(Event.of_job(job, now))
+            outcome = plan(state.workflow.canvas, state.outcomes)
         for ready in outcome.ready:
             job = self._job_for(state, ready, now, trigger)
             state.outcomes[ready.path] = leaf_outcome(job)
@@ -300,6 +346,34 @@ class WorkflowEngine:
         advance.events.append(Event.of_workflow(finished, now))
         advance.finished_workflows.append(finished.id)
         return finished
+
+    def _refuse_oversized(
+        self, state: WorkflowState, ready: list[ReadyLeaf]
+    ) -> tuple[ReadyLeaf, ResultTooLarge] | None:
+        """The first step whose arguments are past ``max_step_args_bytes`` or would take the workflow past
+        ``max_workflow_bytes``, with the error; None when all fit (then they are counted in the total).
+
+        A value given to many steps (a group's input) is measured once."""
+        sizes: dict[int, int] = {}
+        total = state.stored_bytes
+        for leaf in ready:
+            size = 2 + max(len(leaf.args) - 1, 0)
+            for arg in leaf.args:
+                known = sizes.get(id(arg))
+                if known is None:
+                    try:
+                        known = sizes[id(arg)] = json_size(arg)
+                    except NotJsonValue:
+                        known = 0  # checked when it was stored or submitted; the repository refuses it otherwise
+                size += known
+            try:
+                self.limits.check_step_args(size, f"the arguments of {leaf.signature.task} (workflow step {leaf.path})")
+                total += size
+                self.limits.check_workflow(total, f"workflow {state.workflow.id}'s stored arguments and results")
+            except ResultTooLarge as exc:
+                return leaf, exc
+        state.stored_bytes = total
+        return None
 
     def _job_for(self, state: WorkflowState, ready: ReadyLeaf, now: float, trigger: str | None) -> Job:
         workflow = state.workflow
@@ -332,7 +406,16 @@ class WorkflowEngine:
         if state is None:
             outcomes = {job.node: leaf_outcome(job) for job in jobs if job.node is not None}
             state = self._states[workflow_id] = WorkflowState(workflow, outcomes, _root_task_id(workflow))
+            state.stored_bytes = sum(_stored_size(job) for job in jobs)
         return state
+
+
+def _stored_size(job: Job) -> int:
+    """The JSON size of a stored job's arguments and result (what counts towards its workflow's total)."""
+    try:
+        return json_size(job.args) + (json_size(job.result) if job.result is not None else 0)
+    except NotJsonValue:
+        return 0
 
 
 def _root_task_id(workflow: Workflow) -> str | None:

@@ -67,6 +67,14 @@ class IdInUse(DomainError, ValueError):
         self.ident = ident
 
 
+class ResultTooLarge(DomainError, ValueError):
+    """A result, progress meta, a workflow step's arguments or a workflow's stored total is past its limit.
+
+    The message names the limit (its setting and value) and the size found (see ``domain.limits``); it is
+    the only argument, so a caller reading the stored error back rebuilds the same exception.
+    """
+
+
 class ResultNotStorable(NotJsonValue):
     """A job's outcome (its result or progress meta) cannot be encoded or stored; the message says why.
 

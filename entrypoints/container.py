@@ -18,14 +18,18 @@ from adapters.system import SystemClock, UuidSource
 from application.article_pipeline import ArticlePipeline
 from application.engine import Engine, EngineSettings
 from application.ports.text_generator import TextGenerator
+from domain.limits import Limits
 from entrypoints.compat import signals
 from entrypoints.compat.tasks import default_registry
 from entrypoints.settings import Settings
 
 
-def engine_with_signals(**parts: Any) -> Engine:
-    """The engine, sending Celery's engine-side task signals (``task_revoked`` ...) to this process's receivers."""
+def engine_with_signals(*, limits: Limits | None = None, **parts: Any) -> Engine:
+    """The engine, sending Celery's engine-side task signals (``task_revoked`` ...) to this process's receivers,
+    holding results and workflows to ``limits``."""
     engine = Engine(**parts)
+    if limits is not None:
+        engine.workflows.limits = limits
     signals.watch(engine)
     return engine
 
@@ -65,6 +69,12 @@ class Container(containers.DeclarativeContainer):
         lease_seconds=settings.provided.lease_seconds,
         result_ttl=settings.provided.result_ttl,
     )
+    limits = providers.Singleton(
+        Limits,
+        max_result_bytes=settings.provided.max_result_bytes,
+        max_step_args_bytes=settings.provided.max_step_args_bytes,
+        max_workflow_bytes=settings.provided.max_workflow_bytes,
+    )
     projects = providers.Selector(
         settings.provided.persistence,
         sqlite=providers.Singleton(SqliteProjectRepository, repo),
@@ -94,4 +104,5 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         ids=ids,
         settings=engine_settings,
+        limits=limits,
     )

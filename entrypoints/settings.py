@@ -38,6 +38,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_db_mb: int | None = None
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     result_ttl: float = 7 * 24 * 3600.0
+    max_result_bytes: int = 1_048_576
+    max_step_args_bytes: int = 2_097_152
+    max_workflow_bytes: int = 67_108_864
     llm_base_url: str | None = None
     llm_model: str = "llama3.2"
     llm_api_key: str | None = None
@@ -73,6 +76,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(
                 f"{PREFIX}BUSY_TIMEOUT_MS and {PREFIX}RESULT_TTL must not be negative, {PREFIX}MAX_DB_MB at least 1"
             )
+        for name in ("max_result_bytes", "max_step_args_bytes", "max_workflow_bytes"):
+            if getattr(self, name) < 1024:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1024, got {getattr(self, name)}")
         if self.persistence == "sqlite" and not self.db_path:
             raise SettingsError(f"{PREFIX}DB_PATH must not be empty with {PREFIX}PERSISTENCE=sqlite")
 
