@@ -451,6 +451,7 @@ class Dispatcher:
         guard = Guard(job_id=job.id, owner=self.owner)
         try:
             self._workflows.check(replace.canvas)
+            self._workflows.check_arguments(replace.canvas)
         except DomainError as exc:
             await self._store(job.failed(error_info(exc), now=self._clock.now()), guard)
             return

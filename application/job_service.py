@@ -159,8 +159,11 @@ class JobService:
         self, canvas: Canvas, *, workflow_id: str | None = None, lineage: Lineage | None = None
     ) -> Workflow:
         """Store a workflow and the jobs that can start at once, in one commit. The stored canvas (the
-        workflow's) has an id on every task call and group."""
+        workflow's) has an id on every task call and group. Every node is checked as a lone job would be
+        (options, schedule, JSON), and so are the arguments of every step known now (see
+        :meth:`WorkflowEngine.check_arguments`)."""
         self._workflows.check(canvas)
+        self._workflows.check_arguments(canvas)
         self._check_reusable([leaf.id for _, leaf in leaves(canvas) if leaf.id is not None])
         canvas = self._workflows.freeze(canvas)
         if workflow_id is not None and await self._repo.get_workflow(workflow_id) is not None:

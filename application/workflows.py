@@ -112,6 +112,16 @@ class WorkflowEngine:
             if name not in self._registry:
                 raise InvalidCanvas(f"unknown task {name!r}: it is not registered")
 
+    def check_arguments(self, canvas: Canvas) -> None:
+        """Refuse (:class:`InvalidArguments`) a canvas with a step whose arguments are fully known now and do
+        not fit its task: the steps it starts with (their arguments as they will be created) and every
+        immutable step. The others get a predecessor's result first; they are checked when they run."""
+        for ready in plan(canvas, {}).ready:
+            self._registry.require(ready.signature.task).check_arguments(ready.args, ready.signature.kwargs)
+        for _, leaf in leaves(canvas):
+            if leaf.immutable:
+                self._registry.require(leaf.task).check_arguments(list(leaf.args), leaf.kwargs)
+
     def freeze(self, canvas: Canvas) -> Canvas:
         """``canvas`` with an id on every task call and group (Celery's ``freeze``), as it will be stored."""
         return freeze(canvas, self._ids.new_id)

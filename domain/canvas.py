@@ -11,8 +11,8 @@ from typing import Any
 
 import msgspec
 
-from domain.errors import InvalidCanvas, InvalidSchedule
-from domain.json_values import ensure_json
+from domain.errors import InvalidCallOption, InvalidCanvas, InvalidSchedule
+from domain.json_values import INT_MAX, INT_MIN, ensure_json
 
 
 class Signature(msgspec.Struct, frozen=True, kw_only=True, tag="signature", tag_field="type", omit_defaults=True):
@@ -86,7 +86,9 @@ LATEST_ETA = 253_402_300_799.0  # 9999-12-31T23:59:59Z
 
 def check_schedule(signature: Signature) -> None:
     """Refuse a countdown, ETA, expiry or soft time limit the engine cannot represent (negative, NaN,
-    over ten years, past 9999)."""
+    over ten years, past 9999), and a priority, ``max_retries`` or time limit it cannot store or honour
+    (:class:`InvalidCallOption`): the same rule for a lone job and for every node of a canvas."""
+    check_call_options(signature)
     countdown, eta = signature.countdown, signature.eta
     if signature.expires is not None and not 0 <= signature.expires <= LATEST_ETA:
         raise InvalidSchedule(f"{signature.task}: expires must be between 1970 and 9999, got {signature.expires}")
@@ -100,6 +102,31 @@ def check_schedule(signature: Signature) -> None:
         )
     if eta is not None and not 0 <= eta <= LATEST_ETA:
         raise InvalidSchedule(f"{signature.task}: eta must be between 1970 and 9999, got {eta}")
+
+
+def check_call_options(signature: Signature) -> None:
+    """Refuse a priority or ``max_retries`` outside the 64-bit signed range (``max_retries`` negative), or a
+    ``time_limit`` that is not a positive number of seconds up to ten years."""
+    priority, max_retries, time_limit = signature.priority, signature.max_retries, signature.time_limit
+    if priority is not None and (isinstance(priority, bool) or not INT_MIN <= priority <= INT_MAX):
+        raise InvalidCallOption(f"{signature.task}: priority must be an integer of 64 bits, got {_short(priority)}")
+    if max_retries is not None and (isinstance(max_retries, bool) or not 0 <= max_retries <= INT_MAX):
+        raise InvalidCallOption(
+            f"{signature.task}: max_retries must be None or an integer from 0 to 2**63 - 1, got {_short(max_retries)}"
+        )
+    if time_limit is not None and not 0 < time_limit <= MAX_COUNTDOWN:
+        raise InvalidCallOption(
+            f"{signature.task}: time_limit must be a positive number of seconds up to {MAX_COUNTDOWN:.0f}, "
+            f"got {_short(time_limit)}"
+        )
+
+
+def _short(value: object) -> str:
+    """``repr(value)``, cut short (an integer of thousands of digits is not repeated in full)."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def validate(canvas: Canvas, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> int:

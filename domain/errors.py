@@ -67,6 +67,10 @@ class IdInUse(DomainError, ValueError):
         self.ident = ident
 
 
+class InvalidCallOption(InvalidSchedule):
+    """A call option (priority, max_retries, time limit) outside the range the engine can store and honour."""
+
+
 class ResultTooLarge(DomainError, ValueError):
     """A result, progress meta, a workflow step's arguments or a workflow's stored total is past its limit.
 
