@@ -34,7 +34,7 @@ from domain.errors import InvalidCanvas, NotJsonValue, ResultTooLarge
 from domain.job import CallOptions, ErrorInfo, Job
 from domain.json_values import json_size
 from domain.limits import DEFAULT_LIMITS, Limits
-from domain.planner import LeafOutcome, ReadyLeaf, plan
+from domain.planner import LeafOutcome, ReadyLeaf, plan, plan_after
 from domain.states import JobState, is_terminal
 from domain.workflow import Lineage, Workflow
 
@@ -58,6 +58,9 @@ class WorkflowState:
     """Groups with a member that is not a plain signature (their members are always planned)."""
     stored_bytes: int = 0
     """The JSON size of the arguments and results of the workflow's jobs so far (``max_workflow_bytes``)."""
+    full_plan: bool = False
+    """The next plan walks the whole canvas (after a load or a reopen); otherwise a finished job's plan
+    walks only the nodes above it (:func:`domain.planner.plan_after`)."""
 
     def settles_nothing(self, path: str) -> bool:
         """Whether the success just recorded at ``path`` leaves its group still waiting on others."""
@@ -185,7 +188,7 @@ class WorkflowEngine:
         if job.state == JobState.SUCCESS and state.settles_nothing(job.node):
             return
         if not is_terminal(state.workflow.state):
-            await self._plan_and_finish(advance, state, job.id)
+            await self._plan_and_finish(advance, state, job.id, changed=job.node)
 
     async def _within_limits(self, job: Job, result_size: int | None) -> Job:
         """``job`` (a success), or its failure with :class:`ResultTooLarge` when its result is past
@@ -299,6 +302,7 @@ class WorkflowEngine:
         state.workflow = msgspec.structs.replace(
             state.workflow, state=JobState.PENDING, result=None, error=None, finished_at=None
         )
+        state.full_plan = True  # steps fail-fast left uncreated elsewhere in the canvas are found again
         advance.commit.workflows.append(state.workflow)
 
     def set_outcome(self, workflow_id: str, job: Job) -> None:
@@ -307,9 +311,13 @@ class WorkflowEngine:
         if state is not None and job.node is not None:
             state.outcomes[job.node] = leaf_outcome(job)
 
-    async def _plan_and_finish(self, advance: Advance, state: WorkflowState, trigger: str | None) -> None:
+    async def _plan_and_finish(
+        self, advance: Advance, state: WorkflowState, trigger: str | None, *, changed: str | None = None
+    ) -> None:
+        """Plan ``state``'s workflow (after the job at canvas path ``changed`` finished, when given) and
+        finish it, and the job it replaced, once it is done."""
         now = self._clock.now()
-        finished = await self._plan(advance, state, now, trigger)
+        finished = await self._plan(advance, state, now, trigger, changed)
         if finished is None or finished.parent_job_id is None:
             return
         parent = await self._repo.get(finished.parent_job_id)
@@ -322,8 +330,14 @@ class WorkflowEngine:
             done = parent.failed(error, now=now, state=finished.state)
         await self.record(advance, done)
 
-    async def _plan(self, advance: Advance, state: WorkflowState, now: float, trigger: str | None) -> Workflow | None:
-        outcome = plan(state.workflow.canvas, state.outcomes)
+    async def _plan(
+        self, advance: Advance, state: WorkflowState, now: float, trigger: str | None, changed: str | None
+    ) -> Workflow | None:
+        if changed is None or state.full_plan:
+            state.full_plan = False
+            outcome = plan(state.workflow.canvas, state.outcomes)
+        else:
+            outcome = plan_after(state.workflow.canvas, state.outcomes, changed)
         refused = self._refuse_oversized(state, outcome.ready)
         if refused is not None:  # that step fails unrun, without its arguments; its siblings are not created
             ready, exc = refused
@@ -332,7 +346,7 @@ class WorkflowEngine:
             state.outcomes[ready.path] = leaf_outcome(job)
             advance.commit.jobs.append(job)
             advance.events.append(Event.of_job(job, now))
-            outcome = plan(state.workflow.canvas, state.outcomes)
+            outcome = plan_after(state.workflow.canvas, state.outcomes, ready.path)
         for ready in outcome.ready:
             job = self._job_for(state, ready, now, trigger)
             state.outcomes[ready.path] = leaf_outcome(job)
@@ -417,6 +431,7 @@ class WorkflowEngine:
             outcomes = {job.node: leaf_outcome(job) for job in jobs if job.node is not None}
             state = self._states[workflow_id] = WorkflowState(workflow, outcomes, _root_task_id(workflow))
             state.stored_bytes = sum(_stored_size(job) for job in jobs)
+            state.full_plan = True
         return state
 
 

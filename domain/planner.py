@@ -154,3 +154,104 @@ def _evaluate_group(
         else:
             results.append(status.result)
     return _Pending(ready) if pending else _Done(results)
+
+
+class _NeedFullPlan(Exception):
+    """A sibling of the changed path has a task call never created: the stored jobs are not the full
+    outcome of earlier plans (a workflow reopened by a retry), so the whole canvas must be planned."""
+
+
+_UNKNOWN: Any = object()
+
+
+def plan_after(canvas: Canvas, outcomes: Mapping[str, LeafOutcome], path: str) -> Plan:
+    """:func:`plan` after the job at ``path`` changed, when every earlier plan's jobs were created: the same
+    answer, in time independent of the canvas's size for a chain.
+
+    Only the nodes from that leaf up to the root are evaluated. Going up, a chain whose step at ``path``
+    is done evaluates the steps after it (those before it are done: it exists); a group or chord header
+    whose member at ``path`` is still pending is pending (its other members have nothing new to start),
+    and evaluates its other members only once that member is done. Falls back to :func:`plan` when a
+    sibling has a task call that was never created.
+    """
+    ancestors: list[tuple[Canvas, str, str]] = []  # (node, its path, the segment leading down to ``path``)
+    node: Canvas = canvas
+    node_path = ""
+    for segment in path.split(".") if path else []:
+        ancestors.append((node, node_path, segment))
+        node = _child(node, segment)
+        node_path = f"{node_path}.{segment}" if node_path else segment
+    outcome = outcomes.get(path)
+    if outcome is None or not isinstance(node, Signature):
+        return plan(canvas, outcomes)
+    status = _evaluate_leaf(node, path, _UNKNOWN, outcomes, None)
+    try:
+        for parent, parent_path, segment in reversed(ancestors):
+            status = _up(parent, parent_path, segment, status, outcomes)
+    except _NeedFullPlan:
+        return plan(canvas, outcomes)
+    return _plan_of(status)
+
+
+def _plan_of(status: _Status) -> Plan:
+    if isinstance(status, _Done):
+        return Plan(ready=[], state=JobState.SUCCESS, result=status.result)
+    if isinstance(status, _Failed):
+        state = JobState.REVOKED if status.leaf.state == JobState.REVOKED else JobState.FAILURE
+        return Plan(ready=[], state=state, error=status.error, failed_path=status.path)
+    return Plan(ready=status.ready)
+
+
+def _child(node: Canvas, segment: str) -> Canvas:
+    if isinstance(node, Chain):
+        return node.steps[int(segment)]
+    if isinstance(node, Group):
+        return node.members[int(segment)]
+    if isinstance(node, Chord):
+        return node.body if segment == "b" else node.header[int(segment)]
+    raise KeyError(f"a task call has no children ({segment!r})")
+
+
+def _up(node: Canvas, path: str, segment: str, status: _Status, outcomes: Mapping[str, LeafOutcome]) -> _Status:
+    """The status of ``node`` given the ``status`` of its child at ``segment``."""
+    prefix = f"{path}." if path else ""
+    if isinstance(node, Chain):
+        if not isinstance(status, _Done):
+            return status
+        value = status.result
+        for index in range(int(segment) + 1, len(node.steps)):
+            status = _evaluate(node.steps[index], f"{prefix}{index}", value, outcomes)
+            if not isinstance(status, _Done):
+                return status
+            value = status.result
+        return _Done(value)
+    if isinstance(node, Chord) and segment == "b":
+        return status
+    if not isinstance(status, _Done):
+        return status
+    members = node.members if isinstance(node, Group) else node.header if isinstance(node, Chord) else []
+    group_id = node.id if isinstance(node, (Group, Chord)) else None
+    results: list[Any] = []
+    pending = False
+    changed = int(segment)
+    for index, member in enumerate(members):
+        if index == changed:
+            results.append(status.result)
+            continue
+        sibling = _evaluate(member, f"{prefix}{index}", _UNKNOWN, outcomes, (group_id, index))
+        if isinstance(sibling, _Failed):
+            return sibling
+        if isinstance(sibling, _Pending):
+            if sibling.ready:
+                raise _NeedFullPlan
+            pending = True
+        else:
+            results.append(sibling.result)
+    if pending:
+        return _Pending([])
+    if isinstance(node, Group):
+        return _Done(results)
+    assert isinstance(node, Chord)
+    if node.open:
+        return _Pending([])
+    return _evaluate(node.body, f"{prefix}b", results, outcomes)
