@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from domain.canvas import MAX_DEPTH, MAX_NODES, Canvas, Chain, Chord, Group, Signature, chain_of
 from domain.errors import InvalidCanvas
 from domain.json_values import ensure_json
+from entrypoints.http.options import canvas_options
 
 _SIGNATURE_KEYS = frozenset({"task", "args", "kwargs", "immutable", "options"})
 _OPTION_KEYS = frozenset({"countdown", "priority", "max_retries", "time_limit", "queue", "routing_key"})
@@ -84,8 +87,15 @@ def _signature(value: dict[str, Any], where: str) -> Signature:
         raise InvalidCanvas(f"{where}.kwargs: expected an object")
     if not isinstance(immutable, bool):
         raise InvalidCanvas(f"{where}.immutable: expected true or false")
-    if not isinstance(options, dict) or set(options) - _OPTION_KEYS:
+    if not isinstance(options, dict):
         raise InvalidCanvas(f"{where}.options: expected an object with only {sorted(_OPTION_KEYS)}")
+    try:
+        checked = canvas_options(options)  # exactly as POST /jobs checks its options
+    except msgspec.ValidationError as exc:
+        detail, _, at = str(exc).rpartition(" - at `$")
+        if not detail:
+            detail, at = str(exc), ""
+        raise InvalidCanvas(f"{where}.options{at.rstrip('`')}: {detail}") from None
     try:
         ensure_json(args, f"{where}.args")
         ensure_json(kwargs, f"{where}.kwargs")
@@ -96,48 +106,13 @@ def _signature(value: dict[str, Any], where: str) -> Signature:
         args=args,
         kwargs=kwargs,
         immutable=immutable,
-        countdown=_number(options, "countdown", where, minimum=0),
-        priority=_integer(options, "priority", where),
-        max_retries=_integer(options, "max_retries", where, minimum=0),
-        time_limit=_number(options, "time_limit", where, minimum=0, exclusive=True),
-        queue=_name(options, "queue", where),
-        routing_key=_name(options, "routing_key", where),
+        countdown=checked.countdown,
+        priority=checked.priority,
+        max_retries=checked.max_retries,
+        time_limit=checked.time_limit,
+        queue=checked.queue,
+        routing_key=checked.routing_key,
     )
-
-
-def _name(options: dict[str, Any], name: str, where: str) -> str | None:
-    value = options.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value or len(value) > 200 or any(ch.isspace() for ch in value):
-        raise InvalidCanvas(f"{where}.options.{name}: expected a name (1 to 200 characters, no spaces)")
-    return value
-
-
-def _number(options: dict[str, Any], name: str, where: str, *, minimum: float, exclusive: bool = False) -> float | None:
-    value = options.get(name)
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or value < minimum
-        or (exclusive and value == minimum)
-    ):
-        bound = f"> {minimum}" if exclusive else f">= {minimum}"
-        raise InvalidCanvas(f"{where}.options.{name}: expected a number {bound}")
-    return float(value)
-
-
-def _integer(options: dict[str, Any], name: str, where: str, *, minimum: int | None = None) -> int | None:
-    value = options.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
-        raise InvalidCanvas(
-            f"{where}.options.{name}: expected an integer" + (f" >= {minimum}" if minimum is not None else "")
-        )
-    return value
 
 
 def canvas_to_json(canvas: Canvas) -> dict[str, Any]:

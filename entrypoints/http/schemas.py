@@ -10,11 +10,12 @@ import msgspec
 from msgspec import Meta
 
 from application.registry import TaskDefinition
-from domain.canvas import MAX_COUNTDOWN, Signature
+from domain.canvas import Signature
 from domain.job import ErrorInfo, Job, Progress
 from domain.project import Plan, Project
 from domain.workflow import Workflow
 from entrypoints.http.canvas_json import canvas_to_json
+from entrypoints.http.options import JobOptions
 
 # A page cursor (a next_cursor), as a query parameter: ASCII digits only, at most 18 of them.
 CURSOR_PATTERN = "^[0-9]{1,18}$"
@@ -25,31 +26,6 @@ CURSOR = re.compile(CURSOR_PATTERN)  # used with fullmatch: no trailing newline 
 NOT_BLANK = r"[^\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 TaskName = Annotated[str, Meta(min_length=1, max_length=200, description="A registered task name, e.g. geekblog.add")]
-
-
-QueueName = Annotated[
-    str,
-    Meta(
-        min_length=1,
-        max_length=200,
-        pattern=r"^\S+$",
-        description="Celery's queue / routing key: stored on the job and shown (scheduling by queue is to come)",
-    ),
-]
-
-
-class JobOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """How to run a job; each defaults to the task's own option."""
-
-    countdown: Annotated[float, Meta(ge=0, le=MAX_COUNTDOWN, description="Seconds to wait before starting")] | None = (
-        None
-    )
-    eta: Annotated[datetime, Meta(description="When to start (ISO 8601; UTC if no offset)")] | None = None
-    priority: Annotated[int, Meta(ge=-1000, le=1000, description="Higher runs first")] | None = None
-    max_retries: Annotated[int, Meta(ge=0, le=1000)] | None = None
-    time_limit: Annotated[float, Meta(gt=0, description="Hard time limit in seconds")] | None = None
-    queue: QueueName | None = None
-    routing_key: QueueName | None = None
 
 
 class JobSubmission(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

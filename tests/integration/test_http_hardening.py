@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 
+from entrypoints.container import Container
+from entrypoints.http.app import create_app
+from entrypoints.settings import Settings
 from tests.integration.test_http_fast_path import (
     JSON,
     TOKEN,
@@ -21,6 +24,7 @@ from tests.integration.test_http_fast_path import (
     pair,  # noqa: F401  (fixtures)
     pairs,  # noqa: F401
     persistence,  # noqa: F401
+    running,
     same_answer,
     stored,
     submission,
@@ -122,3 +126,113 @@ class TestHead:
         get = await same_answer(pair, "GET", "/jobs/x/cancel")
         head = normalized(await call(pair.plain.app, "HEAD", "/jobs/x/cancel"))
         assert get[0] == head[0] == 405
+
+
+# ------------------------------------------------------------------------------------------------
+# finding 5: canvas nodes are validated as POST /jobs validates a job
+# ------------------------------------------------------------------------------------------------
+
+OPTION_VALUES: list[tuple[str, Any]] = [
+    *(("priority", v) for v in (10**30, -(10**30), 2**63, -(2**63) - 1, 2**63 - 1, 1000, 1001, -1000, -1001, 7)),
+    *(("priority", v) for v in ("5", 5.0, 5.5, True, None, "high")),
+    *(("max_retries", v) for v in (10**30, 2**63, -1, 0, 1000, 1001, 3)),
+    *(("countdown", v) for v in (-1, 0, 0.5, 1e9, 10**30, 316_224_000)),
+    *(("time_limit", v) for v in (0, -1, 0.5, 10**30)),
+    *(("queue", v) for v in ("", "a b", "x" * 201, "q", 5)),
+    *(("routing_key", v) for v in ("rk", "\t")),
+]
+
+
+def workflow(canvas: dict[str, Any]) -> bytes:
+    return json.dumps({"canvas": canvas}).encode()
+
+
+async def post(app: Any, path: str, body: bytes) -> tuple[int, Any]:
+    messages = await call(app, "POST", path, body, JSON)
+    return messages[0]["status"], json.loads(messages[1]["body"])
+
+
+class TestCanvasValidation:
+    @pytest.mark.parametrize(("name", "value"), OPTION_VALUES, ids=lambda v: repr(v)[:20])
+    async def test_canvas_options_are_checked_as_job_options(self, pair: Pair, name: str, value: Any) -> None:  # noqa: F811
+        app = pair.plain.app
+        job_status, _ = await post(app, "/jobs", submission(options={name: value}))
+        node = {"task": "compat.add", "args": [1, 2], "options": {name: value}}
+        for canvas in (
+            node,
+            {"chain": [{"task": "compat.add", "args": [1, 2]}, {**node, "args": [3]}]},
+            {"group": [node, node]},
+            {"chord": {"header": [{"task": "compat.add", "args": [1, 2]}], "body": {**node, "args": []}}},
+        ):
+            status, body = await post(app, "/workflows", workflow(canvas))
+            assert status < 500, body
+            assert (status == 202) == (job_status == 202), (job_status, status, body)
+            if status != 202:
+                assert status in (400, 422) and body["status"] == status and name in body["detail"]
+
+    async def test_a_refused_canvas_stores_nothing(self, pair: Pair) -> None:  # noqa: F811
+        canvas = {
+            "chain": [{"task": "compat.add", "args": [1, 2]}, {"task": "compat.add", "options": {"priority": 10**30}}]
+        }
+        status, _ = await post(pair.plain.app, "/workflows", workflow(canvas))
+        assert status == 422
+        assert await stored(pair.plain) == []
+
+    @pytest.mark.parametrize(
+        "canvas",
+        [
+            {"task": "compat.add", "args": [1]},
+            {"chain": [{"task": "compat.add", "args": [1, 2, 3]}, {"task": "compat.add", "args": [1]}]},
+            {
+                "chain": [
+                    {"group": [{"task": "compat.add", "args": [1, 2]}, {"task": "compat.add"}]},
+                    {"task": "compat.total"},
+                ]
+            },
+            {"group": [{"task": "compat.add", "args": [1, 2]}, {"task": "compat.add", "kwargs": {"z": 1}}]},
+            {"chord": {"header": [{"task": "compat.add", "args": [1]}], "body": {"task": "compat.total"}}},
+            {"chain": [{"task": "compat.add", "args": [1, 2]}, {"task": "compat.add", "args": [1], "immutable": True}]},
+        ],
+        ids=["lone", "chain-first", "group-in-chain-first", "group-member", "chord-header", "immutable-later"],
+    )
+    async def test_known_arguments_are_checked_before_anything_is_stored(
+        self,
+        pair: Pair,  # noqa: F811
+        canvas: dict[str, Any],
+    ) -> None:
+        status, body = await post(pair.plain.app, "/workflows", workflow(canvas))
+        assert status == 422, body
+        assert body["type"] == "urn:geekblog:problem:invalid-arguments", body
+        assert await stored(pair.plain) == []
+
+    async def test_a_later_step_gets_its_predecessors_result_so_is_not_checked_alone(self, pair: Pair) -> None:  # noqa: F811
+        canvas = {"chain": [{"task": "compat.add", "args": [1, 2]}, {"task": "compat.add", "args": [10]}]}
+        status, body = await post(pair.plain.app, "/workflows", workflow(canvas))
+        assert status == 202, body
+
+    @pytest.mark.parametrize("number", [2**63, -(2**63) - 1, 10**30])
+    async def test_integers_past_64_bits_are_refused_at_the_edge(self, pair: Pair, number: int) -> None:  # noqa: F811
+        canvas = {"chain": [{"task": "compat.echo", "args": [1]}, {"task": "compat.echo", "kwargs": {"n": [number]}}]}
+        status, body = await post(pair.plain.app, "/workflows", workflow(canvas))
+        assert status == 422, body
+        answers = await same_answer(pair, "POST", "/jobs", submission(task="compat.echo", args=[number]), JSON)
+        assert answers[0] == 422
+        for side in pair:
+            assert await stored(side) == []
+
+    async def test_integers_past_the_digit_limit_are_a_4xx(self, pair: Pair) -> None:  # noqa: F811
+        big = b"9" * 1500  # within the body limit here (2 KiB): decoded, then refused as past 64 bits
+        status, _ = await post(
+            pair.plain.app, "/workflows", b'{"canvas": {"task": "compat.echo", "args": [' + big + b"]}}"
+        )
+        assert status == 422
+        answer = await same_answer(pair, "POST", "/jobs", b'{"task": "compat.echo", "args": [' + big + b"]}", JSON)
+        assert answer[0] == 422
+        settings = Settings(persistence="memory", task_modules=("tests.integration.compat_tasks",), shutdown_grace=0.5)
+        app = create_app(Container(settings=settings))
+        huge = b"9" * 5000  # past Python's int-string digit limit (4300): msgspec refuses it while decoding
+        async with running(app):
+            status, _ = await post(app, "/workflows", b'{"canvas": {"task": "compat.echo", "args": [' + huge + b"]}}")
+            assert status == 400
+            status, _ = await post(app, "/jobs", b'{"task": "compat.echo", "args": [' + huge + b"]}")
+            assert status == 400

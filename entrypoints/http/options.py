@@ -1,0 +1,55 @@
+"""The options of a task call, one definition for ``POST /jobs`` (``JobOptions``) and every task node of
+``POST /workflows`` (``CanvasOptions``): same types, same bounds, same conversions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from domain.canvas import MAX_COUNTDOWN
+
+QueueName = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=200,
+        pattern=r"^\S+$",
+        description="Celery's queue / routing key: stored on the job and shown (scheduling by queue is to come)",
+    ),
+]
+Countdown = Annotated[float, Meta(ge=0, le=MAX_COUNTDOWN, description="Seconds to wait before starting")]
+Priority = Annotated[int, Meta(ge=-1000, le=1000, description="Higher runs first")]
+MaxRetries = Annotated[int, Meta(ge=0, le=1000)]
+TimeLimit = Annotated[float, Meta(gt=0, description="Hard time limit in seconds")]
+
+
+class CanvasOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The options of a task node in a canvas: those of ``JobOptions`` but ``eta``."""
+
+    countdown: Countdown | None = None
+    priority: Priority | None = None
+    max_retries: MaxRetries | None = None
+    time_limit: TimeLimit | None = None
+    queue: QueueName | None = None
+    routing_key: QueueName | None = None
+
+
+class JobOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """How to run a job; each defaults to the task's own option."""
+
+    countdown: Countdown | None = None
+    eta: Annotated[datetime, Meta(description="When to start (ISO 8601; UTC if no offset)")] | None = None
+    priority: Priority | None = None
+    max_retries: MaxRetries | None = None
+    time_limit: TimeLimit | None = None
+    queue: QueueName | None = None
+    routing_key: QueueName | None = None
+
+
+def canvas_options(options: object) -> CanvasOptions:
+    """``options`` converted as Litestar converts a ``JobOptions`` body (``strict=False``); raises
+    :class:`msgspec.ValidationError` naming the bad option."""
+    return msgspec.convert(options, CanvasOptions, strict=False)
