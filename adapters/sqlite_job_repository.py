@@ -37,7 +37,14 @@ from typing import Any, Final
 import msgspec
 
 from adapters.due_index import DueIndex
-from adapters.sqlite_maintenance import PURGE_JOBS_SQL, PURGE_WORKFLOWS_SQL
+from adapters.sqlite_maintenance import (
+    PRIVATE_FILE,
+    PURGE_JOBS_SQL,
+    PURGE_WORKFLOWS_SQL,
+    create_private_file,
+    make_private_directories,
+    tighten,
+)
 from application.ports import Commit, Guard, JobFilter, JobPage, JobRepository
 from domain.canvas import Canvas
 from domain.errors import Conflict, NotStorable
@@ -520,11 +527,13 @@ class SqliteJobRepository(JobRepository):
             return
         try:
             self._resolve_path()
-            self.real_path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_directories(self.real_path.parent)
             self._lock_fd = self._take_lock()
             self._refuse_other_links()
+            self._make_files_private()
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geekblog-sqlite-writer")
             await self._on_writer(self._open_writer)
+            self._make_files_private()  # a -wal/-shm SQLite just created has the database's mode already
             self._reader = sqlite3.connect(self.real_path, check_same_thread=False, isolation_level=None)
             self._reader.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
             self._reader.execute("PRAGMA query_only = ON")
@@ -584,9 +593,12 @@ class SqliteJobRepository(JobRepository):
             await self._release()
 
     def _take_lock(self) -> int:
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(fd).st_mode & 0o777 != PRIVATE_FILE:
+                with contextlib.suppress(PermissionError):  # another user's lock file keeps its mode
+                    os.fchmod(fd, PRIVATE_FILE)
         except BlockingIOError:
             os.close(fd)
             raise StorageLocked(f"{self.path} is in use by another engine (lock file {self.lock_path})") from None
@@ -601,6 +613,14 @@ class SqliteJobRepository(JobRepository):
         """The real path (symlinks and ``..`` resolved, as far as the path exists) and its lock file."""
         self.real_path = Path(os.path.realpath(self.path))
         self.lock_path = Path(f"{self.real_path}.lock")
+
+    def _make_files_private(self) -> None:
+        """The database created 0600 (before SQLite creates it with the umask's mode); an existing one, and
+        its ``-wal``, ``-shm`` and ``-journal``, lose any group or other permissions (SQLite creates those
+        files with the database's mode, but leaves existing ones as they are)."""
+        if not create_private_file(self.real_path):
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                tighten(f"{self.real_path}{suffix}")
 
     def _refuse_other_links(self) -> None:
         """A database file with several hard links could be opened by another engine under another name

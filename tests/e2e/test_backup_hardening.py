@@ -1,11 +1,13 @@
 """``geekblog backup`` never writes over the database's own files, and a failed backup leaves nothing behind
-(issue 11, finding 7). Run as the real executable beside a real service."""
+(issue 11, finding 7); a backup is 0600 whatever the umask (finding 8). Run as the real executable beside a
+real service."""
 
 from __future__ import annotations
 
 import os
 import resource
 import sqlite3
+import stat
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -159,3 +161,29 @@ class TestAFailedBackupLeavesNothingBehind:
             assert connection.execute("SELECT count(*) FROM jobs").fetchone() == (3,)
         finally:
             connection.close()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000, 0o277], ids=["umask-022", "umask-000", "umask-277"])
+def test_a_backup_is_private_whatever_the_umask(
+    make_service: Callable[..., Service], tmp_path: Path, umask: int
+) -> None:
+    service = make_service()
+    fill(service, 1)
+    fresh, replaced = tmp_path / "fresh.db", tmp_path / "replaced.db"
+    replaced.write_bytes(b"an older backup")
+    os.chmod(replaced, 0o644)
+
+    def set_umask() -> None:
+        os.umask(umask)
+
+    for target, force in ((fresh, ()), (replaced, ("--force",))):
+        done = run_backup(
+            str(target),
+            *force,
+            "--db",
+            str(service.db_path),
+            env=service.env,
+            preexec_fn=set_umask,
+        )
+        assert done.returncode == 0, done.stderr
+        assert oct(stat.S_IMODE(target.stat().st_mode)) == "0o600", target

@@ -1,12 +1,15 @@
-"""The database file's hardening: one engine per file whatever path names it (issue 11, finding 3)."""
+"""The database file's hardening: one engine per file whatever path names it (issue 11, finding 3), and
+files 0600 / directories 0700 whatever the umask (finding 8)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import sqlite3
+import stat
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -135,3 +138,70 @@ class TestOneEngineWhateverThePath:
         hard.unlink()
         async with opened(live_db):
             pass
+
+
+@pytest.fixture(params=[0o022, 0o000, 0o077, 0o277], ids=lambda umask: f"umask-{umask:03o}")
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """The process's umask set for the test (and restored after it)."""
+    previous = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(previous)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def modes(*paths: Path) -> dict[str, str]:
+    return {path.name: oct(mode(path)) for path in paths}
+
+
+def job(job_id: str) -> Job:
+    return Job(id=job_id, task="tasks.add", due_at=0.0, created_at=0.0)
+
+
+class TestPrivateFiles:
+    async def test_a_new_database_its_wal_shm_lock_and_directories_are_private_whatever_the_umask(
+        self, tmp_path: Path, umask: int
+    ) -> None:
+        os.chmod(tmp_path, 0o755)
+        db = tmp_path / "new" / "deeper" / "tasks.db"
+        async with opened(db) as repo:
+            await repo.commit(Commit(jobs=[job("secret-arguments")]))
+            files = [db, Path(f"{db}-wal"), Path(f"{db}-shm"), Path(f"{db}.lock")]
+            assert modes(*files) == {path.name: "0o600" for path in files}
+            directories = [tmp_path / "new", tmp_path / "new" / "deeper"]
+            assert modes(*directories) == {path.name: "0o700" for path in directories}
+        assert mode(tmp_path) == 0o755, "a directory the engine did not create keeps its mode"
+        async with opened(db) as repo:  # and it opens again (the lock file is still readable and writable)
+            assert await repo.get("secret-arguments") is not None
+
+    async def test_an_existing_loose_database_is_tightened_when_opened(self, tmp_path: Path, umask: int) -> None:
+        db = tmp_path / "tasks.db"
+        async with opened(db) as repo:
+            await repo.commit(Commit(jobs=[job("old")]))
+            reader = sqlite3.connect(db)  # keeps the -wal and -shm after the engine closes
+        try:
+            assert reader.execute("SELECT count(*) FROM jobs").fetchone() == (1,)
+            files = [db, Path(f"{db}-wal"), Path(f"{db}-shm"), Path(f"{db}.lock")]
+            for path in files:
+                os.chmod(path, 0o666 if path.suffix == ".lock" else 0o644)
+            async with opened(db) as repo:
+                assert modes(*files) == {path.name: "0o600" for path in files}
+                assert await repo.get("old") is not None
+        finally:
+            reader.close()
+
+    def test_tightening_follows_no_symlink_and_leaves_missing_files_alone(self, tmp_path: Path) -> None:
+        from adapters.sqlite_maintenance import tighten
+
+        elsewhere = tmp_path / "elsewhere.txt"
+        elsewhere.write_text("not the engine's")
+        os.chmod(elsewhere, 0o644)
+        (tmp_path / "tasks.db-wal").symlink_to(elsewhere)
+        tighten(tmp_path / "tasks.db-wal")
+        tighten(tmp_path / "missing.db")
+        assert mode(elsewhere) == 0o644
+        assert not (tmp_path / "missing.db").exists()
