@@ -1,5 +1,9 @@
 """The ASGI module for any ASGI server: ``uvicorn entrypoints.asgi:app`` (settings from the environment)."""
 
+from entrypoints.container import Container
 from entrypoints.http.app import create_app
+from entrypoints.http.hosts import guard_hosts
+from entrypoints.settings import Settings
 
-app = create_app()
+settings = Settings.from_env()
+app = guard_hosts(create_app(Container(settings=settings)), settings)  # the Host header checked first

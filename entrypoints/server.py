@@ -11,6 +11,7 @@ import uvicorn
 from adapters.sqlite_job_repository import SqliteJobRepository, StorageError
 from entrypoints.container import Container
 from entrypoints.http.connections import Limits, protocol_class
+from entrypoints.http.hosts import guard_hosts
 from entrypoints.logging_setup import configure_logging
 from entrypoints.settings import Settings
 
@@ -38,7 +39,7 @@ def serve(settings: Settings) -> int:
     where = f"SQLite at {settings.db_path}" if settings.persistence == "sqlite" else "in memory (nothing durable)"
     print(f"GeekBlog Tasks: http://{settings.host}:{settings.port} ({where}); API docs at /schema", flush=True)
     config = uvicorn.Config(
-        app,
+        guard_hosts(app, settings),  # the Host header checked in front of everything (DNS rebinding)
         host=settings.host,
         port=settings.port,
         log_config=None,

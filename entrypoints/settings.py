@@ -24,6 +24,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     mode: Literal["production", "development"] = "production"
     task_modules: tuple[str, ...] = ()
     api_token: str | None = None
+    allowed_hosts: tuple[str, ...] | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     shutdown_grace: float = 10.0
@@ -79,6 +80,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for name in ("max_result_bytes", "max_step_args_bytes", "max_workflow_bytes"):
             if getattr(self, name) < 1024:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1024, got {getattr(self, name)}")
+        if self.allowed_hosts is not None and (
+            not self.allowed_hosts or any(not _is_host_name(name) for name in self.allowed_hosts)
+        ):
+            raise SettingsError(
+                f"{PREFIX}ALLOWED_HOSTS must be comma-separated host names (or *), got {self.allowed_hosts}"
+            )
         if self.persistence == "sqlite" and not self.db_path:
             raise SettingsError(f"{PREFIX}DB_PATH must not be empty with {PREFIX}PERSISTENCE=sqlite")
 
@@ -91,7 +98,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             value = environ.get(PREFIX + field.name.upper())
             if value is None or value == "":
                 continue
-            if field.name == "task_modules":
+            if field.name in ("task_modules", "allowed_hosts"):
                 raw[field.name] = [part.strip() for part in value.split(",") if part.strip()]
             else:
                 raw[field.name] = value
@@ -99,6 +106,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             return msgspec.convert(raw, cls, strict=False)
         except msgspec.ValidationError as exc:
             raise SettingsError(_name_the_variable(str(exc))) from None
+
+
+def _is_host_name(name: str) -> bool:
+    """A host name or address as ``GEEKBLOG_ALLOWED_HOSTS`` takes it: no port, no path, no spaces; or ``*``."""
+    if not name or "/" in name or any(c.isspace() for c in name):
+        return False
+    return (name.startswith("[") and name.endswith("]")) or ":" not in name
 
 
 def _name_the_variable(message: str) -> str:

@@ -6,6 +6,7 @@ their answers must be the same bytes (see ``test_http_fast_path.py``, whose help
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,10 +15,12 @@ import pytest
 
 from entrypoints.container import Container
 from entrypoints.http.app import create_app
-from entrypoints.settings import Settings
+from entrypoints.http.hosts import HostGuard, allowed_hosts, guard_hosts
+from entrypoints.settings import Settings, SettingsError
 from tests.integration.test_http_fast_path import (
     JSON,
     TOKEN,
+    Messages,
     Pair,
     call,
     normalized,
@@ -236,3 +239,105 @@ class TestCanvasValidation:
             assert status == 400
             status, _ = await post(app, "/jobs", b'{"task": "compat.echo", "args": [' + huge + b"]}")
             assert status == 400
+
+
+# ------------------------------------------------------------------------------------------------
+# finding 6: allowed hosts (DNS rebinding)
+# ------------------------------------------------------------------------------------------------
+
+
+async def call_with_hosts(app: Any, path: str, hosts: list[bytes], method: str = "GET") -> Messages:
+    """What ``app`` sends for a bodiless request with exactly these ``Host`` headers."""
+    sent: Messages = []
+    incoming = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        sent.append(dict(message))
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+        "scheme": "http",
+        "method": method,
+        "root_path": "",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"host", host) for host in hosts],
+        "state": {},
+    }
+    await asyncio.wait_for(app(scope, receive, send), 10)
+    return sent
+
+
+LOOPBACK = [b"localhost", b"localhost:8000", b"LOCALHOST:1", b"127.0.0.1", b"127.0.0.1:65535", b"[::1]", b"[::1]:8000"]
+FOREIGN = [
+    [b"evil.example"],
+    [b"evil.example:8000"],
+    [b"localhost.evil.example"],
+    [b"127.0.0.1.nip.io:8000"],
+    [b"localhost:80x"],
+    [b"[::1]x"],
+    [b"::1"],
+    [b"0.0.0.0:8000"],
+    [b"127.0.0.2"],
+    [b""],
+    [b"\xff"],
+    [],  # no Host
+    [b"localhost", b"evil.example"],  # two
+]
+
+
+class TestAllowedHosts:
+    @pytest.mark.parametrize("host", LOOPBACK)
+    async def test_loopback_names_are_answered_without_a_token(self, pair: Pair, host: bytes) -> None:  # noqa: F811
+        for side in pair:
+            guarded = guard_hosts(side.app, Settings())
+            assert isinstance(guarded, HostGuard)
+            assert (await call_with_hosts(guarded, "/jobs/no-such-job", [host]))[0]["status"] == 404
+
+    @pytest.mark.parametrize("hosts", FOREIGN, ids=repr)
+    async def test_other_hosts_get_400_on_the_fast_path_and_litestar_alike(
+        self,
+        pair: Pair,  # noqa: F811
+        hosts: list[bytes],
+    ) -> None:
+        answers = []
+        for side in pair:
+            guarded = guard_hosts(side.app, Settings())
+            for method, path in (("GET", "/jobs/no-such-job"), ("GET", "/tasks"), ("POST", "/jobs"), ("HEAD", "/jobs")):
+                answers.append(await call_with_hosts(guarded, path, hosts, method))
+        assert all(answer == answers[0] for answer in answers)
+        status, headers, body, _ = normalized(answers[0])
+        assert status == 400 and dict(headers)[b"content-type"] == "application/problem+json"
+        assert body["type"] == "urn:geekblog:problem:host-not-allowed" and "GEEKBLOG_ALLOWED_HOSTS" in body["detail"]
+        assert pair.fast.reached_litestar == []
+        for side in pair:
+            assert await stored(side) == []
+
+    async def test_health_is_answered_for_any_host(self, pair: Pair) -> None:  # noqa: F811
+        guarded = guard_hosts(pair.plain.app, Settings())
+        assert (await call_with_hosts(guarded, "/health", [b"evil.example"]))[0]["status"] == 200
+
+    def test_which_hosts_are_allowed(self) -> None:
+        assert allowed_hosts(Settings()) == {"localhost", "127.0.0.1", "[::1]"}
+        assert allowed_hosts(Settings(api_token="t")) is None  # a rebinding page cannot send the token
+        assert allowed_hosts(Settings(allowed_hosts=("tasks.example", "*"))) is None
+        env = {"GEEKBLOG_ALLOWED_HOSTS": "Tasks.Example, 10.0.0.5,[fe80::1]", "GEEKBLOG_API_TOKEN": "t"}
+        assert allowed_hosts(Settings.from_env(env)) == {"tasks.example", "10.0.0.5", "[fe80::1]"}
+        for bad in (",", "a b", "host:8000", "http://x", "x/y"):
+            with pytest.raises(SettingsError, match="GEEKBLOG_ALLOWED_HOSTS"):
+                Settings.from_env({"GEEKBLOG_ALLOWED_HOSTS": bad})
+
+    async def test_allowed_hosts_widen_the_list(self, pair: Pair) -> None:  # noqa: F811
+        guarded = guard_hosts(pair.plain.app, Settings(allowed_hosts=("tasks.example",)))
+        assert (await call_with_hosts(guarded, "/tasks", [b"tasks.example:8000"]))[0]["status"] == 200
+        assert (await call_with_hosts(guarded, "/tasks", [b"localhost"]))[0]["status"] == 400
+        anyhost = guard_hosts(pair.plain.app, Settings(allowed_hosts=("*",)))
+        assert (await call_with_hosts(anyhost, "/tasks", [b"evil.example"]))[0]["status"] == 200
