@@ -103,3 +103,22 @@ async def test_the_issues_amplifying_canvas_ends_failure_with_memory_and_databas
     print(f"RSS growth {rss_growth / 2**20:.1f} MiB, database growth {db_growth / 2**20:.1f} MiB")
     assert db_growth < 32 * 2**20, f"the database grew by {db_growth / 2**20:.1f} MiB"
     assert rss_growth < 120 * 2**20, f"RSS grew by {rss_growth / 2**20:.1f} MiB"
+
+
+def test_the_limits_come_from_the_environment_and_a_too_small_one_stops_the_service() -> None:
+    from entrypoints.settings import SettingsError
+
+    settings = Settings.from_env(
+        {
+            "GEEKBLOG_PERSISTENCE": "memory",
+            "GEEKBLOG_MAX_RESULT_BYTES": "2048",
+            "GEEKBLOG_MAX_STEP_ARGS_BYTES": "4096",
+            "GEEKBLOG_MAX_WORKFLOW_BYTES": "65536",
+        }
+    )
+    engine = Container(settings=settings).engine()
+    assert (engine.workflows.limits.max_result_bytes, engine.workflows.limits.max_step_args_bytes) == (2048, 4096)
+    assert engine.workflows.limits.max_workflow_bytes == 65536
+    assert Container(settings=Settings(persistence="memory")).engine().workflows.limits.max_result_bytes == 2**20
+    with pytest.raises(SettingsError, match="GEEKBLOG_MAX_RESULT_BYTES"):
+        Settings.from_env({"GEEKBLOG_MAX_RESULT_BYTES": "10"})
