@@ -48,9 +48,7 @@ def serve(settings: Settings) -> int:
         lifespan="on",
         loop="uvloop",
         # uvicorn's httptools protocol with the head/body timeouts, head size cap and connection cap it lacks
-        # (entrypoints/http/connections.py says why). limit_concurrency is one more than the cap because uvicorn
-        # counts the requesting connection itself: a request is refused with 503 only when max_connections other
-        # connections are open (none of them idle: idle ones are closed to make room) or as many requests run.
+        # (entrypoints/http/connections.py says why); it also does limit_concurrency's job (503 past the cap).
         http=protocol_class(
             Limits(
                 max_connections=settings.max_connections,
@@ -60,7 +58,6 @@ def serve(settings: Settings) -> int:
                 max_header_bytes=settings.max_header_bytes,
             )
         ),
-        limit_concurrency=settings.max_connections + 1,
         timeout_keep_alive=settings.keepalive_timeout,  # type: ignore[arg-type]  # a float works (call_later)
         h11_max_incomplete_event_size=settings.max_header_bytes,  # only if someone switches to http="h11"
     )

@@ -29,8 +29,9 @@ So :func:`protocol_class` returns a subclass of :class:`HttpToolsProtocol` that 
 - **a connection cap** (``GEEKBLOG_MAX_CONNECTIONS``): when a connection arrives with that many open, the
   connection idle the longest (no request in progress: fresh, between requests or still sending its
   head) is closed to make room, so idle sockets can never lock out real clients nor use up file
-  descriptors. Only when every connection has a request in progress does the new one get uvicorn's
-  ``503`` (``limit_concurrency``), which also caps requests in progress at the same number.
+  descriptors. Only when every connection has a request in progress does the new one's request get
+  ``503`` problem+json (uvicorn's ``limit_concurrency`` check, done here: uvicorn's counts idle
+  connections and answers text/plain); requests in progress are capped at the same number.
 """
 
 from __future__ import annotations
@@ -41,7 +42,11 @@ from collections import OrderedDict
 from typing import Any
 
 import httptools
+import msgspec
+from litestar.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from entrypoints.http.problems import PROBLEM_JSON, Problem
 
 log = logging.getLogger("geekblog.connections")
 
@@ -75,6 +80,28 @@ def _response(status: bytes, detail: str) -> bytes:
 
 TIMEOUT_408 = _response(b"408 Request Timeout", "the request head did not arrive in time")
 TOO_LARGE_431 = _response(b"431 Request Header Fields Too Large", "the request head is too large")
+
+
+UNAVAILABLE = msgspec.json.encode(
+    Problem(
+        type="urn:geekblog:problem:too-many-connections",
+        title="Service unavailable",
+        status=503,
+        detail="every connection the service takes (GEEKBLOG_MAX_CONNECTIONS) has a request in progress; try again",
+    )
+)
+
+
+async def service_unavailable(scope: Scope, receive: Receive, send: Send) -> None:
+    """The answer past the connection cap (uvicorn's is text/plain)."""
+    headers = [
+        (b"content-type", PROBLEM_JSON.encode()),
+        (b"content-length", str(len(UNAVAILABLE)).encode()),
+        (b"retry-after", b"1"),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": UNAVAILABLE, "more_body": False})
 
 
 class _HeadTooLarge(Exception):
@@ -191,7 +218,17 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._head_timer = None
         self.idle.pop(self, None)
         self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_timed_out)
-        super().on_headers_complete()
+        limit = self.limits.max_connections
+        if len(self.connections) > limit or len(self.tasks) >= limit:
+            # uvicorn's limit_concurrency, with a problem+json answer: run this one request with it
+            self.logger.warning("Exceeded concurrency limit.")
+            app, self.app = self.app, service_unavailable
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = app
+        else:
+            super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         if self._body_timer is not None:

@@ -197,6 +197,8 @@ def test_past_max_connections_busy_ones_leave_503(make_service: Callable[..., Se
         time.sleep(0.3)
         response = httpx.get(f"{service.url}/health", timeout=5)
         assert response.status_code == 503
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["type"] == "urn:geekblog:problem:too-many-connections"
     finally:
         for sock in busy:
             sock.close()
