@@ -17,6 +17,8 @@ import pytest
 from tests.e2e.conftest import Service
 from tests.support.fake_openai import Call, FakeOpenAI, error_body, part_number
 
+pytestmark = pytest.mark.slow  # long: a SIGKILLed child and its restart (make test still runs it)
+
 SECTIONS = 5
 STEP = 0.3  # seconds each model call takes
 

@@ -36,6 +36,7 @@ from entrypoints.celery_compat import (
 )
 from tests.integration import compat_tasks
 from tests.integration.compat_tasks import RELEASE, add, blocker, boom, submits_from_thread
+from tests.support.waiting import eventually, not_done_within
 
 T = TypeVar("T")
 
@@ -107,8 +108,7 @@ class TestGetFromAThread:
     async def test_a_waiting_thread_is_woken_when_the_job_finishes(self) -> None:
         handle = await blocker.delay()
         waiting = asyncio.ensure_future(off_loop(lambda: handle.get(timeout=10)))
-        await asyncio.sleep(0.1)
-        assert not waiting.done()
+        await not_done_within(waiting, 0.1)
         RELEASE.set()
         assert await asyncio.wait_for(waiting, 10) is None
         assert handle.state == states.SUCCESS
@@ -119,8 +119,7 @@ class TestGetFromAThread:
         with pytest.raises(TimeoutError):
             await off_loop(lambda: handle.get(timeout=0.2))
         assert time.monotonic() - started < 5
-        await asyncio.sleep(0.05)  # the loop drops the waiter
-        assert engine.jobs.waiting_threads == 0
+        await eventually(lambda: engine.jobs.waiting_threads == 0, what="the waiter is dropped")
 
     async def test_a_woken_waiter_is_dropped(self, engine: Engine) -> None:
         handle = await add.apply_async((1, 2), countdown=0.2)
@@ -144,8 +143,7 @@ async def test_stopping_the_engine_wakes_threads_still_waiting(tmp_path: Path) -
     async with embedded_engine(db_path=str(tmp_path / "stop.db"), task_modules=["tests.integration.compat_tasks"]):
         handle = await add.apply_async((1, 2), countdown=600)
         waiting = asyncio.ensure_future(off_loop(lambda: handle.get(timeout=None)))
-        await asyncio.sleep(0.1)
-        assert not waiting.done()
+        await not_done_within(waiting, 0.1)
     with pytest.raises(EngineStopped):
         await asyncio.wait_for(waiting, 10)
 
@@ -165,7 +163,8 @@ class TestCommitFromThread:
                 await engine.jobs.get(job.id)
             return
         assert found == job
-        await asyncio.sleep(0.05)  # the commit's queue change is applied on the commit's own thread
+        # the commit's queue change is applied on the commit's own thread
+        await eventually(lambda: engine.repo.peek_next_due() is not None, what="the job is queued")
         claimed = await engine.repo.claim(owner="me", now=time.time() + 700, limit=5, lease_until=time.time() + 800)
         assert [each.id for each in claimed] == [job.id]
 
@@ -201,8 +200,7 @@ class TestOnSqlite:
         other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
         try:
             submitted = asyncio.ensure_future(off_loop(lambda: add.delay(20, 1)))
-            await asyncio.sleep(0.2)
-            assert not submitted.done()  # waiting (within the busy timeout), not failed
+            await not_done_within(submitted, 0.2)  # waiting (within the busy timeout), not failed
         finally:
             other.execute("COMMIT")
             other.close()

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.reliability.crash_loop import Config, run
+
+pytestmark = pytest.mark.slow  # long: a SIGKILLed child and its restart (make test still runs it)
 
 KILLS = 5
 
