@@ -12,8 +12,7 @@ from adapters.memory_job_repository import InMemoryJobRepository
 from adapters.memory_project_repository import InMemoryProjectRepository
 from adapters.offline_text_generator import OfflineTextGenerator
 from adapters.prometheus_metrics import PrometheusMetrics
-from adapters.sqlite_job_repository import SqliteJobRepository
-from adapters.sqlite_project_repository import SqliteProjectRepository
+from adapters.sqlite import SqliteJobRepository, SqliteProjectRepository
 from adapters.system import SystemClock, UuidSource
 from application.article_pipeline import ArticlePipeline
 from application.engine import Engine, EngineSettings

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import msgspec
 
-from adapters.sqlite_maintenance import BackupRefused, backup, check_backup_target, open_existing, purge
+from adapters.sqlite.maintenance import BackupRefused, backup, check_backup_target, open_existing, purge
 from entrypoints.settings import Settings, SettingsError
 
 EXIT_OK = 0

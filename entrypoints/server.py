@@ -8,7 +8,7 @@ import sys
 
 import uvicorn
 
-from adapters.sqlite_job_repository import SqliteJobRepository, StorageError
+from adapters.sqlite import SqliteJobRepository, StorageError
 from entrypoints.container import Container
 from entrypoints.http.connections import Limits, protocol_class
 from entrypoints.http.hosts import guard_hosts

@@ -10,7 +10,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from adapters.sqlite_job_repository import StorageError
+from adapters.sqlite import StorageError
 from domain.errors import (
     Conflict,
     InvalidArguments,

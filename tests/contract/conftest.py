@@ -9,8 +9,7 @@ import pytest
 
 from adapters.memory_job_repository import InMemoryJobRepository
 from adapters.memory_project_repository import InMemoryProjectRepository
-from adapters.sqlite_job_repository import SqliteJobRepository
-from adapters.sqlite_project_repository import SqliteProjectRepository
+from adapters.sqlite import SqliteJobRepository, SqliteProjectRepository
 from application.ports import JobRepository
 from application.ports.project_repository import ProjectRepository
 

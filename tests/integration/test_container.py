@@ -8,7 +8,7 @@ import pytest
 from dependency_injector import providers
 
 from adapters.memory_job_repository import InMemoryJobRepository
-from adapters.sqlite_job_repository import SqliteJobRepository
+from adapters.sqlite import SqliteJobRepository
 from entrypoints.celery_compat import embedded_engine
 from entrypoints.container import Container
 from entrypoints.settings import Settings, SettingsError

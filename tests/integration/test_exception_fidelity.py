@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.sqlite_job_repository import SqliteJobRepository
+from adapters.sqlite import SqliteJobRepository
 from application.engine import Engine
 from application.outcomes import error_info
 from application.ports import Commit

@@ -25,7 +25,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from adapters.sqlite_job_repository import StorageError
+from adapters.sqlite import StorageError
 from application.engine import Engine
 from application.ports import JobFilter
 from entrypoints.container import Container

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from adapters.sqlite_job_repository import (
+from adapters.sqlite import (
     MIGRATIONS,
     SCHEMA_VERSION,
     NotADatabase,
@@ -313,22 +313,22 @@ class TestCommitsFromOtherThreads:
     async def test_a_commit_waiting_for_the_write_lock_joins_the_holders_transaction(self, tmp_path: Path) -> None:
         async with opened(tmp_path / "jobs.db") as repo:
             outcome: list[bool] = []
-            repo._write_lock.acquire()  # the loop is in the middle of a write
+            repo.writer._write_lock.acquire()  # the loop is in the middle of a write
             try:
                 waiting = threading.Thread(
                     target=lambda: outcome.append(repo.commit_from_thread(Commit(jobs=[make_job("from-thread")])))
                 )
                 waiting.start()
                 deadline = time.monotonic() + 5
-                while not repo._from_threads:  # the thread queued its commit and waits for the lock
+                while not repo.writer._from_threads:  # the thread queued its commit and waits for the lock
                     assert time.monotonic() < deadline
                     await asyncio.sleep(0.001)
                 before = repo.transactions
                 # The loop's own write, still under the lock, takes the thread's commit along.
-                assert repo._write_batch_locked([]) == []
+                assert repo.writer._write_batch_locked([]) == []
                 assert repo.transactions == before + 1
             finally:
-                repo._write_lock.release()
+                repo.writer._write_lock.release()
             waiting.join(5)
             assert outcome == [True]
             assert repo.transactions == before + 1  # the thread found its commit done: no second transaction
@@ -347,7 +347,7 @@ async def test_children_are_read_through_their_index(tmp_path: Path) -> None:
     repo = SqliteJobRepository(str(tmp_path / "children.db"))
     await repo.open()
     try:
-        plan = repo.query(
+        plan = repo.writer.read(
             "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE options IS NOT NULL"
             " AND json_extract(options, '$.parent_id') = ? ORDER BY seq",
             ("x",),

@@ -6,7 +6,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from adapters.sqlite_job_repository import SqliteJobRepository
+from adapters.sqlite import SqliteJobRepository
 from application.ports import Commit, JobFilter
 from domain.job import Job
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.sqlite_job_repository import SqliteJobRepository, StorageLocked
+from adapters.sqlite import SqliteJobRepository, StorageLocked
 from application.ports import Commit
 from domain.job import Job
 
@@ -89,7 +89,7 @@ class TestOneEngineWhateverThePath:
         names = other_names(live_db, tmp_path)
         script = (
             "import asyncio, sys\n"
-            "from adapters.sqlite_job_repository import SqliteJobRepository, StorageLocked\n"
+            "from adapters.sqlite import SqliteJobRepository, StorageLocked\n"
             "async def main():\n"
             "    for path in sys.argv[1:]:\n"
             "        try:\n"
@@ -195,7 +195,7 @@ class TestPrivateFiles:
             reader.close()
 
     def test_tightening_follows_no_symlink_and_leaves_missing_files_alone(self, tmp_path: Path) -> None:
-        from adapters.sqlite_maintenance import tighten
+        from adapters.sqlite.files import tighten
 
         elsewhere = tmp_path / "elsewhere.txt"
         elsewhere.write_text("not the engine's")

@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
 import msgspec
+
+from adapters.sqlite.files import PRIVATE_FILE
 
 _TERMINAL: Final = "('SUCCESS', 'FAILURE', 'REVOKED')"
 
@@ -41,56 +42,6 @@ PURGE_JOBS_SQL: Final = f"""
 COMPANION_SUFFIXES: Final = ("", "-wal", "-shm", "-journal", ".lock")
 """The database file itself and the files beside it that belong to it: SQLite's WAL, shared memory and
 rollback journal, and the engine's lock file."""
-
-
-PRIVATE_FILE: Final = 0o600
-PRIVATE_DIRECTORY: Final = 0o700
-"""The modes of the files the engine writes (the database, its ``-wal``/``-shm``/``-journal``, the lock
-file, backups) and of the directories it creates for them, whatever the umask: they hold every task's
-arguments and results. (SQLite gives the files it creates beside a database the database's own mode.)"""
-
-
-def make_private_directories(directory: str | os.PathLike[str]) -> None:
-    """Create ``directory`` and its missing parents, each 0700 whatever the umask; existing ones are left as
-    they are (the operator chose their modes)."""
-    missing: list[Path] = []
-    current = Path(directory)
-    while not os.path.lexists(current) and current != current.parent:
-        missing.append(current)
-        current = current.parent
-    for path in reversed(missing):
-        try:
-            os.mkdir(path, PRIVATE_DIRECTORY)
-        except FileExistsError:
-            if not path.is_dir():
-                raise
-        else:
-            os.chmod(path, PRIVATE_DIRECTORY)  # mkdir's mode is masked by the umask
-
-
-def create_private_file(path: str | os.PathLike[str]) -> bool:
-    """Create ``path`` empty and 0600 whatever the umask; False (nothing done) if it exists already."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE)
-    except FileExistsError:
-        return False
-    try:
-        os.fchmod(fd, PRIVATE_FILE)
-    finally:
-        os.close(fd)
-    return True
-
-
-def tighten(path: str | os.PathLike[str]) -> None:
-    """Take the group's and others' permissions off an existing regular file (a symlink is not followed;
-    a missing file, or one another user owns, is left alone)."""
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISREG(info.st_mode) and info.st_mode & 0o077:
-        with contextlib.suppress(PermissionError):
-            os.chmod(path, stat.S_IMODE(info.st_mode) & 0o700)
 
 
 class BackupRefused(ValueError):

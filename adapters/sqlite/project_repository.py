@@ -1,4 +1,4 @@
-"""The SQLite project repository: projects in the engine's own database file, through its writer."""
+"""The SQLite project repository: projects in the engine's own database file, as SQL on top of its writer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any, Final
 
 import msgspec
 
-from adapters.sqlite_job_repository import SqliteJobRepository
+from adapters.sqlite.job_repository import SqliteJobRepository
+from adapters.sqlite.writer import SqliteWriter
 from application.ports.project_repository import ProjectPage, ProjectRepository
 from domain.errors import NotFound
 from domain.project import Plan, Project, ProjectStatus
@@ -28,7 +29,12 @@ class SqliteProjectRepository(ProjectRepository):
     """
 
     def __init__(self, database: SqliteJobRepository) -> None:
-        self._db = database
+        self._database = database
+
+    @property
+    def _db(self) -> SqliteWriter:
+        """The database's writer (looked up on use: a test may stand another repository in for the jobs)."""
+        return self._database.writer
 
     async def create(self, project: Project) -> None:
         await self._db.execute(
@@ -63,14 +69,12 @@ class SqliteProjectRepository(ProjectRepository):
         )
 
     async def get(self, project_id: str) -> Project | None:
-        rows = self._db.query(f"SELECT {_COLUMNS} FROM projects WHERE id = ?", (project_id,))
+        rows = self._db.read(f"SELECT {_COLUMNS} FROM projects WHERE id = ?", (project_id,))
         return self._project(rows[0]) if rows else None
 
     async def list_projects(self, *, limit: int, cursor: str | None = None) -> ProjectPage:
         where, params = ("WHERE seq < ?", [int(cursor)]) if cursor else ("", [])
-        rows = self._db.query(
-            f"SELECT {_COLUMNS} FROM projects {where} ORDER BY seq DESC LIMIT ?", [*params, limit + 1]
-        )
+        rows = self._db.read(f"SELECT {_COLUMNS} FROM projects {where} ORDER BY seq DESC LIMIT ?", [*params, limit + 1])
         more = len(rows) > limit
         rows = rows[:limit]
         return ProjectPage(
@@ -133,7 +137,7 @@ class SqliteProjectRepository(ProjectRepository):
             raise NotFound("project", project_id)
 
     def _project(self, row: Sequence[Any]) -> Project:
-        sections = self._db.query(
+        sections = self._db.read(
             "SELECT section_id, research, draft FROM project_sections WHERE project_id = ?", (row[0],)
         )
         return Project(

@@ -1,0 +1,211 @@
+"""The SQLite schema: the numbered migrations, the tables' columns and the statements the writer runs."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+from adapters.sqlite.errors import SchemaTooNew
+from domain.job import Job
+from domain.workflow import Workflow
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: jobs and workflows.
+    """
+    CREATE TABLE jobs (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        task TEXT NOT NULL,
+        args TEXT NOT NULL,
+        kwargs TEXT NOT NULL,
+        state TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        due_at REAL NOT NULL,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        attempts INTEGER NOT NULL,
+        max_retries INTEGER NOT NULL,
+        time_limit REAL,
+        retry_on_worker_lost INTEGER NOT NULL,
+        result TEXT,
+        error TEXT,
+        progress TEXT,
+        workflow_id TEXT,
+        node TEXT,
+        lease_owner TEXT,
+        lease_expires_at REAL,
+        waiting_on TEXT
+    );
+    CREATE INDEX jobs_claim ON jobs (priority DESC, due_at, seq) WHERE state IN ('PENDING', 'RETRY');
+    CREATE INDEX jobs_due ON jobs (due_at) WHERE state IN ('PENDING', 'RETRY');
+    CREATE INDEX jobs_workflow ON jobs (workflow_id, seq);
+    CREATE INDEX jobs_state ON jobs (state, seq);
+    CREATE INDEX jobs_task ON jobs (task, seq);
+    CREATE INDEX jobs_leased ON jobs (lease_expires_at) WHERE state = 'STARTED' AND lease_owner IS NOT NULL;
+    CREATE TABLE workflows (
+        id TEXT PRIMARY KEY,
+        canvas TEXT NOT NULL,
+        state TEXT NOT NULL,
+        result TEXT,
+        error TEXT,
+        created_at REAL NOT NULL,
+        finished_at REAL,
+        parent_job_id TEXT
+    );
+    """,
+    # 2: the outermost workflow of jobs and workflows created by self.replace.
+    """
+    ALTER TABLE jobs ADD COLUMN root_id TEXT;
+    CREATE INDEX jobs_root ON jobs (root_id, seq) WHERE root_id IS NOT NULL;
+    ALTER TABLE workflows ADD COLUMN root_id TEXT;
+    """,
+    # 3: GeekBlog projects (adapters/sqlite/project_repository.py), one row per section output.
+    """
+    CREATE TABLE projects (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        topic TEXT NOT NULL,
+        audience TEXT NOT NULL,
+        tone TEXT NOT NULL,
+        sections_wanted INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        plan TEXT,
+        article TEXT,
+        finished TEXT,
+        workflow_id TEXT,
+        error TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE project_sections (
+        project_id TEXT NOT NULL,
+        section_id TEXT NOT NULL,
+        research TEXT,
+        draft TEXT,
+        PRIMARY KEY (project_id, section_id)
+    ) WITHOUT ROWID;
+    """,
+    # 4: finding finished work to purge (GEEKBLOG_RESULT_TTL, geekblog purge).
+    """
+    CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state IN ('SUCCESS', 'FAILURE', 'REVOKED');
+    CREATE INDEX workflows_finished ON workflows (finished_at) WHERE state IN ('SUCCESS', 'FAILURE', 'REVOKED');
+    """,
+    # 5: claims come from the in-memory due index now: these indexes only cost writes.
+    """
+    DROP INDEX jobs_claim;
+    DROP INDEX jobs_due;
+    """,
+    # 6: Celery's per-call options (queue, headers, expires, callbacks, parent/root ids) as JSON.
+    """
+    ALTER TABLE jobs ADD COLUMN options TEXT;
+    ALTER TABLE workflows ADD COLUMN lineage TEXT;
+    """,
+    # 7: a job's children (AsyncResult.children): the jobs whose Celery parent it is.
+    """
+    CREATE INDEX jobs_parent ON jobs (json_extract(options, '$.parent_id'), seq) WHERE options IS NOT NULL;
+    """,
+)
+"""Schema migrations: ``MIGRATIONS[i]`` takes the database to ``PRAGMA user_version = i + 1``."""
+
+SCHEMA_VERSION: Final[int] = len(MIGRATIONS)
+
+JOB_COLUMNS: Final[tuple[str, ...]] = (
+    "id",
+    "task",
+    "args",
+    "kwargs",
+    "state",
+    "priority",
+    "due_at",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "attempts",
+    "max_retries",
+    "time_limit",
+    "retry_on_worker_lost",
+    "result",
+    "error",
+    "progress",
+    "workflow_id",
+    "node",
+    "lease_owner",
+    "lease_expires_at",
+    "waiting_on",
+    "root_id",
+    "options",
+)
+WORKFLOW_COLUMNS: Final[tuple[str, ...]] = (
+    "id",
+    "canvas",
+    "state",
+    "result",
+    "error",
+    "created_at",
+    "finished_at",
+    "parent_job_id",
+    "root_id",
+    "lineage",
+)
+
+if Job.__struct_fields__ != JOB_COLUMNS or Workflow.__struct_fields__ != WORKFLOW_COLUMNS:  # pragma: no cover
+    raise RuntimeError("the SQLite schema no longer matches Job/Workflow: add a migration and update the columns")
+
+JOB_SELECT: Final = ", ".join(JOB_COLUMNS)
+WORKFLOW_SELECT: Final = ", ".join(WORKFLOW_COLUMNS)
+
+
+def _upsert_sql(table: str, columns: Sequence[str]) -> str:
+    updates = ", ".join(f"{column} = excluded.{column}" for column in columns if column != "id")
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        f"ON CONFLICT(id) DO UPDATE SET {updates}"
+    )
+
+
+UPSERT_JOB: Final = _upsert_sql("jobs", JOB_COLUMNS)
+UPSERT_WORKFLOW: Final = _upsert_sql("workflows", WORKFLOW_COLUMNS)
+GUARD_SQL: Final = "SELECT id, state, lease_owner FROM jobs WHERE id IN ({ids})"
+# leased_jobs names its partial index: without ANALYZE statistics the planner prefers jobs_state.
+CLAIM_SQL: Final = f"""
+    UPDATE jobs
+    SET state = 'STARTED', started_at = ?, attempts = attempts + 1,
+        lease_owner = ?, lease_expires_at = ?, progress = NULL
+    WHERE id IN ({{ids}}) AND state IN ('PENDING', 'RETRY')
+    RETURNING {JOB_SELECT}
+"""
+"""Placeholders, not json_each: with ``IN (?, ...)`` SQLite looks each id up in its index."""
+QUEUED_SQL: Final = "SELECT id, priority, due_at, seq FROM jobs WHERE state IN ('PENDING', 'RETRY') ORDER BY seq"
+PROGRESS_SQL: Final = "UPDATE jobs SET progress = ? WHERE id = ? AND lease_owner = ? RETURNING seq"
+RENEW_SQL: Final = "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?"
+
+
+def placeholders(count: int) -> str:
+    """``?, ?, ...`` for an ``IN (...)`` of ``count`` values."""
+    return ", ".join("?" * count)
+
+
+def migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Take the database to :data:`SCHEMA_VERSION` in one transaction; ``path`` is named in messages."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"{path} has schema version {version}, newer than this engine's {SCHEMA_VERSION}: upgrade it"
+        )
+    if version == SCHEMA_VERSION:
+        return
+    script = "\n".join(
+        ["BEGIN IMMEDIATE;", *MIGRATIONS[version:], f"PRAGMA user_version = {SCHEMA_VERSION};", "COMMIT;"]
+    )
+    try:
+        db.executescript(script)
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise

@@ -1,0 +1,143 @@
+"""One transaction of the writer's batch, on the writing connection: the operations a batch holds, how a
+run of commits is applied (guards checked in one SELECT, one upsert per table), and checkpoints."""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from adapters.sqlite.rows import CommitRows, claimed_jobs
+from adapters.sqlite.schema import (
+    CLAIM_SQL,
+    GUARD_SQL,
+    PROGRESS_SQL,
+    RENEW_SQL,
+    UPSERT_JOB,
+    UPSERT_WORKFLOW,
+    placeholders,
+)
+from application.ports import Guard
+from domain.errors import Conflict
+
+__all__ = ["Kind", "Params", "checkpoint", "is_busy", "run_transaction"]
+
+Params = Sequence[Any] | Mapping[str, Any]
+
+
+def _guard_problem(guard: Guard, current: tuple[str, str | None] | None) -> str | None:
+    """Why ``guard`` does not hold for a job whose (state, lease_owner) is ``current``; None if it holds."""
+    if current is None:
+        return f"job {guard.job_id} does not exist"
+    state, lease_owner = current
+    if guard.owner is not None and lease_owner != guard.owner:
+        return f"job {guard.job_id} is no longer leased to {guard.owner}"
+    if guard.states is not None and state not in guard.states:
+        return f"job {guard.job_id} is {state}"
+    return None
+
+
+class Kind(enum.Enum):
+    COMMIT = enum.auto()
+    CLAIM = enum.auto()
+    PROGRESS = enum.auto()
+    RENEW = enum.auto()
+    EXECUTE = enum.auto()
+
+
+def run_transaction(db: sqlite3.Connection, items: list[tuple[Kind, Any]]) -> list[Any]:
+    """Run ``items`` in one transaction; an outcome per item (a ``Conflict`` for a failed guard)."""
+    db.execute("BEGIN IMMEDIATE")
+    outcomes: list[Any] = []
+    index = 0
+    while index < len(items):
+        kind, payload = items[index]
+        if kind is Kind.COMMIT:
+            end = index + 1
+            while end < len(items) and items[end][0] is Kind.COMMIT:
+                end += 1
+            outcomes.extend(_apply_commits(db, [queued for _, queued in items[index:end]]))
+            index = end
+            continue
+        if kind is Kind.CLAIM:
+            params, ids = payload
+            sql = CLAIM_SQL.replace("{ids}", placeholders(len(ids)))
+            outcomes.append(claimed_jobs(db.execute(sql, params).fetchall(), ids))
+        elif kind is Kind.PROGRESS:
+            outcomes.append(bool(db.execute(PROGRESS_SQL, payload).fetchall()))
+        elif kind is Kind.EXECUTE:
+            outcomes.append(_execute_statements(db, payload))
+        else:
+            db.executemany(RENEW_SQL, payload)
+            outcomes.append(None)
+        index += 1
+    db.execute("COMMIT")
+    return outcomes
+
+
+def _apply_commits(db: sqlite3.Connection, commits: list[CommitRows]) -> list[Conflict | None]:
+    """Apply a run of consecutive commits: one SELECT for all their guards, one upsert per table.
+
+    The guards are checked in order against the stored rows as updated by the earlier commits of
+    the run (their rows carry each job's state and lease owner), exactly as if run one by one.
+    """
+    guarded = {commit.guard.job_id for commit in commits if commit.guard is not None}
+    current: dict[str, tuple[str, str | None]] = {}
+    if guarded:
+        ids = sorted(guarded)
+        rows = db.execute(GUARD_SQL.replace("{ids}", placeholders(len(ids))), ids).fetchall()
+        current = {row[0]: (row[1], row[2]) for row in rows}
+    outcomes: list[Conflict | None] = []
+    workflow_rows: list[tuple[Any, ...]] = []
+    job_rows: list[tuple[Any, ...]] = []
+    for commit in commits:
+        if commit.guard is not None:
+            problem = _guard_problem(commit.guard, current.get(commit.guard.job_id))
+            if problem is not None:
+                outcomes.append(Conflict(problem))
+                continue
+        workflow_rows.extend(commit.workflow_rows)
+        job_rows.extend(commit.job_rows)
+        if guarded:
+            for job_id, state, lease_owner in commit.job_keys:
+                if job_id in guarded:
+                    current[job_id] = (state, lease_owner)
+        outcomes.append(None)
+    if workflow_rows:
+        db.executemany(UPSERT_WORKFLOW, workflow_rows)
+    if job_rows:
+        db.executemany(UPSERT_JOB, job_rows)
+    return outcomes
+
+
+# --- reads --------------------------------------------------------------------------------------------
+
+
+def _execute_statements(db: sqlite3.Connection, statements: list[tuple[str, Params]]) -> int:
+    first = -1
+    for sql, params in statements:
+        cursor = db.execute(sql, params)
+        if first < 0:
+            first = cursor.rowcount
+            if first == 0:
+                break
+    return max(first, 0)
+
+
+def checkpoint(connection: sqlite3.Connection) -> bool:
+    """Whether the checkpoint finished (the WAL was reset).
+
+    TRUNCATE, not PASSIVE: with commits arriving back to back a passive checkpoint never catches up,
+    so the WAL is never reset and grows without end (450 MB for 20,000 jobs). TRUNCATE holds new
+    writers for the few milliseconds it takes; inline commits then fall back to this same thread.
+    """
+    try:
+        row = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    except sqlite3.Error:
+        return False
+    return row is not None and row[0] == 0
+
+
+def is_busy(exc: object) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
