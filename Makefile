@@ -34,6 +34,7 @@ unit: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: install
 	$(VENV)/bin/mypy
@@ -56,7 +57,7 @@ bench-embedded: install
 	$(PY) bench/embedded_throughput.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
 
 ## container-test: build the image (Containerfile) with podman and check it end to end (needs ../shared/container)
 container-test:

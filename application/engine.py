@@ -23,7 +23,10 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Engine:
-    """A durable task engine: submit and control jobs through :attr:`jobs`; :meth:`start` runs them."""
+    """A durable task engine: submit and control jobs through :attr:`jobs`; :meth:`start` runs them.
+
+    It starts and stops the services it is given (the container builds them; :meth:`assemble` builds them
+    for code that has no container)."""
 
     def __init__(
         self,
@@ -32,8 +35,10 @@ class Engine:
         registry: TaskRegistry,
         runner: Runner,
         bus: EventBus,
-        clock: Clock,
-        ids: IdSource,
+        workflows: WorkflowEngine,
+        dispatcher: Dispatcher,
+        maintenance: Maintenance,
+        jobs: JobService,
         settings: EngineSettings,
     ) -> None:
         self.repo = repo
@@ -42,35 +47,47 @@ class Engine:
         self.settings = settings
         self.runner = runner
         self._started = False
-        self.workflows = WorkflowEngine(repo, registry, clock, ids, bus)
-        self.dispatcher = Dispatcher(
+        self.workflows = workflows
+        self.dispatcher = dispatcher
+        self.maintenance = maintenance
+        self.jobs = jobs
+
+    @classmethod
+    def assemble(
+        cls,
+        *,
+        repo: JobRepository,
+        registry: TaskRegistry,
+        runner: Runner,
+        bus: EventBus,
+        clock: Clock,
+        ids: IdSource,
+        settings: EngineSettings,
+    ) -> Engine:
+        """An engine with its services built from these parts, as the container wires them."""
+        workflows = WorkflowEngine(repo, registry, clock, ids, bus)
+        dispatcher = new_dispatcher(
             repo=repo,
             runner=runner,
             registry=registry,
-            workflows=self.workflows,
+            workflows=workflows,
             clock=clock,
             bus=bus,
-            owner=ids.new_id(),
-            max_concurrent=settings.max_concurrent_tasks,
-            lease_seconds=settings.lease_seconds,
+            ids=ids,
+            settings=settings,
         )
-        self.maintenance = Maintenance(
-            repo=repo,
-            dispatcher=self.dispatcher,
-            clock=clock,
-            result_ttl=settings.result_ttl,
-            interval=settings.maintenance_interval,
-        )
-        self.jobs = JobService(
+        return cls(
             repo=repo,
             registry=registry,
-            workflows=self.workflows,
-            clock=clock,
-            ids=ids,
+            runner=runner,
             bus=bus,
-            wake=self.dispatcher.wake,
-            cancel_running=self.dispatcher.cancel_running,
-            starter=self.dispatcher,
+            workflows=workflows,
+            dispatcher=dispatcher,
+            maintenance=new_maintenance(repo=repo, dispatcher=dispatcher, clock=clock, settings=settings),
+            jobs=new_job_service(
+                repo=repo, registry=registry, workflows=workflows, clock=clock, ids=ids, bus=bus, dispatcher=dispatcher
+            ),
+            settings=settings,
         )
 
     @property
@@ -103,3 +120,65 @@ class Engine:
                 await self.runner.close()
             finally:
                 await self.repo.close()
+
+
+def new_dispatcher(
+    *,
+    repo: JobRepository,
+    runner: Runner,
+    registry: TaskRegistry,
+    workflows: WorkflowEngine,
+    clock: Clock,
+    bus: EventBus,
+    ids: IdSource,
+    settings: EngineSettings,
+) -> Dispatcher:
+    """The dispatcher of one engine: its own lease owner id, the concurrency and lease of ``settings``."""
+    return Dispatcher(
+        repo=repo,
+        runner=runner,
+        registry=registry,
+        workflows=workflows,
+        clock=clock,
+        bus=bus,
+        owner=ids.new_id(),
+        max_concurrent=settings.max_concurrent_tasks,
+        lease_seconds=settings.lease_seconds,
+    )
+
+
+def new_maintenance(
+    *, repo: JobRepository, dispatcher: Dispatcher, clock: Clock, settings: EngineSettings
+) -> Maintenance:
+    """The periodic recovery and purge of one engine, on the interval and result TTL of ``settings``."""
+    return Maintenance(
+        repo=repo,
+        dispatcher=dispatcher,
+        clock=clock,
+        result_ttl=settings.result_ttl,
+        interval=settings.maintenance_interval,
+    )
+
+
+def new_job_service(
+    *,
+    repo: JobRepository,
+    registry: TaskRegistry,
+    workflows: WorkflowEngine,
+    clock: Clock,
+    ids: IdSource,
+    bus: EventBus,
+    dispatcher: Dispatcher,
+) -> JobService:
+    """The job service, woken, cancelling and starting jobs through ``dispatcher``."""
+    return JobService(
+        repo=repo,
+        registry=registry,
+        workflows=workflows,
+        clock=clock,
+        ids=ids,
+        bus=bus,
+        wake=dispatcher.wake,
+        cancel_running=dispatcher.cancel_running,
+        starter=dispatcher,
+    )

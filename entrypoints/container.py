@@ -13,24 +13,37 @@ from adapters.memory_project_repository import InMemoryProjectRepository
 from adapters.offline_text_generator import OfflineTextGenerator
 from adapters.prometheus_metrics import PrometheusMetrics
 from adapters.sqlite import SqliteJobRepository, SqliteProjectRepository
+from adapters.sqlite import maintenance as sqlite_maintenance
+from adapters.sqlite_errors import storage_failure as sqlite_storage_failure
 from adapters.system import SystemClock, UuidSource
 from application.article_pipeline import ArticlePipeline
-from application.engine import Engine, EngineSettings
+from application.engine import Engine, EngineSettings, new_dispatcher, new_job_service, new_maintenance
+from application.ports import Clock, EventBus, IdSource, JobRepository
+from application.ports.storage import no_translation
 from application.ports.text_generator import TextGenerator
+from application.registry import TaskRegistry
+from application.workflows import WorkflowEngine
 from domain.limits import Limits
 from entrypoints.compat import signals
 from entrypoints.compat.tasks import default_registry
 from entrypoints.settings import Settings
 
 
-def engine_with_signals(*, limits: Limits | None = None, **parts: Any) -> Engine:
-    """The engine, sending Celery's engine-side task signals (``task_revoked`` ...) to this process's receivers,
-    holding results and workflows to ``limits``."""
+def engine_with_signals(**parts: Any) -> Engine:
+    """The engine, sending Celery's engine-side task signals (``task_revoked`` ...) to this process's receivers."""
     engine = Engine(**parts)
-    if limits is not None:
-        engine.workflows.limits = limits
     signals.watch(engine)
     return engine
+
+
+def limited_workflows(
+    repo: JobRepository, registry: TaskRegistry, clock: Clock, ids: IdSource, bus: EventBus, *, limits: Limits | None
+) -> WorkflowEngine:
+    """The workflow engine, holding results and workflows to ``limits``."""
+    workflows = WorkflowEngine(repo, registry, clock, ids, bus)
+    if limits is not None:
+        workflows.limits = limits
+    return workflows
 
 
 def openai_generator(**options: Any) -> TextGenerator:
@@ -51,16 +64,28 @@ class Container(containers.DeclarativeContainer):
     bus = providers.Singleton(InProcessEventBus)
     metrics = providers.Singleton(PrometheusMetrics)
     runner = providers.Singleton(AsyncioRunner, threads=settings.provided.max_concurrent_tasks)
-    repo = providers.Selector(
+    # A new repository configured from the settings; ``repo`` is the engine's one, ``storage_probe`` one the
+    # server opens and closes before it starts, so a bad database stops it with one line.
+    new_repo = providers.Selector(
         settings.provided.persistence,
-        sqlite=providers.Singleton(
+        sqlite=providers.Factory(
             SqliteJobRepository,
             settings.provided.db_path,
             synchronous=settings.provided.synchronous,
             busy_timeout_ms=settings.provided.busy_timeout_ms,
             max_size_mb=settings.provided.max_db_mb,
         ),
-        memory=providers.Singleton(InMemoryJobRepository),
+        memory=providers.Factory(InMemoryJobRepository),
+    )
+    repo = providers.Singleton(new_repo)
+    storage_probe = providers.Factory(new_repo)
+    # Maintenance on the database file itself (``geekblog purge`` / ``backup``, also while serving).
+    database_files = providers.Object(sqlite_maintenance)
+    # Reads the errors the repository lets through (sqlite3's ...) as the application's storage errors.
+    storage_errors = providers.Selector(
+        settings.provided.persistence,
+        sqlite=providers.Object(sqlite_storage_failure),
+        memory=providers.Object(no_translation),
     )
     engine_settings = providers.Singleton(
         EngineSettings,
@@ -94,14 +119,42 @@ class Container(containers.DeclarativeContainer):
     pipeline = providers.Singleton(
         ArticlePipeline, projects=projects, generator=generator, bus=bus, clock=clock, ids=ids, workflows=repo
     )
+    # The engine's services, each overridable (``container.job_service.override(...)``); the engine only
+    # starts and stops them.
+    workflows = providers.Singleton(limited_workflows, repo, registry, clock, ids, bus, limits=limits)
+    dispatcher = providers.Singleton(
+        new_dispatcher,
+        repo=repo,
+        runner=runner,
+        registry=registry,
+        workflows=workflows,
+        clock=clock,
+        bus=bus,
+        ids=ids,
+        settings=engine_settings,
+    )
+    maintenance = providers.Singleton(
+        new_maintenance, repo=repo, dispatcher=dispatcher, clock=clock, settings=engine_settings
+    )
+    job_service = providers.Singleton(
+        new_job_service,
+        repo=repo,
+        registry=registry,
+        workflows=workflows,
+        clock=clock,
+        ids=ids,
+        bus=bus,
+        dispatcher=dispatcher,
+    )
     engine = providers.Singleton(
         engine_with_signals,
         repo=repo,
         registry=registry,
         runner=runner,
         bus=bus,
-        clock=clock,
-        ids=ids,
+        workflows=workflows,
+        dispatcher=dispatcher,
+        maintenance=maintenance,
+        jobs=job_service,
         settings=engine_settings,
-        limits=limits,
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import msgspec
 
-from adapters.sqlite.maintenance import BackupRefused, backup, check_backup_target, open_existing, purge
+from entrypoints.container import Container
 from entrypoints.settings import Settings, SettingsError
 
 EXIT_OK = 0
@@ -29,9 +29,10 @@ def purge_command(args: argparse.Namespace) -> int:
     if older_than < 0:
         return _fail(f"--older-than must not be negative, got {older_than}", EXIT_USAGE)
     db = args.db or settings.db_path
+    files = Container(settings=settings).database_files()
     try:
-        with contextlib.closing(open_existing(db)) as connection:
-            counts = purge(connection, time.time() - older_than)
+        with contextlib.closing(files.open_existing(db)) as connection:
+            counts = files.purge(connection, time.time() - older_than)
     except FileNotFoundError as exc:
         return _fail(str(exc), EXIT_USAGE)
     except sqlite3.Error as exc:
@@ -52,17 +53,18 @@ def backup_command(args: argparse.Namespace) -> int:
     if not Path(db).is_file():
         return _fail(f"no database at {db}", EXIT_USAGE)
     target = Path(args.file)
+    files = Container(settings=settings).database_files()
     try:
-        check_backup_target(db, target)  # before --force: never the database's own files, nor a directory
-    except BackupRefused as exc:
+        files.check_backup_target(db, target)  # before --force: never the database's own files, nor a directory
+    except files.BackupRefused as exc:
         return _fail(str(exc), EXIT_USAGE)
     if target.exists() and not args.force:
         return _fail(f"{target} exists (use --force to replace it)", EXIT_USAGE)
     if not target.parent.is_dir():
         return _fail(f"no directory {target.parent} for the backup", EXIT_USAGE)
     try:
-        report = backup(db, target)
-    except BackupRefused as exc:
+        report = files.backup(db, target)
+    except files.BackupRefused as exc:
         return _fail(str(exc), EXIT_USAGE)
     except (sqlite3.Error, OSError) as exc:
         return _fail(f"backup of {db} to {target} failed: {_one_line(exc)}", EXIT_UNAVAILABLE)

@@ -8,7 +8,7 @@ import sys
 
 import uvicorn
 
-from adapters.sqlite import SqliteJobRepository, StorageError
+from application.ports import JobRepository, StorageUnavailable
 from entrypoints.container import Container
 from entrypoints.http.connections import Limits, protocol_class
 from entrypoints.http.hosts import guard_hosts
@@ -23,12 +23,13 @@ def serve(settings: Settings) -> int:
 
     configure_logging(settings.mode)
     try:
-        app = create_app(Container(settings=settings))
+        container = Container(settings=settings)
+        app = create_app(container)
     except ImportError as exc:
         print(f"geekblog: GEEKBLOG_TASK_MODULES: cannot import {exc.name or exc}", file=sys.stderr)
         return 2
     if settings.persistence == "sqlite":
-        problem = asyncio.run(_check_storage(settings))
+        problem = asyncio.run(_check_storage(container.storage_probe(), settings))
         if problem:
             print(f"geekblog: {problem}", file=sys.stderr)
             return 1
@@ -85,12 +86,12 @@ def _ensure_file_descriptors(max_connections: int) -> str | None:
     return None
 
 
-async def _check_storage(settings: Settings) -> str | None:
-    """Open and close the database once, so a bad path or file stops the start with one line."""
-    repo = SqliteJobRepository(settings.db_path)
+async def _check_storage(repo: JobRepository, settings: Settings) -> str | None:
+    """Open and close the database once (a repository configured as the engine's, not the engine's own),
+    so a bad path or file stops the start with one line."""
     try:
         await repo.open()
-    except StorageError as exc:
+    except StorageUnavailable as exc:
         return str(exc)
     except OSError as exc:
         return f"cannot use {settings.db_path}: {exc.strerror or exc}"

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from application.ports import storage as ports_storage
+
 __all__ = ["NotADatabase", "SchemaTooNew", "StorageClosed", "StorageError", "StorageLocked"]
 
 
-class StorageError(Exception):
+class StorageError(ports_storage.StorageUnavailable):
     """The database file cannot be used (see the subclasses); the message names the path."""
 
 
-class StorageLocked(StorageError):
+class StorageLocked(StorageError, ports_storage.StorageLocked):
     """Another engine (process) has the database open."""
 
 

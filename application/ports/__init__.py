@@ -5,6 +5,7 @@ from application.ports.event_bus import EventBus, Subscription
 from application.ports.ids import IdSource
 from application.ports.job_repository import Commit, Guard, JobFilter, JobPage, JobRepository
 from application.ports.runner import Runner
+from application.ports.storage import StorageFull, StorageLocked, StorageUnavailable
 
 __all__ = [
     "Clock",
@@ -16,5 +17,8 @@ __all__ = [
     "JobPage",
     "JobRepository",
     "Runner",
+    "StorageFull",
+    "StorageLocked",
+    "StorageUnavailable",
     "Subscription",
 ]

@@ -20,7 +20,7 @@ from entrypoints.http.fast_path import install as install_fast_path
 from entrypoints.http.head import install as install_head
 from entrypoints.http.jobs import JobController
 from entrypoints.http.openapi import ClosedStructSchemaPlugin, document_optional_bodies, openapi_config
-from entrypoints.http.problems import EXCEPTION_HANDLERS
+from entrypoints.http.problems import exception_handlers
 from entrypoints.http.projects import ProjectController
 from entrypoints.http.system import health, metrics, ready, tasks
 from entrypoints.http.workflows import WorkflowController
@@ -68,7 +68,7 @@ def create_app(container: Container | None = None, *, fast_path: bool = True) ->
     app = Litestar(
         route_handlers=[JobController, WorkflowController, ProjectController, health, ready, metrics, tasks],
         dependencies=dependencies,
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=exception_handlers(container.storage_errors()),
         before_request=require_json_body,
         middleware=[bearer_token_middleware(settings.api_token)] if settings.api_token else [],
         request_max_body_size=settings.max_body_bytes,

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from adapters.sqlite import StorageError
+from application.ports.storage import (
+    StorageErrorTranslator,
+    StorageFull,
+    StorageLocked,
+    StorageUnavailable,
+    no_translation,
+)
 from domain.errors import (
     Conflict,
     InvalidArguments,
@@ -59,7 +64,7 @@ _TABLE: list[tuple[type[BaseException], int, str, str]] = [
     (InvalidArguments, 422, "Arguments do not fit the task", "invalid-arguments"),
     (InvalidTransition, 409, "Conflict with the job's state", "invalid-transition"),
     (Conflict, 409, "Conflict", "conflict"),
-    (StorageError, 503, "Storage unavailable", "storage-unavailable"),
+    (StorageUnavailable, 503, "Storage unavailable", "storage-unavailable"),
 ]
 
 
@@ -90,13 +95,16 @@ def handle_bad_encoding(request: Request[Any, Any, Any], exc: UnicodeDecodeError
     return problem(400, "Bad request", f"the request is not valid UTF-8: {exc.reason}", slug="bad-encoding")
 
 
-def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
-    if isinstance(exc, sqlite3.OperationalError):
+def handle_unexpected(
+    request: Request[Any, Any, Any], exc: Exception, translate: StorageErrorTranslator = no_translation
+) -> Response[Problem]:
+    failure = translate(exc)  # a storage adapter's own error (sqlite3's ...) that stands for a storage failure
+    if failure is not None:
         log.warning("storage unavailable on %s %s: %s", request.method, request.url.path, exc)
-        text = str(exc)
-        if "full" in text:
+        text = str(failure)
+        if isinstance(failure, StorageFull):
             detail = f"the database is full ({text}): nothing was written; free space and try again"
-        elif "locked" in text or "busy" in text:
+        elif isinstance(failure, StorageLocked):
             detail = f"the database is locked by another process ({text}): nothing was written; try again"
         else:
             detail = f"the database is unavailable ({text}): nothing was written"
@@ -134,8 +142,17 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     InvalidArguments: handle_domain_error,
     InvalidTransition: handle_domain_error,
     Conflict: handle_domain_error,
-    StorageError: handle_domain_error,
+    StorageUnavailable: handle_domain_error,
     RecursionError: handle_recursion,
     UnicodeDecodeError: handle_bad_encoding,
     Exception: handle_unexpected,
 }
+
+
+def exception_handlers(translate: StorageErrorTranslator) -> dict[type[Exception] | int, Any]:
+    """:data:`EXCEPTION_HANDLERS`, with errors the storage adapter lets through read by ``translate``."""
+
+    def handle_unexpected_with(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+        return handle_unexpected(request, exc, translate)
+
+    return {**EXCEPTION_HANDLERS, Exception: handle_unexpected_with}

@@ -5,8 +5,8 @@ from __future__ import annotations
 from litestar import MediaType, Response, get
 from litestar.di import NamedDependency
 
-from adapters.prometheus_metrics import PrometheusMetrics
 from application.engine import Engine
+from application.ports.metrics import Metrics
 from entrypoints.http.openapi import NOT_READY, problems
 from entrypoints.http.schemas import Health, TaskOut
 
@@ -30,7 +30,7 @@ async def ready(engine: NamedDependency[Engine]) -> Response[Health]:
 
 
 @get("/metrics", tags=["system"], summary="Prometheus metrics", media_type=MediaType.TEXT, responses=problems(503))
-async def metrics(engine: NamedDependency[Engine], metrics: NamedDependency[PrometheusMetrics]) -> Response[str]:
+async def metrics(engine: NamedDependency[Engine], metrics: NamedDependency[Metrics]) -> Response[str]:
     text = metrics.render(
         running=engine.dispatcher.active_jobs,
         states=await engine.repo.count_by_state(),

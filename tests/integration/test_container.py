@@ -9,6 +9,8 @@ from dependency_injector import providers
 
 from adapters.memory_job_repository import InMemoryJobRepository
 from adapters.sqlite import SqliteJobRepository
+from domain.canvas import Signature
+from domain.job import Job
 from entrypoints.celery_compat import embedded_engine
 from entrypoints.container import Container
 from entrypoints.settings import Settings, SettingsError
@@ -34,6 +36,36 @@ class TestContainer:
             assert await handle.get(timeout=5) == 3
         assert await fake.get(handle.id) is not None
         assert not (tmp_path / "unused.db").exists()
+
+    async def test_a_test_can_override_a_service(self) -> None:
+        container = Container(settings=Settings(persistence="memory"))
+        real = container.job_service()
+        submitted: list[str] = []
+
+        class RecordingJobs:
+            """The real job service, recording what is submitted through it."""
+
+            def __getattr__(self, name: str) -> object:
+                return getattr(real, name)
+
+            async def submit(self, signature: Signature, **options: object) -> Job:
+                submitted.append(signature.task)
+                return await real.submit(signature, **options)
+
+        container.job_service.override(providers.Object(RecordingJobs()))
+        engine = container.engine()
+        assert engine.jobs is container.job_service()
+        assert engine.dispatcher is container.dispatcher() is container.maintenance()._dispatcher
+        await engine.start()
+        try:
+            job = await engine.jobs.submit(Signature(task=add.name, args=[1, 2]))
+            await engine.jobs.wait(job.id, timeout=5)
+            stored = await engine.repo.get(job.id)
+            assert stored is not None
+            assert stored.result == 3
+        finally:
+            await engine.stop()
+        assert submitted == [add.name]
 
 
 class TestSettings:

@@ -123,7 +123,7 @@ async def engine(clock: FakeClock) -> AsyncIterator[Engine]:
             retry_kwargs={"countdown": 0, "priority": 5, "queue": "slow", "expires": 30},
         )
     )
-    built = Engine(
+    built = Engine.assemble(
         repo=InMemoryJobRepository(),
         registry=registry,
         runner=AsyncioRunner(threads=2),

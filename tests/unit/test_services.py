@@ -68,7 +68,7 @@ def build_engine(repo: InMemoryJobRepository, clock: FakeClock, settings: Engine
             retry_policy=RetryPolicy(default_retry_delay=30),
         )
     )
-    return Engine(
+    return Engine.assemble(
         repo=repo,
         registry=registry,
         runner=AsyncioRunner(threads=2),

@@ -1,0 +1,16 @@
+"""Metrics: what the service counts from the engine's events, and renders for a scraper."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from application.events import Event
+
+
+@runtime_checkable  # the HTTP layer injects it by this type, and checks what it is given
+class Metrics(Protocol):
+    """Observes every event of the bus and renders the counters in a scraper's text format."""
+
+    def observe(self, event: Event) -> None: ...
+
+    def render(self, *, running: int, states: dict[str, int], stuck_threads: int = 0) -> str: ...
