@@ -259,7 +259,7 @@ def submit_signature(spec: model.Signature, *, ignored: bool = False) -> Any:
     definition = binding.engine().registry.find(spec.task)
     if definition is not None:
         definition.check_arguments(spec.args, spec.kwargs)
-    if spec.id is None:
+    if spec.id is None and _publish_receivers():  # the publish signals' headers name the id
         spec = msgspec.structs.replace(spec, id=str(uuid.uuid4()))
     published = _publishing(spec, lineage)
     threaded = binding.off_loop()
@@ -277,12 +277,20 @@ def submit_signature(spec: model.Signature, *, ignored: bool = False) -> Any:
     return binding.call(submit)
 
 
+def _publish_receivers() -> bool:
+    """Whether anything listens to Celery's publish signals (else a submission neither sends them nor
+    takes a task id ahead of the engine: a given id costs a read to check it is not in use)."""
+    from entrypoints.compat import signals
+
+    return bool(signals.before_task_publish.receivers or signals.after_task_publish.receivers)
+
+
 def _publishing(spec: model.Signature, lineage: Any) -> Any:
     """Send Celery's ``before_task_publish`` now; the returned call sends ``after_task_publish`` once the
     job is committed (nothing is sent, and nothing costs, when no receiver is connected)."""
     from entrypoints.compat import signals
 
-    if not (signals.before_task_publish.receivers or signals.after_task_publish.receivers):
+    if not _publish_receivers():
         return _nothing
     headers = {
         "id": spec.id,
