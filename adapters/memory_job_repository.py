@@ -108,8 +108,14 @@ class InMemoryJobRepository(JobRepository):
     def peek(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
 
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
+        return self.peek_many(job_ids)
+
     def peek_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
         return {job_id: job for job_id in job_ids if (job := self._jobs.get(job_id)) is not None}
+
+    async def children(self, job_id: str) -> list[Job]:
+        return self.peek_children(job_id)
 
     def peek_children(self, job_id: str) -> list[Job]:
         return [self._jobs[child] for child in self._children.get(job_id, []) if child in self._jobs]
@@ -150,11 +156,6 @@ class InMemoryJobRepository(JobRepository):
             self._queue = live
             heapq.heapify(self._queue)
         return min((entry[1] for entry in live), default=None)
-
-    def peek_next_due(self) -> float | None:
-        # Called from other threads too (the dispatcher asks before a thread's commit, which this
-        # repository then refuses): read a copy, change nothing.
-        return min((entry[1] for entry in list(self._queue) if self._is_live(entry)), default=None)
 
     def _is_live(self, entry: tuple[int, float, int, str]) -> bool:
         job = self._jobs.get(entry[3])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import msgspec
 
 from application.events import Event
-from application.ports import Clock, EventBus, IdSource, JobRepository
+from application.ports import Clock, EventBus, IdSource, JobStore
 from application.ports.project_repository import ProjectPage, ProjectRepository
 from application.ports.text_generator import GenerationFailed, GenerationRequest, TextGenerator
 from domain.article import MergeStrategy, assemble, merge_plans, section_headings, section_id
@@ -46,7 +46,7 @@ class ArticlePipeline:
         bus: EventBus,
         clock: Clock,
         ids: IdSource,
-        workflows: JobRepository | None = None,
+        workflows: JobStore | None = None,
     ) -> None:
         self._projects = projects
         self._workflows = workflows

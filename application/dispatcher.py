@@ -11,65 +11,29 @@ import contextlib
 import logging
 import math
 import random
-import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
 from application.events import Event
-from application.execution import (
-    ENGINE_STOPPING,
-    NO_RETRY_OPTIONS,
-    JobCancelled,
-    JobContext,
-    Reject,
-    ReplaceRequested,
-    RetryOptions,
-    RetryRequested,
-    SoftTimeLimitExceeded,
-    current_job,
-)
-from application.outcomes import TimeLimitExceeded, WorkerLostError, error_info, revoked_error
-from application.ports import Clock, EventBus, Guard, JobRepository, Runner
-from application.registry import TaskDefinition, TaskRegistry
+from application.execution import ENGINE_STOPPING, JobCancelled, JobContext, ReplaceRequested
+from application.outcomes import WorkerLostError, error_info, revoked_error
+from application.ports import Clock, DispatcherStore, EventBus, Guard, Runner
+from application.ports.job_trace import JobTrace
+from application.registry import TaskRegistry
+from application.run_slots import RunSlots
+from application.task_run import MaxRetriesExceededError, TaskRun
 from application.workflows import Advance, WorkflowEngine
-from domain.errors import (
-    Conflict,
-    DomainError,
-    NotJsonValue,
-    NotStorable,
-    ResultNotStorable,
-    ResultTooLarge,
-    UnknownTask,
-)
+from domain.errors import Conflict, DomainError, NotJsonValue, NotStorable, ResultNotStorable
 from domain.job import ErrorInfo, Job, Progress
-from domain.json_values import ensure_json, json_size
-from domain.states import JobState
+from domain.json_values import json_size
+from domain.states import QUEUED_STATES, JobState
+
+__all__ = ["Dispatcher", "JobTrace", "MaxRetriesExceededError"]
 
 log = logging.getLogger(__name__)
-
-
-class JobTrace(Protocol):
-    """Told what each job does as the dispatcher runs it (the service's log lines of each job: see
-    ``entrypoints.compat.trace``). Called on the loop."""
-
-    def received(self, job: Job) -> None:
-        """``job`` was taken to run (it may still be revoked unrun: its ``expires`` passed)."""
-
-    def finished(
-        self,
-        job: Job,
-        outcome: Job | ReplaceRequested,
-        *,
-        value: Any = None,
-        exc: BaseException | None = None,
-        runtime: float = 0.0,
-    ) -> None:
-        """``job`` ran for ``runtime`` seconds: ``outcome`` is its next state (SUCCESS with ``value``;
-        RETRY, FAILURE or, for a requeued rejection, PENDING, with ``exc`` the task's exception when
-        there is one) or the replacement it asked for."""
 
 
 class Dispatcher:
@@ -78,7 +42,7 @@ class Dispatcher:
     def __init__(
         self,
         *,
-        repo: JobRepository,
+        repo: DispatcherStore,
         runner: Runner,
         registry: TaskRegistry,
         workflows: WorkflowEngine,
@@ -98,20 +62,25 @@ class Dispatcher:
         self._clock = clock
         self._bus = bus
         self.owner = owner
-        self.max_concurrent = max_concurrent
         self._lease_seconds = lease_seconds
-        self._random_fraction = random_fraction
+        self._task_run = TaskRun(
+            runner=runner,
+            registry=registry,
+            clock=clock,
+            limits=lambda: workflows.limits,
+            random_fraction=random_fraction,
+        )
         self.store_patience = 30.0
         self._running: dict[str, tuple[asyncio.Task[None], JobContext]] = {}
         self._finishing: set[asyncio.Task[Any]] = set()
-        self._reserved = 0  # slots promised to jobs claimed as they are stored (see _reserve)
-        self._slots_lock = threading.Lock()  # other threads reserve slots too (claim_for_thread)
+        self._slots = RunSlots(max_concurrent)  # held by running jobs and jobs claimed, not launched yet
+        self._queue_behind = True  # due jobs may wait in storage, unclaimed (see _reserve)
+        self._next_due: float | None = None  # the earliest due time in storage, as last read
         self._revoked_unlaunched: set[tuple[str, float | None]] = set()  # claims revoked; see revoking_unlaunched
         self._wake = asyncio.Event()
         self._accepting = True
         self._loop_task: asyncio.Task[None] | None = None
         self._renew_task: asyncio.Task[None] | None = None
-        self._result_sizes: dict[str, int] = {}  # a result's JSON size, measured once, until it is stored
         self.trace: JobTrace | None = None
         """Told about each job taken to run and what it did (None: nothing is)."""
 
@@ -120,11 +89,29 @@ class Dispatcher:
         return self._loop_task is not None and not self._loop_task.done()
 
     @property
+    def max_concurrent(self) -> int:
+        """How many jobs run at once, at most; may change while running (on the loop)."""
+        return self._slots.size
+
+    @max_concurrent.setter
+    def max_concurrent(self, value: int) -> None:
+        self._slots.resize(value)
+
+    @property
     def active_jobs(self) -> int:
         return len(self._running)
 
+    @property
+    def reserved_slots(self) -> int:
+        """Slots held by jobs claimed but not launched (yet): 0 whenever nothing is being started."""
+        return self._slots.taken - len(self._running)
+
     def wake(self) -> None:
-        """There may be new due work (a submission, a freed slot, a retry)."""
+        """There may be new due work in storage (a submission, a retry, a recovery)."""
+        self._queue_behind = True
+        self._wake.set()
+
+    def _slot_freed(self) -> None:
         self._wake.set()
 
     async def start(self, *, recover_all_leases: bool) -> None:
@@ -134,6 +121,8 @@ class Dispatcher:
         by an earlier process is dead now; otherwise only expired leases are.
         """
         await self.recover(math.inf if recover_all_leases else self._clock.now())
+        due = self._next_due = await self._repo.next_due_at()
+        self._queue_behind = due is not None and due <= self._clock.now()
         self._accepting = True
         self._loop_task = asyncio.create_task(self._loop(), name="geekblog-dispatcher")
         self._renew_task = asyncio.create_task(self._renew_leases(), name="geekblog-lease-renewal")
@@ -208,7 +197,7 @@ class Dispatcher:
     async def _loop(self) -> None:
         while self._accepting:
             self._wake.clear()
-            free = self._free_slots()
+            free = self._slots.take(self.max_concurrent)
             claimed: list[Job] = []
             if free > 0:
                 now = self._clock.now()
@@ -217,16 +206,19 @@ class Dispatcher:
                         owner=self.owner, now=now, limit=free, lease_until=now + self._lease_seconds
                     )
                 except Exception:
+                    self._slots.give(free)
                     log.exception("claiming jobs failed; retrying shortly")
                     await self._sleep(1.0)
                     continue
+                self._slots.give(free - len(claimed))
                 for job in claimed:
                     self._launch(job)
             if free > 0 and len(claimed) == free:
                 continue
             timeout: float | None = None
             if free > len(claimed):
-                due = await self._repo.next_due_at()
+                self._queue_behind = False
+                due = self._next_due = await self._repo.next_due_at()
                 if due is not None:
                     timeout = max(due - self._clock.now(), 0.0)
             await self._sleep(timeout)
@@ -239,8 +231,10 @@ class Dispatcher:
             await asyncio.wait_for(self._wake.wait(), timeout)
 
     def _launch(self, job: Job) -> None:
+        """Run ``job``, claimed by this engine, in the slot it holds."""
         if (job.id, job.started_at) in self._revoked_unlaunched:  # revoked once claimed: never runs
             self._revoked_unlaunched.discard((job.id, job.started_at))
+            self._slots.give()
             return
         expires = job.options.expires
         if self.trace is not None:
@@ -248,6 +242,7 @@ class Dispatcher:
         if expires is not None and self._clock.now() > expires:  # Celery revokes an expired task unrun
             error = ErrorInfo(type="TaskRevokedError", message=f"job {job.id} ({job.task}) expired")
             revoked = job.failed(error, now=self._clock.now(), state=JobState.REVOKED)
+            self._slots.give()
             self._store_later(revoked, Guard(job_id=job.id, owner=self.owner))
             return
         context = JobContext(job, asyncio.get_running_loop(), self._report_progress)
@@ -260,21 +255,25 @@ class Dispatcher:
             changed = await self._outcome(job, context)
         except asyncio.CancelledError:
             if context.cancel_reason == ENGINE_STOPPING:
-                self._running.pop(job.id, None)
+                self._stopped_running(job.id)
                 raise  # keeps its lease: the next start recovers it
             changed = job.failed(revoked_error(job), now=self._clock.now(), state=JobState.REVOKED)
         # The task code is done: its slot is free while the outcome is stored, so the next claim can
         # share that commit's transaction.
-        self._running.pop(job.id, None)
+        self._stopped_running(job.id)
         finishing = asyncio.current_task()
         if finishing is not None:
             self._finishing.add(finishing)
-        self.wake()
+        self._slot_freed()
         try:
             await self._persist(job, changed)
         finally:
             self._revoked_unlaunched.discard((job.id, job.started_at))
             self._finishing.discard(finishing)  # type: ignore[arg-type,unused-ignore]
+
+    def _stopped_running(self, job_id: str) -> None:
+        if self._running.pop(job_id, None) is not None:
+            self._slots.give()
 
     async def _persist(self, job: Job, changed: Job | ReplaceRequested) -> None:
         """Store what the job did, retrying while storage fails (locked, full) for up to ``store_patience``
@@ -291,7 +290,7 @@ class Dispatcher:
                         changed,
                         Guard(job_id=job.id, owner=self.owner),
                         hand_over=True,
-                        result_size=self._result_sizes.pop(job.id, None),
+                        result_size=self._task_run.pop_result_size(job.id),
                     )
                 return
             except Conflict:
@@ -303,7 +302,7 @@ class Dispatcher:
                     log.error("job %s: even its failure cannot be stored (%s); it will be recovered", job.id, exc)
                     return
                 log.error("job %s: its outcome cannot be stored (%s); it fails with ResultNotStorable", job.id, exc)
-                self._result_sizes.pop(job.id, None)
+                self._task_run.pop_result_size(job.id)
                 refused = ResultNotStorable(f"the outcome of {job.task} cannot be stored: {exc}")
                 changed = job.failed(error_info(refused), now=self._clock.now())
                 continue
@@ -320,131 +319,11 @@ class Dispatcher:
         :attr:`trace`."""
         trace = self.trace
         if trace is None:
-            return (await self._run(job, context))[0]
+            return (await self._task_run.run(job, context))[0]
         started = time.perf_counter()
-        outcome, value, exc = await self._run(job, context)
+        outcome, value, exc = await self._task_run.run(job, context)
         trace.finished(job, outcome, value=value, exc=exc, runtime=time.perf_counter() - started)
         return outcome
-
-    async def _run(self, job: Job, context: JobContext) -> tuple[Job | ReplaceRequested, Any, BaseException | None]:
-        """The job's next state (or a replacement), the task's return value and the exception it raised."""
-        definition = self._registry.find(job.task)
-        if definition is None:
-            unknown = UnknownTask(job.task)
-            return job.failed(error_info(unknown), now=self._clock.now()), None, unknown
-        token = current_job.set(context)
-        try:
-            result = await self._run_within_limit(job, definition, context)
-            refused = self._refuse_result(job, result)
-            if refused is not None:
-                return job.failed(error_info(refused), now=self._clock.now()), None, refused
-            value = result
-            if job.options.ignore_result and job.workflow_id is None and not job.options.link:
-                result = None  # Celery stores no result; a workflow's step or a link still needs it
-            return job.succeeded(result, now=self._clock.now()), value, None
-        except ReplaceRequested as replace:
-            return replace, None, None
-        except RetryRequested as retry:
-            return self._retry_or_fail(job, definition, retry.exc, retry.countdown, retry), None, retry
-        except Reject as reject:  # an ``autoretry_for`` that covers it retries it, as in Celery
-            if definition.autoretry_for and isinstance(reject, definition.autoretry_for):
-                return self._failed_or_autoretried(job, definition, reject), None, reject
-            return self._rejected(job, reject), None, reject
-        except JobCancelled as cancelled:
-            return job.failed(revoked_error(job), now=self._clock.now(), state=JobState.REVOKED), None, cancelled
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # a task's SystemExit or KeyboardInterrupt fails that job only
-            return self._failed_or_autoretried(job, definition, exc), None, exc
-        finally:
-            current_job.reset(token)
-
-    def _refuse_result(self, job: Job, result: object) -> DomainError | None:
-        """Why ``result`` cannot be the job's stored result (not JSON, an integer out of range, too
-        large), or None; its JSON size is kept for the workflow's total. No retry follows: running the
-        task again would give the same result."""
-        try:
-            ensure_json(result, f"the result of {job.task}")
-            size = json_size(result)
-        except NotJsonValue as exc:
-            return ResultNotStorable(str(exc))
-        try:
-            self._workflows.limits.check_result(size, f"the result of {job.task} (job {job.id})")
-        except ResultTooLarge as exc:
-            return exc
-        self._result_sizes[job.id] = size
-        return None
-
-    def _rejected(self, job: Job, reject: Reject) -> Job:
-        """Celery's ``Reject``: with ``requeue`` the job is queued again at once, redelivered (the next
-        run sees ``delivery_info["redelivered"]`` and the same ``request.retries``); without, it fails
-        with the rejection."""
-        now = self._clock.now()
-        if reject.requeue:
-            return job.redelivered(now=now)
-        return job.failed(error_info(reject), now=now)
-
-    async def _run_within_limit(self, job: Job, definition: TaskDefinition, context: JobContext) -> object:
-        """The task's return value; :class:`TimeLimitExceeded` when it runs past ``job.time_limit``.
-
-        Past ``soft_time_limit`` an async task is cancelled and fails with :class:`SoftTimeLimitExceeded`;
-        a sync task gets that exception at its next check (``update_state``, ``is_cancelled``).
-        """
-        soft = job.options.soft_time_limit
-        soft_timer = None
-        if soft is not None and not definition.is_async:
-            soft_timer = asyncio.get_running_loop().call_later(soft, _reach_soft_limit, context)
-        run = self._runner.run(definition.fn, job.args, job.kwargs, is_async=definition.is_async)
-        if soft is not None and definition.is_async:
-            run = _within_soft_limit(run, soft, job)
-        try:
-            if job.time_limit is None:
-                return await run
-            try:
-                async with asyncio.timeout(job.time_limit) as scope:
-                    return await run
-            except TimeoutError:
-                if not scope.expired():
-                    raise  # the task's own TimeoutError
-                context.cancel("time limit exceeded")  # a sync task's thread stops at its next check
-                raise TimeLimitExceeded(f"{job.task} ran past its time limit of {job.time_limit} s") from None
-        finally:
-            if soft_timer is not None:
-                soft_timer.cancel()
-
-    def _failed_or_autoretried(self, job: Job, definition: TaskDefinition, exc: BaseException) -> Job:
-        if definition.autoretry_for and isinstance(exc, definition.autoretry_for):
-            autoretry = definition.autoretry(exc)
-            return self._retry_or_fail(job, definition, exc, autoretry.countdown, autoretry)
-        return job.failed(error_info(exc), now=self._clock.now())
-
-    def _retry_or_fail(
-        self,
-        job: Job,
-        definition: TaskDefinition,
-        exc: BaseException | None,
-        countdown: float | None,
-        retry: RetryRequested | None,
-    ) -> Job:
-        """The job queued again for its next attempt, or failed once its retries are spent (a
-        ``max_retries`` of None retries for ever, as in Celery)."""
-        limit = retry.max_retries if retry is not None and retry.max_retries_given else job.max_retries
-        now = self._clock.now()
-        if limit is not None and job.retries >= limit:
-            if exc is None:
-                exc = MaxRetriesExceededError(f"{job.task} exceeded its {limit} retries (job {job.id})")
-            return job.failed(error_info(exc), now=now)
-        reason = error_info(exc) if exc is not None else ErrorInfo(type="Retry", message="retry requested")
-        if retry is not None and retry.eta is not None:
-            due_at = retry.eta
-        else:
-            due_at = now + definition.retry_policy.delay(
-                job.retries, countdown=countdown, random_fraction=self._random_fraction()
-            )
-        args = retry.args_ if retry is not None else None
-        kwargs = retry.kwargs_ if retry is not None else None
-        retrying = job.retrying(reason, due_at=due_at, args=args, kwargs=kwargs)
-        return retrying if retry is None else _with_retry_options(retrying, retry.options, now)
 
     async def _replace(self, job: Job, replace: ReplaceRequested) -> None:
         """The job waits for a new workflow of ``replace.canvas``; both are stored in one commit."""
@@ -484,11 +363,13 @@ class Dispatcher:
         handed = self._hand_over(advance)
         try:
             await self._workflows.apply(advance)
-        finally:
+        except BaseException:
             self._release(len(handed))
+            raise
         for started in handed:
             self._launch_or_requeue(started)
-        self.wake()
+        if any(job.state in QUEUED_STATES for job in advance.commit.jobs):
+            self.wake()
 
     def _hand_over(self, advance: Advance) -> list[Job]:
         """Turn the new due jobs of ``advance`` into jobs claimed by this engine, as many as there are
@@ -512,45 +393,37 @@ class Dispatcher:
         return handed
 
     def _reserve(self, wanted: int, now: float) -> int:
-        """Reserve up to ``wanted`` free slots for jobs claimed as they are stored; none while another
-        job is due (it comes first) or while not dispatching. Any thread."""
-        if not self._accepting or not self.running:
+        """Reserve up to ``wanted`` free slots for jobs claimed as they are stored; none while not
+        dispatching, or while a job in storage may be due (it comes first): the queue was not found
+        drained since the last wake-up, or the earliest due time last read has come. Any thread: it
+        reads flags and takes slots atomically (:class:`RunSlots`)."""
+        if not self._accepting or not self.running or self._queue_behind:
             return 0
-        with self._slots_lock:
-            free = self._free_slots()
-            if free <= 0:
-                return 0
-            due = self._repo.peek_next_due()
-            if due is not None and due <= now:
-                return 0
-            taken = min(free, wanted)
-            self._reserved += taken
-            return taken
-
-    def _free_slots(self) -> int:
-        return self.max_concurrent - len(self._running) - self._reserved
+        due = self._next_due
+        if due is not None and due <= now:
+            return 0
+        return self._slots.take(wanted)
 
     def _claimed_here(self, job: Job, now: float) -> Job:
         """``job`` claimed by this engine at ``now``, as a claim from the queue would leave it."""
         return job.started(owner=self.owner, now=now, lease_until=now + self._lease_seconds)
 
     def _release(self, reserved: int) -> None:
-        if reserved:
-            with self._slots_lock:
-                self._reserved -= reserved
+        """Give back slots reserved for jobs whose claim was not stored."""
+        self._slots.give(reserved)
 
-    def claim_for_thread(self, job: Job) -> Job | None:
-        """For another thread about to store the new ``job``: the job claimed by this engine, to store
-        that way, when a slot is free and nothing else is due; None otherwise. Once it is committed,
-        :meth:`launch_claimed` (on the loop) starts it; if it is not stored, :meth:`unclaim`."""
+    def claim_new(self, job: Job) -> Job | None:
+        """For a submitter about to store the new ``job`` itself (from any thread): the job claimed by
+        this engine, to store that way, when a slot is free and nothing else is due; None otherwise.
+        Once it is committed, :meth:`launch_claimed` (on the loop) starts it; if it is not stored,
+        :meth:`unclaim`."""
         now = self._clock.now()
         if job.due_at > now or self._reserve(1, now) == 0:
             return None
         return self._claimed_here(job, now)
 
     def launch_claimed(self, started: Job) -> None:
-        """On the loop: start a job :meth:`claim_for_thread` claimed, now committed."""
-        self._release(1)
+        """On the loop: start a job :meth:`claim_new` claimed, now committed, in the slot it holds."""
         self._launch_or_requeue(started)
 
     def _launch_or_requeue(self, started: Job) -> None:
@@ -559,6 +432,7 @@ class Dispatcher:
         if self._accepting:
             self._launch(started)
             return
+        self._slots.give()
         queued = msgspec.structs.replace(
             started.requeued(now=self._clock.now()), attempts=started.attempts - 1, due_at=started.due_at
         )
@@ -576,7 +450,7 @@ class Dispatcher:
             log.warning("a job's new state was not stored and is left to recovery (%s)", store.exception())
 
     def unclaim(self) -> None:
-        """The job :meth:`claim_for_thread` claimed was not stored: free its slot. Any thread."""
+        """The job :meth:`claim_new` claimed was not stored: free its slot. Any thread."""
         self._release(1)
 
     async def _report_progress(self, job: Job, progress: Progress) -> None:
@@ -607,41 +481,3 @@ class Dispatcher:
                     await self._repo.renew_leases(self.owner, list(self._running), now + self._lease_seconds)
                 except Exception:
                     log.exception("renewing leases failed")
-
-
-def _with_retry_options(job: Job, options: RetryOptions, now: float) -> Job:
-    """``job``, queued for its next attempt, with what the retry changed (Celery sends the retry as a
-    new message with those options)."""
-    if options == NO_RETRY_OPTIONS:
-        return job
-    changes: dict[str, Any] = {
-        name: value for name in ("queue", "routing_key", "headers") if (value := getattr(options, name)) is not None
-    }
-    if options.expires is not None:
-        changes["expires"] = now + options.expires
-    if changes:
-        job = msgspec.structs.replace(job, options=msgspec.structs.replace(job.options, **changes))
-    if options.priority is not None:
-        job = msgspec.structs.replace(job, priority=options.priority)
-    return job
-
-
-def _reach_soft_limit(context: JobContext) -> None:
-    """Past a sync task's soft limit: SoftTimeLimitExceeded inside it now if its runner can raise it
-    there (as Celery's signal does), else at its next check."""
-    if not context.interrupt(SoftTimeLimitExceeded):
-        context.soft_limit_reached = True
-
-
-async def _within_soft_limit(run: Awaitable[object], soft: float, job: Job) -> object:
-    try:
-        async with asyncio.timeout(soft) as scope:
-            return await run
-    except TimeoutError:
-        if not scope.expired():
-            raise
-        raise SoftTimeLimitExceeded(f"{job.task} ran past its soft time limit of {soft} s") from None
-
-
-class MaxRetriesExceededError(Exception):
-    """A task asked to retry once more than its ``max_retries`` allow."""

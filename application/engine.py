@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
 from application.dispatcher import Dispatcher
 from application.job_service import JobService
 from application.maintenance import Maintenance
-from application.ports import Clock, EventBus, IdSource, JobRepository, Runner
+from application.ports import Clock, EngineHooks, EventBus, IdSource, JobRepository, Runner
 from application.registry import TaskRegistry
 from application.workflows import WorkflowEngine
 
@@ -40,6 +42,7 @@ class Engine:
         maintenance: Maintenance,
         jobs: JobService,
         settings: EngineSettings,
+        hooks: Sequence[EngineHooks] = (),
     ) -> None:
         self.repo = repo
         self.registry = registry
@@ -51,6 +54,7 @@ class Engine:
         self.dispatcher = dispatcher
         self.maintenance = maintenance
         self.jobs = jobs
+        self._hooks = list(hooks)
 
     @classmethod
     def assemble(
@@ -91,13 +95,19 @@ class Engine:
         )
 
     @property
+    def hooks(self) -> list[EngineHooks]:
+        """What is told when the engine starts and stops."""
+        return list(self._hooks)
+
+    @property
     def started(self) -> bool:
         return self._started and self.dispatcher.running
 
     async def start(self) -> None:
         """Open storage, recover jobs of a dead process, start dispatching."""
         await self.repo.open()
-        self.jobs.accept_thread_waiters()
+        for hook in self._hooks:
+            hook.engine_started()
         try:
             await self.dispatcher.start(recover_all_leases=self.settings.exclusive_storage)
         except BaseException:
@@ -115,7 +125,8 @@ class Engine:
             await self.maintenance.stop()
             await self.dispatcher.stop(grace)
         finally:
-            self.jobs.release_thread_waiters()
+            for hook in self._hooks:
+                hook.engine_stopped()
             try:
                 await self.runner.close()
             finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, Final
@@ -123,23 +122,23 @@ class JobContext:
         self.job = job
         self.loop = loop
         self._report = report
-        self._cancelled = threading.Event()
+        self._cancelled = False  # set on the loop, read by the task's thread: one attribute, no lock needed
         self.cancel_reason = "revoked"
         self.soft_limit_reached = False
         self._interrupt: Callable[[type[BaseException]], bool] | None = None
 
     @property
     def cancelled(self) -> bool:
-        return self._cancelled.is_set()
+        return self._cancelled
 
     def cancel(self, reason: str) -> None:
         self.cancel_reason = reason
-        self._cancelled.set()
+        self._cancelled = True
 
     def check_cancelled(self) -> None:
         """Raise :class:`JobCancelled` if the job was revoked or timed out, :class:`SoftTimeLimitExceeded`
         (once) when it ran past its soft time limit; sync tasks call this to stop."""
-        if self._cancelled.is_set():
+        if self._cancelled:
             raise JobCancelled(self.cancel_reason)
         if self.soft_limit_reached:
             self.soft_limit_reached = False

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import threading
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
 
 import msgspec
 
 from application.events import Event
+from application.new_jobs import new_job
 from application.outcomes import revoked_error
-from application.ports import Clock, Commit, EventBus, Guard, IdSource, JobFilter, JobPage, JobRepository
+from application.ports import Clock, EventBus, Guard, IdSource, JobFilter, JobPage, ServiceStore, Starter
 from application.registry import TaskRegistry
-from application.workflows import Advance, WorkflowEngine, new_job
+from application.workflows import Advance, WorkflowEngine
 from domain.canvas import Canvas, Signature, check_schedule, final_id, leaves, path_of_chord
 from domain.errors import Conflict, IdInUse, InvalidCanvas, InvalidTransition, NotFound
 from domain.job import ErrorInfo, Job, Progress
@@ -32,7 +30,7 @@ class JobService:
     def __init__(
         self,
         *,
-        repo: JobRepository,
+        repo: ServiceStore,
         registry: TaskRegistry,
         workflows: WorkflowEngine,
         clock: Clock,
@@ -51,20 +49,20 @@ class JobService:
         self._wake = wake
         self._cancel_running = cancel_running
         self._starter = starter
-        self._thread_waiters: dict[str, list[_ThreadWaiter]] = {}
-        self._waiters_lock = threading.Lock()  # waiting threads register themselves
-        self._waiters_closed = False
-        self._unannounced: collections.deque[tuple[Job, Job | None]] = collections.deque()
-        self._announce_lock = threading.Lock()
-        self._announce_scheduled = False
-        bus.add_listener(self._wake_thread_waiters)
+
+    @property
+    def starter(self) -> Starter | None:
+        """The dispatcher this service starts new jobs through (None: it only queues them)."""
+        return self._starter
 
     async def submit(self, signature: Signature, *, lineage: Lineage | None = None) -> Job:
         """Store one job for ``signature``; returns once it is committed (acknowledged = durable).
 
         ``lineage``: the task that submits it (Celery's parent and root ids), if any.
         """
-        job = self._new_job(signature, lineage)
+        job = self.new_job(signature, lineage=lineage)
+        if signature.id is not None:
+            await self.check_reusable([signature.id])
         await self._queue_new(job)
         return job
 
@@ -73,87 +71,50 @@ class JobService:
         await self._workflows.record(advance, job)
         await self._apply_new(advance)
 
-    def submit_from_thread(
-        self, signature: Signature, loop: asyncio.AbstractEventLoop, *, lineage: Lineage | None = None
-    ) -> Job:
-        """:meth:`submit` for a caller on another thread than ``loop`` (the engine's), blocking.
-
-        The job is committed on the caller's thread when the repository can do that, and the loop
-        is only told about it (no waiting for two thread switches); otherwise it goes through the loop.
-        """
-        job = self._new_job(signature, lineage)
-        starter = self._starter
-        claimed = starter.claim_for_thread(job) if starter is not None else None
-        try:
-            stored = self._repo.commit_from_thread(Commit(jobs=[claimed or job]))
-        except BaseException:
-            stored = False
-            raise
-        finally:
-            if not stored and claimed is not None and starter is not None:
-                starter.unclaim()
-        if not stored:  # stored by the loop, queued; the dispatcher is woken once this thread has its answer
-            asyncio.run_coroutine_threadsafe(self._store_queued(job), loop).result()
-            loop.call_soon_threadsafe(self._wake)
-            return job
-        # One wake-up of the loop announces every job submitted until it runs: waking it costs more
-        # than a commit, since it then competes with this thread for the GIL.
-        self._unannounced.append((job, claimed))
-        with self._announce_lock:
-            if self._announce_scheduled:
-                return job
-            self._announce_scheduled = True
-        try:
-            loop.call_soon_threadsafe(self._announce)
-        except RuntimeError:  # the loop is closed: the job waits in storage for the next start
-            with self._announce_lock:
-                self._announce_scheduled = False
-        return job
-
-    async def _store_queued(self, job: Job) -> None:
-        """Commit a new job as queued, without starting it: the submitting thread is answered before
-        any worker takes it (as with a broker, and as the thread's own commit does on SQLite)."""
+    async def store_queued(self, job: Job) -> None:
+        """Commit a new job (from :meth:`new_job`) as queued, without starting it and without waking
+        the dispatcher: a submitter on another thread is answered before any worker takes it (as with a
+        broker); it then calls :meth:`announce`."""
         advance = Advance()
         await self._workflows.record(advance, job)
         await self._workflows.apply(advance)
 
-    def _new_job(self, signature: Signature, lineage: Lineage | None) -> Job:
+    def new_job(self, signature: Signature, *, lineage: Lineage | None = None) -> Job:
+        """The job ``signature`` asks for, checked (task, arguments, options, schedule) but not stored;
+        reads nothing, so any thread may call it. A given id is checked by :meth:`check_reusable`."""
         if signature.link or signature.link_error or signature.headers is not None:
             self._workflows.check(signature)
         ensure_json(signature.args, f"{signature.task} args")
         ensure_json(signature.kwargs, f"{signature.task} kwargs")
         self._registry.require(signature.task).check_arguments(signature.args, signature.kwargs)
         check_schedule(signature)
-        if signature.id is not None:
-            self._check_reusable([signature.id])
         job_id = signature.id or self._ids.new_id()
         return new_job(self._registry, job_id, signature, self._clock.now(), lineage=lineage)
 
-    def _check_reusable(self, ids: list[str]) -> None:
+    async def check_reusable(self, ids: list[str]) -> None:
         """Refuse task ids given at submission that name a job still in use: one not finished, or one of a
         workflow not finished. A finished one is replaced, as Celery's backend overwrites a result."""
         if not ids:
             return
-        for job in self._repo.peek_many(ids).values():
-            if not is_terminal(job.state):
-                raise IdInUse(job.id)
-            if job.workflow_id is not None:
-                workflow = self._repo.peek_workflow(job.workflow_id)
-                if workflow is not None and not is_terminal(workflow.state):
-                    raise IdInUse(job.id)
+        jobs = await self._repo.get_many(ids)
+        workflow_ids = {job.workflow_id for job in jobs.values() if job.workflow_id is not None}
+        workflows = {wid: await self._repo.get_workflow(wid) for wid in workflow_ids}
+        reused_in_use(list(jobs.values()), workflows)
 
-    def _announce(self) -> None:
-        """On the loop: publish the jobs other threads submitted, start those stored claimed, and wake
-        the dispatcher for the others."""
-        with self._announce_lock:
-            self._announce_scheduled = False
+    def announce(self, submitted: Sequence[tuple[Job, Job | None]]) -> None:
+        """On the loop: publish jobs stored by submitters that commit themselves (``(job, claimed)``:
+        ``claimed`` when it was stored claimed by the dispatcher, which then starts it), and wake the
+        dispatcher for the others (with nothing to publish, it only wakes the dispatcher)."""
         now = self._clock.now()
-        while self._unannounced:
-            job, claimed = self._unannounced.popleft()
+        queued = not submitted
+        for job, claimed in submitted:
             self._bus.publish(Event.of_job(job, now))
             if claimed is not None and self._starter is not None:
                 self._starter.launch_claimed(claimed)
-        self._wake()
+            else:
+                queued = True
+        if queued:
+            self._wake()
 
     async def submit_canvas(
         self, canvas: Canvas, *, workflow_id: str | None = None, lineage: Lineage | None = None
@@ -164,7 +125,7 @@ class JobService:
         :meth:`WorkflowEngine.check_arguments`)."""
         self._workflows.check(canvas)
         self._workflows.check_arguments(canvas)
-        self._check_reusable([leaf.id for _, leaf in leaves(canvas) if leaf.id is not None])
+        await self.check_reusable([leaf.id for _, leaf in leaves(canvas) if leaf.id is not None])
         canvas = self._workflows.freeze(canvas)
         if workflow_id is not None and await self._repo.get_workflow(workflow_id) is not None:
             raise InvalidCanvas(f"a workflow with id {workflow_id!r} exists already")
@@ -224,23 +185,16 @@ class JobService:
             return workflow
         raise NotFound("job or workflow", ident)
 
-    def peek(self, ident: str) -> Snapshot:
-        """Like :meth:`find`, blocking, for synchronous callers."""
-        job = self._repo.peek(ident)
-        if job is not None:
-            return job
-        workflow = self._repo.peek_workflow(ident)
-        if workflow is not None:
-            return workflow
-        raise NotFound("job or workflow", ident)
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
+        """The jobs among ``job_ids`` that exist, by id, in one read."""
+        return await self._repo.get_many(job_ids)
 
-    def peek_children(self, job_id: str) -> list[Job]:
-        """The jobs ``job_id`` started (its Celery children), blocking; any thread."""
-        return self._repo.peek_children(job_id)
+    async def children(self, job_id: str) -> list[Job]:
+        """The jobs ``job_id`` started (its Celery children), in the order they were stored."""
+        return await self._repo.children(job_id)
 
-    def peek_jobs(self, job_ids: Sequence[str]) -> dict[str, Job]:
-        """The jobs among ``job_ids`` that exist, by id, in one read (blocking; any thread)."""
-        return self._repo.peek_many(job_ids)
+    async def count_by_state(self) -> dict[str, int]:
+        return await self._repo.count_by_state()
 
     async def list(self, filter: JobFilter, *, limit: int = 50, cursor: str | None = None) -> JobPage:
         return await self._repo.list_jobs(filter, limit=limit, cursor=cursor)
@@ -296,72 +250,6 @@ class JobService:
             if workflow is not None and not is_terminal(workflow.state):
                 raise InvalidTransition(job.id, "part of an unfinished workflow", "forgotten")
         await self._repo.forget(job.id)
-
-    def wait_from_thread(self, ident: str, timeout: float | None) -> Snapshot:
-        """:meth:`wait` for a caller on another thread than the engine's loop, blocking.
-
-        Reads the state on the caller's thread and, while the job or workflow has not finished,
-        waits on a ``threading.Event`` that its terminal event sets. The waiter is registered from
-        this thread, under a lock, before the second read: a terminal event published before the
-        registration committed its state before that read, so nothing is missed, and the loop is
-        not involved at all.
-        """
-        snapshot = self.peek(ident)
-        if is_terminal(snapshot.state):
-            return snapshot
-        waiter = _ThreadWaiter()
-        with self._waiters_lock:
-            if self._waiters_closed:
-                raise EngineStopped(f"the engine stopped before {ident} finished")
-            self._thread_waiters.setdefault(ident, []).append(waiter)
-        try:
-            snapshot = self.peek(ident)
-            if is_terminal(snapshot.state):
-                return snapshot
-            if not waiter.event.wait(timeout):
-                raise TimeoutError(f"{ident} did not finish within {timeout} s")
-            if waiter.stopped:
-                raise EngineStopped(f"the engine stopped before {ident} finished")
-            return self.peek(ident)
-        finally:
-            self._unwatch(ident, waiter)
-
-    def _unwatch(self, ident: str, waiter: _ThreadWaiter) -> None:
-        with self._waiters_lock:
-            waiters = self._thread_waiters.get(ident)
-            if waiters is not None and waiter in waiters:
-                waiters.remove(waiter)
-                if not waiters:
-                    del self._thread_waiters[ident]
-
-    def _wake_thread_waiters(self, event: Event) -> None:
-        if event.terminal and self._thread_waiters:
-            with self._waiters_lock:
-                waiters = self._thread_waiters.pop(event.id, ())
-            for waiter in waiters:
-                waiter.event.set()
-
-    @property
-    def waiting_threads(self) -> int:
-        """Threads blocked in :meth:`wait_from_thread` on a job or workflow not finished yet."""
-        with self._waiters_lock:
-            return sum(len(waiters) for waiters in self._thread_waiters.values())
-
-    def accept_thread_waiters(self) -> None:
-        """Threads may wait again (the engine started)."""
-        with self._waiters_lock:
-            self._waiters_closed = False
-
-    def release_thread_waiters(self) -> None:
-        """Wake every thread in :meth:`wait_from_thread` (the engine is stopping); they raise EngineStopped,
-        as does every later wait until :meth:`accept_thread_waiters`."""
-        with self._waiters_lock:
-            self._waiters_closed = True
-            waiters, self._thread_waiters = self._thread_waiters, {}
-        for waiting in waiters.values():
-            for waiter in waiting:
-                waiter.stopped = True
-                waiter.event.set()
 
     async def report_progress(self, job_id: str, state: str, meta: object) -> None:
         """Set the progress of a running job from outside it (Celery's ``update_state(task_id=...)``).
@@ -477,42 +365,15 @@ class JobService:
         self._wake()
 
 
-class Starter(Protocol):
-    """What the service needs of the dispatcher to start new jobs without queueing them first."""
-
-    async def start_new(self, advance: Advance) -> None:
-        """Commit ``advance`` (new work); due jobs may be claimed in that commit and started."""
-        ...
-
-    def claim_for_thread(self, job: Job) -> Job | None:
-        """``job`` claimed for storing from another thread, or None (then store it queued)."""
-        ...
-
-    def launch_claimed(self, started: Job) -> None:
-        """On the loop: start a job claimed by :meth:`claim_for_thread`, now committed."""
-        ...
-
-    def unclaim(self) -> None:
-        """A job claimed by :meth:`claim_for_thread` was not stored."""
-        ...
-
-    def revoking_unlaunched(self, job: Job) -> None:
-        """A STARTED job not running here is being revoked: do not launch it if it is still to be."""
-        ...
-
-    def not_revoking(self, job: Job) -> None:
-        """That revocation was not stored."""
-        ...
-
-
-class _ThreadWaiter:
-    """A thread blocked in :meth:`JobService.wait_from_thread`; the loop sets ``event``."""
-
-    __slots__ = ("event", "stopped")
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.stopped = False
+def reused_in_use(jobs: Sequence[Job], workflows: dict[str, Workflow | None]) -> None:
+    """Raise :class:`IdInUse` for the first of ``jobs`` (found under ids given at submission) still in use:
+    not finished, or in a workflow (of ``workflows``, by id) not finished."""
+    for job in jobs:
+        if not is_terminal(job.state):
+            raise IdInUse(job.id)
+        workflow = workflows.get(job.workflow_id) if job.workflow_id is not None else None
+        if workflow is not None and not is_terminal(workflow.state):
+            raise IdInUse(job.id)
 
 
 class EngineStopped(RuntimeError):

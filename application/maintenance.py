@@ -7,7 +7,7 @@ import contextlib
 import logging
 
 from application.dispatcher import Dispatcher
-from application.ports import Clock, JobRepository
+from application.ports import Clock, Retention
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +17,7 @@ class Maintenance:
     and delete jobs and workflows that finished more than ``result_ttl`` seconds ago (0 keeps them)."""
 
     def __init__(
-        self, *, repo: JobRepository, dispatcher: Dispatcher, clock: Clock, result_ttl: float, interval: float
+        self, *, repo: Retention, dispatcher: Dispatcher, clock: Clock, result_ttl: float, interval: float
     ) -> None:
         self._repo = repo
         self._dispatcher = dispatcher

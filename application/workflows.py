@@ -13,8 +13,9 @@ import msgspec
 
 from application.callbacks import callbacks_for, chord_errbacks, with_errback_of
 from application.events import Event
+from application.new_jobs import new_job
 from application.outcomes import error_info
-from application.ports import Clock, Commit, EventBus, Guard, IdSource, JobRepository
+from application.ports import Clock, Commit, EventBus, Guard, IdSource, JobStore
 from application.registry import TaskRegistry
 from domain.canvas import (
     Canvas,
@@ -98,7 +99,7 @@ class Advance:
 class WorkflowEngine:
     """Builds workflows' jobs from the planner; every write goes into a caller's :class:`Advance`."""
 
-    def __init__(self, repo: JobRepository, registry: TaskRegistry, clock: Clock, ids: IdSource, bus: EventBus) -> None:
+    def __init__(self, repo: JobStore, registry: TaskRegistry, clock: Clock, ids: IdSource, bus: EventBus) -> None:
         self._repo = repo
         self._bus = bus
         self._registry = registry
@@ -449,65 +450,3 @@ def _root_task_id(workflow: Workflow) -> str | None:
         return workflow.lineage.root_id
     first = first_leaf(workflow.canvas)
     return first.id if first is not None else workflow.id
-
-
-def new_job(
-    registry: TaskRegistry,
-    job_id: str,
-    signature: Signature,
-    now: float,
-    *,
-    args: list[object] | None = None,
-    workflow_id: str | None = None,
-    node: str | None = None,
-    lineage: Lineage | None = None,
-    group: tuple[str | None, int | None] = (None, None),
-) -> Job:
-    """The job for one call of a registered task, its options taken from the signature, else the task.
-
-    ``lineage`` gives Celery's parent and root ids (a lone job with none is its own root).
-    """
-    definition = registry.require(signature.task)
-    if signature.eta is not None:
-        due_at = signature.eta
-    elif signature.countdown:
-        due_at = now + signature.countdown
-    else:
-        due_at = now
-    options = CallOptions(
-        eta=due_at if due_at != now else None,
-        expires=signature.expires,
-        soft_time_limit=signature.soft_time_limit
-        if signature.soft_time_limit is not None
-        else definition.soft_time_limit,
-        queue=signature.queue,
-        routing_key=signature.routing_key,
-        headers=signature.headers,
-        ignore_result=signature.ignore_result if signature.ignore_result is not None else definition.ignore_result,
-        shadow=signature.shadow,
-        parent_id=lineage.parent_id if lineage else None,
-        root_id=lineage.root_id if lineage and lineage.root_id != job_id else None,  # None: itself
-        group_id=group[0],
-        group_index=group[1],
-        link=signature.link,
-        link_error=signature.link_error,
-        replaced_task_nesting=lineage.replaced_task_nesting if lineage else 0,
-        properties=signature.properties,
-        argsrepr=signature.argsrepr,
-        kwargsrepr=signature.kwargsrepr,
-    )
-    return Job(
-        id=job_id,
-        task=signature.task,
-        args=list(signature.args) if args is None else list(args),
-        kwargs=dict(signature.kwargs),
-        priority=signature.priority if signature.priority is not None else definition.priority,
-        due_at=due_at,
-        created_at=now,
-        max_retries=signature.max_retries if signature.max_retries is not None else definition.max_retries,
-        time_limit=signature.time_limit if signature.time_limit is not None else definition.time_limit,
-        retry_on_worker_lost=definition.retry_on_worker_lost,
-        workflow_id=workflow_id,
-        node=node,
-        options=options,
-    )

@@ -26,6 +26,7 @@ from application.workflows import WorkflowEngine
 from domain.limits import Limits
 from entrypoints.compat import signals
 from entrypoints.compat.tasks import default_registry
+from entrypoints.compat.threads import ThreadBridge
 from entrypoints.settings import Settings
 
 
@@ -146,6 +147,12 @@ class Container(containers.DeclarativeContainer):
         bus=bus,
         dispatcher=dispatcher,
     )
+    # Celery-style calls from plain threads: both repositories offer blocking reads and say themselves
+    # whether a thread may commit (SQLite yes, memory no); a repository that offers neither maps to None.
+    thread_access = providers.Selector(settings.provided.persistence, sqlite=repo, memory=repo)
+    thread_bridge = providers.Singleton(
+        ThreadBridge, jobs=job_service, bus=bus, starter=dispatcher, access=thread_access
+    )
     engine = providers.Singleton(
         engine_with_signals,
         repo=repo,
@@ -157,4 +164,5 @@ class Container(containers.DeclarativeContainer):
         maintenance=maintenance,
         jobs=job_service,
         settings=engine_settings,
+        hooks=providers.List(thread_bridge),
     )

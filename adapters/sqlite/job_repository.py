@@ -151,6 +151,9 @@ class SqliteJobRepository(JobRepository):
         rows = self._writer.read(f"SELECT {JOB_SELECT} FROM jobs WHERE id = ?", (job_id,))
         return job_from_row(rows[0]) if rows else None
 
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
+        return self.peek_many(job_ids)
+
     def peek_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
         found: dict[str, Job] = {}
         for start in range(0, len(job_ids), READ_CHUNK):
@@ -159,6 +162,9 @@ class SqliteJobRepository(JobRepository):
             for row in self._writer.read(sql, chunk):
                 found[row[0]] = job_from_row(row)
         return found
+
+    async def children(self, job_id: str) -> list[Job]:
+        return self.peek_children(job_id)
 
     def peek_children(self, job_id: str) -> list[Job]:
         sql = (
@@ -203,9 +209,6 @@ class SqliteJobRepository(JobRepository):
         return JobPage(items=[job_from_row(row) for row in rows], next_cursor=next_cursor)
 
     async def next_due_at(self) -> float | None:
-        return self.peek_next_due()
-
-    def peek_next_due(self) -> float | None:
         with self._writer.due_lock:
             return self._writer.due.next_due()
 

@@ -1,4 +1,10 @@
-"""Port: durable storage of jobs and workflows, with atomic claims and atomic commits."""
+"""Ports: durable storage of jobs and workflows, with atomic claims and atomic commits, by role.
+
+Services depend on the roles they use (:class:`JobStore`, :class:`JobQueue`, :class:`JobQueries`,
+:class:`Retention`); an adapter implements :class:`JobRepository`, all of them. Every method is async
+and storage-neutral: callers on other threads than the loop's are the entry points' business (see
+``entrypoints.compat.threads``), not the ports'.
+"""
 
 from __future__ import annotations
 
@@ -51,15 +57,19 @@ class JobPage(msgspec.Struct, frozen=True, kw_only=True):
     next_cursor: str | None = None
 
 
-class JobRepository(Protocol):
-    """Where jobs and workflows live. Every method is atomic on its own.
-
-    Methods that return ``X | None`` return None when no such record exists.
-    """
+class StorageLifecycle(Protocol):
+    """Storage that is opened before use and closed after (files, pools, locks)."""
 
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class JobStore(Protocol):
+    """Jobs and workflows stored and read back whole: what every use case needs.
+
+    Methods that return ``X | None`` return None when no such record exists.
+    """
 
     async def commit(self, commit: Commit) -> None:
         """Store everything in ``commit`` in one transaction, durably, before returning.
@@ -68,15 +78,34 @@ class JobRepository(Protocol):
         """
         ...
 
-    def commit_from_thread(self, commit: Commit) -> bool:
-        """Like :meth:`commit`, called from a thread that is not the event loop's, blocking until the
-        commit is durable. Returns False, having stored nothing, when the repository cannot write
-        from that thread (right now or ever): the caller then sends ``commit`` to the loop."""
+    async def get(self, job_id: str) -> Job | None: ...
+
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
+        """The jobs with these ids that exist, by id: one read for many."""
         ...
+
+    async def get_workflow(self, workflow_id: str) -> Workflow | None: ...
+
+    async def workflow_jobs(self, workflow_id: str) -> list[Job]:
+        """Every job created so far for the workflow, in creation order."""
+        ...
+
+    async def children(self, job_id: str) -> list[Job]:
+        """The jobs whose Celery parent is ``job_id`` (``options.parent_id``: the steps and callbacks it
+        started, the jobs its code submitted), in the order they were stored."""
+        ...
+
+
+class JobQueue(Protocol):
+    """The queue side: atomic claims of due jobs, leases held while they run, and their recovery."""
 
     async def claim(self, *, owner: str, now: float, limit: int, lease_until: float) -> list[Job]:
         """Atomically take up to ``limit`` due queued jobs: highest priority first, then earliest
         ``due_at``, then first submitted. They come back STARTED, attempt counted, leased to ``owner``."""
+        ...
+
+    async def next_due_at(self) -> float | None:
+        """The earliest ``due_at`` of any queued job, or None when the queue is empty."""
         ...
 
     async def save_progress(self, job_id: str, owner: str, progress: Progress) -> bool:
@@ -87,47 +116,21 @@ class JobRepository(Protocol):
         """Extend the leases ``owner`` still holds on these jobs."""
         ...
 
-    async def get(self, job_id: str) -> Job | None: ...
-
-    def peek(self, job_id: str) -> Job | None:
-        """Like ``get``, but blocking: a quick point read for synchronous callers."""
-        ...
-
-    def peek_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
-        """The jobs with these ids that exist, by id: one read for many (``ResultSet.get``), blocking."""
-        ...
-
-    def peek_children(self, job_id: str) -> list[Job]:
-        """The jobs whose Celery parent is ``job_id`` (``options.parent_id``: the steps and callbacks it
-        started, the jobs its code submitted), in the order they were stored; blocking."""
-        ...
-
-    async def get_workflow(self, workflow_id: str) -> Workflow | None: ...
-
-    def peek_workflow(self, workflow_id: str) -> Workflow | None:
-        """Like ``get_workflow``, but blocking, for synchronous callers."""
-        ...
-
-    async def workflow_jobs(self, workflow_id: str) -> list[Job]:
-        """Every job created so far for the workflow, in creation order."""
-        ...
-
-    async def list_jobs(self, filter: JobFilter, *, limit: int, cursor: str | None = None) -> JobPage: ...
-
-    async def next_due_at(self) -> float | None:
-        """The earliest ``due_at`` of any queued job, or None when the queue is empty."""
-        ...
-
-    def peek_next_due(self) -> float | None:
-        """Like :meth:`next_due_at`, blocking. A repository whose :meth:`commit_from_thread` can
-        succeed answers it from any thread."""
-        ...
-
     async def leased_jobs(self, *, expired_before: float) -> list[Job]:
         """STARTED jobs holding a lease that expired before ``expired_before`` (their worker is gone)."""
         ...
 
+
+class JobQueries(Protocol):
+    """Listings and counts for people and monitoring (the HTTP API, metrics)."""
+
+    async def list_jobs(self, filter: JobFilter, *, limit: int, cursor: str | None = None) -> JobPage: ...
+
     async def count_by_state(self) -> dict[str, int]: ...
+
+
+class Retention(Protocol):
+    """Deleting finished work: one result on request, everything past its retention periodically."""
 
     async def forget(self, job_id: str) -> bool:
         """Delete one finished job (Celery's ``AsyncResult.forget``); False if there was none to delete."""
@@ -140,3 +143,16 @@ class JobRepository(Protocol):
         kept stays with it.
         """
         ...
+
+
+class JobRepository(StorageLifecycle, JobStore, JobQueue, JobQueries, Retention, Protocol):
+    """Where jobs and workflows live: every role above, each method atomic on its own. An adapter
+    implements this whole; each service depends only on the roles it uses."""
+
+
+class DispatcherStore(JobStore, JobQueue, Protocol):
+    """What the dispatcher uses: the store (outcomes, workflow steps) and the queue (claims, leases)."""
+
+
+class ServiceStore(JobStore, JobQueue, JobQueries, Retention, Protocol):
+    """What the job service uses: the store, progress on the queue, listings and ``forget``."""

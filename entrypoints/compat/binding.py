@@ -7,10 +7,12 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from application.engine import Engine
+from entrypoints.compat.threads import ThreadBridge
 
 T = TypeVar("T")
 
 _active: list[tuple[Engine, asyncio.AbstractEventLoop]] = []
+_bridges: dict[int, ThreadBridge] = {}
 
 
 class NoEngineRunning(RuntimeError):
@@ -18,6 +20,14 @@ class NoEngineRunning(RuntimeError):
 
 
 def activate(engine: Engine, loop: asyncio.AbstractEventLoop) -> None:
+    """Celery-style calls use ``engine`` (started, on ``loop``) until :func:`deactivate`. Calls from plain
+    threads go through its :class:`ThreadBridge` (one of its hooks, as the container wires it; an engine
+    built without one gets one that reads and commits through the loop)."""
+    bridge = next((hook for hook in engine.hooks if isinstance(hook, ThreadBridge)), None)
+    if bridge is None:
+        bridge = ThreadBridge(jobs=engine.jobs, bus=engine.bus, starter=None, access=None)
+        loop.call_soon_threadsafe(bridge.engine_started)
+    _bridges[id(engine)] = bridge
     _active.append((engine, loop))
 
 
@@ -25,6 +35,8 @@ def deactivate(engine: Engine) -> None:
     for index in range(len(_active) - 1, -1, -1):
         if _active[index][0] is engine:
             del _active[index]
+            if not any(active is engine for active, _ in _active):
+                _bridges.pop(id(engine), None)
             return
 
 
@@ -38,9 +50,14 @@ def engine() -> Engine:
     return active()[0]
 
 
+def bridge() -> ThreadBridge:
+    """The active engine's bridge for blocking calls (see :mod:`entrypoints.compat.threads`)."""
+    return _bridges[id(active()[0])]
+
+
 def off_loop() -> tuple[Engine, asyncio.AbstractEventLoop] | None:
     """The active engine and its loop when the caller runs in no event loop (a plain or worker
-    thread), so it can use the engine's blocking ``*_from_thread`` calls; None on a loop."""
+    thread), so it can use the blocking calls of :func:`bridge`; None on a loop."""
     engine_, loop = active()
     try:
         asyncio.get_running_loop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 from application.job_service import Snapshot
@@ -70,7 +70,7 @@ class AsyncResult:
         chord, its callbacks, the jobs its code submitted."""
         return [
             AsyncResult(job.id, parent=self, workflow_id=job.workflow_id)
-            for job in binding.engine().jobs.peek_children(self.id)
+            for job in binding.bridge().peek_children(self.id)
         ]
 
     def as_tuple(self) -> tuple[Any, Any]:
@@ -79,7 +79,7 @@ class AsyncResult:
         return ((self.id, self.parent.as_tuple() if self.parent is not None else None), None)
 
     def _snapshot(self) -> Snapshot | None:
-        jobs = binding.engine().jobs
+        jobs = binding.bridge()
         if self.final and self.workflow_id is not None:
             return jobs.peek(self.workflow_id)
         try:
@@ -152,9 +152,8 @@ class AsyncResult:
         workflow_id = None if self.final else self.workflow_id
         threaded = binding.off_loop()
         if threaded is not None and workflow_id is None:
-            engine_ = threaded[0]
             try:
-                snapshot = engine_.jobs.wait_from_thread(ident, timeout)
+                snapshot = binding.bridge().wait(ident, timeout)
             except NotFound:
                 raise _unknown(ident) from None
             return _outcome(snapshot, propagate)
@@ -301,7 +300,7 @@ class GroupResult(_Many, AsyncResult):
         from entrypoints.compat.graph import result_of
 
         try:
-            found = binding.engine().jobs.peek(id)
+            found = binding.bridge().peek(id)
         except NotFound:
             return None
         if not isinstance(found, Workflow) or not isinstance(found.canvas, CanvasGroup):
@@ -354,19 +353,19 @@ class ResultSet(_Many):
         ids = [result.id for result in self.results]
         threaded = binding.off_loop()
         if threaded is not None:
-            engine_ = threaded[0]
+            bridge = binding.bridge()
             deadline = None if timeout is None else time.monotonic() + timeout
 
             def wait_from_thread(ident: str) -> Snapshot:
-                return engine_.jobs.wait_from_thread(ident, _remaining(deadline, timeout))
+                return bridge.wait(ident, _remaining(deadline, timeout))
 
-            return _join(engine_.jobs, ids, propagate, wait_from_thread)
+            return _join(bridge, ids, propagate, wait_from_thread)
 
         async def join(engine: Any) -> list[Any]:
             deadline = None if timeout is None else time.monotonic() + timeout
             values: list[Any] = []
             while len(values) < len(ids):
-                values += _finished_prefix(engine.jobs, ids, propagate, len(values))
+                values += await _finished_prefix_on_loop(engine.jobs, ids, propagate, len(values))
                 if len(values) < len(ids):
                     ident = ids[len(values)]
                     try:
@@ -407,20 +406,41 @@ def _finished_prefix(jobs: Any, ids: list[str], propagate: bool, start: int) -> 
 
     Read in batches that double while every job read has finished (8, 16, ... 512): all done costs
     a read per 512, and following jobs as they finish costs no large reads of unfinished ones.
+    ``jobs``: the bridge (blocking reads).
     """
     values: list[Any] = []
+    for chunk in _chunks(ids, start):
+        if not _outcomes_of(chunk, jobs.peek_jobs(chunk), propagate, values):
+            break
+    return values
+
+
+async def _finished_prefix_on_loop(jobs: Any, ids: list[str], propagate: bool, start: int) -> list[Any]:
+    """:func:`_finished_prefix` on the engine's loop; ``jobs``: the job service."""
+    values: list[Any] = []
+    for chunk in _chunks(ids, start):
+        if not _outcomes_of(chunk, await jobs.get_many(chunk), propagate, values):
+            break
+    return values
+
+
+def _chunks(ids: list[str], start: int) -> Iterator[list[str]]:
     size = 8
     while start < len(ids):
-        chunk = ids[start : start + size]
-        found = jobs.peek_jobs(chunk)
-        for ident in chunk:
-            snapshot = found.get(ident)
-            if snapshot is None or not is_terminal(snapshot.state):
-                return values  # not finished, or a workflow id: waited on by itself
-            values.append(_outcome(snapshot, propagate))
-        start += len(chunk)
+        yield ids[start : start + size]
+        start += size
         size = min(size * 2, 512)
-    return values
+
+
+def _outcomes_of(chunk: list[str], found: dict[str, Job], propagate: bool, values: list[Any]) -> bool:
+    """Append the outcomes of ``chunk`` (read as ``found``) to ``values`` while they are finished; whether
+    all were (a job not finished, or a workflow id, is waited on by itself)."""
+    for ident in chunk:
+        snapshot = found.get(ident)
+        if snapshot is None or not is_terminal(snapshot.state):
+            return False
+        values.append(_outcome(snapshot, propagate))
+    return True
 
 
 def _join(jobs: Any, ids: list[str], propagate: bool, wait: Any) -> list[Any]:

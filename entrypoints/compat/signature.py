@@ -262,10 +262,8 @@ def submit_signature(spec: model.Signature, *, ignored: bool = False) -> Any:
     if spec.id is None and _publish_receivers():  # the publish signals' headers name the id
         spec = msgspec.structs.replace(spec, id=str(uuid.uuid4()))
     published = _publishing(spec, lineage)
-    threaded = binding.off_loop()
-    if threaded is not None:
-        engine, loop = threaded
-        job = engine.jobs.submit_from_thread(spec, loop, lineage=lineage)
+    if binding.off_loop() is not None:
+        job = binding.bridge().submit(spec, lineage=lineage)
         published()
         return AsyncResult(job.id, ignored=ignored)
 

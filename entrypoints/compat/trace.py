@@ -60,7 +60,7 @@ def safe_repr(value: Any, maxsize: int = REPR_MAXSIZE) -> str:
 
 
 class CeleryTrace:
-    """The engine's :class:`application.dispatcher.JobTrace`: Celery's log lines."""
+    """The engine's :class:`application.ports.job_trace.JobTrace`: Celery's log lines."""
 
     def received(self, job: Job) -> None:
         if strategy_logger.isEnabledFor(logging.INFO):

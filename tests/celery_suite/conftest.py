@@ -23,6 +23,7 @@ import pytest
 
 from entrypoints.celery_compat import ResultSet, current_app, embedded_engine
 from entrypoints.celery_compat import TimeoutError as CeleryTimeoutError
+from entrypoints.compat import binding
 from tests.celery_suite.tasks import get_redis_connection
 
 TIMEOUT = 10
@@ -156,7 +157,7 @@ class Manager:
         started its job (or already finished it), polled with a deadline."""
         deadline = time.monotonic() + timeout
         while True:
-            jobs = [self.engine.jobs.peek(ident) for ident in ids]
+            jobs = [binding.bridge().peek(ident) for ident in ids]
             if all(job.started_at is not None or job.state in ("STARTED", "SUCCESS", "FAILURE") for job in jobs):
                 return True
             if time.monotonic() > deadline:

@@ -248,27 +248,44 @@ class TestChildren:
         other = make_job("other", options=CallOptions(parent_id="someone-else"))
         await put(repo, parent, kids[2], other, kids[0], kids[1])
 
-        assert [job.id for job in repo.peek_children("parent")] == ["kid-2", "kid-0", "kid-1"]
-        assert repo.peek_children("kid-0") == []
-        assert repo.peek_children("nope") == []
+        assert [job.id for job in await repo.children("parent")] == ["kid-2", "kid-0", "kid-1"]
+        assert await repo.children("kid-0") == []
+        assert await repo.children("nope") == []
 
 
-class TestPeekMany:
+class TestGetMany:
     async def test_existing_jobs_by_id_unknown_ids_left_out(self, repo: JobRepository) -> None:
         await put(repo, make_job("a", args=[1]), make_job("b", state=JobState.SUCCESS, result=2))
 
-        found = repo.peek_many(["b", "nope", "a", "a"])
+        found = await repo.get_many(["b", "nope", "a", "a"])
 
         assert found == {"a": make_job("a", args=[1]), "b": make_job("b", state=JobState.SUCCESS, result=2)}
-        assert repo.peek_many([]) == {}
+        assert await repo.get_many([]) == {}
 
     async def test_more_ids_than_one_read_takes(self, repo: JobRepository) -> None:
         jobs = [make_job(f"j{i}", args=[i]) for i in range(1200)]
         await put(repo, *jobs)
 
-        found = repo.peek_many([job.id for job in jobs])
+        found = await repo.get_many([job.id for job in jobs])
 
         assert found == {job.id: job for job in jobs}
+
+
+class TestBlockingAccess:
+    """The blocking reads the memory and SQLite repositories offer callers on plain threads
+    (``entrypoints.compat.threads.BlockingAccess``) answer as the port's async reads do, from any thread."""
+
+    async def test_blocking_reads_agree_with_the_async_ones_from_another_thread(self, repo: JobRepository) -> None:
+        access: Any = repo
+        parent = make_job("parent", workflow_id="wf")
+        kid = make_job("kid", options=CallOptions(parent_id="parent"))
+        await repo.commit(Commit(jobs=[parent, kid], workflows=[make_workflow("wf")]))
+
+        assert await asyncio.to_thread(access.peek, "parent") == await repo.get("parent")
+        assert await asyncio.to_thread(access.peek, "nope") is None
+        assert await asyncio.to_thread(access.peek_many, ["kid", "nope"]) == await repo.get_many(["kid", "nope"])
+        assert await asyncio.to_thread(access.peek_children, "parent") == await repo.children("parent")
+        assert await asyncio.to_thread(access.peek_workflow, "wf") == await repo.get_workflow("wf")
 
 
 class TestUpsert:
@@ -806,12 +823,10 @@ class TestNextDueAt:
 
         assert await repo.next_due_at() == NOW + 7.5
 
-    async def test_peek_next_due_answers_the_same_from_any_thread(self, repo: JobRepository) -> None:
-        assert await asyncio.to_thread(repo.peek_next_due) is None
+    async def test_a_job_no_longer_queued_no_longer_counts(self, repo: JobRepository) -> None:
         await put(repo, make_job("later", due_at=NOW + 9), make_job("sooner", due_at=NOW + 4))
-        await put(repo, make_job("sooner", state=JobState.SUCCESS, due_at=NOW + 4))  # no longer queued
+        await put(repo, make_job("sooner", state=JobState.SUCCESS, due_at=NOW + 4))
 
-        assert repo.peek_next_due() == await asyncio.to_thread(repo.peek_next_due) == NOW + 9
         assert await repo.next_due_at() == NOW + 9
 
     async def test_follows_claims_and_overwrites(self, repo: JobRepository) -> None:

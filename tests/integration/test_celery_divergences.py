@@ -112,7 +112,7 @@ class TestTaskLevel:
 
     async def test_update_state_with_another_task_id_changes_that_job(self, engine: Engine) -> None:
         target = await wait_gate.delay(1)
-        await until(lambda: engine.jobs.peek(target.id).state == "STARTED")
+        await until(lambda: engine.repo.peek(target.id).state == "STARTED")
         other = await report_other.delay(target.id)
         assert await other.get(timeout=5) == target.id
         assert target.state == "NUDGED" and target.info == {"by": other.id}
@@ -121,7 +121,7 @@ class TestTaskLevel:
 
     async def test_revoke_lets_a_running_task_finish_unless_terminate(self, engine: Engine) -> None:
         running = await wait_gate.delay(7)
-        await until(lambda: engine.jobs.peek(running.id).state == "STARTED")
+        await until(lambda: engine.repo.peek(running.id).state == "STARTED")
         await running.revoke()
         tasks.GATE.set()
         assert await running.get(timeout=5) == 7
@@ -139,7 +139,7 @@ class TestTaskLevel:
 
     async def test_a_running_task_reports_pending_without_track_started(self, engine: Engine) -> None:
         running = await wait_gate.delay(1)
-        await until(lambda: engine.jobs.peek(running.id).state == "STARTED")
+        await until(lambda: engine.repo.peek(running.id).state == "STARTED")
         assert running.state == states.PENDING
         tasks.GATE.set()
         await running.get(timeout=5)
@@ -213,7 +213,7 @@ class TestChildren:
         await until(lambda: tasks.SEEN)
         assert [child.id for child in AsyncResult(first.id).children] == [result.id]
         [callback] = AsyncResult(result.id).children
-        assert engine.jobs.peek(callback.id).task == "div.record"
+        assert engine.repo.peek(callback.id).task == "div.record"
 
 
 class TestGivenIds:
@@ -221,7 +221,7 @@ class TestGivenIds:
         from domain.errors import IdInUse
 
         running = await wait_gate.apply_async((1,), task_id="busy-id")
-        await until(lambda: engine.jobs.peek(running.id).state == "STARTED")
+        await until(lambda: engine.repo.peek(running.id).state == "STARTED")
         with pytest.raises(IdInUse):
             await concat.apply_async(("x", "y"), task_id="busy-id")
         with pytest.raises(IdInUse):

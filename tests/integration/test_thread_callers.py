@@ -34,6 +34,7 @@ from entrypoints.celery_compat import (
     embedded_engine,
     states,
 )
+from entrypoints.compat import binding
 from tests.integration import compat_tasks
 from tests.integration.compat_tasks import RELEASE, add, blocker, boom, submits_from_thread
 from tests.support.waiting import eventually, not_done_within
@@ -119,12 +120,12 @@ class TestGetFromAThread:
         with pytest.raises(TimeoutError):
             await off_loop(lambda: handle.get(timeout=0.2))
         assert time.monotonic() - started < 5
-        await eventually(lambda: engine.jobs.waiting_threads == 0, what="the waiter is dropped")
+        await eventually(lambda: binding.bridge().waiting_threads == 0, what="the waiter is dropped")
 
     async def test_a_woken_waiter_is_dropped(self, engine: Engine) -> None:
         handle = await add.apply_async((1, 2), countdown=0.2)
         assert await off_loop(lambda: handle.get(timeout=5)) == 3
-        assert engine.jobs.waiting_threads == 0
+        assert binding.bridge().waiting_threads == 0
 
     async def test_unknown_id(self) -> None:
         with pytest.raises(UnknownResultError):
@@ -164,7 +165,7 @@ class TestCommitFromThread:
             return
         assert found == job
         # the commit's queue change is applied on the commit's own thread
-        await eventually(lambda: engine.repo.peek_next_due() is not None, what="the job is queued")
+        assert await engine.repo.next_due_at() is not None
         claimed = await engine.repo.claim(owner="me", now=time.time() + 700, limit=5, lease_until=time.time() + 800)
         assert [each.id for each in claimed] == [job.id]
 
@@ -232,13 +233,14 @@ class TestResultSet:
         handles = [await add.delay(i, 1) for i in range(300)]
         await off_loop(lambda: ResultSet(handles).get(timeout=20))
         reads: list[int] = []
-        peek_jobs = engine.jobs.peek_jobs
+        bridge = binding.bridge()
+        peek_jobs = bridge.peek_jobs
 
         def counting(ids: Any) -> Any:
             reads.append(len(ids))
             return peek_jobs(ids)
 
-        engine.jobs.peek_jobs = counting  # type: ignore[method-assign]
+        bridge.peek_jobs = counting  # type: ignore[method-assign]
         assert await off_loop(lambda: ResultSet(handles).get(timeout=5)) == [i + 1 for i in range(300)]
         assert sum(reads) == 300 and len(reads) <= 7  # 8 + 16 + ... doubling, not one read per handle
 
@@ -301,7 +303,7 @@ class TestClaimedAsSubmitted:
             jobs = [await engine.jobs.get(handle.id) for handle in handles]
             assert [job.attempts for job in jobs] == [1] * 5
             assert claimed == []
-            assert engine.dispatcher.active_jobs == 0 and engine.dispatcher._reserved == 0
+            assert engine.dispatcher.active_jobs == 0 and engine.dispatcher.reserved_slots == 0
 
     async def test_with_no_free_slot_the_job_is_queued_and_claimed_later(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -328,7 +330,7 @@ class TestClaimedAsSubmitted:
             monkeypatch.setattr(engine.repo, "commit_from_thread", lambda commit: False)  # as when busy
             handle = await off_loop(lambda: add.delay(3, 3))  # through the loop instead
             assert await off_loop(lambda: handle.get(timeout=5)) == 6
-            assert engine.dispatcher._reserved == 0
+            assert engine.dispatcher.reserved_slots == 0
             again = await off_loop(lambda: add.delay(4, 4))  # the one slot is still usable
             assert await off_loop(lambda: again.get(timeout=5)) == 8
 

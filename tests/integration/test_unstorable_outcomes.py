@@ -72,6 +72,6 @@ class TestResultsThatCannotBeStored:
         assert done.attempts == 1 and done.result is None
         assert took < 5, f"took {took:.1f} s: storing was retried"
         # not recovered, not run again
-        await stays(lambda: engine.jobs.peek("big-add").attempts == 1, 0.2, what="a single attempt")
+        await stays(lambda: engine.repo.peek("big-add").attempts == 1, 0.2, what="a single attempt")
         retries = [r for r in caplog.records if "retrying" in r.getMessage() or "WorkerLost" in r.getMessage()]
         assert retries == []

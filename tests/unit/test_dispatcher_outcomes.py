@@ -73,7 +73,7 @@ def boom() -> None:
 
 
 class RecordingTrace:
-    """A :class:`application.dispatcher.JobTrace` that records what it is told."""
+    """A :class:`application.ports.job_trace.JobTrace` that records what it is told."""
 
     def __init__(self) -> None:
         self.taken: list[str] = []

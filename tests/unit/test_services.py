@@ -388,7 +388,7 @@ class TestHandOver:
     ) -> None:
         engine, repo = one_slot
         pending = Job(id="late", task="add", args=[1, 2], due_at=clock.now(), created_at=clock.now())
-        started = engine.dispatcher.claim_for_thread(pending)  # a thread is storing it claimed...
+        started = engine.dispatcher.claim_new(pending)  # a thread is storing it claimed...
         assert started is not None and started.state == JobState.STARTED and started.attempts == 1
         await repo.commit(Commit(jobs=[started]))
         stopping = asyncio.ensure_future(engine.dispatcher.stop())  # ...as the engine begins to stop
@@ -404,7 +404,7 @@ class TestHandOver:
         ORDER.clear()
         engine, repo = one_slot
         pending = Job(id="doomed", task="record", args=["ran"], due_at=clock.now(), created_at=clock.now())
-        started = engine.dispatcher.claim_for_thread(pending)
+        started = engine.dispatcher.claim_new(pending)
         assert started is not None
         await repo.commit(Commit(jobs=[started]))  # stored claimed by a thread, not launched yet
         assert (await engine.jobs.cancel("doomed")).state == JobState.REVOKED
