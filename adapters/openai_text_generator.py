@@ -79,7 +79,7 @@ class OpenAICompatibleGenerator(TextGenerator):
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, 60.0)
-        return self._backoff * (2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+        return float(self._backoff * (2 ** (attempt - 1)) * (0.5 + random.random() / 2))
 
     async def close(self) -> None:
         await self._client.aclose()

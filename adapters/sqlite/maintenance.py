@@ -74,7 +74,7 @@ def open_existing(path: str | os.PathLike[str], *, busy_timeout_ms: int = 10_000
         raise FileNotFoundError(f"no database at {path}")
     connection = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
     connection.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-    connection.isolation_level = ""  # transactions for `with connection:` blocks
+    connection.isolation_level = "DEFERRED"  # transactions for `with connection:` blocks
     return connection
 
 

@@ -380,7 +380,7 @@ class ResultSet(_Many):
     join = get
 
 
-def _one_by_one(results: list[AsyncResult], timeout: float | None, propagate: bool) -> Any:
+def _one_by_one(results: list[AsyncResult], timeout: float | None, propagate: bool) -> Awaitable[list[Any]] | list[Any]:
     """Join handles of a canvas's steps (which may not exist yet) by waiting on each in turn."""
     deadline = None if timeout is None else time.monotonic() + timeout
     if binding.off_loop() is not None:

@@ -196,7 +196,8 @@ class Signature(dict[str, Any]):
         return task(*call.args, **call.kwargs)
 
     def delay(self, *args: Any, **kwargs: Any) -> Awaitable[AsyncResult] | AsyncResult:
-        return self.apply_async(args, kwargs)
+        handle: Awaitable[AsyncResult] | AsyncResult = self.apply_async(args, kwargs)
+        return handle
 
     def apply_async(
         self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
