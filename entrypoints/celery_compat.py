@@ -34,15 +34,8 @@ from entrypoints.compat.canvas import (
 )
 from entrypoints.compat.eager import EagerResult
 from entrypoints.compat.embedded import embedded_engine
-from entrypoints.compat.results import (
-    AsyncResult,
-    ChordError,
-    GroupResult,
-    ResultSet,
-    TaskError,
-    TaskRevokedError,
-    UnknownResultError,
-)
+from entrypoints.compat.exceptions import ChordError, TaskError, TaskRevokedError, UnknownResultError
+from entrypoints.compat.results import AsyncResult, GroupResult, ResultSet
 from entrypoints.compat.tasks import Request, Task, create_compatible_task, default_registry
 
 task = create_compatible_task

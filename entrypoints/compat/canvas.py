@@ -13,10 +13,11 @@ one-member group in a chain is that member; a group followed by a task in a chai
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from typing import Any, cast
 
 from domain import canvas as model
+from domain.workflow import Workflow
 from entrypoints.compat import binding
 from entrypoints.compat.app import current_app
 from entrypoints.compat.options import check_options
@@ -93,7 +94,7 @@ class _Composite(Signature):
         task_id = options.pop("task_id", None)
         if task_id is not None:
             _final(copied).options["task_id"] = task_id
-        timing = {key: options.pop(key) for key in ("countdown", "eta") if key in options}
+        timing: dict[str, Any] = {key: options.pop(key) for key in ("countdown", "eta") if key in options}
         for leaf in _leaves(copied):
             for key, value in options.items():
                 leaf.options.setdefault(key, value)
@@ -267,9 +268,14 @@ class chord(_Composite):
 
         if binding.off_loop() is not None:  # read the generator here, not on the engine's loop
             jobs = binding.engine().jobs
-            workflow = binding.call(lambda engine: engine.jobs.submit_canvas(tree, lineage=lineage))
+            # off the loop, binding.call blocks and returns the workflow itself, not an awaitable
+            workflow = cast(Workflow, binding.call(lambda engine: engine.jobs.submit_canvas(tree, lineage=lineage)))
+
+            def extend(task: Any) -> Callable[[object], Coroutine[Any, Any, object]]:
+                return lambda _: jobs.extend_chord(workflow.id, [member(task)], chord_id=chord_id)
+
             for task in lazy:
-                binding.call(lambda engine, t=task: jobs.extend_chord(workflow.id, [member(t)], chord_id=chord_id))
+                binding.call(extend(task))
             binding.call(lambda engine: jobs.extend_chord(workflow.id, [], chord_id=chord_id, close=True))
             return result_of(workflow.canvas, workflow.id)
 
@@ -344,6 +350,10 @@ class chord(_Composite):
     @property
     def id(self) -> str | None:
         return self.body.id if self.body is not None else None
+
+    @id.setter
+    def id(self, value: str) -> None:
+        self._need_body().id = value
 
     def _need_body(self) -> Signature:
         if self.body is None:

@@ -88,16 +88,15 @@ def call_options(options: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def epoch(when: Any) -> float:
+def epoch(when: object) -> float:
     """Epoch seconds for a datetime (a naive one is UTC, as Celery takes it), an ISO string or a number."""
     if isinstance(when, bool):
         raise TypeError("expected a datetime or epoch seconds, got a bool")
     if isinstance(when, (int, float)):
         return float(when)
-    if isinstance(when, str):
-        when = datetime.datetime.fromisoformat(when)
-    if isinstance(when, datetime.datetime):
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=datetime.UTC)
-        return when.timestamp()
+    moment = datetime.datetime.fromisoformat(when) if isinstance(when, str) else when
+    if isinstance(moment, datetime.datetime):
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.UTC)
+        return moment.timestamp()
     raise TypeError(f"expected a datetime or epoch seconds, got {type(when).__name__}")

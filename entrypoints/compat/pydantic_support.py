@@ -12,10 +12,19 @@ import inspect
 import types
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from entrypoints.compat.app import current_app
 from entrypoints.compat.canvas import ImproperlyConfigured
+
+
+class _Model(Protocol):
+    """What this module uses of a pydantic ``BaseModel`` (pydantic is imported at run time, untyped)."""
+
+    @classmethod
+    def model_validate(cls, obj: Any, *, strict: bool | None = None, context: Any | None = None) -> Any: ...
+
+    def model_dump(self, *, mode: str = "python", **kwargs: Any) -> Any: ...
 
 
 def pydantic_wrapper(
@@ -38,7 +47,7 @@ def pydantic_wrapper(
         pydantic = importlib.import_module("pydantic")
     except ModuleNotFoundError as exc:
         raise ImproperlyConfigured("You need to install pydantic to use pydantic model serialization.") from exc
-    base_model: type = pydantic.BaseModel
+    base_model: type[_Model] = pydantic.BaseModel
     validate_context = {**(context or {}), "celery_app": current_app, "celery_task_name": task_name}
     dump = {"mode": "json", **(dump_kwargs or {})}
     signature = inspect.signature(func)

@@ -19,15 +19,20 @@ if TYPE_CHECKING:
     from entrypoints.compat.base_task import Task
 
 
-def epoch_seconds(when: Any) -> float | None:
+def epoch_seconds(when: object) -> float | None:
     """Epoch seconds for a datetime (naive ones are UTC, as Celery takes them) or a number."""
     if when is None or isinstance(when, (int, float)):
         return when
     if isinstance(when, datetime.datetime):
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=datetime.UTC)
-        return when.timestamp()
+        return _timestamp(when)
     raise TypeError(f"expected a datetime or epoch seconds, got {type(when).__name__}")
+
+
+def _timestamp(when: datetime.datetime) -> float:
+    """A datetime's epoch seconds; a naive one is UTC."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp()
 
 
 def retry_options(options: dict[str, Any], what: str) -> RetryOptions:
@@ -39,7 +44,7 @@ def retry_options(options: dict[str, Any], what: str) -> RetryOptions:
     given = {name: value for name, value in options.items() if value is not None}
     expires = given.get("expires")
     if isinstance(expires, datetime.datetime):  # Celery: seconds from now, or a datetime
-        given["expires"] = epoch_seconds(expires) - time.time()  # type: ignore[operator]
+        given["expires"] = _timestamp(expires) - time.time()
     elif expires is not None and (isinstance(expires, bool) or not isinstance(expires, (int, float))):
         raise TypeError(f"{what}: expires must be seconds or a datetime, got {type(expires).__name__}")
     headers = given.get("headers")

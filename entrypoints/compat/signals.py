@@ -98,7 +98,7 @@ class Signal:
         held: Any = receiver
         if weak:
             if hasattr(receiver, "__self__") and hasattr(receiver, "__func__"):
-                held = weakref.WeakMethod(receiver)  # type: ignore[arg-type]
+                held = weakref.WeakMethod(receiver)
                 weakref.finalize(receiver.__self__, self._mark_dead)
             else:
                 held = weakref.ref(receiver)
