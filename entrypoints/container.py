@@ -18,6 +18,7 @@ from adapters.sqlite_errors import storage_failure as sqlite_storage_failure
 from adapters.system import SystemClock, UuidSource
 from application.article_pipeline import ArticlePipeline
 from application.engine import Engine, EngineSettings, new_dispatcher, new_job_service, new_maintenance
+from application.health import HealthService
 from application.ports import Clock, EventBus, IdSource, JobRepository
 from application.ports.storage import no_translation
 from application.ports.text_generator import TextGenerator
@@ -165,4 +166,8 @@ class Container(containers.DeclarativeContainer):
         jobs=job_service,
         settings=engine_settings,
         hooks=providers.List(thread_bridge),
+    )
+    # What /ready and /metrics read: the engine's state, the jobs running, the counts by state, stuck threads.
+    health = providers.Singleton(
+        HealthService, engine=engine, dispatcher=dispatcher, repo=repo, runner=runner, metrics=metrics
     )

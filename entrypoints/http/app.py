@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 from litestar import Litestar
 from litestar.di import Provide
 
+from application.article_pipeline import ArticlePipeline
+from application.health import HealthService
+from application.job_service import JobService
+from application.ports import EventBus
+from application.registry import TaskRegistry
 from entrypoints import article_runtime
 from entrypoints.compat import binding
 from entrypoints.container import Container
@@ -42,8 +46,7 @@ def create_app(container: Container | None = None, *, fast_path: bool = True) ->
         importlib.import_module(module)
     engine = container.engine()
     pipeline = container.pipeline()
-    collector = container.metrics()
-    engine.bus.add_listener(collector.observe)
+    container.bus().add_listener(container.metrics().observe)
 
     @asynccontextmanager
     async def run_engine(app: Litestar) -> AsyncIterator[None]:
@@ -60,14 +63,9 @@ def create_app(container: Container | None = None, *, fast_path: bool = True) ->
             finally:
                 await container.generator().close()
 
-    dependencies: dict[str, Any] = {
-        "engine": Provide(lambda: engine, sync_to_thread=False),
-        "metrics": Provide(lambda: collector, sync_to_thread=False),
-        "pipeline": Provide(lambda: pipeline, sync_to_thread=False),
-    }
     app = Litestar(
         route_handlers=[JobController, WorkflowController, ProjectController, health, ready, metrics, tasks],
-        dependencies=dependencies,
+        dependencies=services(container),
         exception_handlers=exception_handlers(container.storage_errors()),
         before_request=require_json_body,
         middleware=[bearer_token_middleware(settings.api_token)] if settings.api_token else [],
@@ -80,7 +78,37 @@ def create_app(container: Container | None = None, *, fast_path: bool = True) ->
     )
     document_optional_bodies(app)
     if fast_path:
-        install_fast_path(app, engine, token=settings.api_token, max_body=settings.max_body_bytes)  # HEAD included
+        jobs = container.job_service()
+        install_fast_path(app, jobs, token=settings.api_token, max_body=settings.max_body_bytes)  # HEAD included
     else:
         install_head(app)  # HEAD wherever GET exists: the GET answer without its body
     return app
+
+
+def services(container: Container) -> dict[str, Provide]:
+    """The dependencies handlers declare (``NamedDependency[...]``), each one service taken from the container
+    when a request needs it, typed by the port or application service the handler uses."""
+
+    def job_service() -> JobService:
+        return container.job_service()
+
+    def event_bus() -> EventBus:
+        return container.bus()
+
+    def health_service() -> HealthService:
+        return container.health()
+
+    def task_registry() -> TaskRegistry:
+        return container.registry()
+
+    def article_pipeline() -> ArticlePipeline:
+        return container.pipeline()
+
+    providers: dict[str, Callable[[], object]] = {
+        "jobs": job_service,
+        "bus": event_bus,
+        "health_service": health_service,
+        "registry": task_registry,
+        "pipeline": article_pipeline,
+    }
+    return {name: Provide(provider, sync_to_thread=False) for name, provider in providers.items()}

@@ -41,7 +41,7 @@ from litestar.types import (
     Send,
 )
 
-from application.engine import Engine
+from application.job_service import JobService
 from entrypoints.http.auth import bearer_matches
 from entrypoints.http.head import HeadAsGet
 from entrypoints.http.schemas import JobOut, JobSubmission
@@ -60,10 +60,10 @@ class Declined(Exception):
 class JobsFastPath:
     """The ASGI handler installed in a Litestar app (its ``asgi_handler``) by :func:`install`."""
 
-    def __init__(self, app: Litestar, inner: ASGIApp, engine: Engine, *, token: str | None, max_body: int) -> None:
+    def __init__(self, app: Litestar, inner: ASGIApp, jobs: JobService, *, token: str | None, max_body: int) -> None:
         self.litestar = app
         self.app = inner  # Litestar's own handler: everything the fast path does not answer
-        self.engine = engine
+        self.jobs = jobs
         self.expected_token = token.encode() if token else None
         self.max_body = max_body
         self.head = HeadAsGet(self.dispatch)  # HEAD: the GET answer without its body (``head.py``)
@@ -105,7 +105,7 @@ class JobsFastPath:
             await self.app(scope, _replay(received, receive), send)
             return
         try:
-            job = await self.engine.jobs.submit(signature)
+            job = await self.jobs.submit(signature)
             body = encode_json(JobOut.of(job))
         except Exception as exc:  # the engine's refusal (nothing stored), or an error after the commit
             await self._problem(scope, receive, send, exc)
@@ -154,7 +154,7 @@ class JobsFastPath:
 
     async def _get(self, job_id: str, scope: HTTPScope, receive: Receive, send: Send) -> None:
         try:
-            body = encode_json(JobOut.of(await self.engine.jobs.get(job_id)))
+            body = encode_json(JobOut.of(await self.jobs.get(job_id)))
         except Exception as exc:
             await self._problem(scope, receive, send, exc)
             return
@@ -171,7 +171,7 @@ class JobsFastPath:
         )
 
 
-def install(app: Litestar, engine: Engine, *, token: str | None, max_body: int) -> JobsFastPath:
+def install(app: Litestar, jobs: JobService, *, token: str | None, max_body: int) -> JobsFastPath:
     """Put the fast path in front of ``app``'s own ASGI handler; the app stays the object servers and tests use."""
     expected_middleware = 1 if token else 0
     if (
@@ -191,7 +191,7 @@ def install(app: Litestar, engine: Engine, *, token: str | None, max_body: int) 
             "no hooks, a handler for every Exception): teach entrypoints/http/fast_path.py the new behaviour, "
             "or create the app with fast_path=False"
         )
-    fast_path = JobsFastPath(app, app.asgi_handler, engine, token=token, max_body=max_body)
+    fast_path = JobsFastPath(app, app.asgi_handler, jobs, token=token, max_body=max_body)
     app.asgi_handler = fast_path
     return fast_path
 

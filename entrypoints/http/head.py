@@ -11,15 +11,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from litestar import Litestar
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class HeadAsGet:
+    """An ASGI wrapper answering ``HEAD`` with the ``GET`` answer's status and headers: Litestar routes a
+    ``HEAD`` only where a handler declares it, and RFC 9110 wants it wherever ``GET`` is."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "HEAD":
+        if scope["type"] != ScopeType.HTTP or scope["method"] != "HEAD":
             await self.app(scope, receive, send)
             return
         started = False
@@ -39,9 +44,9 @@ class HeadAsGet:
                 ended = True
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-        await self.app({**scope, "method": "GET"}, head_receive, head_send)  # type: ignore[arg-type]
+        await self.app({**scope, "method": "GET"}, head_receive, head_send)
 
 
-def install(app: Any) -> None:
+def install(app: Litestar) -> None:
     """Put :class:`HeadAsGet` in front of ``app``'s ASGI handler (after the fast path is installed)."""
     app.asgi_handler = HeadAsGet(app.asgi_handler)

@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import msgspec
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send, WebSocketCloseEvent
 
 from entrypoints.http.auth import OPEN_PATHS
 from entrypoints.http.problems import PROBLEM_JSON, Problem
@@ -79,8 +80,9 @@ class HostGuard:
         if scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS or self._allowed(scope):
             await self.app(scope, receive, send)
             return
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008})  # type: ignore[typeddict-item]
+        if scope["type"] == ScopeType.WEBSOCKET:
+            close: WebSocketCloseEvent = {"type": "websocket.close", "code": 1008, "reason": None}
+            await send(close)
             return
         await send({"type": "http.response.start", "status": 400, "headers": REFUSED_HEADERS})
         await send({"type": "http.response.body", "body": REFUSED, "more_body": False})

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, Response, get, post
-from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from application.engine import Engine
-from application.ports import JobFilter
+from application.job_service import JobService
+from application.ports import EventBus, JobFilter
 from domain.states import JobState, is_terminal
+from entrypoints.http.injection import Injected
 from entrypoints.http.openapi import EVENT_STREAM, optional_string, problems
 from entrypoints.http.schemas import CURSOR, CURSOR_PATTERN, JobOut, JobPageOut, JobSubmission
 from entrypoints.http.streams import encode, stream
@@ -42,15 +42,15 @@ class JobController(Controller):
             },
         ),
     )
-    async def submit(self, data: JSONBody[JobSubmission], engine: NamedDependency[Engine]) -> Response[JobOut]:
+    async def submit(self, data: JSONBody[JobSubmission], jobs: Injected[JobService]) -> Response[JobOut]:
         """Queue a run of a registered task. The job is committed before this answers."""
-        job = await engine.jobs.submit(data.signature())
+        job = await jobs.submit(data.signature())
         return Response(JobOut.of(job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
 
     @get("/", summary="List jobs, newest first", responses=problems(400, 503))
     async def list_jobs(
         self,
-        engine: NamedDependency[Engine],
+        jobs: Injected[JobService],
         job_state: Annotated[
             str | None,
             QueryParameter(
@@ -74,7 +74,7 @@ class JobController(Controller):
             raise ValidationException(f"state must be one of {', '.join(JobState.__members__)}, got {job_state!r}")
         if cursor is not None and not CURSOR.fullmatch(cursor):
             raise ValidationException(f"cursor must be a next_cursor from an earlier page, got {cursor!r}")
-        page = await engine.jobs.list(
+        page = await jobs.list(
             JobFilter(state=JobState(job_state) if job_state else None, task=task, workflow_id=workflow_id),
             limit=limit,
             cursor=cursor,
@@ -82,8 +82,8 @@ class JobController(Controller):
         return JobPageOut(items=[JobOut.of(job) for job in page.items], next_cursor=page.next_cursor)
 
     @get("/{job_id:str}", summary="Get a job", responses=problems(400, 404, 503, described=NO_JOB))
-    async def get_job(self, job_id: FromPath[str], engine: NamedDependency[Engine]) -> JobOut:
-        return JobOut.of(await engine.jobs.get(job_id))
+    async def get_job(self, job_id: FromPath[str], jobs: Injected[JobService]) -> JobOut:
+        return JobOut.of(await jobs.get(job_id))
 
     @post(
         "/{job_id:str}/cancel",
@@ -91,9 +91,9 @@ class JobController(Controller):
         summary="Cancel a job",
         responses=problems(400, 404, 409, 503, described={**NO_JOB, 409: "The job has finished"}),
     )
-    async def cancel(self, job_id: FromPath[str], engine: NamedDependency[Engine]) -> JobOut:
+    async def cancel(self, job_id: FromPath[str], jobs: Injected[JobService]) -> JobOut:
         """Revoke a queued job, or cancel a running one; 409 once it has finished."""
-        return JobOut.of(await engine.jobs.cancel(job_id))
+        return JobOut.of(await jobs.cancel(job_id))
 
     @post(
         "/{job_id:str}/retry",
@@ -101,21 +101,23 @@ class JobController(Controller):
         summary="Retry a failed or revoked job",
         responses=problems(400, 404, 409, 503, described={**NO_JOB, 409: "The job is not FAILURE or REVOKED"}),
     )
-    async def retry(self, job_id: FromPath[str], engine: NamedDependency[Engine]) -> JobOut:
+    async def retry(self, job_id: FromPath[str], jobs: Injected[JobService]) -> JobOut:
         """Queue a FAILURE or REVOKED job again with a fresh count of attempts; 409 otherwise."""
-        return JobOut.of(await engine.jobs.retry(job_id))
+        return JobOut.of(await jobs.retry(job_id))
 
     @get(
         "/{job_id:str}/events",
         summary="Watch a job (server-sent events)",
         responses={200: EVENT_STREAM, **problems(400, 404, 503, described=NO_JOB)},
     )
-    async def events(self, job_id: FromPath[str], engine: NamedDependency[Engine]) -> ServerSentEvent:
+    async def events(
+        self, job_id: FromPath[str], jobs: Injected[JobService], bus: Injected[EventBus]
+    ) -> ServerSentEvent:
         """``text/event-stream``: the current state first, then every state and progress change;
         the stream closes after the terminal state."""
-        subscription = engine.bus.subscribe(job_id)
+        subscription = bus.subscribe(job_id)
         try:
-            job = await engine.jobs.get(job_id)
+            job = await jobs.get(job_id)
         except BaseException:
             subscription.close()
             raise

@@ -5,18 +5,19 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, Response, get, post, put
-from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from application.article_pipeline import ArticlePipeline
-from application.engine import Engine
+from application.job_service import JobService
+from application.ports import EventBus
 from domain.article import MergeStrategy
 from domain.canvas import Signature
 from domain.errors import Conflict, NotFound
 from domain.project import ProjectStatus
 from domain.states import is_terminal
+from entrypoints.http.injection import Injected
 from entrypoints.http.openapi import EVENT_STREAM, optional_string, problems
 from entrypoints.http.schemas import (
     CURSOR,
@@ -44,7 +45,7 @@ class ProjectController(Controller):
 
     @post("/", status_code=201, summary="Create a project", responses=problems(400, 413, 415, 503))
     async def create(
-        self, data: JSONBody[ProjectSubmission], pipeline: NamedDependency[ArticlePipeline]
+        self, data: JSONBody[ProjectSubmission], pipeline: Injected[ArticlePipeline]
     ) -> Response[ProjectOut]:
         try:
             project = await pipeline.create(data.topic, audience=data.audience, tone=data.tone, sections=data.sections)
@@ -55,7 +56,7 @@ class ProjectController(Controller):
     @get("/", summary="List projects, newest first", responses=problems(400, 503))
     async def list_projects(
         self,
-        pipeline: NamedDependency[ArticlePipeline],
+        pipeline: Injected[ArticlePipeline],
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
         cursor: Annotated[
             str | None,
@@ -74,7 +75,7 @@ class ProjectController(Controller):
         summary="Get a project with every stage's output",
         responses=problems(400, 404, 503, described=NO_PROJECT),
     )
-    async def get_project(self, project_id: FromPath[str], pipeline: NamedDependency[ArticlePipeline]) -> ProjectOut:
+    async def get_project(self, project_id: FromPath[str], pipeline: Injected[ArticlePipeline]) -> ProjectOut:
         return ProjectOut.of(await pipeline.get(project_id))
 
     @put(
@@ -83,7 +84,7 @@ class ProjectController(Controller):
         responses=problems(400, 404, 413, 415, 503, described=NO_PROJECT),
     )
     async def edit_plan(
-        self, project_id: FromPath[str], data: JSONBody[PlanEdit], pipeline: NamedDependency[ArticlePipeline]
+        self, project_id: FromPath[str], data: JSONBody[PlanEdit], pipeline: Injected[ArticlePipeline]
     ) -> ProjectOut:
         """Every section of this plan is marked edited: planning with ``keep`` or ``merge`` keeps it."""
         await pipeline.edit_plan(project_id, data.title, [(s.id, s.title, s.brief) for s in data.sections])
@@ -106,8 +107,8 @@ class ProjectController(Controller):
     async def start_article(
         self,
         project_id: FromPath[str],
-        pipeline: NamedDependency[ArticlePipeline],
-        engine: NamedDependency[Engine],
+        pipeline: Injected[ArticlePipeline],
+        jobs: Injected[JobService],
         data: JSONBody[ArticleRequest | None] = None,
     ) -> ArticleStarted:
         """Runs ``ai.full_article_workflow``: planning, research and writing of every section in parallel,
@@ -115,13 +116,13 @@ class ProjectController(Controller):
         project = await pipeline.get(project_id)
         if project.workflow_id is not None:
             try:
-                current = await engine.jobs.get_workflow(project.workflow_id)
+                current = await jobs.get_workflow(project.workflow_id)
             except NotFound:
                 current = None
             if current is not None and not is_terminal(current.state):
                 raise Conflict(f"project {project_id} is already being written by workflow {current.id}")
         strategy = MergeStrategy((data or ArticleRequest()).plan)
-        workflow = await engine.jobs.submit_canvas(Signature(task=ORCHESTRATOR, args=[project_id, strategy.value]))
+        workflow = await jobs.submit_canvas(Signature(task=ORCHESTRATOR, args=[project_id, strategy.value]))
         await pipeline.started(project_id, workflow.id)
         return ArticleStarted(
             workflow_id=workflow.id,
@@ -136,7 +137,7 @@ class ProjectController(Controller):
         media_type="text/markdown",
         responses=problems(400, 404, 503, described={404: "No project has this id, or its article is not finished"}),
     )
-    async def article(self, project_id: FromPath[str], pipeline: NamedDependency[ArticlePipeline]) -> Response[str]:
+    async def article(self, project_id: FromPath[str], pipeline: Injected[ArticlePipeline]) -> Response[str]:
         """``text/markdown``, one ``## `` heading per section; 404 until the article is finished."""
         project = await pipeline.get(project_id)
         if project.finished is None:
@@ -149,11 +150,11 @@ class ProjectController(Controller):
         responses={200: EVENT_STREAM, **problems(400, 404, 503, described=NO_PROJECT)},
     )
     async def events(
-        self, project_id: FromPath[str], pipeline: NamedDependency[ArticlePipeline], engine: NamedDependency[Engine]
+        self, project_id: FromPath[str], pipeline: Injected[ArticlePipeline], bus: Injected[EventBus]
     ) -> ServerSentEvent:
         """The project first, then each stage and section as it starts and finishes; the stream closes
         when the project is FINISHED or FAILED."""
-        subscription = engine.bus.subscribe(project_id)
+        subscription = bus.subscribe(project_id)
         try:
             project = await pipeline.get(project_id)
         except BaseException:

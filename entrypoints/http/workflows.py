@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from litestar import Controller, Response, get, post
-from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from application.engine import Engine
+from application.job_service import JobService
+from application.ports import EventBus
 from domain.states import is_terminal
 from entrypoints.http.canvas_json import canvas_from_json
+from entrypoints.http.injection import Injected
 from entrypoints.http.openapi import EVENT_STREAM, problems
 from entrypoints.http.schemas import WorkflowOut, WorkflowSubmission
 from entrypoints.http.streams import encode, stream
@@ -39,14 +40,12 @@ class WorkflowController(Controller):
             },
         ),
     )
-    async def submit(
-        self, data: JSONBody[WorkflowSubmission], engine: NamedDependency[Engine]
-    ) -> Response[WorkflowOut]:
+    async def submit(self, data: JSONBody[WorkflowSubmission], jobs: Injected[JobService]) -> Response[WorkflowOut]:
         """Store the canvas and the steps that can start at once, in one commit, before answering."""
-        workflow = await engine.jobs.submit_canvas(canvas_from_json(data.canvas))
-        jobs = await engine.jobs.workflow_jobs(workflow.id)
+        workflow = await jobs.submit_canvas(canvas_from_json(data.canvas))
+        steps = await jobs.workflow_jobs(workflow.id)
         return Response(
-            WorkflowOut.of(workflow, jobs), status_code=202, headers={"Location": f"/workflows/{workflow.id}"}
+            WorkflowOut.of(workflow, steps), status_code=202, headers={"Location": f"/workflows/{workflow.id}"}
         )
 
     @get(
@@ -54,9 +53,9 @@ class WorkflowController(Controller):
         summary="Get a workflow and its steps",
         responses=problems(400, 404, 503, described=NO_WORKFLOW),
     )
-    async def get_workflow(self, workflow_id: FromPath[str], engine: NamedDependency[Engine]) -> WorkflowOut:
-        workflow = await engine.jobs.get_workflow(workflow_id)
-        return WorkflowOut.of(workflow, await engine.jobs.workflow_jobs(workflow_id))
+    async def get_workflow(self, workflow_id: FromPath[str], jobs: Injected[JobService]) -> WorkflowOut:
+        workflow = await jobs.get_workflow(workflow_id)
+        return WorkflowOut.of(workflow, await jobs.workflow_jobs(workflow_id))
 
     @post(
         "/{workflow_id:str}/cancel",
@@ -64,27 +63,29 @@ class WorkflowController(Controller):
         summary="Cancel a workflow",
         responses=problems(400, 404, 409, 503, described={**NO_WORKFLOW, 409: "The workflow has finished"}),
     )
-    async def cancel(self, workflow_id: FromPath[str], engine: NamedDependency[Engine]) -> WorkflowOut:
+    async def cancel(self, workflow_id: FromPath[str], jobs: Injected[JobService]) -> WorkflowOut:
         """Revoke the workflow and every unfinished step of it; 409 once it has finished."""
-        workflow = await engine.jobs.revoke_workflow(workflow_id)
-        return WorkflowOut.of(workflow, await engine.jobs.workflow_jobs(workflow_id))
+        workflow = await jobs.revoke_workflow(workflow_id)
+        return WorkflowOut.of(workflow, await jobs.workflow_jobs(workflow_id))
 
     @get(
         "/{workflow_id:str}/events",
         summary="Watch a workflow (server-sent events)",
         responses={200: EVENT_STREAM, **problems(400, 404, 503, described=NO_WORKFLOW)},
     )
-    async def events(self, workflow_id: FromPath[str], engine: NamedDependency[Engine]) -> ServerSentEvent:
+    async def events(
+        self, workflow_id: FromPath[str], jobs: Injected[JobService], bus: Injected[EventBus]
+    ) -> ServerSentEvent:
         """The workflow's current state first, then every change of it and of its steps (with
         progress); the stream closes after the workflow's terminal state."""
-        subscription = engine.bus.subscribe(workflow_id)
+        subscription = bus.subscribe(workflow_id)
         try:
-            workflow = await engine.jobs.get_workflow(workflow_id)
-            jobs = await engine.jobs.workflow_jobs(workflow_id)
+            workflow = await jobs.get_workflow(workflow_id)
+            steps = await jobs.workflow_jobs(workflow_id)
         except BaseException:
             subscription.close()
             raise
-        first = ServerSentEventMessage(data=encode(WorkflowOut.of(workflow, jobs)), event="state")
+        first = ServerSentEventMessage(data=encode(WorkflowOut.of(workflow, steps)), event="state")
         return stream(
             subscription,
             first,

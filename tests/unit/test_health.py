@@ -1,0 +1,108 @@
+"""The health service on fakes: what ``/ready`` and ``/metrics`` read from the engine's parts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.memory_job_repository import InMemoryJobRepository
+from application.events import Event
+from application.health import PROBE_ID, HealthService
+from application.ports import Commit
+from domain.job import Job
+from domain.states import JobState
+
+
+@dataclass
+class FakeEngine:
+    started: bool = True
+
+
+@dataclass
+class FakeDispatcher:
+    active_jobs: int = 0
+
+
+@dataclass
+class FakeRunner:
+    stuck: int = 0
+
+    async def run(self, fn: Any, args: list[Any], kwargs: dict[str, Any], *, is_async: bool) -> Any:
+        raise AssertionError("the health service runs no task")
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class RecordingMetrics:
+    rendered: list[dict[str, Any]] = field(default_factory=list)
+
+    def observe(self, event: Event) -> None:
+        return None
+
+    def render(self, *, running: int, states: dict[str, int], stuck_threads: int = 0) -> str:
+        self.rendered.append({"running": running, "states": states, "stuck_threads": stuck_threads})
+        return "text"
+
+
+class BrokenRepository(InMemoryJobRepository):
+    async def get(self, job_id: str) -> Job | None:
+        raise OSError("disk I/O error")
+
+
+@dataclass
+class Parts:
+    engine: FakeEngine = field(default_factory=FakeEngine)
+    dispatcher: FakeDispatcher = field(default_factory=FakeDispatcher)
+    repo: InMemoryJobRepository = field(default_factory=InMemoryJobRepository)
+    runner: FakeRunner = field(default_factory=FakeRunner)
+    metrics: RecordingMetrics = field(default_factory=RecordingMetrics)
+
+    def service(self) -> HealthService:
+        return HealthService(
+            engine=self.engine, dispatcher=self.dispatcher, repo=self.repo, runner=self.runner, metrics=self.metrics
+        )
+
+
+class TestReady:
+    async def test_ready_when_the_engine_runs_and_storage_answers(self) -> None:
+        assert await Parts().service().ready() is None
+
+    async def test_not_ready_while_the_engine_is_not_running(self) -> None:
+        parts = Parts(engine=FakeEngine(started=False), repo=BrokenRepository())
+        assert await parts.service().ready() == "the engine is not running"  # storage is not even read
+
+    async def test_not_ready_when_storage_fails_with_its_reason(self) -> None:
+        assert await Parts(repo=BrokenRepository()).service().ready() == "database: disk I/O error"
+
+    async def test_the_probe_reads_an_id_no_job_has(self) -> None:
+        repo = InMemoryJobRepository()
+        assert await repo.get(PROBE_ID) is None
+        assert await Parts(repo=repo).service().ready() is None
+
+
+class TestMetrics:
+    async def test_renders_running_jobs_counts_by_state_and_stuck_threads(self) -> None:
+        parts = Parts(dispatcher=FakeDispatcher(active_jobs=2), runner=FakeRunner(stuck=1))
+        await parts.repo.commit(
+            Commit(
+                jobs=[
+                    Job(id="a", task="t", due_at=0.0, created_at=0.0),
+                    Job(id="b", task="t", due_at=0.0, created_at=0.0, state=JobState.SUCCESS),
+                    Job(id="c", task="t", due_at=0.0, created_at=0.0, state=JobState.SUCCESS),
+                ]
+            )
+        )
+        assert await parts.service().metrics_text() == "text"
+        assert parts.metrics.rendered == [{"running": 2, "states": {"PENDING": 1, "SUCCESS": 2}, "stuck_threads": 1}]
+
+    async def test_reads_the_counts_again_at_each_scrape(self) -> None:
+        parts = Parts()
+        service = parts.service()
+        await service.metrics_text()
+        await parts.repo.commit(Commit(jobs=[Job(id="a", task="t", due_at=0.0, created_at=0.0)]))
+        parts.dispatcher.active_jobs = 1
+        await service.metrics_text()
+        assert [r["states"] for r in parts.metrics.rendered] == [{}, {"PENDING": 1}]
+        assert [r["running"] for r in parts.metrics.rendered] == [0, 1]
