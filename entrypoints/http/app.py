@@ -29,9 +29,9 @@ from entrypoints.http.projects import ProjectController
 from entrypoints.http.system import health, metrics, ready, tasks
 from entrypoints.http.workflows import WorkflowController
 from entrypoints.settings import Settings
+from entrypoints.version import VERSION
 
 BUILTIN_TASK_MODULES = ("entrypoints.builtin_tasks", "entrypoints.article_tasks")
-VERSION = "0.1.0"
 
 
 def create_app(container: Container | None = None, *, fast_path: bool = True) -> Litestar:
