@@ -88,8 +88,8 @@ def create_app(container: Container | None = None, *, fast_path: bool = True) ->
 
 
 def services(container: Container) -> dict[str, Provide]:
-    """The dependencies handlers declare (``NamedDependency[...]``), each one service taken from the container
-    when a request needs it, typed by the port or application service the handler uses."""
+    """The dependencies handlers declare by name (``Injected[...]``, see ``injection.py``): each one service,
+    taken from the container when a request needs it, typed by the port or application service handlers use."""
 
     def job_service() -> JobService:
         return container.job_service()

@@ -53,7 +53,7 @@ from entrypoints.http.schemas import JobSubmission
 FAST_PATH = "jobs_fast_path"
 SUBMIT: Literal["submit"] = "submit"
 READ: Literal["read"] = "read"
-# The handler dependency that provides the job service (``app.services``), resolved as Litestar resolves it.
+# The dependency that gives handlers the job service (``entrypoints.http.app.services``).
 JOB_SERVICE = "jobs"
 JSON_HEADERS = [(b"content-type", b"application/json")]
 _decode_submission = msgspec.json.Decoder(JobSubmission).decode
