@@ -6,12 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from entrypoints.exit_codes import EXIT_INTERRUPTED, EXIT_USAGE
 from entrypoints.settings import Settings, SettingsError
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     return code
 
 

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from entrypoints.celery_compat import chord, create_compatible_task, embedded_engine
+from entrypoints.exit_codes import EXIT_OK
 
 
 @create_compatible_task(name="demo.outline")
@@ -60,7 +61,7 @@ async def main() -> int:
         article = await waiting
         print(f"\nworkflow {handle.id}: {handle.state}\n")
         print(article)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -13,11 +13,8 @@ from pathlib import Path
 import msgspec
 
 from entrypoints.container import Container
+from entrypoints.exit_codes import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
 from entrypoints.settings import Settings, SettingsError
-
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 3
 
 
 def purge_command(args: argparse.Namespace) -> int:

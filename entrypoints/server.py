@@ -10,6 +10,7 @@ import uvicorn
 
 from application.ports import JobRepository, StorageUnavailable
 from entrypoints.container import Container
+from entrypoints.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from entrypoints.http.connections import Limits, protocol_class
 from entrypoints.http.hosts import guard_hosts
 from entrypoints.logging_setup import configure_logging
@@ -27,16 +28,16 @@ def serve(settings: Settings) -> int:
         app = create_app(container)
     except ImportError as exc:
         print(f"geekblog: GEEKBLOG_TASK_MODULES: cannot import {exc.name or exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if settings.persistence == "sqlite":
         problem = asyncio.run(_check_storage(container.storage_probe(), settings))
         if problem:
             print(f"geekblog: {problem}", file=sys.stderr)
-            return 1
+            return EXIT_FAILED
     problem = _ensure_file_descriptors(settings.max_connections)
     if problem:
         print(f"geekblog: {problem}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     where = f"SQLite at {settings.db_path}" if settings.persistence == "sqlite" else "in memory (nothing durable)"
     print(f"GeekBlog Tasks: http://{settings.host}:{settings.port} ({where}); API docs at /schema", flush=True)
     config = uvicorn.Config(
@@ -64,7 +65,7 @@ def serve(settings: Settings) -> int:
     )
     server = uvicorn.Server(config)
     server.run()
-    return 0 if server.started else 1
+    return EXIT_OK if server.started else EXIT_FAILED
 
 
 # File descriptors the process needs besides its connections: the database, its WAL, the lock, logs, the loop.

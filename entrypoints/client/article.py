@@ -9,8 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from entrypoints.client.errors import EXIT_FAILED, EXIT_OK, StreamBroken, UsageError, WaitTimeout
+from entrypoints.client.errors import StreamBroken, UsageError, WaitTimeout
 from entrypoints.client.render import to_json
+from entrypoints.exit_codes import EXIT_FAILED, EXIT_OK
 
 if TYPE_CHECKING:
     from entrypoints.client.http import ApiClient

@@ -17,14 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from entrypoints.client.article import add_article_command
-from entrypoints.client.errors import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_UNAVAILABLE,
-    ClientError,
-    CommandError,
-    UsageError,
-)
+from entrypoints.client.errors import ClientError, CommandError, UsageError
 from entrypoints.client.follow import FAILED_STATES, TERMINAL_STATES, Watcher, follow
 from entrypoints.client.render import (
     ProgressLine,
@@ -38,6 +31,7 @@ from entrypoints.client.render import (
     workflow_summary,
 )
 from entrypoints.client.watchers import JobView, JsonLines, WorkflowView
+from entrypoints.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE
 
 if TYPE_CHECKING:
     from entrypoints.client.http import ApiClient, Reply

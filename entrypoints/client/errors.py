@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-# The exit codes of ``entrypoints.cli``, repeated here so this package never imports it at import time.
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 3
+from entrypoints.exit_codes import EXIT_UNAVAILABLE, EXIT_USAGE
 
 
 class CommandError(Exception):

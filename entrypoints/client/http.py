@@ -14,8 +14,9 @@ import httpx
 
 from entrypoints.client.errors import ClientError, ServiceUnavailable, StreamBroken, UsageError, WaitTimeout
 from entrypoints.client.sse import parse_events
+from entrypoints.version import VERSION
 
-USER_AGENT = "geekblog-cli/0.1.0"
+USER_AGENT = f"geekblog-cli/{VERSION}"
 
 
 @dataclass(frozen=True)

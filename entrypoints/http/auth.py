@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Iterable
 
 import msgspec
+from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 
 from entrypoints.http.problems import PROBLEM_JSON, Problem
 
 OPEN_PATHS = frozenset({"/health"})
+UNAUTHORIZED = msgspec.json.encode(
+    Problem(
+        type="urn:geekblog:problem:unauthorized",
+        title="Unauthorized",
+        status=401,
+        detail="this route needs an 'Authorization: Bearer <token>' header with the service's API token",
+    )
+)
 
 
 def bearer_matches(presented: bytes, token: bytes) -> bool:
@@ -22,44 +31,40 @@ def bearer_matches(presented: bytes, token: bytes) -> bool:
     return hmac.compare_digest(credentials, token)
 
 
-def bearer_token_middleware(token: str) -> Callable[[ASGIApp], ASGIApp]:
-    """An ASGI middleware factory that refuses requests without ``Authorization: Bearer <token>``."""
-    expected = token.encode()
-    body = msgspec.json.encode(
-        Problem(
-            type="urn:geekblog:problem:unauthorized",
-            title="Unauthorized",
-            status=401,
-            detail="this route needs an 'Authorization: Bearer <token>' header with the service's API token",
-        )
-    )
+class BearerToken:
+    """ASGI middleware refusing requests without ``Authorization: Bearer <token>`` (the first such header)
+    with a ``401``: the service's one authorisation check, in front of every route but :data:`OPEN_PATHS`."""
 
-    def factory(app: ASGIApp) -> ASGIApp:
-        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS:
-                await app(scope, receive, send)
-                return
-            presented = b""
-            for name, value in scope["headers"]:
-                if name == b"authorization":
-                    presented = value
-                    break
-            if bearer_matches(presented, expected):
-                await app(scope, receive, send)
-                return
-            start: HTTPResponseStartEvent = {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", PROBLEM_JSON.encode()),
-                    (b"www-authenticate", b'Bearer realm="geekblog"'),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-            await send(start)
-            end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
-            await send(end)
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = token.encode()
 
-        return middleware
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] in OPEN_PATHS or authorized(scope["headers"], self.expected):
+            await self.app(scope, receive, send)
+            return
+        start: HTTPResponseStartEvent = {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"www-authenticate", b'Bearer realm="geekblog"'),
+                (b"content-length", str(len(UNAUTHORIZED)).encode()),
+            ],
+        }
+        await send(start)
+        end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": UNAUTHORIZED, "more_body": False}
+        await send(end)
 
-    return factory
+
+def authorized(headers: Iterable[tuple[bytes, bytes]], token: bytes) -> bool:
+    """Whether the first ``Authorization`` header of a request presents ``token`` (:func:`bearer_matches`)."""
+    for name, value in headers:
+        if name == b"authorization":
+            return bearer_matches(value, token)
+    return False
+
+
+def bearer_token_middleware(token: str) -> DefineMiddleware:
+    """:class:`BearerToken` for ``token``, for Litestar's ``middleware=``."""
+    return DefineMiddleware(BearerToken, token=token)

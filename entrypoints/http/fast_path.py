@@ -1,35 +1,37 @@
-"""A lean ASGI path for the two hottest routes, ``POST /jobs`` and ``GET /jobs/{id}``, in front of Litestar.
+"""A lean answer to the two hottest routes, ``POST /jobs`` and ``GET /jobs/{id}``: ASGI middleware in Litestar.
 
-Litestar's request machinery (routing, dependency injection, signature models, response objects) costs
-most of a small request's CPU. These two routes are answered here with the same bytes Litestar would
-send: the body is decoded by msgspec straight into :class:`JobSubmission`, the job is encoded with
-Litestar's own JSON encoder, and the headers are the ones the handlers in ``jobs.py`` produce.
+Litestar's request machinery after routing (signature model, dependency injection, hooks, response
+objects) costs most of a small request's CPU: measured on a real ``geekblog serve``, ``POST /jobs`` ran
+about a third slower without this path (``bench/submit_throughput.py``; the figures are in the commit
+that made this a middleware). :class:`JobsFastPath` is registered through Litestar's ``middleware=``
+(after the bearer-token middleware), so Litestar has routed the request and authenticated it before it
+runs; it acts only on the handlers marked with the ``opt`` key :data:`FAST_PATH`, and answers them with
+the same functions as the controller (``job_replies.submit_job`` / ``read_job``). An error the engine
+raises (unknown task, bad arguments, storage unavailable, no such job) propagates to Litestar's exception
+handling, which renders it with the app's own handlers (``problems.py``).
 
-Anything this path is not sure to answer exactly as Litestar would goes to Litestar unchanged, with
-the body read so far replayed: another method or path, a query string, a root path, an authorization
-header that is missing or wrong (Litestar's middleware answers 401), a content type other than exactly
+It hands the request on to the handler, with the body read so far replayed, whenever it is not sure to
+answer exactly as the handler would: a query string, a content type other than exactly
 ``application/json`` (415 and its variants), a missing, repeated, zero or too large ``Content-Length``
-or a ``Transfer-Encoding`` (400, 413), a body that does not decode into a valid ``JobSubmission``
-(400 and its messages), a job id outside ``[A-Za-z0-9_-]``. All of that is decided before anything is
-stored. An error raised by the engine itself (unknown task, bad arguments, storage unavailable, no
-such job) is rendered by the application's own exception handlers (``problems.py``) exactly as
-Litestar's exception middleware does, without a second call: a job is never submitted twice.
+or a ``Transfer-Encoding`` (400, 413), a body that does not decode into a valid ``JobSubmission`` (400
+and its messages). All of that is decided before anything is stored, so a job is never submitted twice.
 
-``tests/integration/test_http_fast_path.py`` compares the answers of an app with and without this path.
+What the answered requests skip of Litestar are the layers between this middleware and the handler:
+``before_request`` (the JSON content-type check, which an ``application/json`` body passes),
+``after_request`` / ``after_response`` hooks and the layers' response headers and cookies, none of which
+the app has; :func:`check` refuses an app that gains one. ``tests/integration/test_http_fast_path.py``
+compares the answers of an app with and without this middleware.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
-from inspect import getmro
-from typing import Any, cast
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 from litestar import Litestar
+from litestar.di import Provide
 from litestar.enums import ScopeType
-from litestar.exceptions import HTTPException
-from litestar.serialization import encode_json
+from litestar.handlers import HTTPRouteHandler
 from litestar.types import (
     ASGIApp,
     HTTPResponseBodyEvent,
@@ -37,163 +39,155 @@ from litestar.types import (
     HTTPScope,
     Receive,
     ReceiveMessage,
+    RouteHandlerType,
     Scope,
     Send,
 )
 
 from application.job_service import JobService
-from entrypoints.http.auth import bearer_matches
-from entrypoints.http.head import HeadAsGet
-from entrypoints.http.schemas import JobOut, JobSubmission
+from entrypoints.http.content_type import require_json_body
+from entrypoints.http.job_replies import read_job, submit_job
+from entrypoints.http.schemas import JobSubmission
 
-# GET /jobs/{id}, with the trailing slash Litestar also accepts; other ids (and paths) go to Litestar.
-JOB_PATH = re.compile(r"/jobs/([A-Za-z0-9_-]+)/?")
-SUBMIT_PATHS = frozenset({"/jobs", "/jobs/"})
+# The opt key that marks a handler this middleware answers, and its values.
+FAST_PATH = "jobs_fast_path"
+SUBMIT: Literal["submit"] = "submit"
+READ: Literal["read"] = "read"
+# The dependency that gives handlers the job service (``entrypoints.http.app.services``).
+JOB_SERVICE = "jobs"
 JSON_HEADERS = [(b"content-type", b"application/json")]
 _decode_submission = msgspec.json.Decoder(JobSubmission).decode
 
 
 class Declined(Exception):
-    """Raised inside the fast path before any side effect, to hand the request to Litestar."""
+    """Raised before any side effect, to hand the request to the handler."""
+
+
+class Route(NamedTuple):
+    """What an instance needs of the handler it answers, looked up once, at its first request."""
+
+    kind: str  # SUBMIT or READ
+    job_service: Provide  # the handler's dependency, called as Litestar calls it
+    max_body: int | None
 
 
 class JobsFastPath:
-    """The ASGI handler installed in a Litestar app (its ``asgi_handler``) by :func:`install`."""
+    """ASGI middleware answering the handlers marked ``opt={FAST_PATH: SUBMIT | READ}`` itself.
 
-    def __init__(self, app: Litestar, inner: ASGIApp, jobs: JobService, *, token: str | None, max_body: int) -> None:
-        self.litestar = app
-        self.app = inner  # Litestar's own handler: everything the fast path does not answer
-        self.jobs = jobs
-        self.expected_token = token.encode() if token else None
-        self.max_body = max_body
-        self.head = HeadAsGet(self.dispatch)  # HEAD: the GET answer without its body (``head.py``)
+    Litestar builds one instance per route handler (``middleware=`` of the app), so each instance looks at
+    its handler once."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app  # the rest of the route: Litestar's handler, which answers everything else
+        self.learned = False
+        self.route: Route | None = None  # None: a handler this middleware passes every request to
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == ScopeType.HTTP and scope["method"] == "HEAD":
-            await self.head(scope, receive, send)
+        if not self.learned:
+            self.route = route_of(scope["route_handler"])
+            self.learned = True
+        route = self.route
+        if route is None or scope["type"] != ScopeType.HTTP or scope["query_string"]:
+            await self.app(scope, receive, send)
+        elif route.kind == SUBMIT:
+            await self._submit(route, scope, receive, send)
         else:
-            await self.dispatch(scope, receive, send)
+            await self._read(route, scope, send)
 
-    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == ScopeType.HTTP and not scope["query_string"] and not scope.get("root_path"):
-            method = scope["method"]
-            path = scope["path"]
-            if method == "POST" and path in SUBMIT_PATHS:
-                await self._submit(scope, receive, send)
-                return
-            if method == "GET" and (match := JOB_PATH.fullmatch(path)) and self._authorized(scope):
-                await self._get(match.group(1), scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-    def _authorized(self, scope: HTTPScope) -> bool:
-        """The check of ``auth.bearer_token_middleware``: the first Authorization header (``auth.bearer_matches``)."""
-        expected = self.expected_token
-        if expected is None:
-            return True
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                return bearer_matches(value, expected)
-        return False
-
-    async def _submit(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
+    async def _submit(self, route: Route, scope: HTTPScope, receive: Receive, send: Send) -> None:
         received: list[ReceiveMessage] = []
         try:
-            body = await self._read_body(scope, receive, received)
-            signature = _decode_submission(body).signature()
-        except Exception:  # Declined, or a body Litestar refuses with its own status and message
+            body = await _read_body(scope, receive, received, route.max_body)
+            submission = _decode_submission(body)
+        except Exception:  # Declined, or a body the handler refuses with its own status and message
             await self.app(scope, _replay(received, receive), send)
             return
-        try:
-            job = await self.jobs.submit(signature)
-            body = encode_json(JobOut.of(job))
-        except Exception as exc:  # the engine's refusal (nothing stored), or an error after the commit
-            await self._problem(scope, receive, send, exc)
-            return
-        await _send_json(send, 202, body, [(b"location", f"/jobs/{job.id}".encode())])
+        submitted = await submit_job(await _job_service(route), submission)
+        await _send_json(send, 202, submitted.body, [(b"location", submitted.location.encode())])
 
-    async def _read_body(self, scope: HTTPScope, receive: Receive, received: list[ReceiveMessage]) -> bytes:
-        """The whole body, if this request is one Litestar would read as JSON; else :class:`Declined`."""
-        if not self._authorized(scope):
-            raise Declined
-        content_type = content_length = None
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                if content_type is not None:
-                    raise Declined
-                content_type = value
-            elif name == b"content-length":
-                if content_length is not None:
-                    raise Declined
-                content_length = value
-            elif name == b"transfer-encoding":
-                raise Declined
-        if content_type != b"application/json" or content_length is None or not content_length.isdigit():
-            raise Declined
-        length = int(content_length)
-        if not 0 < length <= self.max_body:
-            raise Declined
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            received.append(message)
-            if message["type"] != "http.request":
-                raise Declined  # the client went away: Litestar decides what that means
-            chunk = message.get("body", b"")
-            if chunk:
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > length:
-                    raise Declined
-            if not message.get("more_body", False):
-                break
-        if size != length:
-            raise Declined
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    async def _get(self, job_id: str, scope: HTTPScope, receive: Receive, send: Send) -> None:
-        try:
-            body = encode_json(JobOut.of(await self.jobs.get(job_id)))
-        except Exception as exc:
-            await self._problem(scope, receive, send, exc)
-            return
+    async def _read(self, route: Route, scope: HTTPScope, send: Send) -> None:
+        body = await read_job(await _job_service(route), scope["path_params"]["job_id"])
         await _send_json(send, 200, body, [])
 
-    async def _problem(self, scope: HTTPScope, receive: Receive, send: Send, exc: Exception) -> None:
-        """What Litestar's exception middleware does with an error a route handler raised."""
-        app = self.litestar
-        handler = _exception_handler(app.exception_handlers, exc)
-        request = app.request_class(scope=scope, receive=receive, send=send)
-        response = handler(request, exc)
-        await response.to_asgi_response(app=None, request=request, type_encoders=app.type_encoders)(
-            scope=scope, receive=receive, send=send
-        )
+
+def check(app: Litestar) -> None:
+    """Raise if a handler this middleware answers has a layer whose effect it would skip (see the module)."""
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            if not isinstance(handler, HTTPRouteHandler) or FAST_PATH not in handler.opt:
+                continue
+            layers = handler.ownership_layers
+            skipped = [
+                name
+                for name in ("after_request", "after_response", "response_headers", "response_cookies")
+                if any(getattr(layer, name, None) for layer in layers)
+            ]
+            if {getattr(layer, "before_request", None) for layer in layers} - {None, require_json_body}:
+                skipped.append("before_request")
+            if app.compression_config or app.csrf_config or app.allowed_hosts or handler.cache:
+                skipped.append("compression, CSRF, allowed hosts or the response cache")
+            if skipped:
+                raise RuntimeError(
+                    f"the /jobs fast path would skip {', '.join(skipped)} of {handler}: teach "
+                    "entrypoints/http/fast_path.py the new behaviour, or create the app with fast_path=False"
+                )
 
 
-def install(app: Litestar, jobs: JobService, *, token: str | None, max_body: int) -> JobsFastPath:
-    """Put the fast path in front of ``app``'s own ASGI handler; the app stays the object servers and tests use."""
-    expected_middleware = 1 if token else 0
-    if (
-        len(app.middleware) != expected_middleware
-        or app.before_send
-        or app.after_exception
-        or app.after_request
-        or app.after_response
-        or app.cors_config
-        or app.allowed_hosts
-        or app.compression_config
-        or app.csrf_config
-        or Exception not in app.exception_handlers
-    ):
-        raise RuntimeError(
-            "the /jobs fast path answers as the app did when it was written (only the bearer-token middleware, "
-            "no hooks, a handler for every Exception): teach entrypoints/http/fast_path.py the new behaviour, "
-            "or create the app with fast_path=False"
-        )
-    fast_path = JobsFastPath(app, app.asgi_handler, jobs, token=token, max_body=max_body)
-    app.asgi_handler = fast_path
-    return fast_path
+def route_of(handler: RouteHandlerType) -> Route | None:
+    """The :class:`Route` of ``handler`` if it is marked with :data:`FAST_PATH`, else None."""
+    kind = handler.opt.get(FAST_PATH)
+    if kind not in (SUBMIT, READ) or not isinstance(handler, HTTPRouteHandler):
+        return None
+    return Route(
+        kind=kind,
+        job_service=handler.resolve_dependencies()[JOB_SERVICE],
+        max_body=handler.resolve_request_max_body_size(),
+    )
+
+
+async def _job_service(route: Route) -> JobService:
+    """The handler's job service, from its dependency as Litestar injects it (so an override is seen)."""
+    service: JobService = await route.job_service()
+    return service
+
+
+async def _read_body(scope: HTTPScope, receive: Receive, received: list[ReceiveMessage], max_body: int | None) -> bytes:
+    """The whole body, if this request is one the handler would read as JSON; else :class:`Declined`."""
+    content_type = content_length = None
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            if content_type is not None:
+                raise Declined
+            content_type = value
+        elif name == b"content-length":
+            if content_length is not None:
+                raise Declined
+            content_length = value
+        elif name == b"transfer-encoding":
+            raise Declined
+    if content_type != b"application/json" or content_length is None or not content_length.isdigit():
+        raise Declined
+    length = int(content_length)
+    if length == 0 or (max_body is not None and length > max_body):
+        raise Declined
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        received.append(message)
+        if message["type"] != "http.request":
+            raise Declined  # the client went away: the handler decides what that means
+        chunk = message.get("body", b"")
+        if chunk:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > length:
+                raise Declined
+        if not message.get("more_body", False):
+            break
+    if size != length:
+        raise Declined
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def _send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
@@ -219,18 +213,3 @@ def _replay(received: list[ReceiveMessage], receive: Receive) -> Receive:
         return await receive()
 
     return replay
-
-
-def _exception_handler(handlers: Mapping[Any, Any], exc: Exception) -> Callable[..., Any]:
-    """The handler Litestar's ``get_exception_handler`` picks: by status code for an HTTPException, else the
-    first class of the exception's MRO that has one, else a 500 handler (``install`` checks ``Exception`` has one)."""
-    default = None
-    if isinstance(exc, HTTPException):
-        if handler := handlers.get(exc.status_code):
-            return cast("Callable[..., Any]", handler)
-    else:
-        default = handlers.get(500)
-    for cls in getmro(type(exc)):
-        if cls in handlers:
-            return cast("Callable[..., Any]", handlers[cls])
-    return cast("Callable[..., Any]", default or handlers[Exception])

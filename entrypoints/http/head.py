@@ -1,7 +1,7 @@
 """``HEAD`` wherever ``GET`` exists (RFC 9110 section 9.3.2): the GET answer's status and headers, no body.
 
-Installed as the app's ASGI handler in front of Litestar's (or used by the ``/jobs`` fast path in front
-of itself), so a ``HEAD`` is answered exactly as the ``GET`` is: the request goes on as a
+Installed as the app's ASGI handler in front of Litestar's (so in front of the ``/jobs`` fast path too),
+so a ``HEAD`` is answered exactly as the ``GET`` is: the request goes on as a
 ``GET`` (in a copy of the scope: the server still knows it is a HEAD and sends no body), the body the
 application sends is dropped, and once the response has started the application reads
 ``http.disconnect``, so an event stream stops at once instead of running on unseen.
@@ -48,5 +48,5 @@ class HeadAsGet:
 
 
 def install(app: Litestar) -> None:
-    """Put :class:`HeadAsGet` in front of ``app``'s ASGI handler (after the fast path is installed)."""
+    """Put :class:`HeadAsGet` in front of ``app``'s ASGI handler."""
     app.asgi_handler = HeadAsGet(app.asgi_handler)

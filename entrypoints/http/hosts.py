@@ -12,8 +12,8 @@ Anything else gets ``400`` problem+json, whatever the route but ``/health`` (a l
 tells nothing and is open without the token too). A request without a ``Host`` header, with two, or
 with a port that is not a number is refused the same way.
 
-:class:`HostGuard` wraps the whole ASGI application in front of the ``/jobs`` fast path and of
-Litestar (``serve()`` and ``entrypoints/asgi.py`` put it there), so both answer alike by construction.
+:class:`HostGuard` wraps the whole ASGI application, in front of Litestar and of the ``/jobs`` fast
+path inside it (``serve()`` and ``entrypoints/asgi.py`` put it there), so both answer alike by construction.
 """
 
 from __future__ import annotations

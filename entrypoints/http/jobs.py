@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, cast
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, MediaType, Response, get, post
 from litestar.exceptions import ValidationException
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
@@ -12,12 +12,20 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from application.job_service import JobService
 from application.ports import EventBus, JobFilter
 from domain.states import JobState, is_terminal
+from entrypoints.http.fast_path import FAST_PATH, READ, SUBMIT
 from entrypoints.http.injection import Injected
+from entrypoints.http.job_replies import read_job, submit_job
 from entrypoints.http.openapi import EVENT_STREAM, optional_string, problems
 from entrypoints.http.schemas import CURSOR, CURSOR_PATTERN, JobOut, JobPageOut, JobSubmission
 from entrypoints.http.streams import encode, stream
 
 NO_JOB = {404: "No job has this id"}
+
+
+def job_response(body: bytes, *, status_code: int = 200, headers: dict[str, str] | None = None) -> Response[JobOut]:
+    """A job encoded by ``job_replies``: Litestar sends bytes as they are."""
+    response = Response(body, status_code=status_code, media_type=MediaType.JSON, headers=headers)
+    return cast("Response[JobOut]", response)  # the body is a JobOut, already encoded
 
 
 class JobController(Controller):
@@ -30,6 +38,7 @@ class JobController(Controller):
         "/",
         status_code=202,
         summary="Submit a job",
+        opt={FAST_PATH: SUBMIT},  # the plain submissions are answered by fast_path.JobsFastPath
         responses=problems(
             400,
             413,
@@ -44,8 +53,8 @@ class JobController(Controller):
     )
     async def submit(self, data: JSONBody[JobSubmission], jobs: Injected[JobService]) -> Response[JobOut]:
         """Queue a run of a registered task. The job is committed before this answers."""
-        job = await jobs.submit(data.signature())
-        return Response(JobOut.of(job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
+        submitted = await submit_job(jobs, data)
+        return job_response(submitted.body, status_code=202, headers={"Location": submitted.location})
 
     @get("/", summary="List jobs, newest first", responses=problems(400, 503))
     async def list_jobs(
@@ -81,9 +90,14 @@ class JobController(Controller):
         )
         return JobPageOut(items=[JobOut.of(job) for job in page.items], next_cursor=page.next_cursor)
 
-    @get("/{job_id:str}", summary="Get a job", responses=problems(400, 404, 503, described=NO_JOB))
-    async def get_job(self, job_id: FromPath[str], jobs: Injected[JobService]) -> JobOut:
-        return JobOut.of(await jobs.get(job_id))
+    @get(
+        "/{job_id:str}",
+        summary="Get a job",
+        responses=problems(400, 404, 503, described=NO_JOB),
+        opt={FAST_PATH: READ},  # answered by fast_path.JobsFastPath when there is no query string
+    )
+    async def get_job(self, job_id: FromPath[str], jobs: Injected[JobService]) -> Response[JobOut]:
+        return job_response(await read_job(jobs, job_id))
 
     @post(
         "/{job_id:str}/cancel",

@@ -3,8 +3,9 @@
 Each request goes, as raw ASGI messages, to two apps over their own engines: one built with the fast
 path, one without (``create_app(..., fast_path=False)``). Their answers must be the same messages: status,
 headers in order, body; only a new job's id and times differ, and they are compared after being
-replaced by placeholders. A spy on Litestar's own handler behind the fast path shows which requests
-the fast path answered itself (the plain submits and reads) and which it handed over.
+replaced by placeholders. A spy behind the fast-path middleware of every route shows which requests
+reached a Litestar handler (the fast path handed them on) and which the fast path answered itself (the
+plain submits and reads); a request refused before any handler (401, 404, 405) reaches neither.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from litestar import Litestar
+from litestar import Litestar, Response, post
 from litestar.testing import AsyncTestClient
 
 from adapters.sqlite import StorageError
@@ -30,7 +31,8 @@ from application.engine import Engine
 from application.ports import JobFilter
 from entrypoints.container import Container
 from entrypoints.http.app import create_app
-from entrypoints.http.fast_path import JobsFastPath
+from entrypoints.http.content_type import require_json_body
+from entrypoints.http.fast_path import FAST_PATH, SUBMIT, JobsFastPath, check
 from entrypoints.settings import Settings
 
 TOKEN = "s3cret-token"
@@ -148,17 +150,35 @@ async def running(app: Litestar) -> AsyncIterator[None]:
         await task
 
 
+def fast_paths(app: Litestar) -> list[JobsFastPath]:
+    """The fast-path middleware of each route handler of ``app`` (registered app-wide, in every route's stack)."""
+    found = []
+    nodes = [app.asgi_router.root_route_map_node]
+    while nodes:
+        node = nodes.pop()
+        nodes.extend(node.children.values())
+        for entry in node.asgi_handlers.values():
+            layer: Any = entry.asgi_app
+            while layer is not None and not isinstance(layer, JobsFastPath):
+                layer = getattr(layer, "app", None)
+            if layer is not None:
+                found.append(layer)
+    return found
+
+
 def spy_on_litestar(side: Side) -> None:
-    """Record each request that reaches Litestar's handler behind the fast path."""
-    fast_path = side.app.asgi_handler
-    assert isinstance(fast_path, JobsFastPath)
-    behind = fast_path.app
+    """Record each request that a route's fast-path middleware hands on to the route's handler."""
+    found = fast_paths(side.app)
+    assert len(found) > 10  # every route of the app
 
-    async def spy(scope: Any, receive: Any, send: Any) -> None:
-        side.reached_litestar.append(f"{scope['method']} {scope['path']}")
-        await behind(scope, receive, send)
+    for fast_path in found:
+        behind = fast_path.app
 
-    fast_path.app = spy
+        async def spy(scope: Any, receive: Any, send: Any, behind: Any = behind) -> None:
+            side.reached_litestar.append(f"{scope['method']} {scope['path']}")
+            await behind(scope, receive, send)
+
+        fast_path.app = spy
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -221,6 +241,7 @@ def submission(**fields: Any) -> bytes:
 ANSWERED = [
     ("POST", "/jobs", submission()),
     ("POST", "/jobs/", submission()),
+    ("POST", "/jobs//", submission()),  # Litestar routes it to POST /jobs
     ("POST", "/jobs", submission(args=[], kwargs={"x": 2, "y": 3})),
     ("POST", "/jobs", submission(options={"countdown": 30, "priority": 7, "max_retries": 1, "time_limit": 2.5})),
     ("POST", "/jobs", submission(options={"countdown": 0.25, "priority": -1000})),
@@ -234,10 +255,12 @@ ANSWERED = [
     ("POST", "/jobs", submission(args=[1, 2, 3], kwargs={"z": 1})),
     ("GET", "/jobs/no-such-job", b""),  # 404
     ("GET", "/jobs/no-such-job/", b""),
+    ("GET", "/jobs/no such job", b""),
+    ("GET", "/jobs/a.b", b""),
     ("HEAD", "/jobs/no-such-job", b""),  # HEAD is the GET without its body (issue 11, finding 10)
 ]
 
-# Handed to Litestar: (method, path, body, headers, query)
+# Handed by the fast path to the route's handler: (method, path, body, headers, query)
 HANDED_OVER: list[tuple[str, str, bytes, list[tuple[bytes, bytes]], bytes]] = [
     ("POST", "/jobs", b'{"task": "compat.add", "args": [1, 2', JSON, b""),  # not JSON
     ("POST", "/jobs", b"\xff\xfe", JSON, b""),  # not UTF-8
@@ -266,19 +289,25 @@ HANDED_OVER: list[tuple[str, str, bytes, list[tuple[bytes, bytes]], bytes]] = [
     ("POST", "/jobs", submission(args=["x" * (MAX_BODY + 10)]), JSON, b""),  # 413
     ("POST", "/jobs", submission(), JSON, b"wait=1"),  # a query string
     ("POST", "/jobs", b"", JSON, b""),  # no body: 400
-    ("POST", "/jobs//", submission(), JSON, b""),
-    ("POST", "/jobs/abc", submission(), JSON, b""),  # 405
-    ("PUT", "/jobs", submission(), JSON, b""),
+    ("GET", "/jobs/no-such-job", b"", [], b"x=1"),
+]
+
+# Other routes, answered by their handlers (the fast path passes them on): (method, path, body, headers, query)
+OTHER_ROUTES: list[tuple[str, str, bytes, list[tuple[bytes, bytes]], bytes]] = [
     ("GET", "/jobs", b"", [], b""),  # the list
     ("GET", "/jobs", b"", [], b"limit=0"),
-    ("GET", "/jobs/no-such-job", b"", [], b"x=1"),
-    ("GET", "/jobs/no such job", b"", [], b""),
-    ("GET", "/jobs/a.b", b"", [], b""),
-    ("GET", "/jobs//", b"", [], b""),
+    ("GET", "/jobs//", b"", [], b""),  # Litestar routes it to the list
     ("GET", "/jobs/x/events", b"", [], b""),
-    ("DELETE", "/jobs/no-such-job", b"", [], b""),
     ("POST", "/jobs/no-such-job/cancel", b"", [], b""),
     ("GET", "/health", b"", [], b""),
+]
+
+# Refused by Litestar's router before any handler: (method, path, body, headers, query)
+NO_ROUTE: list[tuple[str, str, bytes, list[tuple[bytes, bytes]], bytes]] = [
+    ("POST", "/jobs/abc", submission(), JSON, b""),  # 405
+    ("PUT", "/jobs", submission(), JSON, b""),
+    ("DELETE", "/jobs/no-such-job", b"", [], b""),
+    ("GET", "/jobz", b"", [], b""),  # 404
 ]
 
 
@@ -294,6 +323,20 @@ class TestSameAnswers:
     ) -> None:
         await same_answer(pair, method, path, body, headers, query=query)
         assert pair.fast.reached_litestar == [f"{method} {path}"]
+
+    @pytest.mark.parametrize(("method", "path", "body", "headers", "query"), OTHER_ROUTES)
+    async def test_other_routes_are_litestars(
+        self, pair: Pair, method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]], query: bytes
+    ) -> None:
+        await same_answer(pair, method, path, body, headers, query=query)
+        assert pair.fast.reached_litestar == [f"{method} {path.rstrip('/') or '/'}"]
+
+    @pytest.mark.parametrize(("method", "path", "body", "headers", "query"), NO_ROUTE)
+    async def test_requests_without_a_route_reach_no_handler(
+        self, pair: Pair, method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]], query: bytes
+    ) -> None:
+        status, *_ = await same_answer(pair, method, path, body, headers, query=query)
+        assert status in (404, 405) and pair.fast.reached_litestar == []
 
     async def test_a_body_sent_in_several_chunks(self, pair: Pair) -> None:
         body = submission(args=["x" * 500, "y" * 500])
@@ -467,7 +510,7 @@ class TestToken:
         assert status == 401 and (b"www-authenticate", 'Bearer realm="geekblog"') in headers
         status, *_ = await same_answer(token_pair, "GET", "/jobs/no-such-job", b"", auth)
         assert status == 401
-        assert token_pair.fast.reached_litestar == ["POST /jobs", "GET /jobs/no-such-job"]
+        assert token_pair.fast.reached_litestar == []  # refused by the bearer-token middleware, before both
         assert await stored(token_pair.fast) == []
 
     async def test_a_bogus_authorization_is_ignored_without_a_token(self, pair: Pair) -> None:
@@ -520,7 +563,7 @@ class TestSwitch:
             Container(settings=Settings(persistence=persistence, db_path=str(tmp_path / "x.db"))),  # type: ignore[arg-type]
             fast_path=False,
         )
-        assert not isinstance(app.asgi_handler, JobsFastPath)
+        assert fast_paths(app) == []
         async with AsyncTestClient(app) as client:
             response = await client.post("/jobs", json={"task": "geekblog.add", "args": [1, 2]})
             assert response.status_code == 202
@@ -544,3 +587,24 @@ class TestSwitch:
             assert side.reached_litestar == []
             assert (await client.get("/jobs")).json()["items"][0]["id"] == job["id"]
             assert side.reached_litestar == ["GET /jobs"]
+
+    def test_an_app_whose_hooks_the_fast_path_would_skip_is_refused(self) -> None:
+        @post("/jobs", opt={FAST_PATH: SUBMIT})
+        async def submit() -> None:
+            return None
+
+        async def add_header(response: Response[Any]) -> Response[Any]:
+            response.headers["X-Extra"] = "1"
+            return response
+
+        check(Litestar([submit], before_request=require_json_body))  # the app's own hook: fine
+        with pytest.raises(RuntimeError, match="after_request"):
+            check(Litestar([submit], after_request=add_header))
+        with pytest.raises(RuntimeError, match="response_headers"):
+            check(Litestar([submit], response_headers={"X-Extra": "1"}))
+
+        async def another_hook(request: Any) -> None:
+            return None
+
+        with pytest.raises(RuntimeError, match="before_request"):
+            check(Litestar([submit], before_request=another_hook))
