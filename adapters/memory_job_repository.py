@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import msgspec
 
 from application.ports import Commit, JobFilter, JobPage, JobRepository
-from domain.errors import Conflict, NotStorable
+from domain.errors import Conflict, NotStorable, WorkflowChanged
 from domain.job import Job, Progress
 from domain.states import QUEUED_STATES, JobState, is_terminal
 from domain.workflow import Workflow
@@ -49,8 +49,17 @@ class InMemoryJobRepository(JobRepository):
                 raise Conflict(f"job {guard.job_id} is no longer leased to {guard.owner}")
             if guard.states is not None and current.state not in guard.states:
                 raise Conflict(f"job {guard.job_id} is {current.state}")
+        for workflow_id, version in commit.workflow_versions.items():
+            stored = self._workflows.get(workflow_id)
+            if stored is None or stored.version != version:
+                found = "gone" if stored is None else f"at version {stored.version}"
+                raise WorkflowChanged(f"workflow {workflow_id} is {found}, not at version {version}")
         for workflow in commit.workflows:
-            self._workflows[workflow.id] = workflow
+            stored = self._workflows.get(workflow.id)
+            version = 0 if stored is None else stored.version
+            self._workflows[workflow.id] = msgspec.structs.replace(workflow, version=version)
+        for workflow_id, version in commit.workflow_versions.items():
+            self._workflows[workflow_id] = msgspec.structs.replace(self._workflows[workflow_id], version=version + 1)
         for job in commit.jobs:
             self._put(job)
 

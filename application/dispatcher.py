@@ -25,8 +25,8 @@ from application.ports.job_trace import JobTrace
 from application.registry import TaskRegistry
 from application.run_slots import RunSlots
 from application.task_run import MaxRetriesExceededError, TaskRun
-from application.workflows import Advance, WorkflowEngine
-from domain.errors import Conflict, DomainError, NotJsonValue, NotStorable, ResultNotStorable
+from application.workflows import WORKFLOW_RETRIES, Advance, WorkflowEngine
+from domain.errors import Conflict, DomainError, NotJsonValue, NotStorable, ResultNotStorable, WorkflowChanged
 from domain.job import ErrorInfo, Job, Progress
 from domain.json_values import json_size
 from domain.states import QUEUED_STATES, JobState
@@ -345,7 +345,18 @@ class Dispatcher:
     async def _store(self, job: Job, guard: Guard, *, hand_over: bool = False, result_size: int | None = None) -> None:
         """Store ``job``'s new state and what it unblocks. With ``hand_over`` (a job's outcome), the
         steps it unblocks may start at once, claimed in that same commit (see :meth:`_hand_over`).
-        ``result_size``: the JSON size of its result when already measured."""
+        ``result_size``: the JSON size of its result when already measured.
+
+        Planned again on the stored state while another engine advanced its workflow meanwhile."""
+        for _ in range(WORKFLOW_RETRIES):
+            try:
+                await self._store_once(job, guard, hand_over=hand_over, result_size=result_size)
+                return
+            except WorkflowChanged:
+                log.debug("job %s: its workflow changed under the plan; planning again", job.id)
+        await self._store_once(job, guard, hand_over=hand_over, result_size=result_size)
+
+    async def _store_once(self, job: Job, guard: Guard, *, hand_over: bool, result_size: int | None) -> None:
         advance = Advance()
         advance.commit.guard = guard
         await self._workflows.record(advance, job, result_size=result_size)

@@ -13,9 +13,9 @@ from application.new_jobs import new_job
 from application.outcomes import revoked_error
 from application.ports import Clock, EventBus, Guard, IdSource, JobFilter, JobPage, ServiceStore, Starter
 from application.registry import TaskRegistry
-from application.workflows import Advance, WorkflowEngine
+from application.workflows import WORKFLOW_RETRIES, Advance, WorkflowEngine
 from domain.canvas import Canvas, Signature, check_schedule, final_id, leaves, path_of_chord
-from domain.errors import Conflict, IdInUse, InvalidCanvas, InvalidTransition, NotFound
+from domain.errors import Conflict, IdInUse, InvalidCanvas, InvalidTransition, NotFound, WorkflowChanged
 from domain.job import ErrorInfo, Job, Progress
 from domain.json_values import ensure_json, json_size
 from domain.states import FAILED_STATES, JobState, is_terminal
@@ -315,6 +315,7 @@ class JobService:
             now=now,
         )
         advance = Advance(finished_workflows=[workflow_id])
+        await self._workflows.guard(advance, workflow_id)  # an engine advancing it meanwhile plans again
         advance.commit.workflows.append(revoked)
         advance.events.append(Event.of_workflow(revoked, now))
         await self._workflows.apply(advance)
@@ -361,7 +362,13 @@ class JobService:
         self._wake()
 
     async def _store(self, job: Job, guard: Guard | None) -> None:
-        await self._workflows.store(job, guard)
+        for attempt in range(WORKFLOW_RETRIES + 1):
+            try:
+                await self._workflows.store(job, guard)
+                break
+            except WorkflowChanged:  # another engine advanced its workflow: plan again on what is stored
+                if attempt == WORKFLOW_RETRIES:
+                    raise
         self._wake()
 
 

@@ -39,6 +39,9 @@ from domain.planner import LeafOutcome, ReadyLeaf, plan, plan_after
 from domain.states import JobState, is_terminal
 from domain.workflow import Lineage, Workflow
 
+WORKFLOW_RETRIES = 20
+"""How many times a change is planned again because other engines kept advancing its workflow meanwhile."""
+
 
 @dataclass
 class WorkflowState:
@@ -62,6 +65,9 @@ class WorkflowState:
     full_plan: bool = False
     """The next plan walks the whole canvas (after a load or a reopen); otherwise a finished job's plan
     walks only the nodes above it (:func:`domain.planner.plan_after`)."""
+    version: int = 0
+    """The workflow's stored version once every advance planned on this state so far is committed: an
+    advance expects the version before its own (see :meth:`WorkflowEngine.advancing`)."""
 
     def settles_nothing(self, path: str) -> bool:
         """Whether the success just recorded at ``path`` leaves its group still waiting on others."""
@@ -94,6 +100,7 @@ class Advance:
     commit: Commit = field(default_factory=Commit)
     events: list[Event] = field(default_factory=list)
     finished_workflows: list[str] = field(default_factory=list)
+    new_workflows: set[str] = field(default_factory=set)
 
 
 class WorkflowEngine:
@@ -161,6 +168,7 @@ class WorkflowEngine:
         )
         state = WorkflowState(workflow, root_task_id=_root_task_id(workflow))
         self._states[workflow.id] = state
+        advance.new_workflows.add(workflow.id)
         advance.commit.workflows.append(workflow)
         advance.events.append(Event.of_workflow(workflow, now))
         await self._plan_and_finish(advance, state, workflow.lineage.parent_id if workflow.lineage else None)
@@ -185,6 +193,7 @@ class WorkflowEngine:
         state = await self._load(job.workflow_id)
         if state is None:
             return
+        self.advancing(advance, state)
         state.outcomes[job.node] = leaf_outcome(job)
         if job.state == JobState.SUCCESS and state.settles_nothing(job.node):
             return
@@ -271,6 +280,7 @@ class WorkflowEngine:
             raise InvalidCanvas(f"no workflow with id {workflow_id!r}")
         if is_terminal(state.workflow.state):
             raise InvalidCanvas(f"workflow {workflow_id} has finished: its chords take no more members")
+        self.advancing(advance, state)
         chord = node_at(state.workflow.canvas, chord_path)
         body = f"{chord_path}.b" if chord_path else "b"
         if not isinstance(chord, Chord) or any(path == body or path.startswith(f"{body}.") for path in state.outcomes):
@@ -291,6 +301,24 @@ class WorkflowEngine:
     def new_id(self) -> str:
         return self._ids.new_id()
 
+    def advancing(self, advance: Advance, state: WorkflowState) -> None:
+        """``advance`` is planned on ``state``: its commit expects the workflow's stored version to be the
+        one this state stands for, and moves it on by one. Several engines may advance one workflow (on a
+        shared database): a commit planned on outcomes another engine has changed since is refused
+        (:class:`~domain.errors.WorkflowChanged`) and planned again on the stored state. In one engine,
+        advances are committed in the order they are planned, so each expects the previous one's version."""
+        workflow_id = state.workflow.id
+        if workflow_id in advance.new_workflows or workflow_id in advance.commit.workflow_versions:
+            return
+        advance.commit.workflow_versions[workflow_id] = state.version
+        state.version += 1
+
+    async def guard(self, advance: Advance, workflow_id: str) -> None:
+        """Make ``advance`` expect the workflow's current version (a change made outside a plan: a revoke)."""
+        state = await self._load(workflow_id)
+        if state is not None:
+            self.advancing(advance, state)
+
     def forget(self, workflow_id: str) -> None:
         """Drop the cached state of a workflow (after it finished, or when a commit failed)."""
         self._states.pop(workflow_id, None)
@@ -300,6 +328,7 @@ class WorkflowEngine:
         state = await self._load(workflow_id)
         if state is None or state.workflow.state not in (JobState.FAILURE, JobState.REVOKED):
             return
+        self.advancing(advance, state)
         state.workflow = msgspec.structs.replace(
             state.workflow, state=JobState.PENDING, result=None, error=None, finished_at=None
         )
@@ -431,6 +460,7 @@ class WorkflowEngine:
         if state is None:
             outcomes = {job.node: leaf_outcome(job) for job in jobs if job.node is not None}
             state = self._states[workflow_id] = WorkflowState(workflow, outcomes, _root_task_id(workflow))
+            state.version = workflow.version
             state.stored_bytes = sum(_stored_size(job) for job in jobs)
             state.full_plan = True
         return state

@@ -58,6 +58,11 @@ class Conflict(DomainError):
     """A guarded write found the job changed underneath it (a lost lease, a race)."""
 
 
+class WorkflowChanged(Conflict):
+    """An advance was planned on a workflow's state that another engine has advanced since (its version
+    moved on): nothing was stored; plan it again on the stored state."""
+
+
 class IdInUse(DomainError, ValueError):
     """A task id given at submission (``task_id=``, ``freeze()``) names a job still in use (not finished,
     or part of a workflow not finished); a finished job's id may be given again, replacing it."""

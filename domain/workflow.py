@@ -39,6 +39,9 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True):
     parent_job_id: str | None = None
     root_id: str | None = None
     lineage: Lineage | None = None
+    version: int = 0
+    """How many guarded advances were stored (storage counts them, see ``Commit.workflow_versions``): an
+    advance planned on an older version was planned on stale outcomes and is refused."""
 
     @property
     def root(self) -> str:

@@ -110,6 +110,10 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     CREATE INDEX jobs_parent ON jobs (json_extract(options, '$.parent_id'), seq) WHERE options IS NOT NULL;
     """,
+    # 8: a workflow's version: how many guarded advances were stored (Commit.workflow_versions).
+    """
+    ALTER TABLE workflows ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 """Schema migrations: ``MIGRATIONS[i]`` takes the database to ``PRAGMA user_version = i + 1``."""
 
@@ -152,6 +156,7 @@ WORKFLOW_COLUMNS: Final[tuple[str, ...]] = (
     "parent_job_id",
     "root_id",
     "lineage",
+    "version",
 )
 
 if Job.__struct_fields__ != JOB_COLUMNS or Workflow.__struct_fields__ != WORKFLOW_COLUMNS:  # pragma: no cover
@@ -162,7 +167,8 @@ WORKFLOW_SELECT: Final = ", ".join(WORKFLOW_COLUMNS)
 
 
 def _upsert_sql(table: str, columns: Sequence[str]) -> str:
-    updates = ", ".join(f"{column} = excluded.{column}" for column in columns if column != "id")
+    # A workflow's version moves only by a guarded advance (VERSION_SQL), never by an upsert.
+    updates = ", ".join(f"{column} = excluded.{column}" for column in columns if column not in ("id", "version"))
     return (
         f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
         f"ON CONFLICT(id) DO UPDATE SET {updates}"
@@ -172,6 +178,8 @@ def _upsert_sql(table: str, columns: Sequence[str]) -> str:
 UPSERT_JOB: Final = _upsert_sql("jobs", JOB_COLUMNS)
 UPSERT_WORKFLOW: Final = _upsert_sql("workflows", WORKFLOW_COLUMNS)
 GUARD_SQL: Final = "SELECT id, state, lease_owner FROM jobs WHERE id IN ({ids})"
+VERSIONS_SQL: Final = "SELECT id, version FROM workflows WHERE id IN ({ids})"
+VERSION_SQL: Final = "UPDATE workflows SET version = ? WHERE id = ?"
 # leased_jobs names its partial index: without ANALYZE statistics the planner prefers jobs_state.
 CLAIM_SQL: Final = f"""
     UPDATE jobs

@@ -16,10 +16,12 @@ from adapters.sqlite.schema import (
     RENEW_SQL,
     UPSERT_JOB,
     UPSERT_WORKFLOW,
+    VERSION_SQL,
+    VERSIONS_SQL,
     placeholders,
 )
 from application.ports import Guard
-from domain.errors import Conflict
+from domain.errors import Conflict, WorkflowChanged
 
 __all__ = ["Kind", "Params", "checkpoint", "is_busy", "run_transaction"]
 
@@ -88,6 +90,8 @@ def _apply_commits(db: sqlite3.Connection, commits: list[CommitRows]) -> list[Co
         ids = sorted(guarded)
         rows = db.execute(GUARD_SQL.replace("{ids}", placeholders(len(ids))), ids).fetchall()
         current = {row[0]: (row[1], row[2]) for row in rows}
+    versions = _stored_versions(db, commits)
+    bumped: dict[str, int] = {}
     outcomes: list[Conflict | None] = []
     workflow_rows: list[tuple[Any, ...]] = []
     job_rows: list[tuple[Any, ...]] = []
@@ -97,6 +101,14 @@ def _apply_commits(db: sqlite3.Connection, commits: list[CommitRows]) -> list[Co
             if problem is not None:
                 outcomes.append(Conflict(problem))
                 continue
+        stale = _stale_version(commit.workflow_versions, versions)
+        if stale is not None:
+            outcomes.append(WorkflowChanged(stale))
+            continue
+        for row in commit.workflow_rows:
+            versions.setdefault(row[0], 0)  # inserted now, or kept as stored
+        for workflow_id, version in commit.workflow_versions.items():
+            versions[workflow_id] = bumped[workflow_id] = version + 1
         workflow_rows.extend(commit.workflow_rows)
         job_rows.extend(commit.job_rows)
         if guarded:
@@ -108,7 +120,27 @@ def _apply_commits(db: sqlite3.Connection, commits: list[CommitRows]) -> list[Co
         db.executemany(UPSERT_WORKFLOW, workflow_rows)
     if job_rows:
         db.executemany(UPSERT_JOB, job_rows)
+    if bumped:
+        db.executemany(VERSION_SQL, [(version, workflow_id) for workflow_id, version in bumped.items()])
     return outcomes
+
+
+def _stored_versions(db: sqlite3.Connection, commits: list[CommitRows]) -> dict[str, int]:
+    """The stored version of every workflow the commits of a run advance (one SELECT)."""
+    ids = sorted({workflow_id for commit in commits for workflow_id in commit.workflow_versions})
+    if not ids:
+        return {}
+    return dict(db.execute(VERSIONS_SQL.replace("{ids}", placeholders(len(ids))), ids).fetchall())
+
+
+def _stale_version(expected: dict[str, int], versions: dict[str, int]) -> str | None:
+    """Why a commit planned on the ``expected`` versions is stale; None if every one still holds."""
+    for workflow_id, version in expected.items():
+        stored = versions.get(workflow_id)
+        if stored != version:
+            found = "gone" if stored is None else f"at version {stored}"
+            return f"workflow {workflow_id} is {found}, not at version {version}"
+    return None
 
 
 # --- reads --------------------------------------------------------------------------------------------

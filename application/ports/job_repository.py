@@ -39,6 +39,10 @@ class Commit(msgspec.Struct, kw_only=True):
     jobs: list[Job] = msgspec.field(default_factory=list)
     workflows: list[Workflow] = msgspec.field(default_factory=list)
     guard: Guard | None = None
+    workflow_versions: dict[str, int] = msgspec.field(default_factory=dict)
+    """Workflows this commit advances, each with the version its plan was made on: the commit is refused
+    whole (``domain.errors.WorkflowChanged``) unless each stored version still is that one, and moves each
+    on by one. Upserting a workflow never changes its version (a new one starts at 0)."""
 
 
 class JobFilter(msgspec.Struct, frozen=True, kw_only=True):

@@ -11,7 +11,7 @@ import pytest
 
 from application.ports import Commit, Guard, JobFilter, JobRepository
 from domain.canvas import Chain, Chord, Group, Signature
-from domain.errors import Conflict
+from domain.errors import Conflict, WorkflowChanged
 from domain.job import CallOptions, ErrorInfo, Job, Progress
 from domain.states import JobState
 from domain.workflow import Lineage, Workflow
@@ -286,6 +286,52 @@ class TestBlockingAccess:
         assert await asyncio.to_thread(access.peek_many, ["kid", "nope"]) == await repo.get_many(["kid", "nope"])
         assert await asyncio.to_thread(access.peek_children, "parent") == await repo.children("parent")
         assert await asyncio.to_thread(access.peek_workflow, "wf") == await repo.get_workflow("wf")
+
+
+class TestWorkflowVersions:
+    """``Commit.workflow_versions``: how several engines advancing one workflow stay consistent."""
+
+    async def test_a_new_workflow_is_at_version_0_and_an_upsert_keeps_the_version(self, repo: JobRepository) -> None:
+        await repo.commit(Commit(workflows=[make_workflow("wf")]))
+        assert (await repo.get_workflow("wf")).version == 0  # type: ignore[union-attr]
+        await repo.commit(Commit(workflows=[make_workflow("wf")], workflow_versions={"wf": 0}))
+        await repo.commit(Commit(workflows=[make_workflow("wf", state=JobState.SUCCESS, version=9)]))
+        stored = await repo.get_workflow("wf")
+        assert stored is not None and stored.version == 1 and stored.state == JobState.SUCCESS
+
+    async def test_a_commit_planned_on_an_older_version_is_refused_whole(self, repo: JobRepository) -> None:
+        await repo.commit(Commit(workflows=[make_workflow("wf")], jobs=[make_job("a", workflow_id="wf")]))
+        await repo.commit(Commit(jobs=[make_job("b", workflow_id="wf")], workflow_versions={"wf": 0}))
+        stale = Commit(
+            jobs=[make_job("a", workflow_id="wf", state=JobState.SUCCESS), make_job("c", workflow_id="wf")],
+            workflows=[make_workflow("wf", state=JobState.SUCCESS)],
+            workflow_versions={"wf": 0},
+        )
+        with pytest.raises(WorkflowChanged):
+            await repo.commit(stale)
+        assert (await repo.get("a")) == make_job("a", workflow_id="wf")
+        assert await repo.get("c") is None
+        stored = await repo.get_workflow("wf")
+        assert stored is not None and stored.version == 1 and stored.state == JobState.PENDING
+        assert await repo.next_due_at() == NOW  # the refused commit's queue changes are not applied either
+
+    async def test_a_workflow_that_is_gone_refuses_the_commit(self, repo: JobRepository) -> None:
+        with pytest.raises(WorkflowChanged):
+            await repo.commit(Commit(jobs=[make_job("a")], workflow_versions={"nope": 0}))
+        assert await repo.get("a") is None
+
+    async def test_of_two_commits_planned_on_one_version_at_once_exactly_one_lands(self, repo: JobRepository) -> None:
+        await repo.commit(Commit(workflows=[make_workflow("wf")]))
+        results = await asyncio.gather(
+            *(
+                repo.commit(Commit(jobs=[make_job(f"body-{i}", workflow_id="wf")], workflow_versions={"wf": 0}))
+                for i in range(2)
+            ),
+            return_exceptions=True,
+        )
+        assert sorted(type(result).__name__ for result in results) == ["NoneType", "WorkflowChanged"]
+        assert len(await repo.workflow_jobs("wf")) == 1
+        assert (await repo.get_workflow("wf")).version == 1  # type: ignore[union-attr]
 
 
 class TestUpsert:
