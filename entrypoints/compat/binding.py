@@ -27,6 +27,7 @@ def activate(engine: Engine, loop: asyncio.AbstractEventLoop) -> None:
     if bridge is None:
         bridge = ThreadBridge(jobs=engine.jobs, bus=engine.bus, starter=None, access=None)
         loop.call_soon_threadsafe(bridge.engine_started)
+    bridge.use_loop(loop)
     _bridges[id(engine)] = bridge
     _active.append((engine, loop))
 

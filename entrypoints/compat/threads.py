@@ -77,6 +77,11 @@ class ThreadBridge:
         with self._waiters_lock:
             self._closed = False
 
+    def use_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Send calls from threads to ``loop``: the loop of an engine used without being started (its
+        storage opened to submit jobs that a worker runs later)."""
+        self._loop = loop
+
     def engine_stopped(self) -> None:
         """Wake every waiting thread (it raises :class:`EngineStopped`), as does every later wait until the
         engine starts again."""

@@ -35,6 +35,8 @@ from entrypoints.celery_compat import (
     states,
 )
 from entrypoints.compat import binding
+from entrypoints.container import Container
+from entrypoints.settings import Settings
 from tests.integration import compat_tasks
 from tests.integration.compat_tasks import RELEASE, add, blocker, boom, submits_from_thread
 from tests.support.waiting import eventually, not_done_within
@@ -168,6 +170,24 @@ class TestCommitFromThread:
         assert await engine.repo.next_due_at() is not None
         claimed = await engine.repo.claim(owner="me", now=time.time() + 700, limit=5, lease_until=time.time() + 800)
         assert [each.id for each in claimed] == [job.id]
+
+
+@pytest.mark.parametrize("persistence", ["sqlite", "memory"])
+async def test_a_thread_submits_to_an_engine_whose_storage_is_open_but_not_started(
+    tmp_path: Path, persistence: str
+) -> None:
+    """A web process that only enqueues (a worker runs the jobs later): storage opened, no dispatcher."""
+    container = Container(settings=Settings(db_path=str(tmp_path / "store.db"), persistence=persistence))
+    engine = container.engine()
+    await engine.repo.open()
+    binding.activate(engine, asyncio.get_running_loop())
+    try:
+        handle = await off_loop(lambda: add.delay(1, 2))
+        job = await engine.jobs.get(handle.id)
+        assert job.state == JobState.PENDING and job.args == [1, 2]
+    finally:
+        binding.deactivate(engine)
+        await engine.repo.close()
 
 
 async def test_commit_from_thread_is_refused_once_closed(tmp_path: Path) -> None:
