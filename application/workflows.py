@@ -106,8 +106,18 @@ class Advance:
 class WorkflowEngine:
     """Builds workflows' jobs from the planner; every write goes into a caller's :class:`Advance`."""
 
-    def __init__(self, repo: JobStore, registry: TaskRegistry, clock: Clock, ids: IdSource, bus: EventBus) -> None:
+    def __init__(
+        self,
+        repo: JobStore,
+        registry: TaskRegistry,
+        clock: Clock,
+        ids: IdSource,
+        bus: EventBus,
+        *,
+        shared_storage: bool = True,
+    ) -> None:
         self._repo = repo
+        self._shared = shared_storage
         self._bus = bus
         self._registry = registry
         self._clock = clock
@@ -306,9 +316,12 @@ class WorkflowEngine:
         one this state stands for, and moves it on by one. Several engines may advance one workflow (on a
         shared database): a commit planned on outcomes another engine has changed since is refused
         (:class:`~domain.errors.WorkflowChanged`) and planned again on the stored state. In one engine,
-        advances are committed in the order they are planned, so each expects the previous one's version."""
+        advances are committed in the order they are planned, so each expects the previous one's version.
+        An engine that alone uses its storage (``shared_storage=False``: SQLite's lock file enforces it)
+        has the only copy of each workflow's state, so it checks no versions: they cost a read and a
+        write per commit."""
         workflow_id = state.workflow.id
-        if workflow_id in advance.new_workflows or workflow_id in advance.commit.workflow_versions:
+        if not self._shared or workflow_id in advance.new_workflows or workflow_id in advance.commit.workflow_versions:
             return
         advance.commit.workflow_versions[workflow_id] = state.version
         state.version += 1

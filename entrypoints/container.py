@@ -39,10 +39,18 @@ def engine_with_signals(**parts: Any) -> Engine:
 
 
 def limited_workflows(
-    repo: JobRepository, registry: TaskRegistry, clock: Clock, ids: IdSource, bus: EventBus, *, limits: Limits | None
+    repo: JobRepository,
+    registry: TaskRegistry,
+    clock: Clock,
+    ids: IdSource,
+    bus: EventBus,
+    *,
+    limits: Limits | None,
+    settings: EngineSettings,
 ) -> WorkflowEngine:
-    """The workflow engine, holding results and workflows to ``limits``."""
-    workflows = WorkflowEngine(repo, registry, clock, ids, bus)
+    """The workflow engine, holding results and workflows to ``limits``; it checks workflow versions when
+    other engines may share its storage."""
+    workflows = WorkflowEngine(repo, registry, clock, ids, bus, shared_storage=not settings.exclusive_storage)
     if limits is not None:
         workflows.limits = limits
     return workflows
@@ -123,7 +131,9 @@ class Container(containers.DeclarativeContainer):
     )
     # The engine's services, each overridable (``container.job_service.override(...)``); the engine only
     # starts and stops them.
-    workflows = providers.Singleton(limited_workflows, repo, registry, clock, ids, bus, limits=limits)
+    workflows = providers.Singleton(
+        limited_workflows, repo, registry, clock, ids, bus, limits=limits, settings=engine_settings
+    )
     dispatcher = providers.Singleton(
         new_dispatcher,
         repo=repo,
