@@ -13,7 +13,7 @@ from entrypoints.container import Container
 from entrypoints.http.connections import Limits, protocol_class
 from entrypoints.http.hosts import guard_hosts
 from entrypoints.logging_setup import configure_logging
-from entrypoints.settings import Settings
+from entrypoints.settings import Settings, redacted_url
 
 
 def serve(settings: Settings) -> int:
@@ -28,7 +28,7 @@ def serve(settings: Settings) -> int:
     except ImportError as exc:
         print(f"geekblog: GEEKBLOG_TASK_MODULES: cannot import {exc.name or exc}", file=sys.stderr)
         return 2
-    if settings.persistence == "sqlite":
+    if settings.persistence != "memory":  # also migrates, once, before the service takes requests
         problem = asyncio.run(_check_storage(container.storage_probe(), settings))
         if problem:
             print(f"geekblog: {problem}", file=sys.stderr)
@@ -37,7 +37,7 @@ def serve(settings: Settings) -> int:
     if problem:
         print(f"geekblog: {problem}", file=sys.stderr)
         return 2
-    where = f"SQLite at {settings.db_path}" if settings.persistence == "sqlite" else "in memory (nothing durable)"
+    where = storage_description(settings)
     print(f"GeekBlog Tasks: http://{settings.host}:{settings.port} ({where}); API docs at /schema", flush=True)
     config = uvicorn.Config(
         guard_hosts(app, settings),  # the Host header checked in front of everything (DNS rebinding)
@@ -67,6 +67,15 @@ def serve(settings: Settings) -> int:
     return 0 if server.started else 1
 
 
+def storage_description(settings: Settings) -> str:
+    """Where the jobs live, as the start-up line says it (a PostgreSQL URL without its password)."""
+    if settings.persistence == "postgres" and settings.database_url:
+        return f"PostgreSQL at {redacted_url(settings.database_url)}"
+    if settings.persistence == "sqlite":
+        return f"SQLite at {settings.db_path}"
+    return "in memory (nothing durable)"
+
+
 # File descriptors the process needs besides its connections: the database, its WAL, the lock, logs, the loop.
 SPARE_FILE_DESCRIPTORS = 64
 
@@ -94,6 +103,6 @@ async def _check_storage(repo: JobRepository, settings: Settings) -> str | None:
     except StorageUnavailable as exc:
         return str(exc)
     except OSError as exc:
-        return f"cannot use {settings.db_path}: {exc.strerror or exc}"
+        return f"cannot use {storage_description(settings)}: {exc.strerror or exc}"
     await repo.close()
     return None

@@ -151,7 +151,7 @@ class PostgresWriter:
         if pool is None:
             return
         try:
-            if connection is not None:
+            if connection is not None and not _is_gone(connection):
                 with contextlib.suppress(Exception):
                     await pool.release(connection)
             await asyncio.wait_for(pool.close(), _CLOSE_SECONDS)
@@ -234,15 +234,12 @@ class PostgresWriter:
     async def _writing_connection(self) -> Connection:
         """The writer's connection; a new one from the pool when the last one was lost."""
         connection = self._connection
-        if connection is not None and not connection.is_closed():
+        if connection is not None and not _is_gone(connection):
             return connection
-        self._connection = None
+        self._connection = None  # the pool took a lost connection back itself
         pool = self._pool
         if pool is None:
             raise StorageClosed(f"{self.where} is not open")
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                await pool.release(connection)
         try:
             connection = await pool.acquire(timeout=self.connect_timeout)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -364,8 +361,16 @@ def _changed(status: str) -> int:
         return 0
 
 
+def _is_gone(connection: Connection) -> bool:
+    """Whether the connection was closed (then the pool has taken it back: the proxy refuses every call)."""
+    try:
+        return connection.is_closed()
+    except asyncpg.InterfaceError:
+        return True
+
+
 def _connection_lost(connection: Connection, exc: BaseException) -> bool:
-    if connection.is_closed():
+    if _is_gone(connection):
         return True
     if isinstance(exc, asyncpg.InterfaceError):
         return not isinstance(exc, ValueError)  # a value the driver cannot send is the op's own problem
