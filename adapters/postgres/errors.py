@@ -41,6 +41,7 @@ _LOCKED: Final = (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError)
 _UNAVAILABLE: Final = (
     asyncpg.PostgresConnectionError,  # the connection failed or no longer exists
     asyncpg.InterfaceError,  # the client side: a closed connection, a closing pool (not a bad value: below)
+    asyncpg.InternalClientError,  # the client's protocol out of step with the server (a connection it ended)
     asyncpg.InsufficientResourcesError,  # out of memory, too many connections
     asyncpg.OperatorInterventionError,  # shutting down, starting up, cancelled by an administrator
     asyncpg.InvalidCatalogNameError,  # no such database

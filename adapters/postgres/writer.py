@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 
 
 class Kind(enum.Enum):
+    """What a queued write is: the writer runs each kind its own way inside the batch's transaction."""
+
     COMMIT = enum.auto()
     CLAIM = enum.auto()
     PROGRESS = enum.auto()
@@ -165,14 +167,25 @@ class PostgresWriter:
     # --- reads ----------------------------------------------------------------------------------------
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        """Rows of a read on any connection of the pool (what had committed when it started)."""
-        pool = self._pool
-        if pool is None or not self._accepting:
-            raise StorageClosed(f"{self.where} is not open")
-        try:
-            return await pool.fetch(sql, *args)
-        except TimeoutError:
-            raise StorageUnavailable(f"{self.where}: a read took over {self.command_timeout:g} s") from None
+        """Rows of a read on any connection of the pool (what had committed when it started).
+
+        A read that finds its connection broken (the server ended it) is tried again on a fresh one,
+        once: reads change nothing, and the pool then replaces its other connections too."""
+        for attempt in (1, 2):
+            pool = self._pool
+            if pool is None or not self._accepting:
+                raise StorageClosed(f"{self.where} is not open")
+            try:
+                return await pool.fetch(sql, *args)
+            except TimeoutError:
+                raise StorageUnavailable(f"{self.where}: a read took over {self.command_timeout:g} s") from None
+            except _BROKEN as exc:
+                if isinstance(exc, ValueError):  # a value the driver cannot send
+                    raise
+                if attempt == 2:
+                    raise _unavailable(self.where, exc) from exc
+                await pool.expire_connections()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         rows = await self.fetch(sql, *args)
@@ -247,51 +260,88 @@ class PostgresWriter:
         self._connection = connection
         return connection
 
-    async def _run_items(self, items: list[tuple[Kind, Any]]) -> list[Any]:
-        connection = await self._writing_connection()
-        try:
-            return await self._transaction(connection, items)
-        except Exception as exc:
-            if _connection_lost(connection, exc):
-                raise _unavailable(self.where, exc) from exc
-            if len(items) == 1:
-                return [exc]
-            # Something in the batch broke the transaction: run each op alone so only the culprit fails.
-            outcomes: list[Any] = []
-            for item in items:
-                try:
-                    outcomes.extend(await self._transaction(connection, [item]))
-                except Exception as alone:
-                    if _connection_lost(connection, alone):
-                        raise _unavailable(self.where, alone) from alone
-                    outcomes.append(alone)
-            return outcomes
+    async def _discard(self, connection: Connection) -> None:
+        """Drop a connection found broken, and have the pool replace the others it holds (a server that
+        ended one, restarting or failing over, has most likely ended them all)."""
+        if self._connection is connection:
+            self._connection = None
+        with contextlib.suppress(Exception):  # already taken back by the pool
+            connection.terminate()
+        if self._pool is not None:
+            await self._pool.expire_connections()
 
-    async def _transaction(self, connection: Connection, items: list[tuple[Kind, Any]]) -> list[Any]:
-        """Run ``items`` in one transaction; an outcome per item (a ``Conflict`` for a failed guard)."""
+    async def _run_items(self, items: list[tuple[Kind, Any]]) -> list[Any]:
+        outcome = await self._attempt(items)
+        if not isinstance(outcome, Exception):
+            return outcome
+        if len(items) == 1:
+            return [outcome]
+        # Something in the batch broke the transaction: run each op alone so only the culprit fails.
         outcomes: list[Any] = []
-        async with connection.transaction():
-            index = 0
-            while index < len(items):
-                kind, payload = items[index]
-                if kind is Kind.COMMIT:
-                    end = index + 1
-                    while end < len(items) and items[end][0] is Kind.COMMIT:
-                        end += 1
-                    outcomes.extend(await _apply_commits(connection, [queued for _, queued in items[index:end]]))
-                    index = end
-                    continue
-                if kind is Kind.CLAIM:
-                    outcomes.append(claimed_jobs(await connection.fetch(CLAIM_SQL, *payload)))
-                elif kind is Kind.PROGRESS:
-                    outcomes.append(_changed(await connection.execute(PROGRESS_SQL, *payload)) > 0)
-                elif kind is Kind.RENEW:
-                    await connection.execute(RENEW_SQL, *payload)
-                    outcomes.append(None)
-                else:
-                    outcomes.append(await _execute_statements(connection, payload))
-                index += 1
-        self.transactions += 1
+        for item in items:
+            alone = await self._attempt([item])
+            outcomes.extend([alone] if isinstance(alone, Exception) else alone)
+        return outcomes
+
+    async def _attempt(self, items: list[tuple[Kind, Any]]) -> list[Any] | Exception:
+        """``items`` in one transaction: an outcome per item, or the error of the statement that failed
+        (the transaction rolled back: nothing of it was stored).
+
+        A connection found broken before anything was sent (at ``BEGIN``) is replaced and the transaction
+        tried again on a fresh one; broken later, whether the COMMIT landed is unknown, and this raises
+        :class:`StorageUnavailable` for every item.
+        """
+        last: BaseException | None = None
+        for _ in range(self.pool_size + 1):
+            connection = await self._writing_connection()
+            transaction = connection.transaction()
+            try:
+                await transaction.start()
+            except Exception as exc:
+                if not _connection_lost(connection, exc):
+                    raise
+                await self._discard(connection)
+                last = exc
+                continue
+            try:
+                outcomes = await self._statements(connection, items)
+                await transaction.commit()
+            except Exception as exc:
+                if not _connection_lost(connection, exc):
+                    with contextlib.suppress(Exception):
+                        await transaction.rollback()
+                if _connection_lost(connection, exc):
+                    await self._discard(connection)
+                    raise _unavailable(self.where, exc) from exc
+                return exc
+            self.transactions += 1
+            return outcomes
+        assert last is not None
+        raise _unavailable(self.where, last) from last
+
+    async def _statements(self, connection: Connection, items: list[tuple[Kind, Any]]) -> list[Any]:
+        """Run ``items`` inside the open transaction; an outcome per item (a ``Conflict`` for a failed guard)."""
+        outcomes: list[Any] = []
+        index = 0
+        while index < len(items):
+            kind, payload = items[index]
+            if kind is Kind.COMMIT:
+                end = index + 1
+                while end < len(items) and items[end][0] is Kind.COMMIT:
+                    end += 1
+                outcomes.extend(await _apply_commits(connection, [queued for _, queued in items[index:end]]))
+                index = end
+                continue
+            if kind is Kind.CLAIM:
+                outcomes.append(claimed_jobs(await connection.fetch(CLAIM_SQL, *payload)))
+            elif kind is Kind.PROGRESS:
+                outcomes.append(_changed(await connection.execute(PROGRESS_SQL, *payload)) > 0)
+            elif kind is Kind.RENEW:
+                await connection.execute(RENEW_SQL, *payload)
+                outcomes.append(None)
+            else:
+                outcomes.append(await _execute_statements(connection, payload))
+            index += 1
         return outcomes
 
 
@@ -369,12 +419,18 @@ def _is_gone(connection: Connection) -> bool:
         return True
 
 
+_BROKEN: Final = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+"""What a connection the server ended (or the network lost) raises: the socket's errors, the server's
+connection errors, and the client's (a closed connection; its protocol stuck in another operation
+after the server's farewell message arrived unasked)."""
+
+
 def _connection_lost(connection: Connection, exc: BaseException) -> bool:
     if _is_gone(connection):
         return True
-    if isinstance(exc, asyncpg.InterfaceError):
-        return not isinstance(exc, ValueError)  # a value the driver cannot send is the op's own problem
-    return isinstance(exc, (OSError, TimeoutError, asyncpg.PostgresConnectionError))
+    if isinstance(exc, ValueError):  # a value the driver cannot send is the op's own problem
+        return False
+    return isinstance(exc, (*_BROKEN, TimeoutError))
 
 
 def _unavailable(where: str, exc: BaseException) -> StorageUnavailable:

@@ -80,3 +80,8 @@ async def empty_tables(url: str) -> None:
             await connection.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
     finally:
         await connection.close()
+
+
+def empty_tables_blocking(url: str) -> None:
+    """:func:`empty_tables` for synchronous callers (on a loop and a thread of its own)."""
+    _run(lambda: empty_tables(url))
