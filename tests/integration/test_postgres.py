@@ -21,13 +21,16 @@ from adapters.postgres import (
 from application.engine import Engine
 from application.ports import Commit
 from application.ports.storage import StorageFull, StorageLocked, StorageUnavailable
+from domain.errors import NotStorable
 from domain.job import Job
+from domain.states import JobState
 from entrypoints.celery_compat import chain, chord, embedded_engine, group
 from entrypoints.container import Container
 from entrypoints.server import storage_description
 from entrypoints.settings import Settings, SettingsError
-from tests.integration import compat_tasks
+from tests.integration import compat_tasks, limit_tasks
 from tests.integration.compat_tasks import add, mul, total
+from tests.integration.limit_tasks import huge_int
 from tests.support.postgres import create_database, drop_database, empty_tables, url_of
 
 URL_WITH_PASSWORD = "postgresql://geek:s3cret@127.0.0.1:5432/somewhere"
@@ -201,7 +204,8 @@ class TestSelection:
 async def pg_engine(postgres_url: str) -> AsyncIterator[Engine]:
     await empty_tables(postgres_url)
     compat_tasks.CALLS.clear()
-    async with embedded_engine(task_modules=["tests.integration.compat_tasks"], database_url=postgres_url) as engine:
+    modules = ["tests.integration.compat_tasks", "tests.integration.limit_tasks"]
+    async with embedded_engine(task_modules=modules, database_url=postgres_url) as engine:
         yield engine
 
 
@@ -224,3 +228,45 @@ class TestEmbeddedEngineOnPostgres:
         stored = await pg_engine.repo.get(job.id)
         assert stored is not None and stored.state == "SUCCESS" and stored.result == 5
         assert ("total", [0, 2, 4, 6, 8, 10, 12, 14, 16, 18]) in compat_tasks.CALLS
+
+
+class TestWhatCannotBeStored:
+    """Refused as on SQLite (``NotStorable``, nothing of that commit stored), and only that commit."""
+
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            Job(id="big", task="t", due_at=1.0, created_at=1.0, priority=2**63),
+            Job(id="big", task="t", due_at=1.0, created_at=1.0, max_retries=-(2**63) - 1),
+            Job(id="big", task="t", due_at=1.0, created_at=1.0, state=JobState.SUCCESS, result=object()),
+            Job(id="big", task="t\x00", due_at=1.0, created_at=1.0),
+            Job(id="big", task="t\ud800", due_at=1.0, created_at=1.0),
+        ],
+        ids=["priority", "max_retries", "result-not-json", "nul", "surrogate"],
+    )
+    async def test_a_value_postgres_cannot_hold_fails_its_commit_alone(self, postgres_url: str, bad: Job) -> None:
+        await empty_tables(postgres_url)
+        repo = PostgresJobRepository(postgres_url)
+        await repo.open()
+        try:
+            good = [Job(id=f"good-{i}", task="t", due_at=1.0, created_at=1.0) for i in range(2)]
+            outcomes = await asyncio.gather(
+                repo.commit(Commit(jobs=[good[0]])),
+                repo.commit(Commit(jobs=[bad, Job(id="with-it", task="t", due_at=1.0, created_at=1.0)])),
+                repo.commit(Commit(jobs=[good[1]])),
+                return_exceptions=True,
+            )
+            assert outcomes[0] is None and outcomes[2] is None
+            assert isinstance(outcomes[1], NotStorable), outcomes[1]
+            assert await repo.get_many(["good-0", "good-1", "big", "with-it"]) == {job.id: job for job in good}
+        finally:
+            await repo.close()
+
+    async def test_a_result_past_64_bits_fails_its_job_with_result_not_storable(self, pg_engine: Engine) -> None:
+        limit_tasks.RUNS.clear()
+        handle = await huge_int.delay()
+        with pytest.raises(TypeError, match="64-bit signed range"):
+            await handle.get(timeout=10)
+        job = await pg_engine.jobs.get(handle.id)
+        assert job.state == "FAILURE" and job.error is not None and job.error.type == "ResultNotStorable"
+        assert job.attempts == 1 and limit_tasks.RUNS["huge_int"] == 1
