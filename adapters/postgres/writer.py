@@ -157,7 +157,7 @@ class PostgresWriter:
                 with contextlib.suppress(Exception):
                     await pool.release(connection)
             await asyncio.wait_for(pool.close(), _CLOSE_SECONDS)
-        except (TimeoutError, Exception):
+        except Exception:  # reads still running past the wait (TimeoutError), or a pool already broken
             pool.terminate()
 
     def check_open(self) -> None:
