@@ -1,4 +1,5 @@
-"""The ``geekblog`` command: ``serve`` runs the service; the other commands are HTTP clients of it."""
+"""The ``geekblog`` command: ``serve`` runs the service; ``purge``, ``backup`` and ``db upgrade`` work on the
+database; the other commands are HTTP clients of the service."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from entrypoints.settings import Settings, SettingsError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="geekblog",
-        description="GeekBlog Tasks: a durable task engine with Celery's programming model, on SQLite.",
+        description="GeekBlog Tasks: a durable task engine with Celery's programming model, on SQLite or PostgreSQL.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", help="run the HTTP service and the engine (settings from GEEKBLOG_*)")
@@ -40,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("file", metavar="FILE", help="where to write the copy")
     backup.add_argument("--force", action="store_true", help="replace FILE if it exists")
     backup.set_defaults(handler=run_backup)
+    db = commands.add_parser("db", help="the database's schema (GEEKBLOG_DATABASE_URL, else GEEKBLOG_DB_PATH)")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    upgrade = db_commands.add_parser(
+        "upgrade", help="apply the schema migrations it lacks (the service also does at start)"
+    )
+    upgrade.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    upgrade.set_defaults(handler=run_db_upgrade)
     try:
         from entrypoints.client.commands import add_client_commands
     except ImportError:  # pragma: no cover - the client commands ship with the package
@@ -76,6 +84,12 @@ def run_backup(args: argparse.Namespace) -> int:
     from entrypoints.maintenance_commands import backup_command
 
     return backup_command(args)
+
+
+def run_db_upgrade(args: argparse.Namespace) -> int:
+    from entrypoints.maintenance_commands import upgrade_command
+
+    return upgrade_command(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

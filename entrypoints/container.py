@@ -11,6 +11,8 @@ from adapters.event_bus import InProcessEventBus
 from adapters.memory_job_repository import InMemoryJobRepository
 from adapters.memory_project_repository import InMemoryProjectRepository
 from adapters.offline_text_generator import OfflineTextGenerator
+from adapters.postgres import PostgresJobRepository, PostgresProjectRepository
+from adapters.postgres import storage_failure as postgres_storage_failure
 from adapters.prometheus_metrics import PrometheusMetrics
 from adapters.sqlite import SqliteJobRepository, SqliteProjectRepository
 from adapters.sqlite import maintenance as sqlite_maintenance
@@ -86,22 +88,28 @@ class Container(containers.DeclarativeContainer):
             max_size_mb=settings.provided.max_db_mb,
         ),
         memory=providers.Factory(InMemoryJobRepository),
+        postgres=providers.Factory(PostgresJobRepository, settings.provided.database_url),
     )
     repo = providers.Singleton(new_repo)
     storage_probe = providers.Factory(new_repo)
-    # Maintenance on the database file itself (``geekblog purge`` / ``backup``, also while serving).
+    # Maintenance on the SQLite file itself (``geekblog purge`` / ``backup``, also while serving); the
+    # commands refuse PostgreSQL, whose own tools (pg_dump) and the engine's purge do that there.
     database_files = providers.Object(sqlite_maintenance)
     # Reads the errors the repository lets through (sqlite3's ...) as the application's storage errors.
     storage_errors = providers.Selector(
         settings.provided.persistence,
         sqlite=providers.Object(sqlite_storage_failure),
         memory=providers.Object(no_translation),
+        postgres=providers.Object(postgres_storage_failure),
     )
     engine_settings = providers.Singleton(
         EngineSettings,
         max_concurrent_tasks=settings.provided.max_concurrent_tasks,
         lease_seconds=settings.provided.lease_seconds,
         result_ttl=settings.provided.result_ttl,
+        # Only a SQLite file is this engine's alone (its lock file): on PostgreSQL another engine may hold
+        # the leases found at start, so they are recovered only once they expire.
+        exclusive_storage=providers.Callable(lambda s: s.persistence != "postgres", settings),
     )
     limits = providers.Singleton(
         Limits,
@@ -113,6 +121,7 @@ class Container(containers.DeclarativeContainer):
         settings.provided.persistence,
         sqlite=providers.Singleton(SqliteProjectRepository, repo),
         memory=providers.Singleton(InMemoryProjectRepository),
+        postgres=providers.Singleton(PostgresProjectRepository, repo),
     )
     generator = providers.Selector(
         providers.Callable(lambda s: "openai" if s.llm_base_url else "offline", settings),
@@ -159,8 +168,11 @@ class Container(containers.DeclarativeContainer):
         dispatcher=dispatcher,
     )
     # Celery-style calls from plain threads: both repositories offer blocking reads and say themselves
-    # whether a thread may commit (SQLite yes, memory no); a repository that offers neither maps to None.
-    thread_access = providers.Selector(settings.provided.persistence, sqlite=repo, memory=repo)
+    # whether a thread may commit (SQLite yes, memory no); a repository that offers neither maps to None:
+    # PostgreSQL (asyncpg has no blocking API), so threads' calls go through the loop.
+    thread_access = providers.Selector(
+        settings.provided.persistence, sqlite=repo, memory=repo, postgres=providers.Object(None)
+    )
     thread_bridge = providers.Singleton(
         ThreadBridge, jobs=job_service, bus=bus, starter=dispatcher, access=thread_access
     )

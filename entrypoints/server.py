@@ -14,7 +14,7 @@ from entrypoints.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from entrypoints.http.connections import Limits, protocol_class
 from entrypoints.http.hosts import guard_hosts
 from entrypoints.logging_setup import configure_logging
-from entrypoints.settings import Settings
+from entrypoints.settings import Settings, redacted_url
 
 
 def serve(settings: Settings) -> int:
@@ -29,7 +29,7 @@ def serve(settings: Settings) -> int:
     except ImportError as exc:
         print(f"geekblog: GEEKBLOG_TASK_MODULES: cannot import {exc.name or exc}", file=sys.stderr)
         return EXIT_USAGE
-    if settings.persistence == "sqlite":
+    if settings.persistence != "memory":  # also migrates, once, before the service takes requests
         problem = asyncio.run(_check_storage(container.storage_probe(), settings))
         if problem:
             print(f"geekblog: {problem}", file=sys.stderr)
@@ -38,7 +38,7 @@ def serve(settings: Settings) -> int:
     if problem:
         print(f"geekblog: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    where = f"SQLite at {settings.db_path}" if settings.persistence == "sqlite" else "in memory (nothing durable)"
+    where = storage_description(settings)
     print(f"GeekBlog Tasks: http://{settings.host}:{settings.port} ({where}); API docs at /schema", flush=True)
     config = uvicorn.Config(
         guard_hosts(app, settings),  # the Host header checked in front of everything (DNS rebinding)
@@ -68,6 +68,15 @@ def serve(settings: Settings) -> int:
     return EXIT_OK if server.started else EXIT_FAILED
 
 
+def storage_description(settings: Settings) -> str:
+    """Where the jobs live, as the start-up line says it (a PostgreSQL URL without its password)."""
+    if settings.persistence == "postgres" and settings.database_url:
+        return f"PostgreSQL at {redacted_url(settings.database_url)}"
+    if settings.persistence == "sqlite":
+        return f"SQLite at {settings.db_path}"
+    return "in memory (nothing durable)"
+
+
 # File descriptors the process needs besides its connections: the database, its WAL, the lock, logs, the loop.
 SPARE_FILE_DESCRIPTORS = 64
 
@@ -95,6 +104,6 @@ async def _check_storage(repo: JobRepository, settings: Settings) -> str | None:
     except StorageUnavailable as exc:
         return str(exc)
     except OSError as exc:
-        return f"cannot use {settings.db_path}: {exc.strerror or exc}"
+        return f"cannot use {storage_description(settings)}: {exc.strerror or exc}"
     await repo.close()
     return None

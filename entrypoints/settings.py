@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
 PREFIX = "GEEKBLOG_"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 class SettingsError(ValueError):
@@ -19,7 +21,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the process is configured with. Field ``x`` comes from ``GEEKBLOG_X``."""
 
     db_path: str = "./var/geekblog.db"
-    persistence: Literal["sqlite", "memory"] = "sqlite"
+    database_url: str | None = None
+    """``postgresql://`` (or ``postgres://``) URL: PostgreSQL instead of the SQLite file at ``db_path``."""
+    persistence: Literal["sqlite", "memory", "postgres"] = "sqlite"
+    """Where jobs live; ``postgres`` whenever ``database_url`` is set (SQLite stays the default)."""
     max_concurrent_tasks: int = 10
     mode: Literal["production", "development"] = "production"
     task_modules: tuple[str, ...] = ()
@@ -86,6 +91,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(
                 f"{PREFIX}ALLOWED_HOSTS must be comma-separated host names (or *), got {self.allowed_hosts}"
             )
+        if self.database_url is not None:
+            if not self.database_url.startswith(POSTGRES_SCHEMES):
+                scheme = self.database_url.partition("://")[0] if "://" in self.database_url else "no scheme"
+                raise SettingsError(
+                    f"{PREFIX}DATABASE_URL must be a postgresql:// (or postgres://) URL, got one with {scheme!r}"
+                )
+            problem = _url_problem(self.database_url)
+            if problem is not None:
+                raise SettingsError(f"{PREFIX}DATABASE_URL cannot be read: {problem}")
+            if self.persistence == "sqlite":  # the default: the URL chooses PostgreSQL
+                msgspec.structs.force_setattr(self, "persistence", "postgres")
+            elif self.persistence == "memory":
+                raise SettingsError(f"{PREFIX}DATABASE_URL and {PREFIX}PERSISTENCE=memory: set only one of them")
+        elif self.persistence == "postgres":
+            raise SettingsError(f"{PREFIX}PERSISTENCE=postgres needs {PREFIX}DATABASE_URL (postgresql://...)")
         if self.persistence == "sqlite" and not self.db_path:
             raise SettingsError(f"{PREFIX}DB_PATH must not be empty with {PREFIX}PERSISTENCE=sqlite")
 
@@ -93,6 +113,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read and validate; raises :class:`SettingsError` naming the first bad variable."""
         environ = os.environ if environ is None else environ
+        if environ.get(f"{PREFIX}DATABASE_URL") and environ.get(f"{PREFIX}PERSISTENCE", "") not in ("", "postgres"):
+            raise SettingsError(
+                f"{PREFIX}DATABASE_URL selects PostgreSQL, {PREFIX}PERSISTENCE={environ[f'{PREFIX}PERSISTENCE']}"
+                " another storage: set only one of them"
+            )
         raw: dict[str, object] = {}
         for field in msgspec.structs.fields(cls):
             value = environ.get(PREFIX + field.name.upper())
@@ -106,6 +131,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             return msgspec.convert(raw, cls, strict=False)
         except msgspec.ValidationError as exc:
             raise SettingsError(_name_the_variable(str(exc))) from None
+
+
+def redacted_url(url: str) -> str:
+    """A database URL without its password and query, to name the database in messages."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return f"{url.partition('://')[0]}://(unreadable URL)"
+    if ":" in host:
+        host = f"[{host}]"
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit((parts.scheme, f"{user}{host}{'' if port is None else f':{port}'}", parts.path, "", ""))
+
+
+def _url_problem(url: str) -> str | None:
+    try:
+        urlsplit(url).port  # noqa: B018  (reading the port is what checks it)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _is_host_name(name: str) -> bool:

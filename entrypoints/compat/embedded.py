@@ -22,17 +22,26 @@ async def embedded_engine(
     max_concurrent_tasks: int = 10,
     *,
     container: Container | None = None,
+    database_url: str | None = None,
 ) -> AsyncIterator[Engine]:
-    """Start an engine in the running loop: SQLite at ``db_path``, or in memory when None.
+    """Start an engine in the running loop: PostgreSQL at ``database_url`` if given, else SQLite at
+    ``db_path``, or in memory when both are None.
 
     Imports ``task_modules`` so their tasks register; while the block runs, ``.delay()``,
     ``AsyncResult`` and the canvas calls use this engine. Leaving the block stops it.
     """
     for module in task_modules:
         importlib.import_module(module)
-    persistence: Literal["sqlite", "memory"] = "memory" if db_path is None else "sqlite"
+    persistence: Literal["sqlite", "memory", "postgres"] = "memory" if db_path is None else "sqlite"
+    if database_url is not None:
+        persistence = "postgres"
     if container is None:
-        settings = Settings(db_path=db_path or "", persistence=persistence, max_concurrent_tasks=max_concurrent_tasks)
+        settings = Settings(
+            db_path=db_path or "",
+            database_url=database_url,
+            persistence=persistence,
+            max_concurrent_tasks=max_concurrent_tasks,
+        )
         container = Container(settings=settings)
     engine = container.engine()
     pipeline = container.pipeline()

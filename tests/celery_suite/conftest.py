@@ -1,10 +1,11 @@
 """What replaces Celery's worker, ``manager`` and redis in its integration suite.
 
 Every test gets an engine of its own (``embedded_engine``), parametrised over the repositories
-(memory, SQLite on a fresh file), running in its own event loop on a background thread: the test
-bodies are synchronous, like Celery's, so ``.delay()``, ``canvas()`` and ``.get()`` block and
-return values. A watchdog stops the engine of a test that runs past :data:`TEST_DEADLINE`, which
-releases a ``get()`` without a timeout (it raises ``EngineStopped``) instead of stalling the run.
+(memory, SQLite on a fresh file, PostgreSQL on the run's database emptied first), running in its
+own event loop on a background thread: the test bodies are synchronous, like Celery's, so
+``.delay()``, ``canvas()`` and ``.get()`` block and return values. A watchdog stops the engine of
+a test that runs past :data:`TEST_DEADLINE`, which releases a ``get()`` without a timeout (it
+raises ``EngineStopped``) instead of stalling the run.
 
 The redis helpers wait on the condition of :class:`tests.celery_suite.tasks.RedisLikeStore`, with a
 deadline; "no more messages arrive" is checked for :data:`QUIET` seconds (Celery blocks 1 s).
@@ -25,6 +26,7 @@ from entrypoints.celery_compat import ResultSet, current_app, embedded_engine
 from entrypoints.celery_compat import TimeoutError as CeleryTimeoutError
 from entrypoints.compat import binding
 from tests.celery_suite.tasks import get_redis_connection
+from tests.support.postgres import empty_tables_blocking
 
 TIMEOUT = 10
 #: How long the helpers check that nothing more arrives (Celery: 1 s each time).
@@ -52,8 +54,9 @@ def pytest_pycollect_makeitem(collector, name, obj):
 class EngineThread:
     """An ``embedded_engine`` in its own event loop on a background thread, until :meth:`stop`."""
 
-    def __init__(self, db_path, max_concurrent_tasks, deadline):
+    def __init__(self, db_path, max_concurrent_tasks, deadline, database_url=None):
         self.db_path = db_path
+        self.database_url = database_url
         self.max_concurrent_tasks = max_concurrent_tasks
         self.deadline = deadline
         self.engine = None
@@ -97,6 +100,7 @@ class EngineThread:
             db_path=self.db_path,
             task_modules=["tests.celery_suite.tasks"],
             max_concurrent_tasks=self.max_concurrent_tasks,
+            database_url=self.database_url,
         ) as engine:
             self.engine = engine
             self._ready.set()
@@ -106,19 +110,22 @@ class EngineThread:
                 self.watchdog_fired = True
 
 
-@pytest.fixture(params=["memory", "sqlite"], autouse=True)
+@pytest.fixture(params=["memory", "sqlite", "postgres"], autouse=True)
 def celery_session_worker(request, tmp_path):
     """The engine every test of the suite runs on (Celery's session worker), per repository."""
     marker = request.node.get_closest_marker("max_concurrent_tasks")
     concurrency = marker.args[0] if marker is not None else MAX_CONCURRENT_TASKS
-    db_path = None if request.param == "memory" else str(tmp_path / "celery-suite.db")
+    db_path = str(tmp_path / "celery-suite.db") if request.param == "sqlite" else None
+    database_url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    if database_url is not None:
+        empty_tables_blocking(database_url)
     get_redis_connection().reset()
     # Celery's test worker logs at the level it is given (the suite reads its INFO lines): the engine
     # writes the same lines on the same loggers (entrypoints.compat.trace).
     celery_logger = logging.getLogger("celery")
     level = celery_logger.level
     celery_logger.setLevel(logging.INFO)
-    running = EngineThread(db_path, concurrency, TEST_DEADLINE)
+    running = EngineThread(db_path, concurrency, TEST_DEADLINE, database_url)
     running.start()
     try:
         yield running.engine

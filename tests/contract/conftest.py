@@ -1,4 +1,5 @@
-"""The contract suites run every test against each adapter: job repositories and project repositories."""
+"""The contract suites run every test against each adapter: job repositories and project repositories, in
+memory, on SQLite and on PostgreSQL (one database for the run, emptied before each test)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,29 @@ import pytest
 
 from adapters.memory_job_repository import InMemoryJobRepository
 from adapters.memory_project_repository import InMemoryProjectRepository
+from adapters.postgres import PostgresJobRepository, PostgresProjectRepository
 from adapters.sqlite import SqliteJobRepository, SqliteProjectRepository
 from application.ports import JobRepository
 from application.ports.project_repository import ProjectRepository
+from tests.support.postgres import empty_tables
+
+REPOSITORIES = ["memory", "sqlite", "postgres"]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+async def _new_repository(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> JobRepository:
+    if kind == "memory":
+        return InMemoryJobRepository()
+    if kind == "sqlite":
+        return SqliteJobRepository(tmp_path / "tasks.db")
+    url: str = request.getfixturevalue("postgres_url")
+    await empty_tables(url)
+    return PostgresJobRepository(url)
+
+
+@pytest.fixture(params=REPOSITORIES)
 async def repo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobRepository]:
     """An open, empty repository; closed after the test whatever happened."""
-    adapter: JobRepository = (
-        InMemoryJobRepository() if request.param == "memory" else SqliteJobRepository(tmp_path / "tasks.db")
-    )
+    adapter = await _new_repository(request.param, request, tmp_path)
     await adapter.open()
     try:
         yield adapter
@@ -28,14 +41,30 @@ async def repo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
 
 
 @pytest.fixture(params=["memory", "sqlite"])
+async def blocking_repo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobRepository]:
+    """An open, empty repository that also offers blocking reads to plain threads (memory and SQLite;
+    PostgreSQL offers none: ``entrypoints.compat.threads`` sends such callers through the loop)."""
+    adapter = await _new_repository(request.param, request, tmp_path)
+    await adapter.open()
+    try:
+        yield adapter
+    finally:
+        await adapter.close()
+
+
+@pytest.fixture(params=REPOSITORIES)
 async def projects(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ProjectRepository]:
-    """An empty project repository; the SQLite one shares an open job repository's file."""
+    """An empty project repository; the SQLite and PostgreSQL ones share an open job repository's database."""
     if request.param == "memory":
         yield InMemoryProjectRepository()
         return
-    database = SqliteJobRepository(tmp_path / "tasks.db")
+    database = await _new_repository(request.param, request, tmp_path)
     await database.open()
     try:
-        yield SqliteProjectRepository(database)
+        if isinstance(database, SqliteJobRepository):
+            yield SqliteProjectRepository(database)
+        else:
+            assert isinstance(database, PostgresJobRepository)
+            yield PostgresProjectRepository(database)
     finally:
         await database.close()

@@ -1,0 +1,29 @@
+"""PostgreSQL storage: jobs, workflows and projects in one database that several engines may share.
+
+Modules: :mod:`~adapters.postgres.schema` (numbered migrations under an advisory lock, columns,
+statements), :mod:`~adapters.postgres.rows` (row mapping), :mod:`~adapters.postgres.writer` (the pool,
+the one writing connection per process, group commit), the repositories, and
+:mod:`~adapters.postgres.errors` (what a driver error stands for). The driver is asyncpg (see
+``bench/pg_driver_choice.py`` for why).
+"""
+
+from adapters.postgres.errors import SchemaTooNew, StorageClosed, StorageError, redacted, storage_failure
+from adapters.postgres.job_repository import PostgresJobRepository
+from adapters.postgres.project_repository import PostgresProjectRepository
+from adapters.postgres.schema import MIGRATIONS, SCHEMA_VERSION, TABLES
+from adapters.postgres.writer import MAX_BATCH, PostgresWriter
+
+__all__ = [
+    "MAX_BATCH",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "PostgresJobRepository",
+    "PostgresProjectRepository",
+    "PostgresWriter",
+    "SchemaTooNew",
+    "StorageClosed",
+    "StorageError",
+    "redacted",
+    "storage_failure",
+]

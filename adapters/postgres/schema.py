@@ -1,0 +1,240 @@
+"""The PostgreSQL schema: the numbered migrations, applied once under an advisory lock, the tables' columns
+and the statements the writer and the readers run.
+
+JSON values (arguments, results, errors, progress, canvases, options) are stored as ``TEXT`` holding
+msgspec's JSON, not ``JSONB``: what comes back is byte for byte what was written (``JSONB`` reorders
+object keys, drops duplicate keys and refuses ``\\u0000``), nothing is parsed on the server, and the one
+value the engine looks up inside JSON, a job's Celery parent, has a column of its own (``parent_id``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    import asyncpg
+    from asyncpg.pool import PoolConnectionProxy
+
+from adapters.postgres.errors import SchemaTooNew
+from domain.job import Job
+from domain.workflow import Workflow
+
+__all__ = ["MIGRATIONS", "MIGRATION_LOCK", "SCHEMA_VERSION", "TABLES", "migrate"]
+
+_QUEUED: Final = "('PENDING', 'RETRY')"
+_TERMINAL: Final = "('SUCCESS', 'FAILURE', 'REVOKED')"
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: jobs and workflows. ``seq`` is the order of first storage (listings, FIFO among equals).
+    f"""
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        task TEXT NOT NULL,
+        args TEXT NOT NULL,
+        kwargs TEXT NOT NULL,
+        state TEXT NOT NULL,
+        priority BIGINT NOT NULL,
+        due_at DOUBLE PRECISION NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        started_at DOUBLE PRECISION,
+        finished_at DOUBLE PRECISION,
+        attempts BIGINT NOT NULL,
+        max_retries BIGINT,
+        time_limit DOUBLE PRECISION,
+        retry_on_worker_lost BOOLEAN NOT NULL,
+        result TEXT,
+        error TEXT,
+        progress TEXT,
+        workflow_id TEXT,
+        node TEXT,
+        lease_owner TEXT,
+        lease_expires_at DOUBLE PRECISION,
+        waiting_on TEXT,
+        root_id TEXT,
+        options TEXT,
+        parent_id TEXT,
+        seq BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE
+    );
+    CREATE INDEX jobs_claim ON jobs (priority DESC, due_at, seq) WHERE state IN {_QUEUED};
+    CREATE INDEX jobs_due ON jobs (due_at) WHERE state IN {_QUEUED};
+    CREATE INDEX jobs_leased ON jobs (lease_expires_at) WHERE state = 'STARTED' AND lease_owner IS NOT NULL;
+    CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state IN {_TERMINAL};
+    CREATE INDEX jobs_state ON jobs (state, seq);
+    CREATE INDEX jobs_task ON jobs (task, seq);
+    CREATE INDEX jobs_workflow ON jobs (workflow_id, seq) WHERE workflow_id IS NOT NULL;
+    CREATE INDEX jobs_root ON jobs (root_id, seq) WHERE root_id IS NOT NULL;
+    CREATE INDEX jobs_parent ON jobs (parent_id, seq) WHERE parent_id IS NOT NULL;
+    CREATE TABLE workflows (
+        id TEXT PRIMARY KEY,
+        canvas TEXT NOT NULL,
+        state TEXT NOT NULL,
+        result TEXT,
+        error TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        finished_at DOUBLE PRECISION,
+        parent_job_id TEXT,
+        root_id TEXT,
+        lineage TEXT
+    );
+    CREATE INDEX workflows_finished ON workflows (finished_at) WHERE state IN {_TERMINAL};
+    """,
+    # 2: GeekBlog projects (adapters/postgres/project_repository.py), one row per section output.
+    """
+    CREATE TABLE projects (
+        id TEXT PRIMARY KEY,
+        topic TEXT NOT NULL,
+        audience TEXT NOT NULL,
+        tone TEXT NOT NULL,
+        sections_wanted BIGINT NOT NULL,
+        status TEXT NOT NULL,
+        plan TEXT,
+        article TEXT,
+        finished TEXT,
+        workflow_id TEXT,
+        error TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        seq BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE
+    );
+    CREATE TABLE project_sections (
+        project_id TEXT NOT NULL,
+        section_id TEXT NOT NULL,
+        research TEXT,
+        draft TEXT,
+        PRIMARY KEY (project_id, section_id)
+    );
+    """,
+)
+"""Schema migrations: ``MIGRATIONS[i]`` takes the database from version ``i`` to ``i + 1``."""
+
+SCHEMA_VERSION: Final[int] = len(MIGRATIONS)
+
+TABLES: Final[tuple[str, ...]] = ("jobs", "workflows", "projects", "project_sections")
+"""Every table holding data (not the migrations' own)."""
+
+MIGRATION_LOCK: Final[int] = int.from_bytes(b"geekblog", "big")
+"""The advisory lock key (``pg_advisory_xact_lock``) held while migrating: replicas starting together
+migrate once, the others wait and find the schema current."""
+
+_VERSIONS_TABLE: Final = """
+    CREATE TABLE IF NOT EXISTS geekblog_schema (
+        version INTEGER PRIMARY KEY,
+        applied_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        applied_by INTEGER NOT NULL DEFAULT pg_backend_pid()
+    )
+"""
+
+JOB_COLUMNS: Final[tuple[str, ...]] = (
+    "id",
+    "task",
+    "args",
+    "kwargs",
+    "state",
+    "priority",
+    "due_at",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "attempts",
+    "max_retries",
+    "time_limit",
+    "retry_on_worker_lost",
+    "result",
+    "error",
+    "progress",
+    "workflow_id",
+    "node",
+    "lease_owner",
+    "lease_expires_at",
+    "waiting_on",
+    "root_id",
+    "options",
+)
+WORKFLOW_COLUMNS: Final[tuple[str, ...]] = (
+    "id",
+    "canvas",
+    "state",
+    "result",
+    "error",
+    "created_at",
+    "finished_at",
+    "parent_job_id",
+    "root_id",
+    "lineage",
+)
+
+if Job.__struct_fields__ != JOB_COLUMNS or Workflow.__struct_fields__ != WORKFLOW_COLUMNS:  # pragma: no cover
+    raise RuntimeError("the PostgreSQL schema no longer matches Job/Workflow: add a migration and update the columns")
+
+JOB_SELECT: Final = ", ".join(JOB_COLUMNS)
+WORKFLOW_SELECT: Final = ", ".join(WORKFLOW_COLUMNS)
+
+
+def _upsert_sql(table: str, columns: tuple[str, ...]) -> str:
+    updates = ", ".join(f"{column} = excluded.{column}" for column in columns if column != "id")
+    values = ", ".join(f"${index}" for index in range(1, len(columns) + 1))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) ON CONFLICT (id) DO UPDATE SET {updates}"
+
+
+UPSERT_JOB: Final = _upsert_sql("jobs", (*JOB_COLUMNS, "parent_id"))
+UPSERT_WORKFLOW: Final = _upsert_sql("workflows", WORKFLOW_COLUMNS)
+GUARD_SQL: Final = "SELECT id, state, lease_owner FROM jobs WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
+"""The guarded jobs, locked until the commit ends (in id order, so two writers never deadlock on them)."""
+CLAIM_SQL: Final = f"""
+    WITH picked AS (
+        SELECT id FROM jobs
+        WHERE state IN {_QUEUED} AND due_at <= $1
+        ORDER BY priority DESC, due_at, seq
+        LIMIT $4
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE jobs
+    SET state = 'STARTED', started_at = $1, attempts = jobs.attempts + 1,
+        lease_owner = $2, lease_expires_at = $3, progress = NULL
+    FROM picked
+    WHERE jobs.id = picked.id
+    RETURNING {", ".join(f"jobs.{column}" for column in JOB_COLUMNS)}, jobs.seq
+"""
+"""Take due queued jobs, skipping rows another transaction holds; RETURNING's order is unspecified (the
+caller sorts by priority, due time, seq)."""
+PROGRESS_SQL: Final = "UPDATE jobs SET progress = $1 WHERE id = $2 AND lease_owner = $3"
+RENEW_SQL: Final = "UPDATE jobs SET lease_expires_at = $1 WHERE id = ANY($2::text[]) AND lease_owner = $3"
+NEXT_DUE_SQL: Final = f"SELECT min(due_at) FROM jobs WHERE state IN {_QUEUED}"
+LEASED_SQL: Final = (
+    f"SELECT {JOB_SELECT} FROM jobs WHERE state = 'STARTED' AND lease_owner IS NOT NULL AND lease_expires_at < $1"
+    " ORDER BY seq"
+)
+FORGET_SQL: Final = f"DELETE FROM jobs WHERE id = $1 AND state IN {_TERMINAL}"
+PURGE_WORKFLOWS_SQL: Final = f"""
+    DELETE FROM workflows
+    WHERE state IN {_TERMINAL} AND finished_at < $1
+      AND NOT EXISTS (
+        SELECT 1 FROM jobs
+        WHERE jobs.workflow_id = workflows.id AND (jobs.state NOT IN {_TERMINAL} OR jobs.finished_at >= $1)
+      )
+"""
+"""Finished workflows older than the cutoff, once every job of theirs is finished and older too."""
+PURGE_JOBS_SQL: Final = f"""
+    DELETE FROM jobs
+    WHERE state IN {_TERMINAL} AND finished_at < $1
+      AND (workflow_id IS NULL OR NOT EXISTS (SELECT 1 FROM workflows WHERE workflows.id = jobs.workflow_id))
+"""
+"""Finished jobs older than the cutoff that are not part of a workflow that is still kept."""
+
+
+async def migrate(connection: PoolConnectionProxy[asyncpg.Record], where: str) -> tuple[int, int]:
+    """Take the database to :data:`SCHEMA_VERSION` in one transaction, under :data:`MIGRATION_LOCK`:
+    ``(version found, migrations applied)``. ``where`` names the database in messages."""
+    async with connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await connection.execute(_VERSIONS_TABLE)
+        found = await connection.fetchval("SELECT coalesce(max(version), 0) FROM geekblog_schema")
+        version = int(found)
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"{where} has schema version {version}, newer than this engine's {SCHEMA_VERSION}: upgrade the engine"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            await connection.execute(MIGRATIONS[number])
+            await connection.execute("INSERT INTO geekblog_schema (version) VALUES ($1)", number + 1)
+    return version, SCHEMA_VERSION - version

@@ -1,0 +1,87 @@
+"""PostgreSQL for tests: a database of their own per run (``gb_test_<random>``, dropped ``WITH (FORCE)``),
+emptied between tests, on the server the machine runs (127.0.0.1:5432, trust authentication).
+
+``GEEKBLOG_TEST_POSTGRES_URL`` names another server (a URL to its maintenance database, ``postgres``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from adapters.postgres import TABLES
+
+SERVER_URL = os.environ.get("GEEKBLOG_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+T = TypeVar("T")
+
+
+def url_of(database: str) -> str:
+    """The URL of ``database`` on the test server."""
+    parts = urlsplit(SERVER_URL)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
+
+
+def _run(make: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine on a loop of its own, in a thread of its own (never the test's loop)."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = asyncio.run(make())  # type: ignore[arg-type]
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="postgres-test-admin")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    value: T = outcome["value"]
+    return value
+
+
+async def _admin(sql: str) -> None:
+    connection = await asyncpg.connect(SERVER_URL, timeout=10)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+def create_database() -> str:
+    """A new empty database; its URL."""
+    name = f"gb_test_{secrets.token_hex(6)}"
+    _run(lambda: _admin(f'CREATE DATABASE "{name}"'))
+    return url_of(name)
+
+
+def drop_database(url: str) -> None:
+    """Drop the database ``url`` names, whoever is still connected to it."""
+    name = urlsplit(url).path.lstrip("/")
+    assert name.startswith("gb_test_"), name
+    _run(lambda: _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def empty_tables(url: str) -> None:
+    """Delete every row of every table the engine made (the schema stays), so tests start alike."""
+    connection = await asyncpg.connect(url, timeout=10)
+    try:
+        present = await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        tables = [table for table in TABLES if table in {row[0] for row in present}]
+        if tables:
+            await connection.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
+    finally:
+        await connection.close()
+
+
+def empty_tables_blocking(url: str) -> None:
+    """:func:`empty_tables` for synchronous callers (on a loop and a thread of its own)."""
+    _run(lambda: empty_tables(url))
