@@ -126,6 +126,7 @@ def workflow_row(workflow: Workflow) -> tuple[Any, ...]:
         workflow.parent_job_id,
         workflow.root_id,
         _json_or_null(workflow.lineage),
+        workflow.version,
     )
 
 
@@ -141,6 +142,7 @@ def workflow_from_row(row: asyncpg.Record) -> Workflow:
         parent_job_id=row[7],
         root_id=row[8],
         lineage=None if row[9] is None else _lineage_decoder.decode(row[9]),
+        version=row[10],
     )
 
 
@@ -153,10 +155,11 @@ def claimed_jobs(rows: Sequence[asyncpg.Record]) -> list[Job]:
 class CommitRows:
     """A commit, encoded by the caller: rows to upsert, and each job's (id, state, lease_owner) for guards."""
 
-    __slots__ = ("guard", "job_keys", "job_rows", "workflow_rows")
+    __slots__ = ("guard", "job_keys", "job_rows", "workflow_rows", "workflow_versions")
 
     def __init__(self, commit: Commit) -> None:
         self.guard = commit.guard
+        self.workflow_versions = commit.workflow_versions
         try:
             self.workflow_rows = [workflow_row(workflow) for workflow in commit.workflows]
             self.job_rows = [job_row(job) for job in commit.jobs]

@@ -104,6 +104,10 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (project_id, section_id)
     );
     """,
+    # 3: a workflow's version: how many guarded advances were stored (Commit.workflow_versions).
+    """
+    ALTER TABLE workflows ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
+    """,
 )
 """Schema migrations: ``MIGRATIONS[i]`` takes the database from version ``i`` to ``i + 1``."""
 
@@ -161,6 +165,7 @@ WORKFLOW_COLUMNS: Final[tuple[str, ...]] = (
     "parent_job_id",
     "root_id",
     "lineage",
+    "version",
 )
 
 if Job.__struct_fields__ != JOB_COLUMNS or Workflow.__struct_fields__ != WORKFLOW_COLUMNS:  # pragma: no cover
@@ -171,7 +176,8 @@ WORKFLOW_SELECT: Final = ", ".join(WORKFLOW_COLUMNS)
 
 
 def _upsert_sql(table: str, columns: tuple[str, ...]) -> str:
-    updates = ", ".join(f"{column} = excluded.{column}" for column in columns if column != "id")
+    # A workflow's version moves only by a guarded advance (VERSION_SQL), never by an upsert.
+    updates = ", ".join(f"{column} = excluded.{column}" for column in columns if column not in ("id", "version"))
     values = ", ".join(f"${index}" for index in range(1, len(columns) + 1))
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) ON CONFLICT (id) DO UPDATE SET {updates}"
 
@@ -180,6 +186,10 @@ UPSERT_JOB: Final = _upsert_sql("jobs", (*JOB_COLUMNS, "parent_id"))
 UPSERT_WORKFLOW: Final = _upsert_sql("workflows", WORKFLOW_COLUMNS)
 GUARD_SQL: Final = "SELECT id, state, lease_owner FROM jobs WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
 """The guarded jobs, locked until the commit ends (in id order, so two writers never deadlock on them)."""
+VERSIONS_SQL: Final = "SELECT id, version FROM workflows WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
+"""The versions of the workflows a run of commits advances, locked until it ends: another engine's advance
+of one of them waits, then reads the version this one stored (and is refused if it planned on the older)."""
+VERSION_SQL: Final = "UPDATE workflows SET version = $1 WHERE id = $2"
 CLAIM_SQL: Final = f"""
     WITH picked AS (
         SELECT id FROM jobs

@@ -28,10 +28,20 @@ import asyncpg
 
 from adapters.postgres.errors import StorageClosed, StorageError, one_line, redacted
 from adapters.postgres.rows import CommitRows, claimed_jobs
-from adapters.postgres.schema import CLAIM_SQL, GUARD_SQL, PROGRESS_SQL, RENEW_SQL, UPSERT_JOB, UPSERT_WORKFLOW, migrate
+from adapters.postgres.schema import (
+    CLAIM_SQL,
+    GUARD_SQL,
+    PROGRESS_SQL,
+    RENEW_SQL,
+    UPSERT_JOB,
+    UPSERT_WORKFLOW,
+    VERSION_SQL,
+    VERSIONS_SQL,
+    migrate,
+)
 from application.ports import Guard
 from application.ports.storage import StorageUnavailable
-from domain.errors import Conflict
+from domain.errors import Conflict, WorkflowChanged
 
 __all__ = ["MAX_BATCH", "Kind", "PostgresWriter", "Statements"]
 
@@ -368,6 +378,8 @@ async def _apply_commits(connection: Connection, commits: list[CommitRows]) -> l
     if guarded:
         rows = await connection.fetch(GUARD_SQL, sorted(guarded))
         current = {row[0]: (row[1], row[2]) for row in rows}
+    versions = await _stored_versions(connection, commits)
+    bumped: dict[str, int] = {}
     outcomes: list[Conflict | None] = []
     workflow_rows: list[tuple[Any, ...]] = []
     job_rows: list[tuple[Any, ...]] = []
@@ -377,6 +389,14 @@ async def _apply_commits(connection: Connection, commits: list[CommitRows]) -> l
             if problem is not None:
                 outcomes.append(Conflict(problem))
                 continue
+        stale = _stale_version(commit.workflow_versions, versions)
+        if stale is not None:
+            outcomes.append(WorkflowChanged(stale))
+            continue
+        for row in commit.workflow_rows:
+            versions.setdefault(row[0], 0)  # inserted now, or kept as stored
+        for workflow_id, version in commit.workflow_versions.items():
+            versions[workflow_id] = bumped[workflow_id] = version + 1
         workflow_rows.extend(commit.workflow_rows)
         job_rows.extend(commit.job_rows)
         if guarded:
@@ -388,7 +408,27 @@ async def _apply_commits(connection: Connection, commits: list[CommitRows]) -> l
         await connection.executemany(UPSERT_WORKFLOW, workflow_rows)
     if job_rows:
         await connection.executemany(UPSERT_JOB, job_rows)
+    if bumped:
+        await connection.executemany(VERSION_SQL, [(version, workflow_id) for workflow_id, version in bumped.items()])
     return outcomes
+
+
+async def _stored_versions(connection: Connection, commits: list[CommitRows]) -> dict[str, int]:
+    """The stored version of every workflow the commits of a run advance, locked until the run's end."""
+    ids = sorted({workflow_id for commit in commits for workflow_id in commit.workflow_versions})
+    if not ids:
+        return {}
+    return {row[0]: row[1] for row in await connection.fetch(VERSIONS_SQL, ids)}
+
+
+def _stale_version(expected: dict[str, int], versions: dict[str, int]) -> str | None:
+    """Why a commit planned on the ``expected`` versions is stale; None if every one still holds."""
+    for workflow_id, version in expected.items():
+        stored = versions.get(workflow_id)
+        if stored != version:
+            found = "gone" if stored is None else f"at version {stored}"
+            return f"workflow {workflow_id} is {found}, not at version {version}"
+    return None
 
 
 async def _execute_statements(connection: Connection, statements: Statements) -> int:
