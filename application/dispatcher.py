@@ -205,6 +205,9 @@ class Dispatcher:
                     claimed = await self._repo.claim(
                         owner=self.owner, now=now, limit=free, lease_until=now + self._lease_seconds
                     )
+                except asyncio.CancelledError:
+                    self._slots.give(free)  # stopping: the next start finds every slot free
+                    raise
                 except Exception:
                     self._slots.give(free)
                     log.exception("claiming jobs failed; retrying shortly")

@@ -69,3 +69,43 @@ def test_at_least_one_slot() -> None:
         RunSlots(0)
     with pytest.raises(ValueError, match="at least one"):
         RunSlots(2).resize(0)
+
+
+async def test_a_dispatcher_stopped_while_it_claims_has_every_slot_free_again() -> None:
+    """Stopping cancels the dispatcher's loop, maybe inside a claim: the slots it took for it come back."""
+    import asyncio
+
+    from adapters.asyncio_runner import AsyncioRunner
+    from adapters.event_bus import InProcessEventBus
+    from adapters.memory_job_repository import InMemoryJobRepository
+    from application.dispatcher import Dispatcher
+    from application.registry import TaskRegistry
+    from application.workflows import WorkflowEngine
+    from tests.unit.fakes import CountingIds, FakeClock
+
+    repo, clock, ids, bus = InMemoryJobRepository(), FakeClock(), CountingIds(), InProcessEventBus()
+    claiming = asyncio.Event()
+    never = asyncio.Event()
+
+    async def slow_claim(**_: object) -> list[object]:
+        claiming.set()
+        await never.wait()
+        return []
+
+    repo.claim = slow_claim  # type: ignore[method-assign,assignment]
+    registry = TaskRegistry()
+    dispatcher = Dispatcher(
+        repo=repo,
+        runner=AsyncioRunner(threads=1),
+        registry=registry,
+        workflows=WorkflowEngine(repo, registry, clock, ids, bus),
+        clock=clock,
+        bus=bus,
+        owner="me",
+        max_concurrent=3,
+    )
+    await dispatcher.start(recover_all_leases=True)
+    await asyncio.wait_for(claiming.wait(), 5)
+    await dispatcher.stop()
+    assert dispatcher.reserved_slots == 0 and dispatcher.max_concurrent == 3
+    assert dispatcher._slots.free == 3
