@@ -41,19 +41,14 @@ class InMemoryJobRepository(JobRepository):
             _storable(job.result)
             _storable(job.priority)
         if commit.guard is not None:
-            guard = commit.guard
-            current = self._jobs.get(guard.job_id)
-            if current is None:
-                raise Conflict(f"job {guard.job_id} does not exist")
-            if guard.owner is not None and current.lease_owner != guard.owner:
-                raise Conflict(f"job {guard.job_id} is no longer leased to {guard.owner}")
-            if guard.states is not None and current.state not in guard.states:
-                raise Conflict(f"job {guard.job_id} is {current.state}")
-        for workflow_id, version in commit.workflow_versions.items():
-            stored = self._workflows.get(workflow_id)
-            if stored is None or stored.version != version:
-                found = "gone" if stored is None else f"at version {stored.version}"
-                raise WorkflowChanged(f"workflow {workflow_id} is {found}, not at version {version}")
+            current = self._jobs.get(commit.guard.job_id)
+            problem = commit.guard.problem(None if current is None else (current.state, current.lease_owner))
+            if problem is not None:
+                raise Conflict(problem)
+        versions = {wid: found.version for wid in commit.workflow_versions if (found := self._workflows.get(wid))}
+        stale = commit.stale_version(versions)
+        if stale is not None:
+            raise WorkflowChanged(stale)
         for workflow in commit.workflows:
             stored = self._workflows.get(workflow.id)
             version = 0 if stored is None else stored.version

@@ -39,7 +39,6 @@ from adapters.postgres.schema import (
     VERSIONS_SQL,
     migrate,
 )
-from application.ports import Guard
 from application.ports.storage import StorageUnavailable
 from domain.errors import Conflict, WorkflowChanged
 
@@ -355,18 +354,6 @@ class PostgresWriter:
         return outcomes
 
 
-def _guard_problem(guard: Guard, current: tuple[str, str | None] | None) -> str | None:
-    """Why ``guard`` does not hold for a job whose (state, lease_owner) is ``current``; None if it holds."""
-    if current is None:
-        return f"job {guard.job_id} does not exist"
-    state, lease_owner = current
-    if guard.owner is not None and lease_owner != guard.owner:
-        return f"job {guard.job_id} is no longer leased to {guard.owner}"
-    if guard.states is not None and state not in guard.states:
-        return f"job {guard.job_id} is {state}"
-    return None
-
-
 async def _apply_commits(connection: Connection, commits: list[CommitRows]) -> list[Conflict | None]:
     """Apply a run of consecutive commits: one locking SELECT for all their guards, one upsert per table.
 
@@ -385,11 +372,11 @@ async def _apply_commits(connection: Connection, commits: list[CommitRows]) -> l
     job_rows: list[tuple[Any, ...]] = []
     for commit in commits:
         if commit.guard is not None:
-            problem = _guard_problem(commit.guard, current.get(commit.guard.job_id))
+            problem = commit.guard.problem(current.get(commit.guard.job_id))
             if problem is not None:
                 outcomes.append(Conflict(problem))
                 continue
-        stale = _stale_version(commit.workflow_versions, versions)
+        stale = commit.stale_version(versions)
         if stale is not None:
             outcomes.append(WorkflowChanged(stale))
             continue
@@ -419,16 +406,6 @@ async def _stored_versions(connection: Connection, commits: list[CommitRows]) ->
     if not ids:
         return {}
     return {row[0]: row[1] for row in await connection.fetch(VERSIONS_SQL, ids)}
-
-
-def _stale_version(expected: dict[str, int], versions: dict[str, int]) -> str | None:
-    """Why a commit planned on the ``expected`` versions is stale; None if every one still holds."""
-    for workflow_id, version in expected.items():
-        stored = versions.get(workflow_id)
-        if stored != version:
-            found = "gone" if stored is None else f"at version {stored}"
-            return f"workflow {workflow_id} is {found}, not at version {version}"
-    return None
 
 
 async def _execute_statements(connection: Connection, statements: Statements) -> int:

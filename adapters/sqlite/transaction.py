@@ -20,24 +20,11 @@ from adapters.sqlite.schema import (
     VERSIONS_SQL,
     placeholders,
 )
-from application.ports import Guard
 from domain.errors import Conflict, WorkflowChanged
 
 __all__ = ["Kind", "Params", "checkpoint", "is_busy", "run_transaction"]
 
 Params = Sequence[Any] | Mapping[str, Any]
-
-
-def _guard_problem(guard: Guard, current: tuple[str, str | None] | None) -> str | None:
-    """Why ``guard`` does not hold for a job whose (state, lease_owner) is ``current``; None if it holds."""
-    if current is None:
-        return f"job {guard.job_id} does not exist"
-    state, lease_owner = current
-    if guard.owner is not None and lease_owner != guard.owner:
-        return f"job {guard.job_id} is no longer leased to {guard.owner}"
-    if guard.states is not None and state not in guard.states:
-        return f"job {guard.job_id} is {state}"
-    return None
 
 
 class Kind(enum.Enum):
@@ -97,11 +84,11 @@ def _apply_commits(db: sqlite3.Connection, commits: list[CommitRows]) -> list[Co
     job_rows: list[tuple[Any, ...]] = []
     for commit in commits:
         if commit.guard is not None:
-            problem = _guard_problem(commit.guard, current.get(commit.guard.job_id))
+            problem = commit.guard.problem(current.get(commit.guard.job_id))
             if problem is not None:
                 outcomes.append(Conflict(problem))
                 continue
-        stale = _stale_version(commit.workflow_versions, versions)
+        stale = commit.stale_version(versions)
         if stale is not None:
             outcomes.append(WorkflowChanged(stale))
             continue
@@ -131,16 +118,6 @@ def _stored_versions(db: sqlite3.Connection, commits: list[CommitRows]) -> dict[
     if not ids:
         return {}
     return dict(db.execute(VERSIONS_SQL.replace("{ids}", placeholders(len(ids))), ids).fetchall())
-
-
-def _stale_version(expected: dict[str, int], versions: dict[str, int]) -> str | None:
-    """Why a commit planned on the ``expected`` versions is stale; None if every one still holds."""
-    for workflow_id, version in expected.items():
-        stored = versions.get(workflow_id)
-        if stored != version:
-            found = "gone" if stored is None else f"at version {stored}"
-            return f"workflow {workflow_id} is {found}, not at version {version}"
-    return None
 
 
 # --- reads --------------------------------------------------------------------------------------------

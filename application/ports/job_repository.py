@@ -8,7 +8,7 @@ and storage-neutral: callers on other threads than the loop's are the entry poin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import msgspec
@@ -29,6 +29,18 @@ class Guard(msgspec.Struct, frozen=True, kw_only=True):
     owner: str | None = None
     states: frozenset[JobState] | None = None
 
+    def problem(self, current: tuple[str, str | None] | None) -> str | None:
+        """Why this guard does not hold for its job, stored as ``current`` (its state and lease owner, None
+        when there is no such job); None when it holds. Every repository checks guards with this."""
+        if current is None:
+            return f"job {self.job_id} does not exist"
+        state, lease_owner = current
+        if self.owner is not None and lease_owner != self.owner:
+            return f"job {self.job_id} is no longer leased to {self.owner}"
+        if self.states is not None and state not in self.states:
+            return f"job {self.job_id} is {state}"
+        return None
+
 
 class Commit(msgspec.Struct, kw_only=True):
     """Writes that land together or not at all: a job's outcome and the jobs it unblocks, say.
@@ -43,6 +55,16 @@ class Commit(msgspec.Struct, kw_only=True):
     """Workflows this commit advances, each with the version its plan was made on: the commit is refused
     whole (``domain.errors.WorkflowChanged``) unless each stored version still is that one, and moves each
     on by one. Upserting a workflow never changes its version (a new one starts at 0)."""
+
+    def stale_version(self, stored: Mapping[str, int]) -> str | None:
+        """Why this commit's plan is stale given the ``stored`` versions of its workflows (a workflow missing
+        from it is gone); None when every expected version still holds. Every repository checks with this."""
+        for workflow_id, version in self.workflow_versions.items():
+            found = stored.get(workflow_id)
+            if found != version:
+                where = "gone" if found is None else f"at version {found}"
+                return f"workflow {workflow_id} is {where}, not at version {version}"
+        return None
 
 
 class JobFilter(msgspec.Struct, frozen=True, kw_only=True):
