@@ -193,9 +193,6 @@ class JobService:
         """The jobs ``job_id`` started (its Celery children), in the order they were stored."""
         return await self._repo.children(job_id)
 
-    async def count_by_state(self) -> dict[str, int]:
-        return await self._repo.count_by_state()
-
     async def list(self, filter: JobFilter, *, limit: int = 50, cursor: str | None = None) -> JobPage:
         return await self._repo.list_jobs(filter, limit=limit, cursor=cursor)
 

@@ -198,7 +198,12 @@ class ThreadBridge:
         return self._on_loop(read)
 
     def _on_loop(self, call: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(call, self._engine_loop()).result()
+        try:
+            loop = self._engine_loop()
+        except RuntimeError:
+            call.close()  # never scheduled: no "coroutine was never awaited" warning on top of the error
+            raise
+        return asyncio.run_coroutine_threadsafe(call, loop).result()
 
     def _engine_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
