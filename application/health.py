@@ -25,6 +25,10 @@ class RunningJobs(Protocol):
     def active_jobs(self) -> int: ...
 
 
+SHARED_QUEUE_STATES = frozenset({*QUEUED_STATES, JobState.STARTED})
+"""The states ``/ready`` counts: unfinished jobs only (indexed), never the finished ones kept for their results."""
+
+
 class SharedQueue(msgspec.Struct, frozen=True, kw_only=True):
     """The jobs of the storage every replica shares, as the database counts them: each replica says the same."""
 
@@ -90,7 +94,7 @@ class HealthService:
             problem = "the engine is not running"
         else:
             try:
-                shared = SharedQueue.of(await self._repo.count_by_state())
+                shared = SharedQueue.of(await self._repo.count_by_state(SHARED_QUEUE_STATES))
             except Exception as exc:  # whatever the storage raises, the answer is "not ready", with its reason
                 problem = f"database: {exc}"
         return Readiness(

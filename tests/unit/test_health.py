@@ -3,6 +3,7 @@ replica they name."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +52,7 @@ class BrokenRepository(InMemoryJobRepository):
     async def get(self, job_id: str) -> Job | None:
         raise OSError("disk I/O error")
 
-    async def count_by_state(self) -> dict[str, int]:
+    async def count_by_state(self, states: Collection[str] | None = None) -> dict[str, int]:
         raise OSError("disk I/O error")
 
 
@@ -102,6 +103,17 @@ class TestReady:
             running_here=1,  # this replica's: the dispatcher's own count
             shared_queue=SharedQueue(waiting=2, running=3),  # every replica's: the storage's counts
         )
+
+    async def test_the_probe_counts_only_unfinished_jobs_never_every_finished_one_kept(self) -> None:
+        asked: list[Collection[str] | None] = []
+
+        class Recording(InMemoryJobRepository):
+            async def count_by_state(self, states: Collection[str] | None = None) -> dict[str, int]:
+                asked.append(states)
+                return await super().count_by_state(states)
+
+        assert await Parts(repo=Recording()).service().ready() is None
+        assert asked == [{"PENDING", "RETRY", "STARTED"}]
 
     async def test_the_shared_queue_is_read_again_at_each_probe(self) -> None:
         parts = Parts()
