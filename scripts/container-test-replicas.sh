@@ -138,6 +138,23 @@ wait_ready 0
 wait_ready 1
 pass "both replicas answered /ready 200 within $((SECONDS - t0))s"
 
+# deploy/compose.yaml's health check of a service replica, run inside the image as Compose would run it
+# (the image's Python reads the file: it has PyYAML); it must pass on a ready replica and fail on a port
+# where nothing answers.
+compose_check() {
+  pm exec -i "$@" python -c '
+import subprocess, sys, yaml
+test = yaml.safe_load(sys.stdin)["services"]["service-1"]["healthcheck"]["test"]
+argv = ["/bin/sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
+sys.exit(subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=20).returncode)
+' <"$repo/deploy/compose.yaml"
+}
+compose_check "${replicas[1]}" || fail "deploy/compose.yaml's health check failed on ready replica 2"
+if compose_check -e GEEKBLOG_PORT=1 "${replicas[1]}"; then
+  fail "deploy/compose.yaml's health check passed where nothing answers (port 1)"
+fi
+pass "deploy/compose.yaml's health check passes in the image on a ready replica, fails where nothing answers"
+
 # 1. A job submitted to replica 1, read through replica 2.
 job=$(submitted "$(http_to "${bases[0]}" POST /jobs '{"task": "geekblog.add", "args": [20, 22]}')" "replica 1: POST /jobs")
 wait_until 1 "/jobs/$job" 'j["state"] in ("SUCCESS", "FAILURE", "REVOKED")' "a finished job $job"
