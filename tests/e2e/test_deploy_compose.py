@@ -10,8 +10,15 @@ its build, the commands (parsed by the real ``geekblog`` parser), the environmen
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
+import os
 import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -73,6 +80,34 @@ def containerfile_env() -> dict[str, str]:
     return dict(pair.split("=", 1) for pair in env_line.split()[1:])
 
 
+@contextlib.contextmanager
+def ready_stand_in(status: int, *, token: str) -> Iterator[tuple[int, list[str]]]:
+    """An HTTP server on a free port of 127.0.0.1 answering every GET with ``status`` when it carries
+    ``Bearer token`` (else 401); yields its port and the paths it was asked for."""
+    paths: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            paths.append(self.path)
+            authorized = self.headers.get("Authorization") == f"Bearer {token}"
+            self.send_response(status if authorized else 401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], paths
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 class TestComposeFile:
     def test_is_valid_against_the_compose_specification(self, compose: dict[str, Any]) -> None:
         validator = jsonschema_rs.Draft7Validator(json.loads(SCHEMA.read_text(encoding="utf-8")))
@@ -120,7 +155,7 @@ class TestComposeFile:
         self, services: dict[str, dict[str, Any]]
     ) -> None:
         database = services["postgres"]["environment"]
-        host_env = {"POSTGRES_PASSWORD": "s3cret"}
+        host_env = {"POSTGRES_PASSWORD": "s3cret", "GEEKBLOG_API_TOKEN": "t0ken"}
         known = {PREFIX + field.upper() for field in Settings.__struct_fields__}
         for name in ENGINES:
             environment = {
@@ -129,6 +164,7 @@ class TestComposeFile:
             assert set(environment) - known - PENDING_SETTINGS == set(), f"{name}: variables no setting reads"
             settings = Settings.from_env(environment)
             assert settings.persistence == "postgres"
+            assert settings.api_token == "t0ken"
             assert settings.database_url is not None
             url = urlsplit(settings.database_url)
             assert (url.hostname, url.port) == ("postgres", 5432)
@@ -136,9 +172,16 @@ class TestComposeFile:
             assert url.password == interpolated(database["POSTGRES_PASSWORD"], host_env) == "s3cret"
             assert url.path == "/" + database["POSTGRES_DB"]
 
-    def test_the_database_password_must_be_given(self, services: dict[str, dict[str, Any]]) -> None:
-        with pytest.raises(LookupError, match="POSTGRES_PASSWORD"):
-            interpolated(services["service-1"]["environment"]["GEEKBLOG_DATABASE_URL"], {})
+    @pytest.mark.parametrize("variable", ["POSTGRES_PASSWORD", "GEEKBLOG_API_TOKEN"])
+    def test_the_database_password_and_the_api_token_must_be_given(
+        self, services: dict[str, dict[str, Any]], variable: str
+    ) -> None:
+        given = {"POSTGRES_PASSWORD": "s3cret", "GEEKBLOG_API_TOKEN": "t0ken"}
+        del given[variable]
+        for name in ENGINES:
+            line = " ".join(str(value) for value in services[name]["environment"].values())
+            with pytest.raises(LookupError, match=variable):
+                interpolated(line, given)
 
     def test_each_engine_names_its_own_replica(self, services: dict[str, dict[str, Any]]) -> None:
         names = [services[name]["environment"]["GEEKBLOG_REPLICA"] for name in ENGINES]
@@ -181,14 +224,32 @@ class TestComposeFile:
         assert len(set(published)) == len(published)
         assert "ports" not in services["worker"]
 
-    def test_service_replicas_are_healthy_when_ready(self, services: dict[str, dict[str, Any]]) -> None:
-        image_port = containerfile_env()["GEEKBLOG_PORT"]
-        for name in HTTP_SERVICES:
-            kind, program, flag, code = services[name]["healthcheck"]["test"]
-            assert (kind, program, flag) == ("CMD", "python", "-c")
-            compile(code, f"{name} healthcheck", "exec")
-            assert f"http://127.0.0.1:{image_port}/ready" in code
-            assert "GEEKBLOG_API_TOKEN" in code  # /ready needs the token when one is set
+    @pytest.mark.parametrize(
+        ("status", "token_sent", "healthy"),
+        [(200, "s3cret", True), (503, "s3cret", False), (200, None, False)],
+        ids=["ready", "not-ready", "no-token"],
+    )
+    def test_service_replicas_are_healthy_only_when_ready(
+        self, services: dict[str, dict[str, Any]], status: int, token_sent: str | None, healthy: bool
+    ) -> None:
+        """The check runs as Compose runs it (``/bin/sh -c``) against a stand-in for ``/ready`` that wants
+        the token: healthy only on a 200 to a request that carries it."""
+        kind, command = services["service-1"]["healthcheck"]["test"]
+        assert kind == "CMD-SHELL"
+        assert services["service-2"]["healthcheck"] == services["service-1"]["healthcheck"]
+        with ready_stand_in(status, token="s3cret") as (port, paths):
+            env = {
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+                "GEEKBLOG_PORT": str(port),
+                **({"GEEKBLOG_API_TOKEN": token_sent} if token_sent else {}),
+            }
+            done = subprocess.run(["/bin/sh", "-c", command], env=env, capture_output=True, timeout=30)
+        assert (done.returncode == 0) is healthy, done.stderr.decode()
+        assert paths == ["/ready"]
+
+    def test_the_health_check_defaults_to_the_image_port(self, services: dict[str, dict[str, Any]]) -> None:
+        _, command = services["service-1"]["healthcheck"]["test"]
+        assert f"os.environ.get('GEEKBLOG_PORT', '{containerfile_env()['GEEKBLOG_PORT']}')" in command
 
     def test_the_worker_has_no_http_health_check(self, services: dict[str, dict[str, Any]]) -> None:
         # The image's HEALTHCHECK calls /health, which a worker (no HTTP) never answers.
