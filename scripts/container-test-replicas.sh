@@ -53,7 +53,7 @@ cleanup() {
     echo "---- end of logs ----" >&2
   fi
   for name in "${replicas[@]}"; do
-    podman rm -f -t 0 "$name" >/dev/null 2>&1
+    podman rm -f -v -t 0 "$name" >/dev/null 2>&1  # -v: and the anonymous volume of the image's /data
   done
   if [ "$db_created" = 1 ]; then
     sql "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null || echo "could not drop database $db" >&2
