@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Two containers of the image as replicas on one PostgreSQL database (the machine's), checked over HTTP:
+# Two containers of the image as service replicas and one as a worker (`geekblog worker`, as in
+# deploy/compose.yaml) on one PostgreSQL database (the machine's), checked over HTTP:
+#  0. each replica answers /ready under its own GEEKBLOG_REPLICA; deploy/compose.yaml's health check works
+#     in the image; the worker starts, and stops with exit code 0 on SIGTERM;
 #  1. a job submitted to replica 1 is executed, and seen SUCCESS with its result through replica 2;
 #  2. a chain submitted through replica 2 finishes, its result read through replica 1;
 #  3. a replica SIGKILLed while a job runs: the other still answers and shows the job running; once its
@@ -30,6 +33,7 @@ export PGHOST PGPORT PGUSER
 suffix="$$_$RANDOM"
 db="gb_ct_$suffix"
 replicas=("geekblog-ct-r1-${suffix//_/-}" "geekblog-ct-r2-${suffix//_/-}")
+worker="geekblog-ct-worker-${suffix//_/-}"
 bases=()
 tmp=$(mktemp -d)
 failed=0
@@ -44,7 +48,7 @@ cleanup() {
   local code=$?
   set +e
   if [ "$code" -ne 0 ] || [ "$failed" -ne 0 ]; then
-    for name in "${replicas[@]}"; do
+    for name in "${replicas[@]}" "$worker"; do
       if podman container exists "$name" 2>/dev/null; then
         echo "---- last logs of $name ----" >&2
         podman logs --tail 40 "$name" >&2 2>&1
@@ -52,7 +56,7 @@ cleanup() {
     done
     echo "---- end of logs ----" >&2
   fi
-  for name in "${replicas[@]}"; do
+  for name in "${replicas[@]}" "$worker"; do
     podman rm -f -v -t 0 "$name" >/dev/null 2>&1  # -v: and the anonymous volume of the image's /data
   done
   if [ "$db_created" = 1 ]; then
@@ -137,6 +141,23 @@ start_replica 1
 wait_ready 0
 wait_ready 1
 pass "both replicas answered /ready 200 within $((SECONDS - t0))s"
+for n in 0 1; do
+  http_to "${bases[n]}" GET /ready >/dev/null
+  [ "$(json 'j["replica"] == "replica-'$((n + 1))'" and j["storage"] == "postgres"')" = true ] \
+    || fail "replica $((n + 1)): /ready does not name replica-$((n + 1)) on postgres: $(body)"
+done
+pass "each replica's /ready names it (GEEKBLOG_REPLICA) and its storage, postgres"
+
+pm run -d --name "$worker" --init --network host -e GEEKBLOG_DATABASE_URL="$url" -e GEEKBLOG_REPLICA=worker-1 \
+  -e GEEKBLOG_LEASE_SECONDS="$LEASE_SECONDS" "$IMAGE" geekblog worker --concurrency 4 >/dev/null \
+  || fail "podman run of the worker"
+deadline=$((SECONDS + WAIT_SECONDS))
+until podman logs "$worker" 2>/dev/null | grep -q 'GeekBlog Tasks worker: replica worker-1, PostgreSQL'; do
+  running "$worker" || fail "the worker stopped at start (exit code $(podman inspect --format '{{.State.ExitCode}}' "$worker"))"
+  [ $SECONDS -lt $deadline ] || fail "the worker printed no start-up line within ${WAIT_SECONDS}s"
+  sleep 0.3
+done
+pass "worker started (geekblog worker --concurrency 4): $(podman logs "$worker" 2>/dev/null | grep -m1 'GeekBlog Tasks worker')"
 
 # deploy/compose.yaml's health check of a service replica, run inside the image as Compose would run it
 # (the image's Python reads the file: it has PyYAML); it must pass on a ready replica and fail on a port
@@ -197,5 +218,10 @@ code=$(http_to "${bases[1]}" GET "/jobs/$job")
 [ "$(json 'j["state"] == "SUCCESS" and j["attempts"] == 1')" = true ] \
   || fail "replica 2: job $job, finished before the crash, changed: $code $(body)"
 pass "job $job, finished before the crash, is unchanged (SUCCESS, 1 attempt)"
+
+pm stop -t 15 "$worker" >/dev/null || fail "podman stop of the worker"
+code=$(podman inspect --format '{{.State.ExitCode}}' "$worker")
+[ "$code" = 0 ] || fail "the worker exited $code on SIGTERM (want 0)"
+pass "the worker stopped on SIGTERM with exit code 0"
 
 pass "replicas on PostgreSQL: all checks ($((SECONDS - started))s)"
