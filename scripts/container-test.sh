@@ -2,7 +2,8 @@
 # Builds the image from Containerfile and checks it end to end with podman:
 # health, non-root user, HEALTHCHECK, a job over HTTP, and that finished and queued jobs
 # survive a restart and a new container on the same /data volume; then (container-test-replicas.sh)
-# two containers of the image on one PostgreSQL database serve each other's jobs and workflows.
+# two containers of the image on one PostgreSQL database serve each other's jobs and workflows, recover
+# a SIGKILLed one's job, and a third runs `geekblog worker`.
 #
 # Needs ../shared/container/ beside the repository (see its README.md): it makes podman usable
 # on these hosts and builds the base image localhost/python-base.
