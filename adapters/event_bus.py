@@ -61,12 +61,21 @@ class InProcessEventBus(EventBus):
         self._buffer = buffer
         self._subscribers: dict[str | None, set[QueueSubscription]] = {}
         self._listeners: list[Callable[[Event], None]] = []
+        self._relayed_listeners: list[Callable[[Event], None]] = []
 
-    def add_listener(self, listener: Callable[[Event], None]) -> None:
+    def add_listener(self, listener: Callable[[Event], None], *, relayed: bool = False) -> None:
         self._listeners.append(listener)
+        if relayed:
+            self._relayed_listeners.append(listener)
 
     def publish(self, event: Event) -> None:
-        for listener in self._listeners:
+        self._fan_out(event, self._listeners)
+
+    def deliver(self, event: Event) -> None:
+        self._fan_out(event, self._relayed_listeners)
+
+    def _fan_out(self, event: Event, listeners: list[Callable[[Event], None]]) -> None:
+        for listener in listeners:
             try:
                 listener(event)
             except Exception:

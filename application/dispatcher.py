@@ -19,9 +19,10 @@ import msgspec
 
 from application.events import Event
 from application.execution import ENGINE_STOPPING, JobCancelled, JobContext, ReplaceRequested
-from application.outcomes import WorkerLostError, error_info, revoked_error
+from application.outcomes import error_info, revoked_error
 from application.ports import Clock, DispatcherStore, EventBus, Guard, Runner
 from application.ports.job_trace import JobTrace
+from application.recovery import recover_lost
 from application.registry import TaskRegistry
 from application.run_slots import RunSlots
 from application.task_run import MaxRetriesExceededError, TaskRun
@@ -155,22 +156,8 @@ class Dispatcher:
             await asyncio.wait(list(self._finishing), timeout=max(grace, 5.0))
 
     async def recover(self, expired_before: float) -> int:
-        """Re-queue (or fail, for tasks that opted out) the jobs of workers that died."""
-        lost = await self._repo.leased_jobs(expired_before=expired_before)
-        now = self._clock.now()
-        for job in lost:
-            if job.retry_on_worker_lost and (job.max_retries is None or job.attempts <= job.max_retries):
-                again = job.requeued(now=now)
-                changed = msgspec.structs.replace(
-                    again, options=msgspec.structs.replace(again.options, redelivered=True)
-                )
-            else:
-                message = f"worker lost while running job {job.id} ({job.task})"
-                changed = job.failed(ErrorInfo(type=WorkerLostError.__name__, message=message), now=now)
-            await self._store(changed, Guard(job_id=job.id, owner=job.lease_owner))
-        if lost:
-            log.warning("recovered %d job(s) left running by a previous process", len(lost))
-        return len(lost)
+        """Re-queue (or fail, for tasks that opted out) the jobs of dead workers (:mod:`application.recovery`)."""
+        return await recover_lost(self._repo, self._clock, self._store, expired_before)
 
     def revoking_unlaunched(self, job: Job) -> None:
         """``job``, STARTED but not running here, is being revoked: if its claim was committed but it

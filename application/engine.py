@@ -9,19 +9,25 @@ import msgspec
 from application.dispatcher import Dispatcher
 from application.job_service import JobService
 from application.maintenance import Maintenance
+from application.peers import Peers
 from application.ports import Clock, EngineHooks, EventBus, IdSource, JobRepository, Runner
+from application.ports.peers import PeerLink
 from application.registry import TaskRegistry
 from application.workflows import WorkflowEngine
 
 
 class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """How the engine runs: concurrency, lease length, and whether it alone uses its storage."""
+    """How the engine runs: concurrency, lease length, and whether it alone uses its storage.
+
+    ``poll_seconds``: with other engines on its storage, how often it looks for due work and expired
+    leases without being told (see :class:`~application.peers.Peers`)."""
 
     max_concurrent_tasks: int = 10
     lease_seconds: float = 60.0
     exclusive_storage: bool = True
     result_ttl: float = 7 * 24 * 3600.0
     maintenance_interval: float = 60.0
+    poll_seconds: float = 5.0
 
 
 class Engine:
@@ -43,6 +49,7 @@ class Engine:
         jobs: JobService,
         settings: EngineSettings,
         hooks: Sequence[EngineHooks] = (),
+        peers: Peers | None = None,
     ) -> None:
         self.repo = repo
         self.registry = registry
@@ -54,6 +61,8 @@ class Engine:
         self.dispatcher = dispatcher
         self.maintenance = maintenance
         self.jobs = jobs
+        self.peers = peers
+        """What the other engines of its storage are told and tell it (None: nothing, as when alone)."""
         self._hooks = list(hooks)
 
     @classmethod
@@ -109,9 +118,15 @@ class Engine:
         for hook in self._hooks:
             hook.engine_started()
         try:
+            if self.peers is not None:  # listening first: work the others queue from now on is heard
+                await self.peers.start()
             await self.dispatcher.start(recover_all_leases=self.settings.exclusive_storage)
         except BaseException:
-            await self.repo.close()
+            try:
+                if self.peers is not None:
+                    await self.peers.stop()
+            finally:
+                await self.repo.close()
             raise
         self.maintenance.start()
         self._started = True
@@ -125,12 +140,16 @@ class Engine:
             await self.maintenance.stop()
             await self.dispatcher.stop(grace)
         finally:
-            for hook in self._hooks:
-                hook.engine_stopped()
             try:
-                await self.runner.close()
+                if self.peers is not None:  # after the last outcomes, whose events it relays
+                    await self.peers.stop()
             finally:
-                await self.repo.close()
+                for hook in self._hooks:
+                    hook.engine_stopped()
+                try:
+                    await self.runner.close()
+                finally:
+                    await self.repo.close()
 
 
 def new_dispatcher(
@@ -180,8 +199,10 @@ def new_job_service(
     ids: IdSource,
     bus: EventBus,
     dispatcher: Dispatcher,
+    peers: Peers | None = None,
 ) -> JobService:
-    """The job service, woken, cancelling and starting jobs through ``dispatcher``."""
+    """The job service, woken, cancelling and starting jobs through ``dispatcher``; cancelling a job that
+    runs on another engine through ``peers``."""
     return JobService(
         repo=repo,
         registry=registry,
@@ -190,6 +211,19 @@ def new_job_service(
         ids=ids,
         bus=bus,
         wake=dispatcher.wake,
-        cancel_running=dispatcher.cancel_running,
+        cancel_running=dispatcher.cancel_running if peers is None else peers.cancel_running,
         starter=dispatcher,
     )
+
+
+def new_peers(
+    *,
+    link: PeerLink,
+    dispatcher: Dispatcher,
+    bus: EventBus,
+    repo: JobRepository,
+    clock: Clock,
+    settings: EngineSettings,
+) -> Peers:
+    """The engine's side of ``link`` (to the other engines of its storage), polling every ``poll_seconds``."""
+    return Peers(link=link, dispatcher=dispatcher, bus=bus, repo=repo, clock=clock, poll_seconds=settings.poll_seconds)

@@ -10,8 +10,9 @@ from adapters.asyncio_runner import AsyncioRunner
 from adapters.event_bus import InProcessEventBus
 from adapters.memory_job_repository import InMemoryJobRepository
 from adapters.memory_project_repository import InMemoryProjectRepository
+from adapters.no_peers import NoPeers
 from adapters.offline_text_generator import OfflineTextGenerator
-from adapters.postgres import PostgresJobRepository, PostgresProjectRepository
+from adapters.postgres import PostgresJobRepository, PostgresPeerLink, PostgresProjectRepository
 from adapters.postgres import storage_failure as postgres_storage_failure
 from adapters.prometheus_metrics import PrometheusMetrics
 from adapters.sqlite import SqliteJobRepository, SqliteProjectRepository
@@ -19,7 +20,7 @@ from adapters.sqlite import maintenance as sqlite_maintenance
 from adapters.sqlite_errors import storage_failure as sqlite_storage_failure
 from adapters.system import SystemClock, UuidSource
 from application.article_pipeline import ArticlePipeline
-from application.engine import Engine, EngineSettings, new_dispatcher, new_job_service, new_maintenance
+from application.engine import Engine, EngineSettings, new_dispatcher, new_job_service, new_maintenance, new_peers
 from application.health import HealthService
 from application.ports import Clock, EventBus, IdSource, JobRepository
 from application.ports.storage import no_translation
@@ -109,6 +110,7 @@ class Container(containers.DeclarativeContainer):
         max_concurrent_tasks=settings.provided.max_concurrent_tasks,
         lease_seconds=settings.provided.lease_seconds,
         result_ttl=settings.provided.result_ttl,
+        poll_seconds=settings.provided.poll_seconds,
         # Only a SQLite file is this engine's alone (its lock file): on PostgreSQL another engine may hold
         # the leases found at start, so they are recovered only once they expire.
         exclusive_storage=providers.Callable(lambda s: s.persistence != "postgres", settings),
@@ -159,6 +161,17 @@ class Container(containers.DeclarativeContainer):
     maintenance = providers.Singleton(
         new_maintenance, repo=repo, dispatcher=dispatcher, clock=clock, settings=engine_settings
     )
+    # What the engines of one storage tell each other: nothing for an engine alone on its file (or in
+    # memory); LISTEN/NOTIFY on PostgreSQL, which other engines may share.
+    peer_link = providers.Selector(
+        settings.provided.persistence,
+        sqlite=providers.Singleton(NoPeers),
+        memory=providers.Singleton(NoPeers),
+        postgres=providers.Singleton(PostgresPeerLink, repo),
+    )
+    peers = providers.Singleton(
+        new_peers, link=peer_link, dispatcher=dispatcher, bus=bus, repo=repo, clock=clock, settings=engine_settings
+    )
     job_service = providers.Singleton(
         new_job_service,
         repo=repo,
@@ -168,6 +181,7 @@ class Container(containers.DeclarativeContainer):
         ids=ids,
         bus=bus,
         dispatcher=dispatcher,
+        peers=peers,
     )
     # Celery-style calls from plain threads: both repositories offer blocking reads and say themselves
     # whether a thread may commit (SQLite yes, memory no); a repository that offers neither maps to None:
@@ -190,6 +204,7 @@ class Container(containers.DeclarativeContainer):
         jobs=job_service,
         settings=engine_settings,
         hooks=providers.List(thread_bridge),
+        peers=peers,
     )
     # What /ready and /metrics read: the engine's state, the jobs running here, the storage's counts by state
     # (shared by every replica on one database), stuck threads; and which replica answers.

@@ -63,6 +63,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     body_timeout: float = 30.0
     max_header_bytes: int = 16_384
     lease_seconds: float = 60.0
+    """How long a running job's claim lasts unless renewed (every third of it): a dead engine's jobs are
+    recovered once it expires."""
+    poll_seconds: float = 5.0
+    """Engines sharing PostgreSQL: how often each looks for due work and expired leases without being told
+    (the safety net under LISTEN/NOTIFY)."""
     busy_timeout_ms: int = 5000
     max_db_mb: int | None = None
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
@@ -97,6 +102,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(f"{PREFIX}MAX_HEADER_BYTES must be 1024 to 1048576, got {self.max_header_bytes}")
         if self.lease_seconds <= 0:
             raise SettingsError(f"{PREFIX}LEASE_SECONDS must be positive, got {self.lease_seconds}")
+        if not 0 < self.poll_seconds <= 86_400:
+            raise SettingsError(
+                f"{PREFIX}POLL_SECONDS must be positive (seconds, at most 86400), got {self.poll_seconds}"
+            )
         if self.llm_base_url is not None and not self.llm_base_url.startswith(("http://", "https://")):
             raise SettingsError(f"{PREFIX}LLM_BASE_URL must be an http(s) URL, got {self.llm_base_url!r}")
         if self.llm_timeout <= 0 or self.llm_max_retries < 0 or self.offline_delay < 0:

@@ -2,13 +2,15 @@
 
 Modules: :mod:`~adapters.postgres.schema` (numbered migrations under an advisory lock, columns,
 statements), :mod:`~adapters.postgres.rows` (row mapping), :mod:`~adapters.postgres.writer` (the pool,
-the one writing connection per process, group commit), the repositories, and
-:mod:`~adapters.postgres.errors` (what a driver error stands for). The driver is asyncpg (see
-``bench/pg_driver_choice.py`` for why).
+the one writing connection per process, group commit), the repositories,
+:mod:`~adapters.postgres.errors` (what a driver error stands for), and
+:mod:`~adapters.postgres.notifications` with :mod:`~adapters.postgres.peer_packets` (LISTEN/NOTIFY between
+the engines of one database). The driver is asyncpg (see ``bench/pg_driver_choice.py`` for why).
 """
 
 from adapters.postgres.errors import SchemaTooNew, StorageClosed, StorageError, redacted, storage_failure
 from adapters.postgres.job_repository import PostgresJobRepository
+from adapters.postgres.notifications import PostgresPeerLink
 from adapters.postgres.project_repository import PostgresProjectRepository
 from adapters.postgres.schema import MIGRATIONS, SCHEMA_VERSION, TABLES
 from adapters.postgres.writer import MAX_BATCH, PostgresWriter
@@ -19,6 +21,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "TABLES",
     "PostgresJobRepository",
+    "PostgresPeerLink",
     "PostgresProjectRepository",
     "PostgresWriter",
     "SchemaTooNew",

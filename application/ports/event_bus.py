@@ -1,4 +1,4 @@
-"""Port: in-process publish/subscribe of job and workflow events."""
+"""Port: in-process publish/subscribe of job and workflow events (and of those other engines relayed)."""
 
 from __future__ import annotations
 
@@ -26,10 +26,18 @@ class EventBus(Protocol):
     A subscriber that falls far behind loses its oldest events, never the publisher's time.
     """
 
-    def publish(self, event: Event) -> None: ...
+    def publish(self, event: Event) -> None:
+        """An event of this engine: to its subscribers and to every listener."""
+        ...
+
+    def deliver(self, event: Event) -> None:
+        """An event another engine published (see ``PeerLink``): to subscribers, and only to the listeners
+        added with ``relayed=True`` (this engine's counters, and its relay to the others, never see it)."""
+        ...
 
     def subscribe(self, key: str | None = None) -> Subscription: ...
 
-    def add_listener(self, listener: Callable[[Event], None]) -> None:
-        """Call ``listener`` synchronously with every event (for counters that must see them all)."""
+    def add_listener(self, listener: Callable[[Event], None], *, relayed: bool = False) -> None:
+        """Call ``listener`` synchronously with every event this engine publishes (for counters that must
+        see them all); with ``relayed``, also with those other engines published (for waiters)."""
         ...

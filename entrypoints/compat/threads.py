@@ -67,7 +67,7 @@ class ThreadBridge:
         self._unannounced: collections.deque[tuple[Job, Job | None]] = collections.deque()
         self._announce_lock = threading.Lock()
         self._announce_scheduled = False
-        bus.add_listener(self._wake_waiters)
+        bus.add_listener(self._wake_waiters, relayed=True)  # a job may run on another engine
 
     # --- the engine's lifetime -------------------------------------------------------------------------
 

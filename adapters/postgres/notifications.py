@@ -1,0 +1,315 @@
+"""LISTEN/NOTIFY between the engines of one PostgreSQL database: the PostgreSQL :class:`PeerLink`.
+
+Each engine LISTENs on a connection of its own (not one of the pool's) and sends with ``pg_notify``
+through the pool: one sender task takes everything queued since its last send (work queued, events,
+cancel requests and answers) and sends it as one statement of as few payloads as fit
+(:mod:`~adapters.postgres.peer_packets`), so a burst of submissions costs a few notifications, not one
+each, and the sender's order is the order the others receive. Events are queued after their commit, so
+a notification never announces what is not stored yet.
+
+Received packets are handled in order by one task: light events (too big for a payload) are completed
+from the database before they are delivered, so a subscriber sees events in the order they were
+published. A packet the engine sent itself is ignored.
+
+The listening connection is watched (a ``SELECT 1`` every ``keepalive`` seconds when nothing else
+shows it alive); once lost it is opened again, and the engine is told to look for work once, since
+what was sent meanwhile is gone. Nothing here is needed for correctness: the engines' slow poll finds
+work whose notification was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from typing import Final
+
+import asyncpg
+import msgspec
+
+from adapters.postgres.errors import StorageError, one_line
+from adapters.postgres.job_repository import PostgresJobRepository
+from adapters.postgres.peer_packets import CHANNEL, CancelAnswer, CancelAsk, Outbox, Packet, decode, item
+from application.events import Event
+from application.ports.peers import PeerInbox, PeerLink
+from domain.states import JobState
+
+__all__ = ["PostgresPeerLink"]
+
+log = logging.getLogger(__name__)
+
+_NOTIFY_SQL: Final = "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload"
+_PAYLOADS_PER_STATEMENT: Final = 64
+_FLUSH_SECONDS: Final = 5.0
+
+
+class PostgresPeerLink(PeerLink):
+    """Tells the other engines of the database what this one did, and this one what they did."""
+
+    def __init__(
+        self,
+        repo: PostgresJobRepository,
+        *,
+        keepalive: float = 5.0,
+        connect_timeout: float = 10.0,
+        reconnect_delay: float = 0.05,
+        max_reconnect_delay: float = 2.0,
+    ) -> None:
+        self._repo = repo
+        self.keepalive = keepalive
+        self.connect_timeout = connect_timeout
+        self.reconnect_delay = reconnect_delay
+        self.max_reconnect_delay = max_reconnect_delay
+        self._name = ""
+        self._inbox: PeerInbox | None = None
+        self._outbox = Outbox("")
+        self._ready = asyncio.Event()
+        self._inbound: asyncio.Queue[Packet] = asyncio.Queue()
+        self._connection: asyncpg.Connection | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._answering: set[asyncio.Task[None]] = set()
+        self._asked: dict[int, asyncio.Future[bool]] = {}
+        self._ask_ids = itertools.count(1)
+        self._open = False
+        self._closing = False
+        self.reconnections = 0
+        """How many times the listening connection was opened again after it was lost."""
+        self.notifications = 0
+        """How many notifications (payloads) were sent."""
+
+    def __repr__(self) -> str:
+        return f"PostgresPeerLink({self._repo.where!r})"
+
+    @property
+    def shared(self) -> bool:
+        return True
+
+    @property
+    def listener_pid(self) -> int | None:
+        """The server process of the listening connection (None while there is none)."""
+        connection = self._connection
+        return None if connection is None or connection.is_closed() else connection.get_server_pid()
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    async def open(self, inbox: PeerInbox, *, name: str) -> None:
+        if self._open:
+            return
+        self._inbox, self._name = inbox, name
+        self._outbox = Outbox(name)
+        self._ready = asyncio.Event()
+        self._inbound = asyncio.Queue()
+        connection = await self._connect()
+        self._open, self._closing = True, False
+        self._tasks = [
+            asyncio.create_task(self._keep_listening(connection), name="geekblog-peer-listener"),
+            asyncio.create_task(self._send_loop(), name="geekblog-peer-sender"),
+            asyncio.create_task(self._receive_loop(), name="geekblog-peer-receiver"),
+        ]
+
+    async def close(self) -> None:
+        if not self._open:
+            return
+        self._open = False
+        for answering in list(self._answering):
+            answering.cancel()
+        listener, sender, receiver = self._tasks
+        self._tasks = []
+        self._closing = True  # the sender sends what is queued, then ends
+        self._ready.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(sender), _FLUSH_SECONDS)
+        for task in (listener, sender, receiver):
+            task.cancel()
+        await asyncio.gather(listener, sender, receiver, *self._answering, return_exceptions=True)
+        for waiting in self._asked.values():
+            if not waiting.done():
+                waiting.set_result(False)
+        self._asked.clear()
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.terminate()
+
+    # --- sending --------------------------------------------------------------------------------------
+
+    def work_queued(self) -> None:
+        if self._open:
+            self._outbox.due = True
+            self._ready.set()
+
+    def relay(self, event: Event) -> None:
+        if self._open:
+            self._outbox.add_event(event)
+            self._ready.set()
+
+    async def cancel_on(self, owner: str, job_id: str, *, timeout: float) -> bool:
+        if not self._open:
+            return False
+        ask = next(self._ask_ids)
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._asked[ask] = answer
+        self._outbox.asks.append(CancelAsk(to=owner, job=job_id, ask=ask))
+        self._ready.set()
+        try:
+            return await asyncio.wait_for(answer, timeout)
+        except TimeoutError:
+            log.warning("engine %s did not answer a cancel of job %s within %s s", owner, job_id, timeout)
+            return False
+        finally:
+            self._asked.pop(ask, None)
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            await self._send(self._outbox.take())
+            if self._closing and not self._ready.is_set():  # closing, and everything queued was sent
+                return
+
+    async def _send(self, payloads: list[str]) -> None:
+        if self._outbox.dropped:
+            log.warning(
+                "%d event(s) were not relayed to other engines: their sending fell behind", self._outbox.dropped
+            )
+            self._outbox.dropped = 0
+        for start in range(0, len(payloads), _PAYLOADS_PER_STATEMENT):
+            chunk = payloads[start : start + _PAYLOADS_PER_STATEMENT]
+            try:
+                await self._repo.writer.fetch(_NOTIFY_SQL, CHANNEL, chunk)
+                self.notifications += len(chunk)
+            except Exception as exc:  # the others' poll finds the work; their subscribers miss these events
+                log.warning("%d notification(s) to other engines not sent: %s", len(chunk), one_line(exc))
+
+    # --- receiving ------------------------------------------------------------------------------------
+
+    def _on_notification(self, _connection: object, _pid: int, _channel: str, payload: object) -> None:
+        try:
+            packet = decode(str(payload))
+        except msgspec.DecodeError as exc:
+            log.warning("a notification on %s is not a packet of this engine's version: %s", CHANNEL, exc)
+            return
+        if packet.sender == self._name or self._inbox is None:
+            return
+        if packet.due:
+            self._inbox.work_queued()
+        if packet.events or packet.asks or packet.answers:
+            self._inbound.put_nowait(packet)
+
+    async def _receive_loop(self) -> None:
+        while True:
+            packet = await self._inbound.get()
+            try:
+                await self._handle(packet)
+            except Exception:
+                log.exception("a packet from engine %s was not handled", packet.sender)
+
+    async def _handle(self, packet: Packet) -> None:
+        inbox = self._inbox
+        assert inbox is not None
+        for raw in packet.events:
+            try:
+                whole, event = item(raw)
+            except msgspec.DecodeError as exc:
+                log.warning("an event from engine %s cannot be read: %s", packet.sender, exc)
+                continue
+            inbox.deliver(event if whole == "e" else await self._completed(event))
+        for ask in packet.asks:
+            if ask.to == self._name:
+                answering = asyncio.create_task(self._answer(packet.sender, ask), name=f"geekblog-cancel-{ask.job}")
+                self._answering.add(answering)
+                answering.add_done_callback(self._answering.discard)
+        for answer in packet.answers:
+            waiting = self._asked.get(answer.ask) if answer.to == self._name else None
+            if waiting is not None and not waiting.done():
+                waiting.set_result(answer.done)
+
+    async def _completed(self, event: Event) -> Event:
+        """A light event with its result, error or progress as stored, while it still is the stored state;
+        the light event itself otherwise (the job moved on, or it cannot be read)."""
+        try:
+            if event.kind == "job":
+                job = await self._repo.get(event.id)
+                if job is None or job.attempts != event.attempts:
+                    return event
+                if event.progress is not None:
+                    current = job.progress
+                    if job.state == JobState.STARTED and current is not None and current.state == event.state:
+                        return Event.of_progress(job, current, event.at)
+                    return event
+                return Event.of_job(job, event.at) if job.state == event.state else event
+            if event.kind == "workflow":
+                workflow = await self._repo.get_workflow(event.id)
+                if workflow is not None and workflow.state == event.state:
+                    return Event.of_workflow(workflow, event.at)
+        except Exception as exc:
+            log.warning("the rest of an event of %s %s cannot be read: %s", event.kind, event.id, one_line(exc))
+        return event
+
+    async def _answer(self, requester: str, ask: CancelAsk) -> None:
+        inbox = self._inbox
+        assert inbox is not None
+        try:
+            done = await inbox.cancel_here(ask.job)
+        except Exception:
+            log.exception("cancelling job %s for engine %s failed", ask.job, requester)
+            done = False
+        if self._open:
+            self._outbox.answers.append(CancelAnswer(to=requester, ask=ask.ask, done=done))
+            self._ready.set()
+
+    # --- the listening connection ----------------------------------------------------------------------
+
+    async def _connect(self) -> asyncpg.Connection:
+        try:
+            connection = await asyncpg.connect(
+                self._repo.writer.url,
+                timeout=self.connect_timeout,
+                server_settings={"application_name": "geekblog-tasks listener"},
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StorageError(f"cannot listen on {self._repo.where}: {one_line(exc)}") from exc
+        try:
+            await connection.add_listener(CHANNEL, self._on_notification)
+        except BaseException as exc:
+            connection.terminate()
+            if isinstance(exc, Exception):
+                raise StorageError(f"cannot listen on {self._repo.where}: {one_line(exc)}") from exc
+            raise
+        self._connection = connection
+        return connection
+
+    async def _keep_listening(self, connection: asyncpg.Connection) -> None:
+        while True:
+            await self._until_lost(connection)
+            self._connection = None
+            connection.terminate()
+            log.warning("the connection listening to other engines on %s was lost; opening it again", self._repo.where)
+            connection = await self._reconnect()
+            self.reconnections += 1
+            assert self._inbox is not None
+            self._inbox.work_queued()  # what the others sent meanwhile is lost: look for work once
+
+    async def _until_lost(self, connection: asyncpg.Connection) -> None:
+        lost = asyncio.Event()
+        connection.add_termination_listener(lambda _: lost.set())
+        while not connection.is_closed():
+            try:
+                await asyncio.wait_for(lost.wait(), self.keepalive)
+                return
+            except TimeoutError:
+                try:
+                    await connection.execute("SELECT 1", timeout=self.keepalive)
+                except Exception:
+                    return
+
+    async def _reconnect(self) -> asyncpg.Connection:
+        """A new listening connection, tried after ``reconnect_delay`` seconds, then less and less often."""
+        delay = self.reconnect_delay
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                return await self._connect()
+            except StorageError as exc:
+                log.warning("%s; trying again in %.2f s", exc, delay)
+            delay = max(min(delay * 2, self.max_reconnect_delay), delay)
