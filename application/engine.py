@@ -76,8 +76,10 @@ class Engine:
         clock: Clock,
         ids: IdSource,
         settings: EngineSettings,
+        link: PeerLink | None = None,
     ) -> Engine:
-        """An engine with its services built from these parts, as the container wires them."""
+        """An engine with its services built from these parts, as the container wires them (``link``: to
+        the other engines of its storage, if any)."""
         workflows = WorkflowEngine(repo, registry, clock, ids, bus)
         dispatcher = new_dispatcher(
             repo=repo,
@@ -89,6 +91,19 @@ class Engine:
             ids=ids,
             settings=settings,
         )
+        peers = None
+        if link is not None:
+            peers = new_peers(link=link, dispatcher=dispatcher, bus=bus, repo=repo, clock=clock, settings=settings)
+        jobs = new_job_service(
+            repo=repo,
+            registry=registry,
+            workflows=workflows,
+            clock=clock,
+            ids=ids,
+            bus=bus,
+            dispatcher=dispatcher,
+            peers=peers,
+        )
         return cls(
             repo=repo,
             registry=registry,
@@ -97,10 +112,9 @@ class Engine:
             workflows=workflows,
             dispatcher=dispatcher,
             maintenance=new_maintenance(repo=repo, dispatcher=dispatcher, clock=clock, settings=settings),
-            jobs=new_job_service(
-                repo=repo, registry=registry, workflows=workflows, clock=clock, ids=ids, bus=bus, dispatcher=dispatcher
-            ),
+            jobs=jobs,
             settings=settings,
+            peers=peers,
         )
 
     @property

@@ -25,7 +25,8 @@ class Peers(PeerInbox):
     """Tells the other engines what this one did, and acts on what they tell it.
 
     Every event this engine publishes is relayed; the event of a job put in the queue (submitted,
-    retried, re-queued, recovered) also says work was queued. What the others queued wakes the
+    retried, re-queued, recovered) also says work was queued, unless this engine claimed it as it was
+    stored. What the others queued wakes the
     dispatcher; their events go to this engine's subscribers, never to its counters nor back to them
     (``EventBus.deliver``); a cancel of a job running here is done as a local one.
 
@@ -57,6 +58,7 @@ class Peers(PeerInbox):
         """How long a cancel waits for the engine running the job to answer before it stores the revocation
         itself (that engine is presumably gone)."""
         self._relaying = False
+        self._queued: set[str] = set()  # jobs queued in this turn of the loop (see _announce)
         self._poll: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -83,7 +85,20 @@ class Peers(PeerInbox):
 
     def _published(self, event: Event) -> None:
         self.link.relay(event)
-        if event.kind == "job" and event.progress is None and event.state in QUEUED_STATES:
+        if event.kind != "job" or event.progress is not None:
+            return
+        if event.state in QUEUED_STATES:
+            if not self._queued:
+                asyncio.get_running_loop().call_soon(self._announce)
+            self._queued.add(event.id)
+        elif self._queued:
+            self._queued.discard(event.id)
+
+    def _announce(self) -> None:
+        """Say work was queued, once for all the jobs queued in one turn of the loop, unless this engine
+        claimed them all as they were stored (their STARTED event follows in the same turn)."""
+        if self._queued:
+            self._queued.clear()
             self.link.work_queued()
 
     async def cancel_running(self, job_id: str) -> bool:

@@ -8,6 +8,8 @@ import pytest
 from dependency_injector import providers
 
 from adapters.memory_job_repository import InMemoryJobRepository
+from adapters.no_peers import NoPeers
+from adapters.postgres import PostgresPeerLink
 from adapters.sqlite import SqliteJobRepository
 from domain.canvas import Signature
 from domain.job import Job
@@ -26,6 +28,16 @@ class TestContainer:
         container = Container(settings=Settings(persistence="memory", max_concurrent_tasks=3))
         assert isinstance(container.repo(), InMemoryJobRepository)
         assert container.engine().dispatcher.max_concurrent == 3
+
+    def test_engines_alone_on_their_storage_have_no_peers_and_postgres_ones_listen(self, tmp_path: Path) -> None:
+        for settings in (Settings(persistence="memory"), Settings(db_path=str(tmp_path / "x.db"))):
+            engine = Container(settings=settings).engine()
+            assert engine.peers is not None and isinstance(engine.peers.link, NoPeers)
+        url = "postgresql://postgres@127.0.0.1:5432/unused"
+        container = Container(settings=Settings(database_url=url, lease_seconds=2.0, poll_seconds=0.5))
+        peers = container.engine().peers
+        assert peers is not None and isinstance(peers.link, PostgresPeerLink) and peers.poll_seconds == 0.5
+        assert container.engine().settings.lease_seconds == 2.0 and container.dispatcher().owner
 
     async def test_a_test_can_override_the_repository(self, tmp_path: Path) -> None:
         fake = InMemoryJobRepository()
@@ -93,6 +105,8 @@ class TestSettings:
             ("GEEKBLOG_MAX_CONCURRENT_TASKS", "many"),
             ("GEEKBLOG_PERSISTENCE", "redis"),
             ("GEEKBLOG_MAX_CONCURRENT_TASKS", "0"),
+            ("GEEKBLOG_POLL_SECONDS", "0"),
+            ("GEEKBLOG_LEASE_SECONDS", "-1"),
         ],
     )
     def test_a_bad_value_is_refused_naming_the_variable(self, name: str, value: str) -> None:
