@@ -11,10 +11,10 @@ Received packets are handled in order by one task: light events (too big for a p
 from the database before they are delivered, so a subscriber sees events in the order they were
 published. A packet the engine sent itself is ignored.
 
-The listening connection is watched (a ``SELECT 1`` every ``keepalive`` seconds when nothing else
-shows it alive); once lost it is opened again, and the engine is told to look for work once, since
-what was sent meanwhile is gone. Nothing here is needed for correctness: the engines' slow poll finds
-work whose notification was lost.
+The listening connection is watched (its end is noticed at once when the server closes it, and a
+``SELECT 1`` every ``keepalive`` seconds finds one that went silent); once lost it is opened again, and
+the engine is told to look for work once, since what was sent meanwhile is gone. Nothing here is needed
+for correctness: the engines' slow poll finds work whose notification was lost.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ PostgreSQL's payload limit (8000 bytes), built from everything queued since the 
 A packet says who sent it, whether work was queued (one flag for a whole burst), the events published
 (in publish order), and cancel requests and their answers. An event too big for a payload goes as a
 *light* copy, without its result, error and progress meta, which the receiver reads from the database
-(the job or workflow as stored); a packet never holds more than fits, so a burst is cut into as few
-payloads as it needs.
+(the job or workflow as stored; a project's event arrives without its meta); a packet never holds more
+than fits, so a burst is cut into as few payloads as it needs.
 """
 
 from __future__ import annotations

@@ -61,3 +61,8 @@ async def report(self: Any, key: str) -> str:
 @create_compatible_task(name="cluster.quick")
 def quick(value: int) -> int:
     return value
+
+
+@create_compatible_task(name="cluster.big")
+def big(value: int) -> str:
+    return str(value) * BIG

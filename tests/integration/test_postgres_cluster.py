@@ -257,16 +257,17 @@ class TestEventsTravel:
         runner = await replica()
         viewer = await replica()
         await viewer.engine.dispatcher.stop()
-        canvas = Chain(steps=[Signature(task="cluster.quick", args=[5]), Signature(task="geekblog.echo")])
+        canvas = Chain(steps=[Signature(task="cluster.quick", args=[5]), Signature(task="cluster.big")])
         workflow = await runner.engine.jobs.submit_canvas(canvas)
         watched = viewer.engine.bus.subscribe(workflow.id)
         try:
             done = await viewer.engine.jobs.wait(workflow.id, timeout=10)  # woken by the relayed terminal event
-            assert done.state == JobState.SUCCESS and done.result == 5
+            assert done.state == JobState.SUCCESS and done.result == "5" * cluster_tasks.BIG
             events = await drained(watched)
         finally:
             watched.close()
-        assert [(event.kind, event.state) for event in events if event.terminal][-1] == ("workflow", "SUCCESS")
+        last = [event for event in events if event.terminal][-1]
+        assert (last.kind, last.state, last.result) == ("workflow", "SUCCESS", "5" * cluster_tasks.BIG)
         assert {event.id for event in events if event.kind == "job"} == {
             job.id for job in await runner.engine.jobs.workflow_jobs(workflow.id)
         }
