@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from entrypoints.celery_compat import create_compatible_task
@@ -48,4 +49,16 @@ async def pid(gate: str | None = None, timeout: float = 60.0) -> int:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the gate {gate} was never opened")
             await asyncio.sleep(0.02)
+    return os.getpid()
+
+
+@create_compatible_task(name="e2e.held", bind=True)
+async def held(self: Any, marker: str, seconds: float = 60.0) -> int:
+    """Progress once, then wait ``seconds``; cancelled, it writes ``marker`` (the test sees the code stopped)."""
+    await self.update_state(state="PROGRESS", meta={"pid": os.getpid()})
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        await asyncio.to_thread(Path(marker).write_text, str(os.getpid()))
+        raise
     return os.getpid()

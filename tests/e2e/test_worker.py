@@ -3,9 +3,9 @@ database shared, each process at its own concurrency, ``/ready`` and ``/metrics`
 the replica's own jobs); on SQLite refused while another engine has the file, else that file's one engine; and
 stopped by SIGTERM with the running job given its grace.
 
-Until engines wake each other (LISTEN/NOTIFY), an idle worker does not learn of a job submitted elsewhere after
-it started: these tests queue the jobs first (the serve process's one slot held by a gated job) and start the
-workers on that queue, which every engine claims at start."""
+The first test queues the jobs before the workers start (the serve process's one slot held by a gated job), so
+every engine claims them at start; the second starts an idle worker first: LISTEN/NOTIFY tells it of a job
+submitted through serve at once, and serve's event stream and cancel reach the job the worker runs."""
 
 from __future__ import annotations
 
@@ -276,3 +276,49 @@ def test_a_worker_alone_on_a_sqlite_file_runs_its_queue_and_sigterm_gives_the_ru
         job_id: ("SUCCESS", str(worker.pid)) for job_id in [held, *quick, last]
     }
     assert "to recovery at the next start" not in worker.log(), "no job was left to recovery"
+
+
+def test_an_idle_worker_hears_of_work_at_once_and_serve_follows_and_cancels_what_it_runs(
+    tmp_path: Path, database_url: str, services: list[Service], workers: list[Worker]
+) -> None:
+    poll = {"GEEKBLOG_POLL_SECONDS": "30"}  # far above the bounds below: only a notification meets them
+    service = Service(
+        db_path=tmp_path / "unused.db",
+        log_path=tmp_path / "service.log",
+        extra_env={"GEEKBLOG_DATABASE_URL": database_url, "GEEKBLOG_MAX_CONCURRENT_TASKS": "1", **poll},
+    )
+    services.append(service)
+    service.start()
+    with service.client() as client:
+        held = submit_pid(client, tmp_path / "gate-serve")  # the service's one slot, until the end
+        eventually(lambda: all_in(client, [held], "STARTED"), "the service runs the held job")
+        env = service_env(tmp_path / "unused.db", GEEKBLOG_DATABASE_URL=database_url, **poll)
+        worker = Worker(env=env, log_path=tmp_path / "worker.log", args=("--concurrency", "2"))
+        workers.append(worker)
+        worker.start()  # idle: the queue is empty
+
+        submitted = time.monotonic()
+        quick = submit_pid(client)
+        done = eventually(lambda: all_in(client, [quick], "SUCCESS"), "the idle worker runs it", timeout=5.0)
+        assert time.monotonic() - submitted < 5.0 and done[quick]["result"] == worker.pid
+
+        marker = tmp_path / "cancelled"
+        response = client.post("/jobs", json={"task": "e2e.held", "args": [str(marker)]})
+        running = response.json()["id"]
+        eventually(lambda: client.get(f"/jobs/{running}").json()["progress"], "the worker runs it", timeout=5.0)
+        frames: list[str] = []
+        with service.client() as watcher, watcher.stream("GET", f"/jobs/{running}/events") as stream:
+            lines = stream.iter_lines()
+            while not frames or frames[-1] != "":  # the current state, sent first
+                frames.append(next(lines))
+            cancelled = client.post(f"/jobs/{running}/cancel")
+            assert cancelled.status_code == 200 and cancelled.json()["state"] == "REVOKED", cancelled.text
+            assert marker.read_text() == str(worker.pid)  # its code was stopped, on the worker
+            frames.extend(lines)  # the stream ends after the terminal event
+        data = [line for line in frames if line.startswith("data: ")]
+        assert '"state":"STARTED"' in data[0] and '"state":"REVOKED"' in data[-1], frames
+        assert sum('"state":"REVOKED"' in line for line in data) == 1
+        (tmp_path / "gate-serve").touch()
+        eventually(lambda: all_in(client, [held], "SUCCESS"), "the service finishes its job")
+    assert worker.stop() == 0, worker.log()
+    assert "Traceback" not in worker.log()
