@@ -62,3 +62,23 @@ async def held(self: Any, marker: str, seconds: float = 60.0) -> int:
         await asyncio.to_thread(Path(marker).write_text, str(os.getpid()))
         raise
     return os.getpid()
+
+
+@create_compatible_task(name="e2e.recorded", bind=True)
+def recorded(self: Any, x: int, y: int, pause: float = 0.05) -> int:
+    """``x + y``, writing ``start`` and ``end`` lines (job id, process id) to the file ``$E2E_RUNS_FILE``, so a
+    test can tell which process ran each job and whether any job ran twice."""
+    path = os.environ["E2E_RUNS_FILE"]
+    _append(path, f"start {self.request.id} {os.getpid()}\n")
+    time.sleep(pause)
+    _append(path, f"end {self.request.id} {os.getpid()}\n")
+    return x + y
+
+
+def _append(path: str, line: str) -> None:
+    # One write with O_APPEND: lines of several processes never interleave.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
