@@ -2,11 +2,13 @@
 
 Modules: :mod:`~adapters.postgres.schema` (numbered migrations under an advisory lock, columns,
 statements), :mod:`~adapters.postgres.rows` (row mapping), :mod:`~adapters.postgres.writer` (the pool,
-the one writing connection per process, group commit), the repositories, and
-:mod:`~adapters.postgres.errors` (what a driver error stands for). The driver is asyncpg (see
+the one writing connection per process, group commit), :mod:`~adapters.postgres.reads` (point reads),
+the repositories, :mod:`~adapters.postgres.blocking` (blocking reads for plain threads, on a loop of
+their own), and :mod:`~adapters.postgres.errors` (what a driver error stands for). The driver is asyncpg (see
 ``bench/pg_driver_choice.py`` for why).
 """
 
+from adapters.postgres.blocking import PostgresBlockingReader
 from adapters.postgres.errors import SchemaTooNew, StorageClosed, StorageError, redacted, storage_failure
 from adapters.postgres.job_repository import PostgresJobRepository
 from adapters.postgres.project_repository import PostgresProjectRepository
@@ -18,6 +20,7 @@ __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "TABLES",
+    "PostgresBlockingReader",
     "PostgresJobRepository",
     "PostgresProjectRepository",
     "PostgresWriter",

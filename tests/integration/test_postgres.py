@@ -194,7 +194,7 @@ class TestSelection:
         assert isinstance(repo, PostgresJobRepository)
         assert isinstance(container.projects(), PostgresProjectRepository)
         assert container.storage_errors() is storage_failure
-        assert container.thread_access() is None  # Celery calls from threads go through the loop
+        assert container.thread_access() is repo.blocking  # Celery's blocking reads, on a loop of their own
         assert container.engine_settings().exclusive_storage is False  # other engines' leases are not stale
         assert Container(settings=Settings(persistence="memory")).engine_settings().exclusive_storage is True
         assert "s3cret" not in repr(repo) and "s3cret" not in storage_description(container.settings())

@@ -85,3 +85,16 @@ async def empty_tables(url: str) -> None:
 def empty_tables_blocking(url: str) -> None:
     """:func:`empty_tables` for synchronous callers (on a loop and a thread of its own)."""
     _run(lambda: empty_tables(url))
+
+
+async def _fetch(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    connection = await asyncpg.connect(url, timeout=10)
+    try:
+        return await connection.fetch(sql, *args)
+    finally:
+        await connection.close()
+
+
+def fetch_blocking(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """The rows of ``sql`` on a connection of its own (what another process would see), blocking."""
+    return _run(lambda: _fetch(url, sql, *args))
