@@ -7,8 +7,9 @@ their own connections (read only, read committed: each read sees what had commit
 the caller's thread waits for the answer. The statements and the row mapping are the repository's
 (:mod:`~adapters.postgres.reads`), and so are the errors (:func:`~adapters.postgres.writer.fetch_rows`):
 a read while the database is down raises the same ``StorageUnavailable`` as an async read. Every read is
-bounded: by the server (``statement_timeout``), by the driver (``command_timeout``), and by the caller's
-wait, which also covers getting a connection.
+bounded: by the driver (``command_timeout``, as the async reads are), by the server (``statement_timeout``,
+a second later, should the driver's cancel not arrive), and by the caller's wait, which also covers
+getting a connection.
 
 Commits stay on the engine's writer (group commit, call order kept): :meth:`commit_from_thread` says so,
 and the thread bridge then sends them through the loop.
@@ -88,7 +89,8 @@ class PostgresBlockingReader:
             raise
 
     async def _connect(self) -> asyncpg.Pool:
-        statement_ms = str(max(int(self.command_timeout * 1000), 1))
+        # The server's limit backs up the driver's, which cancels first and is reported as the async reads' is.
+        statement_ms = str(int(self.command_timeout * 1000) + 1000)
         return await asyncpg.create_pool(
             self.url,
             min_size=1,
