@@ -43,15 +43,22 @@ class Storage(NamedTuple):
         )
 
 
-@pytest.fixture(params=STORAGES)
-async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
-    if request.param == "memory":
+async def new_storage(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    """A fresh ``kind`` storage for the test ``request`` runs: a new SQLite file, the run's PostgreSQL
+    database emptied."""
+    if kind == "memory":
         return Storage("memory")
-    if request.param == "sqlite":
+    if kind == "sqlite":
         return Storage("sqlite", db_path=str(tmp_path / "engine.db"))
+    assert kind == "postgres", kind
     url: str = request.getfixturevalue("postgres_url")
     await empty_tables(url)
     return Storage("postgres", database_url=url)
+
+
+@pytest.fixture(params=STORAGES)
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    return await new_storage(request.param, request, tmp_path)
 
 
 @pytest.fixture(params=["memory", "sqlite"])

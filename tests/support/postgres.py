@@ -71,13 +71,18 @@ def drop_database(url: str) -> None:
 
 
 async def empty_tables(url: str) -> None:
-    """Delete every row of every table the engine made (the schema stays), so tests start alike."""
+    """Delete every row of every table the engine made and restart their sequences (the schema stays), so
+    tests start alike. ``DELETE``, not ``TRUNCATE``: on the few rows a test leaves it takes a millisecond
+    where ``TRUNCATE`` (new files for every table and index) takes a quarter of a second."""
     connection = await asyncpg.connect(url, timeout=10)
     try:
         present = await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
         tables = [table for table in TABLES if table in {row[0] for row in present}]
-        if tables:
-            await connection.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
+        sequences = await connection.fetch("SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()")
+        statements = [f"DELETE FROM {table}" for table in tables]
+        statements += [f'ALTER SEQUENCE "{row[0]}" RESTART' for row in sequences]
+        if statements:
+            await connection.execute("; ".join(statements))
     finally:
         await connection.close()
 
