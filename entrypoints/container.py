@@ -110,6 +110,8 @@ class Container(containers.DeclarativeContainer):
         # Only a SQLite file is this engine's alone (its lock file): on PostgreSQL another engine may hold
         # the leases found at start, so they are recovered only once they expire.
         exclusive_storage=providers.Callable(lambda s: s.persistence != "postgres", settings),
+        # Expired leases (a dead engine's, on PostgreSQL) are recovered within a lease, a minute at most.
+        maintenance_interval=providers.Callable(lambda s: min(60.0, s.lease_seconds), settings),
     )
     limits = providers.Singleton(
         Limits,

@@ -279,6 +279,10 @@ class TestSelection:
         assert container.thread_access() is repo.blocking  # Celery's blocking reads, on a loop of their own
         assert container.engine_settings().exclusive_storage is False  # other engines' leases are not stale
         assert Container(settings=Settings(persistence="memory")).engine_settings().exclusive_storage is True
+        # a dead engine's jobs are recovered within a lease of its expiry (a minute at most), not a minute
+        short = Container(settings=Settings(database_url=URL_WITH_PASSWORD, lease_seconds=3)).engine_settings()
+        assert (short.lease_seconds, short.maintenance_interval) == (3, 3)
+        assert container.engine_settings().maintenance_interval == 60
         assert "s3cret" not in repr(repo) and "s3cret" not in storage_description(container.settings())
 
 
