@@ -1,7 +1,8 @@
 """The PostgreSQL job repository: jobs and workflows in a database that several engines may share.
 
 Writes go through :class:`~adapters.postgres.writer.PostgresWriter` (this process's one writing
-connection, group commit, call order kept); reads take any connection of its pool. Claims are
+connection, group commit, call order kept); reads take any connection of its pool, and its blocking
+reads for plain threads (:attr:`PostgresJobRepository.blocking`) a pool of their own. Claims are
 ``SELECT … FOR UPDATE SKIP LOCKED`` in the database itself (no index in memory: another process may
 change the queue at any time), so the order is the one SQLite's engine keeps: highest priority first,
 then earliest ``due_at``, then first stored.
