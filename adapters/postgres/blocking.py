@@ -111,10 +111,12 @@ class PostgresBlockingReader:
         pool, self._pool = self._pool, None
         if self._loop is None:
             return
-        if pool is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_close(pool), self._loop))
-        await self._stop()
+        try:
+            if pool is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_close(pool), self._loop))
+        finally:
+            await self._stop()
 
     async def _stop(self) -> None:
         loop, stopped = self._loop, self._stopped
