@@ -95,6 +95,7 @@ class PostgresBlockingReader:
             self.url,
             min_size=1,
             max_size=self.pool_size,
+            reset=_keep_session,
             timeout=self.connect_timeout,
             command_timeout=self.command_timeout,
             server_settings={
@@ -194,6 +195,11 @@ def _serve(loop: asyncio.AbstractEventLoop, stopped: concurrent.futures.Future[N
     finally:
         loop.close()
         stopped.set_result(None)
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """The pool's reset on release: nothing (asyncpg's default costs a round trip per read, and these
+    reads change no session state), as the writer's pool."""
 
 
 async def _close(pool: asyncpg.Pool) -> None:
