@@ -36,8 +36,6 @@ from entrypoints.celery_compat import (
     states,
 )
 from entrypoints.compat import binding
-from entrypoints.container import Container
-from entrypoints.settings import Settings
 from tests.integration import compat_tasks
 from tests.integration.compat_tasks import RELEASE, add, blocker, boom, submits_from_thread
 from tests.integration.conftest import Storage
@@ -181,12 +179,9 @@ class TestCommitFromThread:
         assert [each.id for each in claimed] == [job.id]
 
 
-@pytest.mark.parametrize("persistence", ["sqlite", "memory"])
-async def test_a_thread_submits_to_an_engine_whose_storage_is_open_but_not_started(
-    tmp_path: Path, persistence: str
-) -> None:
+async def test_a_thread_submits_to_an_engine_whose_storage_is_open_but_not_started(storage: Storage) -> None:
     """A web process that only enqueues (a worker runs the jobs later): storage opened, no dispatcher."""
-    container = Container(settings=Settings(db_path=str(tmp_path / "store.db"), persistence=persistence))
+    container = storage.container()
     engine = container.engine()
     await engine.repo.open()
     binding.activate(engine, asyncio.get_running_loop())
