@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install run demo test unit lint typecheck bench bench-smoke bench-load bench-embedded clean container-test
+.PHONY: install run worker demo test unit lint typecheck bench bench-smoke bench-load bench-embedded clean container-test
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ install: $(STAMP)
 ## run: the HTTP service on an embedded SQLite file (./var/geekblog.db unless GEEKBLOG_DB_PATH); prints its URL
 run: install
 	$(VENV)/bin/geekblog serve
+
+## worker: the engine without HTTP (geekblog worker): beside `make run` on one PostgreSQL database (GEEKBLOG_DATABASE_URL)
+worker: install
+	$(VENV)/bin/geekblog worker
 
 ## demo: a workflow run in-process on SQLite, its progress printed as it happens (no server)
 demo: install

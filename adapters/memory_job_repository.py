@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import msgspec
 
@@ -211,10 +211,11 @@ class InMemoryJobRepository(JobRepository):
             del self._seq[job_id]
         return len(gone_jobs) + len(gone_workflows)
 
-    async def count_by_state(self) -> dict[str, int]:
+    async def count_by_state(self, states: Collection[str] | None = None) -> dict[str, int]:
         counts: dict[str, int] = {}
         for job in self._jobs.values():
-            counts[job.state.value] = counts.get(job.state.value, 0) + 1
+            if states is None or job.state.value in states:
+                counts[job.state.value] = counts.get(job.state.value, 0) + 1
         return counts
 
 

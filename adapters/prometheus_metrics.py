@@ -14,10 +14,14 @@ class PrometheusMetrics:
     """Counters of jobs submitted and finished by task, and a histogram of run durations.
 
     Listens to every event synchronously (``EventBus.add_listener``), so no event goes uncounted.
-    Gauges (running, queued) are read at scrape time from the engine and the repository.
+    Gauges are read at scrape time: ``geekblog_replica_*`` from this replica's engine,
+    ``geekblog_shared_*`` from the storage, which every replica on one database counts alike (so a
+    dashboard takes one replica's value, or the max, never the sum).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, replica: str, storage: str) -> None:
+        self.replica = replica
+        self.storage = storage
         self.submitted: dict[str, int] = defaultdict(int)
         self.finished: dict[tuple[str, str], int] = defaultdict(int)
         self.retried: dict[str, int] = defaultdict(int)
@@ -46,14 +50,19 @@ class PrometheusMetrics:
         self._counts[task] += 1
 
     def render(self, *, running: int, states: dict[str, int], stuck_threads: int = 0) -> str:
-        """The exposition text, with the gauges passed in."""
+        """The exposition text, with the gauges passed in: ``running`` in this replica, ``states`` of the
+        shared storage."""
+        waiting = states.get("PENDING", 0) + states.get("RETRY", 0)
         lines = [
-            "# HELP geekblog_jobs_submitted_total Jobs submitted, by task.",
+            "# HELP geekblog_replica_info The replica answering (GEEKBLOG_REPLICA) and the storage it uses.",
+            "# TYPE geekblog_replica_info gauge",
+            f'geekblog_replica_info{{replica="{_label(self.replica)}",storage="{_label(self.storage)}"}} 1',
+            "# HELP geekblog_jobs_submitted_total Jobs submitted by this replica, by task.",
             "# TYPE geekblog_jobs_submitted_total counter",
         ]
         lines += [f'geekblog_jobs_submitted_total{{task="{_label(t)}"}} {n}' for t, n in sorted(self.submitted.items())]
         lines += [
-            "# HELP geekblog_jobs_finished_total Jobs finished, by task and final state.",
+            "# HELP geekblog_jobs_finished_total Jobs finished by this replica, by task and final state.",
             "# TYPE geekblog_jobs_finished_total counter",
         ]
         lines += [
@@ -61,26 +70,40 @@ class PrometheusMetrics:
             for (t, s), n in sorted(self.finished.items())
         ]
         lines += [
-            "# HELP geekblog_jobs_retried_total Retries scheduled, by task.",
+            "# HELP geekblog_jobs_retried_total Retries scheduled by this replica, by task.",
             "# TYPE geekblog_jobs_retried_total counter",
         ]
         lines += [f'geekblog_jobs_retried_total{{task="{_label(t)}"}} {n}' for t, n in sorted(self.retried.items())]
         lines += [
-            "# HELP geekblog_jobs_running Jobs running now in this process.",
-            "# TYPE geekblog_jobs_running gauge",
-            f"geekblog_jobs_running {running}",
-            "# HELP geekblog_stuck_threads Threads still running a sync task that was cancelled or timed out.",
+            "# HELP geekblog_replica_jobs_running Jobs running now in this replica.",
+            "# TYPE geekblog_replica_jobs_running gauge",
+            f"geekblog_replica_jobs_running {running}",
+            "# HELP geekblog_stuck_threads Threads of this replica still running a sync task that was cancelled"
+            " or timed out.",
             "# TYPE geekblog_stuck_threads gauge",
             f"geekblog_stuck_threads {stuck_threads}",
-            "# HELP geekblog_jobs_queued Jobs waiting to run (PENDING or RETRY), including scheduled ones.",
+            "# HELP geekblog_shared_queue_waiting Jobs waiting to run (PENDING or RETRY, scheduled ones included)"
+            " in the shared storage: the same on every replica.",
+            "# TYPE geekblog_shared_queue_waiting gauge",
+            f"geekblog_shared_queue_waiting {waiting}",
+            "# HELP geekblog_shared_jobs Jobs in the shared storage, by state: the same on every replica"
+            " (STARTED counts the jobs running on all of them).",
+            "# TYPE geekblog_shared_jobs gauge",
+        ]
+        lines += [f'geekblog_shared_jobs{{state="{state}"}} {count}' for state, count in sorted(states.items())]
+        lines += [  # the names before replicas were told apart, kept for existing dashboards
+            "# HELP geekblog_jobs_running Deprecated: geekblog_replica_jobs_running.",
+            "# TYPE geekblog_jobs_running gauge",
+            f"geekblog_jobs_running {running}",
+            "# HELP geekblog_jobs_queued Deprecated: geekblog_shared_queue_waiting.",
             "# TYPE geekblog_jobs_queued gauge",
-            f"geekblog_jobs_queued {states.get('PENDING', 0) + states.get('RETRY', 0)}",
-            "# HELP geekblog_jobs Jobs stored, by state.",
+            f"geekblog_jobs_queued {waiting}",
+            "# HELP geekblog_jobs Deprecated: geekblog_shared_jobs.",
             "# TYPE geekblog_jobs gauge",
         ]
         lines += [f'geekblog_jobs{{state="{state}"}} {count}' for state, count in sorted(states.items())]
         lines += [
-            "# HELP geekblog_job_duration_seconds Time from start to finish of job runs, by task.",
+            "# HELP geekblog_job_duration_seconds Time from start to finish of this replica's job runs, by task.",
             "# TYPE geekblog_job_duration_seconds histogram",
         ]
         for task, buckets in sorted(self._buckets.items()):

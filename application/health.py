@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import msgspec
+
 from application.ports import JobRepository, Runner
 from application.ports.metrics import Metrics
-
-# The id read by the readiness probe: no job has it, so the read touches storage and finds nothing.
-PROBE_ID = "readiness-probe"
+from domain.states import QUEUED_STATES, JobState
 
 
 class EngineState(Protocol):
@@ -25,6 +25,37 @@ class RunningJobs(Protocol):
     def active_jobs(self) -> int: ...
 
 
+SHARED_QUEUE_STATES = frozenset({*QUEUED_STATES, JobState.STARTED})
+"""The states ``/ready`` counts: unfinished jobs only (indexed), never the finished ones kept for their results."""
+
+
+class SharedQueue(msgspec.Struct, frozen=True, kw_only=True):
+    """The jobs of the storage every replica shares, as the database counts them: each replica says the same."""
+
+    waiting: int
+    """PENDING or RETRY, scheduled ones included."""
+    running: int
+    """STARTED, on whichever replica."""
+
+    @classmethod
+    def of(cls, states: dict[str, int]) -> SharedQueue:
+        return cls(
+            waiting=sum(states.get(state, 0) for state in QUEUED_STATES),
+            running=states.get(JobState.STARTED, 0),
+        )
+
+
+class Readiness(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``/ready`` reports: whether this replica can work (``problem`` says why not), which replica it
+    is, the shared queue (``None`` when storage was not read) and the jobs running in this replica."""
+
+    problem: str | None
+    replica: str
+    storage: str
+    running_here: int
+    shared_queue: SharedQueue | None
+
+
 class HealthService:
     """Readiness and the metrics text, read from the engine's parts (given by the container).
 
@@ -32,8 +63,18 @@ class HealthService:
     instead of reaching through the engine into its repository, dispatcher and runner."""
 
     def __init__(
-        self, *, engine: EngineState, dispatcher: RunningJobs, repo: JobRepository, runner: Runner, metrics: Metrics
+        self,
+        *,
+        engine: EngineState,
+        dispatcher: RunningJobs,
+        repo: JobRepository,
+        runner: Runner,
+        metrics: Metrics,
+        replica: str,
+        storage: str,
     ) -> None:
+        self.replica = replica
+        self.storage = storage
         self._engine = engine
         self._dispatcher = dispatcher
         self._repo = repo
@@ -42,16 +83,31 @@ class HealthService:
 
     async def ready(self) -> str | None:
         """``None`` when the engine runs and its storage answers a read; else why not, in a few words."""
+        return (await self.readiness()).problem
+
+    async def readiness(self) -> Readiness:
+        """Ready when the engine runs and its storage answers the count of jobs by state (one read, which
+        also gives the shared queue); the storage is not read while the engine is not running."""
+        problem: str | None = None
+        shared: SharedQueue | None = None
         if not self._engine.started:
-            return "the engine is not running"
-        try:
-            await self._repo.get(PROBE_ID)
-        except Exception as exc:  # whatever the storage raises, the answer is "not ready", with its reason
-            return f"database: {exc}"
-        return None
+            problem = "the engine is not running"
+        else:
+            try:
+                shared = SharedQueue.of(await self._repo.count_by_state(SHARED_QUEUE_STATES))
+            except Exception as exc:  # whatever the storage raises, the answer is "not ready", with its reason
+                problem = f"database: {exc}"
+        return Readiness(
+            problem=problem,
+            replica=self.replica,
+            storage=self.storage,
+            running_here=self._dispatcher.active_jobs,
+            shared_queue=shared,
+        )
 
     async def metrics_text(self) -> str:
-        """The counters in a scraper's text format, with the jobs running now and the jobs in each state."""
+        """The counters in a scraper's text format, with the jobs running in this replica and the jobs of the
+        shared storage in each state."""
         return self._metrics.render(
             running=self._dispatcher.active_jobs,
             states=await self._repo.count_by_state(),

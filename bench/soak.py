@@ -175,7 +175,7 @@ async def http_soak(total: int, clients: int, sigterm_at: float | None, workdir:
                 states = {
                     line.split('"')[1]: float(line.split()[-1])
                     for line in (await http.get("/metrics")).text.splitlines()
-                    if line.startswith("geekblog_jobs{")
+                    if line.startswith("geekblog_shared_jobs{")
                 }
                 if states.get("PENDING", 0) + states.get("STARTED", 0) + states.get("RETRY", 0) == 0:
                     break

@@ -1,5 +1,5 @@
-"""The ``geekblog`` command: ``serve`` runs the service; ``purge``, ``backup`` and ``db upgrade`` work on the
-database; the other commands are HTTP clients of the service."""
+"""The ``geekblog`` command: ``serve`` runs the service, ``worker`` the engine alone; ``purge``, ``backup`` and
+``db upgrade`` work on the database; the other commands are HTTP clients of the service."""
 
 from __future__ import annotations
 
@@ -21,6 +21,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to listen on (default GEEKBLOG_HOST, else 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port (default GEEKBLOG_PORT, else 8000)")
     serve.set_defaults(handler=run_serve)
+    worker = commands.add_parser(
+        "worker",
+        help="run the engine without HTTP, beside `serve` on one PostgreSQL database (settings from GEEKBLOG_*)",
+        description="Run jobs without serving HTTP, as Celery workers run apart from the web process: any number"
+        " of workers and `geekblog serve` processes share the jobs of one PostgreSQL database"
+        " (GEEKBLOG_DATABASE_URL). On SQLite a worker runs only as the file's one engine.",
+    )
+    worker.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="jobs running at once (default GEEKBLOG_MAX_CONCURRENT_TASKS, else 10)",
+    )
+    worker.set_defaults(handler=run_worker)
     database = argparse.ArgumentParser(add_help=False)
     database.add_argument(
         "--db", metavar="PATH", help="the database file (default GEEKBLOG_DB_PATH, else ./var/geekblog.db)"
@@ -72,6 +86,31 @@ def run_serve(args: argparse.Namespace) -> int:
     from entrypoints.server import serve
 
     return serve(settings)
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env()
+        if args.concurrency is not None:
+            import msgspec
+
+            settings = msgspec.structs.replace(settings, max_concurrent_tasks=args.concurrency)
+    except SettingsError as exc:
+        print(f"geekblog: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from entrypoints.worker import work
+
+    return work(settings)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def run_purge(args: argparse.Namespace) -> int:

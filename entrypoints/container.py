@@ -74,7 +74,9 @@ class Container(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(UuidSource)
     bus = providers.Singleton(InProcessEventBus)
-    metrics = providers.Singleton(PrometheusMetrics)
+    metrics = providers.Singleton(
+        PrometheusMetrics, replica=settings.provided.replica, storage=settings.provided.persistence
+    )
     runner = providers.Singleton(AsyncioRunner, threads=settings.provided.max_concurrent_tasks)
     # A new repository configured from the settings; ``repo`` is the engine's one, ``storage_probe`` one the
     # server opens and closes before it starts, so a bad database stops it with one line.
@@ -191,7 +193,15 @@ class Container(containers.DeclarativeContainer):
         settings=engine_settings,
         hooks=providers.List(thread_bridge),
     )
-    # What /ready and /metrics read: the engine's state, the jobs running, the counts by state, stuck threads.
+    # What /ready and /metrics read: the engine's state, the jobs running here, the storage's counts by state
+    # (shared by every replica on one database), stuck threads; and which replica answers.
     health = providers.Singleton(
-        HealthService, engine=engine, dispatcher=dispatcher, repo=repo, runner=runner, metrics=metrics
+        HealthService,
+        engine=engine,
+        dispatcher=dispatcher,
+        repo=repo,
+        runner=runner,
+        metrics=metrics,
+        replica=settings.provided.replica,
+        storage=settings.provided.persistence,
     )

@@ -98,7 +98,7 @@ def upgrade_command(args: argparse.Namespace) -> int:
         return _fail(str(exc), EXIT_USAGE)
     if settings.persistence == "memory":
         return _fail("GEEKBLOG_PERSISTENCE=memory: there is no database to upgrade", EXIT_USAGE)
-    from entrypoints.server import storage_description
+    from entrypoints.engine_lifetime import storage_description
 
     where = storage_description(settings)
     repo = Container(settings=settings).storage_probe()

@@ -8,13 +8,13 @@ import sys
 
 import uvicorn
 
-from application.ports import JobRepository, StorageUnavailable
 from entrypoints.container import Container
+from entrypoints.engine_lifetime import check_storage, storage_description
 from entrypoints.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from entrypoints.http.connections import Limits, protocol_class
 from entrypoints.http.hosts import guard_hosts
 from entrypoints.logging_setup import configure_logging
-from entrypoints.settings import Settings, redacted_url
+from entrypoints.settings import Settings
 
 
 def serve(settings: Settings) -> int:
@@ -29,17 +29,20 @@ def serve(settings: Settings) -> int:
     except ImportError as exc:
         print(f"geekblog: GEEKBLOG_TASK_MODULES: cannot import {exc.name or exc}", file=sys.stderr)
         return EXIT_USAGE
-    if settings.persistence != "memory":  # also migrates, once, before the service takes requests
-        problem = asyncio.run(_check_storage(container.storage_probe(), settings))
-        if problem:
-            print(f"geekblog: {problem}", file=sys.stderr)
-            return EXIT_FAILED
+    problem = asyncio.run(check_storage(container))  # also migrates, once, before the service takes requests
+    if problem:
+        print(f"geekblog: {problem}", file=sys.stderr)
+        return EXIT_FAILED
     problem = _ensure_file_descriptors(settings.max_connections)
     if problem:
         print(f"geekblog: {problem}", file=sys.stderr)
         return EXIT_USAGE
     where = storage_description(settings)
-    print(f"GeekBlog Tasks: http://{settings.host}:{settings.port} ({where}); API docs at /schema", flush=True)
+    print(
+        f"GeekBlog Tasks: http://{settings.host}:{settings.port} ({where}), replica {settings.replica};"
+        " API docs at /schema",
+        flush=True,
+    )
     config = uvicorn.Config(
         guard_hosts(app, settings),  # the Host header checked in front of everything (DNS rebinding)
         host=settings.host,
@@ -68,15 +71,6 @@ def serve(settings: Settings) -> int:
     return EXIT_OK if server.started else EXIT_FAILED
 
 
-def storage_description(settings: Settings) -> str:
-    """Where the jobs live, as the start-up line says it (a PostgreSQL URL without its password)."""
-    if settings.persistence == "postgres" and settings.database_url:
-        return f"PostgreSQL at {redacted_url(settings.database_url)}"
-    if settings.persistence == "sqlite":
-        return f"SQLite at {settings.db_path}"
-    return "in memory (nothing durable)"
-
-
 # File descriptors the process needs besides its connections: the database, its WAL, the lock, logs, the loop.
 SPARE_FILE_DESCRIPTORS = 64
 
@@ -93,17 +87,4 @@ def _ensure_file_descriptors(max_connections: int) -> str | None:
             f"(ulimit -Hn) is {hard}: lower GEEKBLOG_MAX_CONNECTIONS or raise the limit"
         )
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
-    return None
-
-
-async def _check_storage(repo: JobRepository, settings: Settings) -> str | None:
-    """Open and close the database once (a repository configured as the engine's, not the engine's own),
-    so a bad path or file stops the start with one line."""
-    try:
-        await repo.open()
-    except StorageUnavailable as exc:
-        return str(exc)
-    except OSError as exc:
-        return f"cannot use {storage_description(settings)}: {exc.strerror or exc}"
-    await repo.close()
     return None

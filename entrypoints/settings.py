@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -11,6 +12,28 @@ import msgspec
 
 PREFIX = "GEEKBLOG_"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+REPLICA_MAX_LENGTH = 128
+"""A replica name goes into a response header, a Prometheus label and log lines: kept short and plain."""
+
+
+def default_replica() -> str:
+    """``<hostname>-<pid>``: unique among the processes of one host, and readable in a dashboard."""
+    host = "".join(c if _is_replica_character(c) else "_" for c in socket.gethostname()) or "host"
+    suffix = f"-{os.getpid()}"
+    return host[: REPLICA_MAX_LENGTH - len(suffix)] + suffix
+
+
+def replica_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a replica (``None`` when it can)."""
+    if not 1 <= len(name) <= REPLICA_MAX_LENGTH:
+        return f"must be 1 to {REPLICA_MAX_LENGTH} characters long, got {len(name)}"
+    if not all(_is_replica_character(c) for c in name):
+        return f"must be printable ASCII without spaces, got {name!r}"
+    return None
+
+
+def _is_replica_character(c: str) -> bool:
+    return "!" <= c <= "~"  # printable ASCII, space excluded
 
 
 class SettingsError(ValueError):
@@ -53,6 +76,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     llm_timeout: float = 60.0
     llm_max_retries: int = 3
     offline_delay: float = 0.0
+    replica: str = msgspec.field(default_factory=default_replica)
+    """This process's name in ``/ready``, ``/metrics`` and the start-up line, to tell replicas apart."""
 
     def __post_init__(self) -> None:
         if self.max_concurrent_tasks < 1:
@@ -106,6 +131,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raise SettingsError(f"{PREFIX}DATABASE_URL and {PREFIX}PERSISTENCE=memory: set only one of them")
         elif self.persistence == "postgres":
             raise SettingsError(f"{PREFIX}PERSISTENCE=postgres needs {PREFIX}DATABASE_URL (postgresql://...)")
+        problem = replica_problem(self.replica)
+        if problem is not None:
+            raise SettingsError(f"{PREFIX}REPLICA {problem}")
         if self.persistence == "sqlite" and not self.db_path:
             raise SettingsError(f"{PREFIX}DB_PATH must not be empty with {PREFIX}PERSISTENCE=sqlite")
 

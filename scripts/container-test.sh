@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the image from Containerfile and checks it end to end with podman:
 # health, non-root user, HEALTHCHECK, a job over HTTP, and that finished and queued jobs
-# survive a restart and a new container on the same /data volume.
+# survive a restart and a new container on the same /data volume; then (container-test-replicas.sh)
+# two containers of the image on one PostgreSQL database serve each other's jobs and workflows, recover
+# a SIGKILLed one's job, and a third runs `geekblog worker`.
 #
 # Needs ../shared/container/ beside the repository (see its README.md): it makes podman usable
 # on these hosts and builds the base image localhost/python-base.
@@ -9,7 +11,8 @@
 #   bash scripts/container-test.sh          (or: make container-test)
 #
 # Environment: IMAGE (default geekblog-tasks:test), BASE_IMAGE (default localhost/python-base),
-# SKIP_BUILD=1 to test an image already built, WAIT_SECONDS (default 60) for each wait.
+# SKIP_BUILD=1 to test an image already built, WAIT_SECONDS (default 60) for each wait,
+# REPLICAS=0 to skip the PostgreSQL replicas part (which also reads PGHOST, PGPORT, PGUSER: see that script).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,14 +26,8 @@ ctr="geekblog-ct-$suffix"
 vol="geekblog-ct-data-$suffix"
 tmp=$(mktemp -d)
 failed=0
-
-log() { printf '%s  %s\n' "$(date +%H:%M:%S)" "$*"; }
-pass() { printf 'PASS: %s\n' "$*"; }
-fail() {
-  printf 'FAIL: %s\n' "$*" >&2
-  failed=1
-  exit 1
-}
+# shellcheck source=scripts/container-lib.sh
+source "$repo/scripts/container-lib.sh"
 
 cleanup() {
   local code=$?
@@ -73,53 +70,12 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
 fi
 
 # ---------------------------------------------------------------- helpers
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-# http METHOD PATH [JSON]: the body goes to $tmp/body, the status code to stdout ("000" when unreachable).
-http() {
-  local method=$1 path=$2 data=${3-}
-  local args=(-sS --noproxy '*' --max-time 5 -o "$tmp/body" -w '%{http_code}' -X "$method") code
-  [ -z "$data" ] || args+=(-H 'Content-Type: application/json' --data "$data")
-  : >"$tmp/body"
-  code=$(curl "${args[@]}" "$base$path" 2>/dev/null) || true
-  echo "${code:-000}"
-}
-
-# json EXPR: evaluates a Python expression over the last body, bound to `j`; prints it (JSON for non-strings).
-json() {
-  python3 - "$1" "$tmp/body" <<'EOF'
-import json, sys
-expr, path = sys.argv[1], sys.argv[2]
-try:
-    j = json.load(open(path))
-    v = eval(expr, {"j": j})
-except Exception as exc:  # noqa: BLE001
-    print(f"<{type(exc).__name__}: {exc}>")
-    sys.exit(0)
-print(v if isinstance(v, str) else json.dumps(v))
-EOF
-}
-
-body() { head -c 600 "$tmp/body" 2>/dev/null; }
-
-# pm ARGS...: podman, minus the harmless "unable to get systemd connection" lines (no systemd on these hosts).
-pm() {
-  local rc=0
-  podman "$@" 2>"$tmp/podman.err" || rc=$?
-  grep -v 'systemd connection' "$tmp/podman.err" >&2 || true
-  return "$rc"
-}
-
-running() { [ "$(podman inspect --format '{{.State.Running}}' "$ctr" 2>/dev/null)" = true ]; }
-
 wait_health() {
   local deadline=$((SECONDS + WAIT_SECONDS)) code
   while :; do
     code=$(http GET /health)
     [ "$code" = 200 ] && return 0
-    running || fail "container stopped before /health answered (exit code $(podman inspect --format '{{.State.ExitCode}}' "$ctr" 2>/dev/null))"
+    running "$ctr" || fail "container stopped before /health answered (exit code $(podman inspect --format '{{.State.ExitCode}}' "$ctr" 2>/dev/null))"
     [ $SECONDS -lt $deadline ] || fail "/health did not answer 200 within ${WAIT_SECONDS}s (last status $code: $(body))"
     sleep 0.5
   done
@@ -227,4 +183,12 @@ wait_health
 pass "new container on the same volume: GET /health answered 200 after $((SECONDS - t0))s"
 check_jobs "new container"
 
+pass "all single-container checks"
+
+# ---------------------------------------------------------------- replicas on PostgreSQL
+if [ "${REPLICAS:-1}" != 0 ]; then
+  pm rm -f -t 10 "$ctr" >/dev/null || fail "podman rm"
+  IMAGE="$IMAGE" WAIT_SECONDS="$WAIT_SECONDS" bash "$repo/scripts/container-test-replicas.sh" \
+    || fail "the replicas on PostgreSQL (scripts/container-test-replicas.sh)"
+fi
 echo "PASS: all container checks"

@@ -10,7 +10,7 @@ then earliest ``due_at``, then first stored.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Final
 
 import asyncpg
@@ -204,6 +204,11 @@ class PostgresJobRepository(JobRepository):
     async def leased_jobs(self, *, expired_before: float) -> list[Job]:
         return [job_from_row(row) for row in await self._writer.fetch(LEASED_SQL, float(expired_before))]
 
-    async def count_by_state(self) -> dict[str, int]:
-        rows = await self._writer.fetch("SELECT state, count(*) FROM jobs GROUP BY state")
+    async def count_by_state(self, states: Collection[str] | None = None) -> dict[str, int]:
+        if states is None:
+            rows = await self._writer.fetch("SELECT state, count(*) FROM jobs GROUP BY state")
+        else:
+            rows = await self._writer.fetch(
+                "SELECT state, count(*) FROM jobs WHERE state = ANY($1::text[]) GROUP BY state", list(states)
+            )
         return {row[0]: row[1] for row in rows}

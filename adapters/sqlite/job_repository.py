@@ -8,7 +8,7 @@ of queued jobs, so a claim with nothing due costs no query at all.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -232,5 +232,15 @@ class SqliteJobRepository(JobRepository):
         jobs = await self._writer.execute([(PURGE_JOBS_SQL, cutoff)])
         return workflows + jobs
 
-    async def count_by_state(self) -> dict[str, int]:
-        return {state: count for state, count in self._writer.read("SELECT state, count(*) FROM jobs GROUP BY state")}
+    async def count_by_state(self, states: Collection[str] | None = None) -> dict[str, int]:
+        if states is None:
+            rows = self._writer.read("SELECT state, count(*) FROM jobs GROUP BY state")
+        else:
+            wanted = list(states)
+            if not wanted:
+                return {}
+            marks = ", ".join("?" * len(wanted))
+            rows = self._writer.read(
+                f"SELECT state, count(*) FROM jobs WHERE state IN ({marks}) GROUP BY state", wanted
+            )
+        return {state: count for state, count in rows}

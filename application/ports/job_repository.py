@@ -8,7 +8,7 @@ and storage-neutral: callers on other threads than the loop's are the entry poin
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
 import msgspec
@@ -152,7 +152,10 @@ class JobQueries(Protocol):
 
     async def list_jobs(self, filter: JobFilter, *, limit: int, cursor: str | None = None) -> JobPage: ...
 
-    async def count_by_state(self) -> dict[str, int]: ...
+    async def count_by_state(self, states: Collection[str] | None = None) -> dict[str, int]:
+        """Jobs per state (states with none left out); only the ``states`` given, if any: a count of the
+        unfinished ones reads their index, not every finished job kept (``/ready`` asks that way)."""
+        ...
 
 
 class Retention(Protocol):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import importlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -15,9 +13,8 @@ from application.health import HealthService
 from application.job_service import JobService
 from application.ports import EventBus
 from application.registry import TaskRegistry
-from entrypoints import article_runtime
-from entrypoints.compat import binding
 from entrypoints.container import Container
+from entrypoints.engine_lifetime import import_task_modules, running_engine
 from entrypoints.http import fast_path as jobs_fast_path
 from entrypoints.http.auth import bearer_token_middleware
 from entrypoints.http.content_type import require_json_body
@@ -31,8 +28,6 @@ from entrypoints.http.workflows import WorkflowController
 from entrypoints.settings import Settings
 from entrypoints.version import VERSION
 
-BUILTIN_TASK_MODULES = ("entrypoints.builtin_tasks", "entrypoints.article_tasks")
-
 
 def create_app(container: Container | None = None, *, fast_path: bool = True) -> Litestar:
     """The HTTP service. Without a container, one is built from the ``GEEKBLOG_*`` environment.
@@ -42,26 +37,13 @@ def create_app(container: Container | None = None, *, fast_path: bool = True) ->
     if container is None:
         container = Container(settings=Settings.from_env())
     settings: Settings = container.settings()
-    for module in (*BUILTIN_TASK_MODULES, *settings.task_modules):
-        importlib.import_module(module)
-    engine = container.engine()
-    pipeline = container.pipeline()
+    import_task_modules(settings)
     container.bus().add_listener(container.metrics().observe)
 
     @asynccontextmanager
     async def run_engine(app: Litestar) -> AsyncIterator[None]:
-        await engine.start()
-        binding.activate(engine, asyncio.get_running_loop())
-        article_runtime.activate(pipeline)
-        try:
+        async with running_engine(container):
             yield
-        finally:
-            article_runtime.deactivate(pipeline)
-            binding.deactivate(engine)
-            try:
-                await engine.stop(settings.shutdown_grace)
-            finally:
-                await container.generator().close()
 
     app = Litestar(
         route_handlers=[JobController, WorkflowController, ProjectController, health, ready, metrics, tasks],

@@ -21,7 +21,7 @@ from litestar.openapi.spec import Components, RequestBody, Schema, SecuritySchem
 from litestar.routes import HTTPRoute
 
 from entrypoints.http.problems import PROBLEM_JSON, Problem
-from entrypoints.http.schemas import Health
+from entrypoints.http.schemas import Readiness
 
 if TYPE_CHECKING:
     from litestar import Litestar
@@ -65,7 +65,7 @@ EVENT_STREAM = ResponseSpec(
 )
 
 NOT_READY = ResponseSpec(
-    data_container=Health,
+    data_container=Readiness,
     description="The database does not answer or the dispatcher is not running",
     generate_examples=False,
 )

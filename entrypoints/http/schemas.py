@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from application.health import Readiness as HealthReport
 from application.registry import TaskDefinition
 from domain.canvas import Signature
 from domain.job import ErrorInfo, Job, Progress
@@ -192,6 +193,40 @@ class TaskOut(msgspec.Struct, kw_only=True):
 class Health(msgspec.Struct, kw_only=True):
     status: str
     detail: str | None = None
+
+
+class SharedQueue(msgspec.Struct, kw_only=True):
+    """Jobs of the storage every replica on one database shares, as the database counts them: every replica
+    answers the same."""
+
+    waiting: Annotated[int, Meta(ge=0, description="PENDING or RETRY, scheduled ones included")]
+    running: Annotated[int, Meta(ge=0, description="STARTED, on whichever replica runs them")]
+
+
+class Readiness(msgspec.Struct, kw_only=True):
+    """``GET /ready``: whether this replica can work, which replica answers, the shared queue, and the jobs
+    running in this replica."""
+
+    status: Literal["ok", "unavailable"]
+    detail: str | None = None
+    replica: Annotated[str, Meta(description="GEEKBLOG_REPLICA of the process answering (default host-pid)")]
+    storage: Literal["sqlite", "postgres", "memory"]
+    shared_queue: Annotated[
+        SharedQueue | None, Meta(description="null when storage was not read (the engine is not running)")
+    ]
+    running_here: Annotated[int, Meta(ge=0, description="jobs running in this replica now")]
+
+    @classmethod
+    def of(cls, report: HealthReport) -> Readiness:
+        shared = report.shared_queue
+        return cls(
+            status="ok" if report.problem is None else "unavailable",
+            detail=report.problem,
+            replica=report.replica,
+            storage=report.storage,  # type: ignore[arg-type]  # the setting's Literal, carried as a str
+            shared_queue=None if shared is None else SharedQueue(waiting=shared.waiting, running=shared.running),
+            running_here=report.running_here,
+        )
 
 
 def iso(timestamp: float) -> str:

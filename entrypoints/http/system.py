@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from litestar import MediaType, Response, get
+from litestar.datastructures import ResponseHeader
 
 from application.health import HealthService
 from application.registry import TaskRegistry
 from entrypoints.http.injection import Injected
 from entrypoints.http.openapi import NOT_READY, problems
-from entrypoints.http.schemas import Health, TaskOut
+from entrypoints.http.schemas import Health, Readiness, TaskOut
+
+REPLICA_HEADER = "X-GeekBlog-Replica"
+_REPLICA_DOC = [
+    ResponseHeader(
+        name=REPLICA_HEADER,
+        documentation_only=True,
+        description="The replica answering (GEEKBLOG_REPLICA), to tell the processes behind one address apart",
+    )
+]
 
 
 @get("/health", tags=["system"], summary="Liveness", sync_to_thread=False, security=[{}])
@@ -17,19 +27,38 @@ def health() -> Health:
     return Health(status="ok")
 
 
-@get("/ready", tags=["system"], summary="Readiness", responses={**problems(), 503: NOT_READY})
-async def ready(health_service: Injected[HealthService]) -> Response[Health]:
-    """200 when the database answers and the dispatcher runs; 503 otherwise."""
-    problem = await health_service.ready()
-    if problem is not None:
-        return Response(Health(status="unavailable", detail=problem), status_code=503)
-    return Response(Health(status="ok"), status_code=200)
+@get(
+    "/ready",
+    tags=["system"],
+    summary="Readiness",
+    responses={**problems(), 503: NOT_READY},
+    response_headers=_REPLICA_DOC,
+)
+async def ready(health_service: Injected[HealthService]) -> Response[Readiness]:
+    """200 when the database answers and the dispatcher runs; 503 otherwise. Says which replica answers, the
+    queue of the storage all replicas share, and the jobs running in this replica."""
+    report = await health_service.readiness()
+    return Response(
+        Readiness.of(report),
+        status_code=200 if report.problem is None else 503,
+        headers={REPLICA_HEADER: report.replica},
+    )
 
 
-@get("/metrics", tags=["system"], summary="Prometheus metrics", media_type=MediaType.TEXT, responses=problems(503))
+@get(
+    "/metrics",
+    tags=["system"],
+    summary="Prometheus metrics",
+    media_type=MediaType.TEXT,
+    responses=problems(503),
+    response_headers=_REPLICA_DOC,
+)
 async def metrics(health_service: Injected[HealthService]) -> Response[str]:
+    """``geekblog_replica_*`` are this replica's, ``geekblog_shared_*`` the storage's (the same on every replica)."""
     text = await health_service.metrics_text()
-    return Response(text, media_type="text/plain; version=0.0.4")  # Litestar adds "; charset=utf-8"
+    return Response(  # Litestar adds "; charset=utf-8" to the media type
+        text, media_type="text/plain; version=0.0.4", headers={REPLICA_HEADER: health_service.replica}
+    )
 
 
 @get("/tasks", tags=["tasks"], summary="List registered tasks", sync_to_thread=False, responses=problems())

@@ -963,6 +963,22 @@ class TestCountByState:
 
         assert await repo.count_by_state() == {"PENDING": 1, "RETRY": 1, "SUCCESS": 3, "STARTED": 1}
 
+    async def test_counts_only_the_states_asked_for(self, repo: JobRepository) -> None:
+        await put(
+            repo,
+            make_job("p1"),
+            make_job("p2"),
+            make_job("r", state=JobState.RETRY),
+            make_job("s1", state=JobState.SUCCESS),
+            make_job("f1", state=JobState.FAILURE),
+        )
+        await claim_ids(repo, limit=1)
+
+        unfinished = {JobState.PENDING, JobState.RETRY, JobState.STARTED}
+        assert await repo.count_by_state(unfinished) == {"PENDING": 1, "RETRY": 1, "STARTED": 1}
+        assert await repo.count_by_state(["FAILURE", "REVOKED"]) == {"FAILURE": 1}
+        assert await repo.count_by_state(()) == {}
+
 
 class TestConcurrency:
     async def test_200_concurrent_commits_all_land(self, repo: JobRepository) -> None:

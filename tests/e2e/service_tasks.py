@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from typing import Any
 
 from entrypoints.celery_compat import create_compatible_task
@@ -35,3 +37,15 @@ async def forever() -> None:
 @create_compatible_task(name="e2e.fail")
 def fail(message: str = "boom") -> None:
     raise ValueError(message)
+
+
+@create_compatible_task(name="e2e.pid")
+async def pid(gate: str | None = None, timeout: float = 60.0) -> int:
+    """The id of the process that ran it; with ``gate``, once that file exists (the test opens the gate)."""
+    if gate is not None:
+        deadline = time.monotonic() + timeout
+        while not await asyncio.to_thread(os.path.exists, gate):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the gate {gate} was never opened")
+            await asyncio.sleep(0.02)
+    return os.getpid()

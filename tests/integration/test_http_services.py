@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from dependency_injector import providers
 from litestar.testing import AsyncTestClient
 
+from application.health import Readiness
 from domain.canvas import Signature
 from domain.job import Job
 from entrypoints.container import Container
@@ -20,9 +21,12 @@ class FixedHealth:
 
     problem: str | None
     text: str = "geekblog_test 1\n"
+    replica: str = "fixed-1"
 
-    async def ready(self) -> str | None:
-        return self.problem
+    async def readiness(self) -> Readiness:
+        return Readiness(
+            problem=self.problem, replica=self.replica, storage="memory", running_here=0, shared_queue=None
+        )
 
     async def metrics_text(self) -> str:
         return self.text
@@ -39,9 +43,18 @@ class TestOverridingServices:
         async with AsyncTestClient(create_app(container)) as client:
             response = await client.get("/ready")
             assert response.status_code == 503
-            assert response.json() == {"status": "unavailable", "detail": "database: gone"}
+            assert response.json() == {
+                "status": "unavailable",
+                "detail": "database: gone",
+                "replica": "fixed-1",
+                "storage": "memory",
+                "shared_queue": None,
+                "running_here": 0,
+            }
+            assert response.headers["x-geekblog-replica"] == "fixed-1"
             metrics = await client.get("/metrics")
             assert metrics.status_code == 200 and metrics.text == "geekblog_test 1\n"
+            assert metrics.headers["x-geekblog-replica"] == "fixed-1"
 
     async def test_jobs_are_submitted_through_the_job_service_of_the_container(self) -> None:
         container = memory_container()

@@ -125,8 +125,13 @@ def test_the_refusals_of_each_operation() -> None:
     assert documenting("503") >= WRITES | {("GET", "/ready")}
     assert documenting("503") == every - {("GET", "/health"), ("GET", "/tasks")}  # all that reads storage
     assert DOCUMENT["paths"]["/ready"]["get"]["responses"]["503"]["content"] == {
-        "application/json": {"schema": {"$ref": "#/components/schemas/Health"}}
+        "application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}
     }
+    assert DOCUMENT["paths"]["/ready"]["get"]["responses"]["200"]["content"] == {
+        "application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}
+    }
+    for path in ("/ready", "/metrics"):  # which replica answered: documented on both
+        assert "X-GeekBlog-Replica" in DOCUMENT["paths"][path]["get"]["responses"]["200"]["headers"]
 
 
 def test_event_streams_are_documented_as_such() -> None:

@@ -1,13 +1,15 @@
-"""The health service on fakes: what ``/ready`` and ``/metrics`` read from the engine's parts."""
+"""The health service on fakes: what ``/ready`` and ``/metrics`` read from the engine's parts, and which
+replica they name."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.memory_job_repository import InMemoryJobRepository
 from application.events import Event
-from application.health import PROBE_ID, HealthService
+from application.health import HealthService, Readiness, SharedQueue
 from application.ports import Commit
 from domain.job import Job
 from domain.states import JobState
@@ -50,6 +52,13 @@ class BrokenRepository(InMemoryJobRepository):
     async def get(self, job_id: str) -> Job | None:
         raise OSError("disk I/O error")
 
+    async def count_by_state(self, states: Collection[str] | None = None) -> dict[str, int]:
+        raise OSError("disk I/O error")
+
+
+def job(job_id: str, state: JobState = JobState.PENDING) -> Job:
+    return Job(id=job_id, task="t", due_at=0.0, created_at=0.0, state=state)
+
 
 @dataclass
 class Parts:
@@ -61,7 +70,13 @@ class Parts:
 
     def service(self) -> HealthService:
         return HealthService(
-            engine=self.engine, dispatcher=self.dispatcher, repo=self.repo, runner=self.runner, metrics=self.metrics
+            engine=self.engine,
+            dispatcher=self.dispatcher,
+            repo=self.repo,
+            runner=self.runner,
+            metrics=self.metrics,
+            replica="web-1",
+            storage="postgres",
         )
 
 
@@ -76,10 +91,47 @@ class TestReady:
     async def test_not_ready_when_storage_fails_with_its_reason(self) -> None:
         assert await Parts(repo=BrokenRepository()).service().ready() == "database: disk I/O error"
 
-    async def test_the_probe_reads_an_id_no_job_has(self) -> None:
-        repo = InMemoryJobRepository()
-        assert await repo.get(PROBE_ID) is None
-        assert await Parts(repo=repo).service().ready() is None
+    async def test_the_report_names_the_replica_and_tells_the_shared_queue_from_the_jobs_running_here(self) -> None:
+        parts = Parts(dispatcher=FakeDispatcher(active_jobs=1))
+        states = [JobState.PENDING, JobState.RETRY, JobState.STARTED, JobState.STARTED, JobState.STARTED]
+        await parts.repo.commit(Commit(jobs=[job(str(n), state) for n, state in enumerate(states)]))
+        await parts.repo.commit(Commit(jobs=[job("done", JobState.SUCCESS)]))
+        assert await parts.service().readiness() == Readiness(
+            problem=None,
+            replica="web-1",
+            storage="postgres",
+            running_here=1,  # this replica's: the dispatcher's own count
+            shared_queue=SharedQueue(waiting=2, running=3),  # every replica's: the storage's counts
+        )
+
+    async def test_the_probe_counts_only_unfinished_jobs_never_every_finished_one_kept(self) -> None:
+        asked: list[Collection[str] | None] = []
+
+        class Recording(InMemoryJobRepository):
+            async def count_by_state(self, states: Collection[str] | None = None) -> dict[str, int]:
+                asked.append(states)
+                return await super().count_by_state(states)
+
+        assert await Parts(repo=Recording()).service().ready() is None
+        assert asked == [{"PENDING", "RETRY", "STARTED"}]
+
+    async def test_the_shared_queue_is_read_again_at_each_probe(self) -> None:
+        parts = Parts()
+        service = parts.service()
+        assert (await service.readiness()).shared_queue == SharedQueue(waiting=0, running=0)
+        await parts.repo.commit(Commit(jobs=[job("a")]))
+        assert (await service.readiness()).shared_queue == SharedQueue(waiting=1, running=0)
+
+    async def test_not_ready_reports_still_name_the_replica_without_a_shared_queue(self) -> None:
+        stopped = await Parts(engine=FakeEngine(started=False)).service().readiness()
+        broken = await Parts(repo=BrokenRepository()).service().readiness()
+        for report, problem in ((stopped, "the engine is not running"), (broken, "database: disk I/O error")):
+            assert (report.problem, report.replica, report.storage, report.shared_queue) == (
+                problem,
+                "web-1",
+                "postgres",
+                None,
+            )
 
 
 class TestMetrics:
