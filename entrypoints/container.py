@@ -114,6 +114,8 @@ class Container(containers.DeclarativeContainer):
         # Only a SQLite file is this engine's alone (its lock file): on PostgreSQL another engine may hold
         # the leases found at start, so they are recovered only once they expire.
         exclusive_storage=providers.Callable(lambda s: s.persistence != "postgres", settings),
+        # Expired leases (a dead engine's, on PostgreSQL) are recovered within a lease, a minute at most.
+        maintenance_interval=providers.Callable(lambda s: min(60.0, s.lease_seconds), settings),
     )
     limits = providers.Singleton(
         Limits,
@@ -183,11 +185,11 @@ class Container(containers.DeclarativeContainer):
         dispatcher=dispatcher,
         peers=peers,
     )
-    # Celery-style calls from plain threads: both repositories offer blocking reads and say themselves
-    # whether a thread may commit (SQLite yes, memory no); a repository that offers neither maps to None:
-    # PostgreSQL (asyncpg has no blocking API), so threads' calls go through the loop.
+    # Celery-style calls from plain threads: every repository offers blocking reads and says itself whether
+    # a thread may commit (SQLite yes; memory and PostgreSQL no: those commits go through the loop).
+    # PostgreSQL's are its reader on a loop and thread of their own (asyncpg has no blocking API).
     thread_access = providers.Selector(
-        settings.provided.persistence, sqlite=repo, memory=repo, postgres=providers.Object(None)
+        settings.provided.persistence, sqlite=repo, memory=repo, postgres=repo.provided.blocking
     )
     thread_bridge = providers.Singleton(
         ThreadBridge, jobs=job_service, bus=bus, starter=dispatcher, access=thread_access

@@ -2,12 +2,14 @@
 
 Modules: :mod:`~adapters.postgres.schema` (numbered migrations under an advisory lock, columns,
 statements), :mod:`~adapters.postgres.rows` (row mapping), :mod:`~adapters.postgres.writer` (the pool,
-the one writing connection per process, group commit), the repositories,
-:mod:`~adapters.postgres.errors` (what a driver error stands for), and
+the one writing connection per process, group commit), :mod:`~adapters.postgres.reads` (point reads),
+the repositories, :mod:`~adapters.postgres.blocking` (blocking reads for plain threads, on a loop of
+their own), :mod:`~adapters.postgres.errors` (what a driver error stands for), and
 :mod:`~adapters.postgres.notifications` with :mod:`~adapters.postgres.peer_packets` (LISTEN/NOTIFY between
 the engines of one database). The driver is asyncpg (see ``bench/pg_driver_choice.py`` for why).
 """
 
+from adapters.postgres.blocking import PostgresBlockingReader
 from adapters.postgres.errors import SchemaTooNew, StorageClosed, StorageError, redacted, storage_failure
 from adapters.postgres.job_repository import PostgresJobRepository
 from adapters.postgres.notifications import PostgresPeerLink
@@ -20,6 +22,7 @@ __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "TABLES",
+    "PostgresBlockingReader",
     "PostgresJobRepository",
     "PostgresPeerLink",
     "PostgresProjectRepository",

@@ -1,7 +1,8 @@
 """The PostgreSQL job repository: jobs and workflows in a database that several engines may share.
 
 Writes go through :class:`~adapters.postgres.writer.PostgresWriter` (this process's one writing
-connection, group commit, call order kept); reads take any connection of its pool. Claims are
+connection, group commit, call order kept); reads take any connection of its pool, and its blocking
+reads for plain threads (:attr:`PostgresJobRepository.blocking`) a pool of their own. Claims are
 ``SELECT … FOR UPDATE SKIP LOCKED`` in the database itself (no index in memory: another process may
 change the queue at any time), so the order is the one SQLite's engine keeps: highest priority first,
 then earliest ``due_at``, then first stored.
@@ -14,8 +15,10 @@ from typing import Any, Final
 
 import asyncpg
 
+from adapters.postgres.blocking import PostgresBlockingReader
 from adapters.postgres.errors import one_line
-from adapters.postgres.rows import INT64, CommitRows, encoded, job_from_row, workflow_from_row
+from adapters.postgres.reads import children_of, job_by_id, jobs_by_ids, workflow_by_id
+from adapters.postgres.rows import INT64, CommitRows, encoded, job_from_row
 from adapters.postgres.schema import (
     FORGET_SQL,
     JOB_SELECT,
@@ -23,7 +26,6 @@ from adapters.postgres.schema import (
     NEXT_DUE_SQL,
     PURGE_JOBS_SQL,
     PURGE_WORKFLOWS_SQL,
-    WORKFLOW_SELECT,
 )
 from adapters.postgres.writer import Kind, PostgresWriter
 from application.ports import Commit, JobFilter, JobPage, JobRepository
@@ -33,10 +35,6 @@ from domain.workflow import Workflow
 
 __all__ = ["PostgresJobRepository"]
 
-_BY_ID: Final = f"SELECT {JOB_SELECT} FROM jobs WHERE id = $1"
-_BY_IDS: Final = f"SELECT {JOB_SELECT} FROM jobs WHERE id = ANY($1::text[])"
-_CHILDREN: Final = f"SELECT {JOB_SELECT} FROM jobs WHERE parent_id = $1 ORDER BY seq"
-_WORKFLOW: Final = f"SELECT {WORKFLOW_SELECT} FROM workflows WHERE id = $1"
 _WORKFLOW_JOBS: Final = f"SELECT {JOB_SELECT} FROM jobs WHERE workflow_id = $1 ORDER BY seq"
 
 
@@ -56,6 +54,9 @@ class PostgresJobRepository(JobRepository):
         self._writer = PostgresWriter(
             url, pool_size=pool_size, connect_timeout=connect_timeout, command_timeout=command_timeout
         )
+        self._blocking = PostgresBlockingReader(
+            url, where=self._writer.where, connect_timeout=connect_timeout, command_timeout=command_timeout
+        )
 
     def __repr__(self) -> str:
         return f"PostgresJobRepository({self._writer.where!r})"
@@ -64,6 +65,12 @@ class PostgresJobRepository(JobRepository):
     def writer(self) -> PostgresWriter:
         """The database's writer and pool, shared by the repositories of the other tables."""
         return self._writer
+
+    @property
+    def blocking(self) -> PostgresBlockingReader:
+        """Blocking reads of this database for plain threads (Celery's synchronous API), open while the
+        repository is."""
+        return self._blocking
 
     @property
     def where(self) -> str:
@@ -86,12 +93,21 @@ class PostgresJobRepository(JobRepository):
         return self._writer.transactions
 
     async def open(self) -> None:
-        """Connect and migrate (under an advisory lock, so engines starting together migrate once)."""
+        """Connect and migrate (under an advisory lock, so engines starting together migrate once), then
+        open the blocking reads."""
         await self._writer.open()
+        try:
+            await self._blocking.open()
+        except BaseException:
+            await self._writer.close()
+            raise
 
     async def close(self) -> None:
-        """Finish the writes already queued, then close the pool."""
-        await self._writer.close()
+        """Close the blocking reads, finish the writes already queued, then close the pool."""
+        try:
+            await self._blocking.close()
+        finally:
+            await self._writer.close()
 
     # --- writes -----------------------------------------------------------------------------------------
 
@@ -141,22 +157,16 @@ class PostgresJobRepository(JobRepository):
     # --- reads --------------------------------------------------------------------------------------------
 
     async def get(self, job_id: str) -> Job | None:
-        rows = await self._writer.fetch(_BY_ID, job_id)
-        return job_from_row(rows[0]) if rows else None
+        return await job_by_id(self._writer.fetch, job_id)
 
     async def get_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
-        if not job_ids:
-            return {}
-        rows = await self._writer.fetch(_BY_IDS, list(dict.fromkeys(job_ids)))
-        by_id = {row[0]: job_from_row(row) for row in rows}
-        return {job_id: by_id[job_id] for job_id in job_ids if job_id in by_id}
+        return await jobs_by_ids(self._writer.fetch, job_ids)
 
     async def children(self, job_id: str) -> list[Job]:
-        return [job_from_row(row) for row in await self._writer.fetch(_CHILDREN, job_id)]
+        return await children_of(self._writer.fetch, job_id)
 
     async def get_workflow(self, workflow_id: str) -> Workflow | None:
-        rows = await self._writer.fetch(_WORKFLOW, workflow_id)
-        return workflow_from_row(rows[0]) if rows else None
+        return await workflow_by_id(self._writer.fetch, workflow_id)
 
     async def workflow_jobs(self, workflow_id: str) -> list[Job]:
         return [job_from_row(row) for row in await self._writer.fetch(_WORKFLOW_JOBS, workflow_id)]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import asyncpg
@@ -42,7 +42,7 @@ from adapters.postgres.schema import (
 from application.ports.storage import StorageUnavailable
 from domain.errors import Conflict, WorkflowChanged
 
-__all__ = ["MAX_BATCH", "Kind", "PostgresWriter", "Statements"]
+__all__ = ["MAX_BATCH", "Kind", "PostgresWriter", "Statements", "fetch_rows"]
 
 MAX_BATCH: Final[int] = 512
 """The most operations the writer puts in one transaction."""
@@ -176,25 +176,15 @@ class PostgresWriter:
     # --- reads ----------------------------------------------------------------------------------------
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        """Rows of a read on any connection of the pool (what had committed when it started).
+        """Rows of a read on any connection of the pool (what had committed when it started): see
+        :func:`fetch_rows`."""
+        return await fetch_rows(self._open_pool, self.where, self.command_timeout, sql, *args)
 
-        A read that finds its connection broken (the server ended it) is tried again on a fresh one,
-        once: reads change nothing, and the pool then replaces its other connections too."""
-        for attempt in (1, 2):
-            pool = self._pool
-            if pool is None or not self._accepting:
-                raise StorageClosed(f"{self.where} is not open")
-            try:
-                return await pool.fetch(sql, *args)
-            except TimeoutError:
-                raise StorageUnavailable(f"{self.where}: a read took over {self.command_timeout:g} s") from None
-            except _BROKEN as exc:
-                if isinstance(exc, ValueError):  # a value the driver cannot send
-                    raise
-                if attempt == 2:
-                    raise _unavailable(self.where, exc) from exc
-                await pool.expire_connections()
-        raise AssertionError("unreachable")  # pragma: no cover
+    def _open_pool(self) -> asyncpg.Pool:
+        pool = self._pool
+        if pool is None or not self._accepting:
+            raise StorageClosed(f"{self.where} is not open")
+        return pool
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         rows = await self.fetch(sql, *args)
@@ -418,6 +408,29 @@ async def _execute_statements(connection: Connection, statements: Statements) ->
             if first == 0:
                 break
     return max(first, 0)
+
+
+async def fetch_rows(
+    pool_of: Callable[[], asyncpg.Pool], where: str, command_timeout: float, sql: str, *args: Any
+) -> list[asyncpg.Record]:
+    """Rows of a read on a connection of the pool ``pool_of()`` gives (it raises :class:`StorageClosed`
+    when there is none), as the storage's errors: the writer's reads and the blocking reads alike.
+
+    A read that finds its connection broken (the server ended it) is tried again on a fresh one,
+    once: reads change nothing, and the pool then replaces its other connections too."""
+    for attempt in (1, 2):
+        pool = pool_of()
+        try:
+            return await pool.fetch(sql, *args)
+        except TimeoutError:
+            raise StorageUnavailable(f"{where}: a read took over {command_timeout:g} s") from None
+        except _BROKEN as exc:
+            if isinstance(exc, ValueError):  # a value the driver cannot send
+                raise
+            if attempt == 2:
+                raise _unavailable(where, exc) from exc
+            await pool.expire_connections()
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _changed(status: str) -> int:

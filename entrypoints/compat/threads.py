@@ -5,8 +5,10 @@ Celery's API is synchronous: a sync task running in the engine's thread pool cal
 all async, for the loop; this bridge is where blocking callers meet them. A repository may offer
 :class:`BlockingAccess` (blocking reads, and commits on the caller's thread): then a thread's
 ``.delay()`` commits on that thread and only tells the loop, and reads never wait for the loop. The
-composition root says which repositories offer it (SQLite and memory do); without it every call from
-a thread goes through the loop, and a blocking read on the loop itself is refused with a clear error.
+composition root says which repositories offer it: SQLite (reads and commits on the caller's thread),
+memory (reads), PostgreSQL (reads, on a loop and a thread of the adapter's own; commits go through the
+loop). Without it every call from a thread goes through the loop, and a blocking read on the loop
+itself is refused with a clear error.
 """
 
 from __future__ import annotations

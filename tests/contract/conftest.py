@@ -14,7 +14,9 @@ from adapters.postgres import PostgresJobRepository, PostgresProjectRepository
 from adapters.sqlite import SqliteJobRepository, SqliteProjectRepository
 from application.ports import JobRepository
 from application.ports.project_repository import ProjectRepository
+from entrypoints.compat.threads import BlockingAccess
 from tests.support.postgres import empty_tables
+from tests.support.storage import blocking_access
 
 REPOSITORIES = ["memory", "sqlite", "postgres"]
 
@@ -40,16 +42,22 @@ async def repo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
         await adapter.close()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=REPOSITORIES)
 async def blocking_repo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobRepository]:
-    """An open, empty repository that also offers blocking reads to plain threads (memory and SQLite;
-    PostgreSQL offers none: ``entrypoints.compat.threads`` sends such callers through the loop)."""
+    """An open, empty repository that also offers blocking reads to plain threads (see ``access``)."""
     adapter = await _new_repository(request.param, request, tmp_path)
     await adapter.open()
     try:
         yield adapter
     finally:
         await adapter.close()
+
+
+@pytest.fixture
+def access(blocking_repo: JobRepository) -> BlockingAccess:
+    """``blocking_repo``'s blocking reads (``entrypoints.compat.threads.BlockingAccess``), as the container
+    wires them: the memory and SQLite repositories themselves, PostgreSQL's reader on a loop of its own."""
+    return blocking_access(blocking_repo)
 
 
 @pytest.fixture(params=REPOSITORIES)

@@ -15,6 +15,7 @@ from domain.errors import Conflict, WorkflowChanged
 from domain.job import CallOptions, ErrorInfo, Job, Progress
 from domain.states import JobState
 from domain.workflow import Lineage, Workflow
+from entrypoints.compat.threads import BlockingAccess
 
 NOW = 1_000.0
 
@@ -267,15 +268,14 @@ class TestGetMany:
 
 
 class TestBlockingAccess:
-    """The blocking reads the memory and SQLite repositories offer callers on plain threads
+    """The blocking reads every repository offers callers on plain threads
     (``entrypoints.compat.threads.BlockingAccess``) answer as the port's async reads do, from any thread
-    and on the loop's own (PostgreSQL offers none: see ``blocking_repo``)."""
+    and on the loop's own."""
 
     async def test_blocking_reads_agree_with_the_async_ones_from_another_thread(
-        self, blocking_repo: JobRepository
+        self, blocking_repo: JobRepository, access: BlockingAccess
     ) -> None:
         repo = blocking_repo
-        access: Any = repo
         parent = make_job("parent", workflow_id="wf")
         kid = make_job("kid", options=CallOptions(parent_id="parent"))
         await repo.commit(Commit(jobs=[parent, kid], workflows=[make_workflow("wf")]))
@@ -287,8 +287,9 @@ class TestBlockingAccess:
         assert await asyncio.to_thread(access.peek_workflow, "wf") == await repo.get_workflow("wf")
         assert await asyncio.to_thread(access.peek_workflow, "nope") is None
 
-    async def test_every_field_reads_back_through_peek_on_the_loop(self, blocking_repo: JobRepository) -> None:
-        access: Any = blocking_repo
+    async def test_every_field_reads_back_through_peek_on_the_loop(
+        self, blocking_repo: JobRepository, access: BlockingAccess
+    ) -> None:
         workflow = Workflow(id="wf-ü", canvas=NESTED_CANVAS, created_at=1.0, lineage=Lineage(parent_id="p"))
         await blocking_repo.commit(Commit(jobs=[FULL_JOB], workflows=[workflow]))
 
@@ -296,6 +297,15 @@ class TestBlockingAccess:
         assert access.peek_workflow("wf-ü") == workflow
         assert access.peek("nope") is None
         assert access.peek_workflow("nope") is None
+
+    async def test_a_commit_from_a_thread_is_stored_whole_or_not_at_all(
+        self, blocking_repo: JobRepository, access: BlockingAccess
+    ) -> None:
+        job = make_job("from-thread")
+        stored = await asyncio.to_thread(access.commit_from_thread, Commit(jobs=[job]))
+
+        assert await blocking_repo.get("from-thread") == (job if stored else None)
+        assert access.peek("from-thread") == (job if stored else None)
 
 
 class TestWorkflowVersions:

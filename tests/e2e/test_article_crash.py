@@ -1,7 +1,10 @@
-"""The article pipeline in the real service, against a fake OpenAI-compatible model server over HTTP.
+"""The article pipeline in the real service, against a fake OpenAI-compatible model server over HTTP, on a
+SQLite file and on PostgreSQL.
 
 The crash test SIGKILLs the service while the sections are being researched, starts it again on the
-same database, and checks the article is finished without redoing any saved stage.
+same database, and checks the article is finished without redoing any saved stage. On PostgreSQL the
+restarted service takes over the killed one's jobs only once their leases expire (another engine may
+share the database): the service runs with a lease of :data:`PG_LEASE_SECONDS` there.
 """
 
 from __future__ import annotations
@@ -16,11 +19,24 @@ import pytest
 
 from tests.e2e.conftest import Service
 from tests.support.fake_openai import Call, FakeOpenAI, error_body, part_number
+from tests.support.postgres import empty_tables_blocking
 
 pytestmark = pytest.mark.slow  # long: a SIGKILLed child and its restart (make test still runs it)
 
 SECTIONS = 5
 STEP = 0.3  # seconds each model call takes
+PG_LEASE_SECONDS = 3
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def storage_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The service's database settings: its SQLite file (the default), or the run's PostgreSQL database,
+    emptied, with a short lease."""
+    if request.param == "sqlite":
+        return {}
+    url: str = request.getfixturevalue("postgres_url")
+    empty_tables_blocking(url)
+    return {"GEEKBLOG_DATABASE_URL": url, "GEEKBLOG_LEASE_SECONDS": str(PG_LEASE_SECONDS)}
 
 
 def staggered(call: Call) -> float:
@@ -76,9 +92,9 @@ def start_article(client: httpx.Client, project_id: str) -> str:
 
 class TestCrashMidResearch:
     def test_a_killed_service_finishes_the_article_without_redoing_saved_stages(
-        self, fake: FakeOpenAI, make_service: Callable[..., Service]
+        self, fake: FakeOpenAI, make_service: Callable[..., Service], storage_env: dict[str, str]
     ) -> None:
-        service = make_service(**llm_env(fake))
+        service = make_service(**llm_env(fake), **storage_env)
         with service.client() as client:
             created = client.post("/projects", json={"topic": "SQLite in production", "sections": SECTIONS})
             assert created.status_code == 201, created.text
@@ -176,11 +192,11 @@ class TestCrashMidResearch:
 
 class TestModelServerRefuses:
     def test_a_400_fails_the_project_and_the_workflow_with_the_servers_message(
-        self, fake: FakeOpenAI, make_service: Callable[..., Service]
+        self, fake: FakeOpenAI, make_service: Callable[..., Service], storage_env: dict[str, str]
     ) -> None:
         message = "The model `fake-model` does not exist or you do not have access to it."
         fake.always(400, error_body(message, "invalid_request_error", "model_not_found"))
-        service = make_service(**llm_env(fake))
+        service = make_service(**llm_env(fake), **storage_env)
         with service.client() as client:
             project_id = client.post("/projects", json={"topic": "Refusals", "sections": 3}).json()["id"]
             workflow_id = start_article(client, project_id)

@@ -1,6 +1,6 @@
-"""The child process of the crash-recovery test: runs an embedded engine on a SQLite file.
+"""The child process of the crash-recovery test: runs an embedded engine on a SQLite file or on PostgreSQL.
 
-    python crash_child.py PHASE --db DB --manifest MANIFEST
+    python crash_child.py PHASE (--db DB | --database-url URL [--lease-seconds S]) --manifest MANIFEST
 
 Phases:
 
@@ -30,6 +30,8 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 from entrypoints.celery_compat import chain, chord, embedded_engine, group  # noqa: E402
+from entrypoints.container import Container  # noqa: E402
+from entrypoints.settings import Settings  # noqa: E402
 
 TASK_MODULES = ["crash_tasks"]
 SINGLE_JOBS = 300
@@ -126,9 +128,24 @@ def acknowledged(manifest_path: str) -> list[str]:
         return [json.loads(line)["id"] for line in lines if line.endswith("\n")]
 
 
+def container(args: argparse.Namespace) -> Container:
+    """The engine's parts, on the database the test named (on PostgreSQL with its short lease: this
+    engine recovers the jobs of the one killed before only once their leases expire)."""
+    if args.database_url:
+        settings = Settings(
+            persistence="postgres",
+            database_url=args.database_url,
+            lease_seconds=args.lease_seconds,
+            max_concurrent_tasks=10,
+        )
+    else:
+        settings = Settings(persistence="sqlite", db_path=args.db, max_concurrent_tasks=10)
+    return Container(settings=settings)
+
+
 async def resume(args: argparse.Namespace, deadline: float) -> None:
     ids = acknowledged(args.manifest)
-    async with embedded_engine(db_path=args.db, task_modules=TASK_MODULES, max_concurrent_tasks=10) as engine:
+    async with embedded_engine(task_modules=TASK_MODULES, container=container(args)) as engine:
         for ident in ids:
             await engine.jobs.wait(ident, timeout=max(deadline - time.monotonic(), 0.01))
     print(f"resume: {len(ids)} handles finished", flush=True)
@@ -140,7 +157,7 @@ async def main(args: argparse.Namespace) -> None:
         await resume(args, deadline)
         return
     manifest = Manifest(args.manifest)
-    async with embedded_engine(db_path=args.db, task_modules=TASK_MODULES, max_concurrent_tasks=10):
+    async with embedded_engine(task_modules=TASK_MODULES, container=container(args)):
         await (submit(manifest) if args.phase == "submit" else submit_lost(manifest))
         print(f"{args.phase}: everything submitted", flush=True)
         # Keep running the work until the test kills this process (or give up after the timeout).
@@ -151,7 +168,10 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("phase", choices=["submit", "lost", "resume"])
-    parser.add_argument("--db", required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--db", help="a SQLite file")
+    where.add_argument("--database-url", help="a PostgreSQL database")
+    parser.add_argument("--lease-seconds", type=float, default=60.0)
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--timeout", type=float, default=60.0)
     asyncio.run(main(parser.parse_args()))

@@ -1,4 +1,4 @@
-"""The article pipeline end to end on a real SQLite file, through the HTTP API (AsyncTestClient)."""
+"""The article pipeline end to end on a real SQLite file and on PostgreSQL, through the HTTP API (AsyncTestClient)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,14 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from domain.article import section_headings
-from entrypoints.container import Container
 from entrypoints.http.app import create_app
-from entrypoints.settings import Settings
+from tests.integration.conftest import new_storage
 
 
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    settings = Settings(db_path=str(tmp_path / "geekblog.db"), offline_delay=0.05)
-    async with AsyncTestClient(create_app(Container(settings=settings))) as test_client:
+@pytest.fixture(params=["sqlite", "postgres"])
+async def client(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    storage = await new_storage(request.param, request, tmp_path)
+    async with AsyncTestClient(create_app(storage.container(offline_delay=0.05))) as test_client:
         yield test_client
 
 

@@ -1,4 +1,4 @@
-"""The Celery programming model through the public API, on every repository (memory and SQLite)."""
+"""The Celery programming model through the public API, on every repository (memory, SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Each silent divergence from Celery that issue 10 listed, pinned to Celery's documented behaviour.
 
 Every test here failed on the code before the Celery drop-in work (a wrong value, no error); they run
-on memory and SQLite through the public API.
+on memory, SQLite and PostgreSQL through the public API.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from tests.integration.divergence_tasks import (
     soft_guarded,
     wait_gate,
 )
+from tests.support.storage import blocking_access
 
 pytestmark = pytest.mark.usefixtures("engine")
 
@@ -112,7 +113,7 @@ class TestTaskLevel:
 
     async def test_update_state_with_another_task_id_changes_that_job(self, engine: Engine) -> None:
         target = await wait_gate.delay(1)
-        await until(lambda: engine.repo.peek(target.id).state == "STARTED")
+        await until(lambda: blocking_access(engine.repo).peek(target.id).state == "STARTED")
         other = await report_other.delay(target.id)
         assert await other.get(timeout=5) == target.id
         assert target.state == "NUDGED" and target.info == {"by": other.id}
@@ -121,7 +122,7 @@ class TestTaskLevel:
 
     async def test_revoke_lets_a_running_task_finish_unless_terminate(self, engine: Engine) -> None:
         running = await wait_gate.delay(7)
-        await until(lambda: engine.repo.peek(running.id).state == "STARTED")
+        await until(lambda: blocking_access(engine.repo).peek(running.id).state == "STARTED")
         await running.revoke()
         tasks.GATE.set()
         assert await running.get(timeout=5) == 7
@@ -139,7 +140,7 @@ class TestTaskLevel:
 
     async def test_a_running_task_reports_pending_without_track_started(self, engine: Engine) -> None:
         running = await wait_gate.delay(1)
-        await until(lambda: engine.repo.peek(running.id).state == "STARTED")
+        await until(lambda: blocking_access(engine.repo).peek(running.id).state == "STARTED")
         assert running.state == states.PENDING
         tasks.GATE.set()
         await running.get(timeout=5)
@@ -213,7 +214,7 @@ class TestChildren:
         await until(lambda: tasks.SEEN)
         assert [child.id for child in AsyncResult(first.id).children] == [result.id]
         [callback] = AsyncResult(result.id).children
-        assert engine.repo.peek(callback.id).task == "div.record"
+        assert blocking_access(engine.repo).peek(callback.id).task == "div.record"
 
 
 class TestGivenIds:
@@ -221,7 +222,7 @@ class TestGivenIds:
         from domain.errors import IdInUse
 
         running = await wait_gate.apply_async((1,), task_id="busy-id")
-        await until(lambda: engine.repo.peek(running.id).state == "STARTED")
+        await until(lambda: blocking_access(engine.repo).peek(running.id).state == "STARTED")
         with pytest.raises(IdInUse):
             await concat.apply_async(("x", "y"), task_id="busy-id")
         with pytest.raises(IdInUse):

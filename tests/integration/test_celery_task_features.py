@@ -1,4 +1,4 @@
-"""Celery's task features on the engine (memory and SQLite): ``Reject``, ``pydantic=True``, retry options,
+"""Celery's task features on the engine (memory, SQLite and PostgreSQL): ``Reject``, ``pydantic=True``, retry options,
 the soft/hard time-limit check, the worker's log lines, ``task_received`` and request fields, and
 ``broker_pool_acquire_timeout``."""
 

@@ -1,8 +1,13 @@
-"""Crash recovery on SQLite: SIGKILL an engine mid-run, restart it on the same file, check nothing is lost.
+"""Crash recovery: SIGKILL an engine mid-run, restart it on the same database, check nothing is lost; on
+a SQLite file and on PostgreSQL.
 
 The engine runs in a child process (``crash_child.py``, tasks in ``crash_tasks.py``). The child
 writes every acknowledged handle to a manifest (fsynced after each acknowledgement) and every task
-execution to a runs log; the test reads the database with the stdlib ``sqlite3``, read-only.
+execution to a runs log; the test reads the database as another process would (SQLite read-only, or
+a PostgreSQL connection of its own). On PostgreSQL the restarted engine cannot know the killed one is
+dead (another engine may share the database): it recovers the jobs the killed one held only once their
+leases expire, so the children run with a lease of :data:`PG_LEASE_SECONDS` and recovery is waited for
+within a deadline.
 """
 
 from __future__ import annotations
@@ -21,12 +26,68 @@ from typing import Any
 
 import pytest
 
+from tests.support.postgres import empty_tables_blocking, fetch_blocking
+
 pytestmark = pytest.mark.slow  # long: a SIGKILLed child and its restart (make test still runs it)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 CHILD = HERE / "crash_child.py"
 TERMINAL = {"SUCCESS", "FAILURE", "REVOKED"}
+PG_LEASE_SECONDS = 3.0
+"""The children's lease on PostgreSQL: how long after the kill the restarted engine may take their jobs."""
+
+
+# --- the database -----------------------------------------------------------------------------------------
+
+
+class Database:
+    """The database the children share: a SQLite file in the test's directory, or the run's PostgreSQL
+    database (emptied first)."""
+
+    def __init__(self, tmp_path: Path, url: str | None = None) -> None:
+        self.path = tmp_path / "jobs.db"
+        self.url = url
+        if url is not None:
+            empty_tables_blocking(url)
+
+    def child_args(self) -> list[str]:
+        if self.url is None:
+            return ["--db", str(self.path)]
+        return ["--database-url", self.url, "--lease-seconds", str(PG_LEASE_SECONDS)]
+
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        """Every row of ``table`` (``jobs`` or ``workflows``), as another process reads it now."""
+        if self.url is not None:
+            return [dict(row) for row in fetch_blocking(self.url, f"SELECT * FROM {table}")]
+        connection = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
+        connection.row_factory = sqlite3.Row
+        try:
+            return [dict(row) for row in connection.execute(f"SELECT * FROM {table}")]
+        finally:
+            connection.close()
+
+    def count(self, state: str) -> int:
+        """Jobs in ``state`` now (0 before the schema exists)."""
+        if self.url is not None:
+            rows = fetch_blocking(self.url, "SELECT count(*) FROM jobs WHERE state = $1", state)
+            return int(rows[0][0])
+        if not self.path.exists():
+            return 0
+        connection = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
+        try:
+            return int(connection.execute("SELECT count(*) FROM jobs WHERE state = ?", (state,)).fetchone()[0])
+        except sqlite3.OperationalError:  # the schema is not created yet
+            return 0
+        finally:
+            connection.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    if request.param == "sqlite":
+        return Database(tmp_path)
+    return Database(tmp_path, request.getfixturevalue("postgres_url"))
 
 
 # --- the child process ----------------------------------------------------------------------------------
@@ -35,7 +96,7 @@ TERMINAL = {"SUCCESS", "FAILURE", "REVOKED"}
 class Child:
     """One run of ``crash_child.py``; its output goes to files in the test's directory."""
 
-    def __init__(self, tmp_path: Path, phase: str, timeout: float = 60.0) -> None:
+    def __init__(self, tmp_path: Path, database: Database, phase: str, timeout: float = 60.0) -> None:
         self.phase = phase
         self.out = tmp_path / f"{phase}.out"
         self.err = tmp_path / f"{phase}.err"
@@ -49,8 +110,7 @@ class Child:
             sys.executable,
             str(CHILD),
             phase,
-            "--db",
-            str(tmp_path / "jobs.db"),
+            *database.child_args(),
             "--manifest",
             str(tmp_path / "manifest.jsonl"),
             "--timeout",
@@ -121,16 +181,11 @@ def read_runs(tmp_path: Path) -> list[tuple[str, str, int]]:
 
 
 class Snapshot:
-    """Every job and workflow row of the database, read through a read-only connection."""
+    """Every job and workflow row of the database, read as another process would."""
 
-    def __init__(self, db: Path) -> None:
-        connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        connection.row_factory = sqlite3.Row
-        try:
-            self.jobs = {row["id"]: dict(row) for row in connection.execute("SELECT * FROM jobs")}
-            self.workflows = {row["id"]: dict(row) for row in connection.execute("SELECT * FROM workflows")}
-        finally:
-            connection.close()
+    def __init__(self, database: Database) -> None:
+        self.jobs = {row["id"]: row for row in database.rows("jobs")}
+        self.workflows = {row["id"]: row for row in database.rows("workflows")}
 
     def record(self, ident: str) -> dict[str, Any]:
         record = self.jobs.get(ident) or self.workflows.get(ident)
@@ -139,18 +194,6 @@ class Snapshot:
 
     def count(self, state: str) -> int:
         return sum(1 for job in self.jobs.values() if job["state"] == state)
-
-
-def db_count(db: Path, state: str) -> int:
-    if not db.exists():
-        return 0
-    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        return int(connection.execute("SELECT count(*) FROM jobs WHERE state = ?", (state,)).fetchone()[0])
-    except sqlite3.OperationalError:  # the schema is not created yet
-        return 0
-    finally:
-        connection.close()
 
 
 def result_of(record: dict[str, Any]) -> Any:
@@ -194,15 +237,14 @@ def from_thread(entry: dict[str, Any]) -> bool:
     return entry["kind"] == "add" and entry["params"][0] >= 10_000
 
 
-def test_sigkill_mid_run_loses_nothing_and_reruns_only_unfinished_work(tmp_path: Path) -> None:
-    db = tmp_path / "jobs.db"
-    child = Child(tmp_path, "submit")
+def test_sigkill_mid_run_loses_nothing_and_reruns_only_unfinished_work(tmp_path: Path, database: Database) -> None:
+    child = Child(tmp_path, database, "submit")
     try:
         poll_until(
             lambda: (
                 len(read_manifest(tmp_path)) >= 160
                 and sum(from_thread(entry) for entry in read_manifest(tmp_path)) >= 20
-                and db_count(db, "SUCCESS") >= 50
+                and database.count("SUCCESS") >= 50
             ),
             timeout=20,
             what="160 acknowledged submissions (20 of them from a plain thread) and 50 finished jobs",
@@ -215,7 +257,7 @@ def test_sigkill_mid_run_loses_nothing_and_reruns_only_unfinished_work(tmp_path:
     manifest = read_manifest(tmp_path)
     acked = [entry["id"] for entry in manifest]
     assert len(set(acked)) == len(acked)
-    before = Snapshot(db)
+    before = Snapshot(database)
     runs_before = read_runs(tmp_path)
     unfinished = [ident for ident in acked if before.record(ident)["state"] not in TERMINAL]
     # The kill must land mid-way for the test to mean anything: some work done, some not.
@@ -223,13 +265,13 @@ def test_sigkill_mid_run_loses_nothing_and_reruns_only_unfinished_work(tmp_path:
     assert unfinished, "everything acknowledged had finished before the kill; the test proves nothing"
     assert {phase for phase, _, _ in runs_before} == {"submit"}
 
-    resume = Child(tmp_path, "resume")
+    resume = Child(tmp_path, database, "resume")
     try:
-        resume.wait_ok(timeout=30)
+        resume.wait_ok(timeout=30)  # on PostgreSQL: once the killed engine's leases expired
     finally:
         resume.reap()
 
-    after = Snapshot(db)
+    after = Snapshot(database)
     runs = read_runs(tmp_path)
 
     # Every acknowledged job and workflow succeeded with the right result.
@@ -287,8 +329,8 @@ def test_sigkill_mid_run_loses_nothing_and_reruns_only_unfinished_work(tmp_path:
             assert after.jobs[ident]["attempts"] == 1
 
 
-def test_job_running_at_the_kill_is_requeued_or_fails_with_worker_lost(tmp_path: Path) -> None:
-    child = Child(tmp_path, "lost")
+def test_job_running_at_the_kill_is_requeued_or_fails_with_worker_lost(tmp_path: Path, database: Database) -> None:
+    child = Child(tmp_path, database, "lost")
     try:
 
         def both_running() -> bool:
@@ -301,18 +343,18 @@ def test_job_running_at_the_kill_is_requeued_or_fails_with_worker_lost(tmp_path:
         child.reap()
 
     ids = {entry["kind"]: entry["id"] for entry in read_manifest(tmp_path)}
-    before = Snapshot(tmp_path / "jobs.db")
+    before = Snapshot(database)
     for ident in ids.values():
         assert before.jobs[ident]["state"] == "STARTED"
         assert before.jobs[ident]["attempts"] == 1
 
-    resume = Child(tmp_path, "resume")
+    resume = Child(tmp_path, database, "resume")
     try:
-        resume.wait_ok(timeout=30)
+        resume.wait_ok(timeout=30)  # on PostgreSQL: once the killed engine's leases expired
     finally:
         resume.reap()
 
-    after = Snapshot(tmp_path / "jobs.db")
+    after = Snapshot(database)
     runs = read_runs(tmp_path)
 
     requeued = after.jobs[ids["block"]]

@@ -1,7 +1,7 @@
 """Eager runs (``apply()``, ``task_always_eager``), Celery's task signals and class-based tasks.
 
 The eager tests need no engine (an eager run must not touch one); the signal tests run on the
-engine over each repository (memory and SQLite), as the ``engine`` fixture of ``conftest.py`` gives.
+engine over each repository (memory, SQLite and PostgreSQL), as the ``engine`` fixture of ``conftest.py`` gives.
 """
 
 from __future__ import annotations

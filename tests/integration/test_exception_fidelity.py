@@ -1,4 +1,4 @@
-"""A task's exception comes back from ``get()`` as the same class with the same args, on memory and SQLite."""
+"""A task's exception comes back from ``get()`` as the same class with the same args, on every repository."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from domain.job import ErrorInfo, Job
 from domain.states import JobState
 from entrypoints.celery_compat import TaskError, embedded_engine, states
 from entrypoints.compat.exceptions import exception_from
+from tests.integration.conftest import Storage
 from tests.integration.fidelity_tasks import (
     ExpectedException,
     bad_value,
@@ -29,8 +30,9 @@ from tests.integration.fidelity_tasks import (
 
 
 @pytest.fixture
-async def engine(db_path: str | None) -> AsyncIterator[Engine]:
-    async with embedded_engine(db_path=db_path, task_modules=["tests.integration.fidelity_tasks"]) as running:
+async def engine(storage: Storage) -> AsyncIterator[Engine]:
+    modules = ["tests.integration.fidelity_tasks"]
+    async with embedded_engine(task_modules=modules, **storage.engine_options()) as running:
         yield running
 
 

@@ -5,9 +5,11 @@ engine running a job, a chain and a chord on it end to end."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
+import msgspec
 import pytest
 
 from adapters.postgres import (
@@ -15,6 +17,7 @@ from adapters.postgres import (
     PostgresJobRepository,
     PostgresProjectRepository,
     SchemaTooNew,
+    StorageClosed,
     StorageError,
     storage_failure,
 )
@@ -31,7 +34,7 @@ from entrypoints.settings import Settings, SettingsError
 from tests.integration import compat_tasks, limit_tasks
 from tests.integration.compat_tasks import add, mul, total
 from tests.integration.limit_tasks import huge_int
-from tests.support.postgres import create_database, drop_database, empty_tables, url_of
+from tests.support.postgres import CuttableProxy, create_database, drop_database, empty_tables, url_of
 
 URL_WITH_PASSWORD = "postgresql://geek:s3cret@127.0.0.1:5432/somewhere"
 
@@ -161,6 +164,85 @@ class TestUnusableDatabases:
         assert storage_failure(ValueError("not storage")) is None
 
 
+class TestBlockingReads:
+    """PostgreSQL's blocking reads (``repo.blocking``, Celery's synchronous API): on a loop of their own, so
+    they answer on any thread, the engine's loop thread included; what they raise is what async reads do."""
+
+    async def test_the_loop_and_a_thread_read_what_another_engine_just_committed(self, postgres_url: str) -> None:
+        await empty_tables(postgres_url)
+        mine, other = PostgresJobRepository(postgres_url), PostgresJobRepository(postgres_url)
+        await mine.open()
+        await other.open()
+        try:
+            job = Job(id="a", task="t", due_at=1.0, created_at=1.0)
+            await other.commit(Commit(jobs=[job]))
+            assert mine.blocking.peek("a") == job  # on this loop's own thread
+            assert await asyncio.to_thread(mine.blocking.peek, "a") == job
+            changed = msgspec.structs.replace(job, priority=7)
+            await other.commit(Commit(jobs=[changed]))
+            assert mine.blocking.peek("a") == changed  # read committed: each read sees the latest commit
+            assert await asyncio.to_thread(mine.blocking.peek_many, ["a", "b"]) == {"a": changed}
+        finally:
+            await mine.close()
+            await other.close()
+
+    async def test_reads_outside_open_and_close_are_refused_as_async_reads_are(self, postgres_url: str) -> None:
+        await empty_tables(postgres_url)
+        repo = PostgresJobRepository(postgres_url)
+        with pytest.raises(StorageClosed):
+            repo.blocking.peek("a")
+        await repo.open()
+        assert repo.blocking.peek("a") is None
+        await repo.close()
+        with pytest.raises(StorageClosed):
+            await asyncio.to_thread(repo.blocking.peek_workflow, "a")
+        with pytest.raises(StorageClosed):
+            await repo.get_workflow("a")
+
+    async def test_a_read_while_the_database_is_down_raises_what_an_async_read_raises(self, postgres_url: str) -> None:
+        await empty_tables(postgres_url)
+        with CuttableProxy() as proxy:
+            repo = PostgresJobRepository(proxy.url_of(postgres_url), connect_timeout=2)
+            await repo.open()
+            try:
+                assert await asyncio.to_thread(repo.blocking.peek, "a") is None
+                proxy.cut()
+                with pytest.raises(StorageUnavailable) as from_async:
+                    await repo.get("a")
+                with pytest.raises(StorageUnavailable) as from_thread:
+                    await asyncio.to_thread(repo.blocking.peek, "a")
+                with pytest.raises(StorageUnavailable) as on_loop:
+                    repo.blocking.peek("a")
+            finally:
+                await asyncio.wait_for(repo.close(), 10)
+        assert "the connection was lost" in str(from_async.value)
+        for blocking in (from_thread.value, on_loop.value):
+            assert (type(blocking), str(blocking)) == (type(from_async.value), str(from_async.value))
+
+    async def test_a_read_that_cannot_finish_is_cut_after_the_command_timeout(self, postgres_url: str) -> None:
+        await empty_tables(postgres_url)
+        repo = PostgresJobRepository(postgres_url, command_timeout=0.5)
+        await repo.open()
+        locker = await asyncpg.connect(postgres_url)
+        try:
+            transaction = locker.transaction()
+            await transaction.start()
+            await locker.execute("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")  # every read of jobs waits
+            started = time.monotonic()
+            with pytest.raises(StorageUnavailable) as from_thread:
+                await asyncio.to_thread(repo.blocking.peek, "a")
+            took = time.monotonic() - started
+            with pytest.raises(StorageUnavailable) as from_async:
+                await repo.get("a")
+            await transaction.rollback()
+            assert 0.4 < took < 5, took
+            assert str(from_thread.value) == str(from_async.value) and "a read took over 0.5 s" in str(from_async.value)
+            assert repo.blocking.peek("a") is None  # the lock gone, reads work again
+        finally:
+            await locker.close()
+            await repo.close()
+
+
 class TestSelection:
     def test_a_database_url_selects_postgres_and_the_sqlite_default_stays(self) -> None:
         assert Settings.from_env({}).persistence == "sqlite"
@@ -194,9 +276,13 @@ class TestSelection:
         assert isinstance(repo, PostgresJobRepository)
         assert isinstance(container.projects(), PostgresProjectRepository)
         assert container.storage_errors() is storage_failure
-        assert container.thread_access() is None  # Celery calls from threads go through the loop
+        assert container.thread_access() is repo.blocking  # Celery's blocking reads, on a loop of their own
         assert container.engine_settings().exclusive_storage is False  # other engines' leases are not stale
         assert Container(settings=Settings(persistence="memory")).engine_settings().exclusive_storage is True
+        # a dead engine's jobs are recovered within a lease of its expiry (a minute at most), not a minute
+        short = Container(settings=Settings(database_url=URL_WITH_PASSWORD, lease_seconds=3)).engine_settings()
+        assert (short.lease_seconds, short.maintenance_interval) == (3, 3)
+        assert container.engine_settings().maintenance_interval == 60
         assert "s3cret" not in repr(repo) and "s3cret" not in storage_description(container.settings())
 
 

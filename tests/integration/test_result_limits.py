@@ -1,4 +1,4 @@
-"""Issue 11, finding 1: results, progress meta, step arguments and workflows are bounded (memory and SQLite)."""
+"""Issue 11, finding 1: results, progress meta, step arguments and workflows are bounded, on every repository."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from entrypoints.celery_compat import chain, embedded_engine, group
 from entrypoints.container import Container
 from entrypoints.settings import Settings
 from tests.integration import limit_tasks
+from tests.integration.conftest import Storage
 from tests.integration.limit_tasks import big_meta, big_text, echo
 
 
@@ -23,9 +24,9 @@ def _container(db_path: str | None, **limits: int) -> Container:
 
 
 @pytest.fixture
-async def engine(db_path: str | None) -> AsyncIterator[Engine]:
+async def engine(storage: Storage) -> AsyncIterator[Engine]:
     limit_tasks.RUNS.clear()
-    container = _container(db_path, max_result_bytes=64 * 1024, max_step_args_bytes=256 * 1024)
+    container = storage.container(max_result_bytes=64 * 1024, max_step_args_bytes=256 * 1024)
     async with embedded_engine(task_modules=["tests.integration.limit_tasks"], container=container) as running:
         yield running
 

@@ -2,8 +2,9 @@
 
 On SQLite such a caller commits its job on its own thread (``commit_from_thread``) and waits on a
 ``threading.Event`` the loop sets on the terminal event: no round trip to the engine's loop. The
-memory repository cannot be written from another thread, so there the same calls go through the
-loop; every behaviour here holds on both.
+memory repository cannot be written from another thread, nor can PostgreSQL's (one writer per process),
+so there the same calls go through the loop, and reads are the repository's blocking ones (PostgreSQL's
+on a loop of their own); every behaviour here holds on all three.
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ from entrypoints.celery_compat import (
     states,
 )
 from entrypoints.compat import binding
-from entrypoints.container import Container
-from entrypoints.settings import Settings
 from tests.integration import compat_tasks
 from tests.integration.compat_tasks import RELEASE, add, blocker, boom, submits_from_thread
+from tests.integration.conftest import Storage
+from tests.support.postgres import fetch_blocking
+from tests.support.storage import blocking_access
 from tests.support.waiting import eventually, not_done_within
 
 T = TypeVar("T")
@@ -72,14 +74,18 @@ class TestSubmitFromAThread:
         handle = await submits_from_thread.delay(41)
         assert await handle.get(timeout=10) == 42
 
-    async def test_the_job_is_committed_when_delay_returns(self, engine: Engine, db_path: str | None) -> None:
+    async def test_the_job_is_committed_when_delay_returns(self, engine: Engine, storage: Storage) -> None:
         def call() -> str:
             handle = add.apply_async((1, 1), countdown=60)  # stays queued: what is read is the commit
             assert isinstance(handle, AsyncResult)
-            if db_path is not None:  # another connection sees the row: it is in the file, not in memory
-                with sqlite3.connect(db_path) as other:
+            # another connection sees the row: it is in the database, not only in this process
+            if storage.db_path is not None:
+                with sqlite3.connect(storage.db_path) as other:
                     row = other.execute("SELECT state FROM jobs WHERE id = ?", (handle.id,)).fetchone()
                 assert row == ("PENDING",)
+            if storage.database_url is not None:
+                rows = fetch_blocking(storage.database_url, "SELECT state FROM jobs WHERE id = $1", handle.id)
+                assert [tuple(row) for row in rows] == [("PENDING",)]
             return handle.id
 
         job_id = await off_loop(call)
@@ -159,7 +165,8 @@ class TestCommitFromThread:
         job = Job(
             id="thread-job", task="compat.add", args=[1, 2], kwargs={}, due_at=time.time() + 600, created_at=time.time()
         )
-        stored = await off_loop(lambda: engine.repo.commit_from_thread(Commit(jobs=[job])))
+        access = blocking_access(engine.repo)
+        stored = await off_loop(lambda: access.commit_from_thread(Commit(jobs=[job])))
         found = await engine.jobs.get(job.id) if stored else None
         if not stored:
             with pytest.raises(NotFound):
@@ -172,12 +179,9 @@ class TestCommitFromThread:
         assert [each.id for each in claimed] == [job.id]
 
 
-@pytest.mark.parametrize("persistence", ["sqlite", "memory"])
-async def test_a_thread_submits_to_an_engine_whose_storage_is_open_but_not_started(
-    tmp_path: Path, persistence: str
-) -> None:
+async def test_a_thread_submits_to_an_engine_whose_storage_is_open_but_not_started(storage: Storage) -> None:
     """A web process that only enqueues (a worker runs the jobs later): storage opened, no dispatcher."""
-    container = Container(settings=Settings(db_path=str(tmp_path / "store.db"), persistence=persistence))
+    container = storage.container()
     engine = container.engine()
     await engine.repo.open()
     binding.activate(engine, asyncio.get_running_loop())
@@ -202,8 +206,8 @@ class TestOnSqlite:
     """What only SQLite does: commit on the caller's thread (the memory repository is the loop's alone)."""
 
     @pytest.fixture
-    def db_path(self, tmp_path: Path) -> str:
-        return str(tmp_path / "engine.db")
+    def storage(self, tmp_path: Path) -> Storage:
+        return Storage("sqlite", db_path=str(tmp_path / "engine.db"))
 
     async def test_on_sqlite_neither_the_submit_nor_the_wait_goes_through_the_loop(
         self, monkeypatch: pytest.MonkeyPatch
@@ -216,8 +220,9 @@ class TestOnSqlite:
 
         assert await off_loop(call) == list(range(1, 21))
 
-    async def test_a_busy_database_makes_the_thread_wait_not_fail(self, db_path: str) -> None:
-        other = sqlite3.connect(db_path, isolation_level=None)
+    async def test_a_busy_database_makes_the_thread_wait_not_fail(self, storage: Storage) -> None:
+        assert storage.db_path is not None
+        other = sqlite3.connect(storage.db_path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
         try:
             submitted = asyncio.ensure_future(off_loop(lambda: add.delay(20, 1)))

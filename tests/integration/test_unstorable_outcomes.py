@@ -1,4 +1,4 @@
-"""Issue 11, finding 4: an outcome that cannot be stored fails its job at once (memory and SQLite)."""
+"""Issue 11, finding 4: an outcome that cannot be stored fails its job at once (memory, SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,19 @@ from application.ports import Commit
 from domain.job import Job
 from entrypoints.celery_compat import embedded_engine
 from tests.integration import limit_tasks
+from tests.integration.conftest import Storage
 from tests.integration.limit_tasks import huge_int
+from tests.support.storage import blocking_access
 from tests.support.waiting import stays
 
 FOUR_THOUSAND_THREE_HUNDRED_DIGITS = int("9" * 4300)
 
 
 @pytest.fixture
-async def engine(db_path: str | None) -> AsyncIterator[Engine]:
+async def engine(storage: Storage) -> AsyncIterator[Engine]:
     limit_tasks.RUNS.clear()
-    async with embedded_engine(db_path=db_path, task_modules=["tests.integration.limit_tasks"]) as running:
+    modules = ["tests.integration.limit_tasks"]
+    async with embedded_engine(task_modules=modules, **storage.engine_options()) as running:
         yield running
 
 
@@ -72,6 +75,6 @@ class TestResultsThatCannotBeStored:
         assert done.attempts == 1 and done.result is None
         assert took < 5, f"took {took:.1f} s: storing was retried"
         # not recovered, not run again
-        await stays(lambda: engine.repo.peek("big-add").attempts == 1, 0.2, what="a single attempt")
+        await stays(lambda: blocking_access(engine.repo).peek("big-add").attempts == 1, 0.2, what="a single attempt")
         retries = [r for r in caplog.records if "retrying" in r.getMessage() or "WorkerLost" in r.getMessage()]
         assert retries == []

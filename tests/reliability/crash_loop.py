@@ -1,8 +1,11 @@
 """Crash-loop harness: a mixed load against the real service, SIGKILLed at random instants, then invariants.
 
     python -m tests.reliability.crash_loop --kills 25 --seconds 300 --seed 1 [--keep DIR]
+        [--database-url postgresql://... [--lease-seconds 3]]
 
-It starts ``geekblog serve`` on a fresh SQLite file (tasks from ``tests/reliability/load_tasks.py``), drives
+It starts ``geekblog serve`` on a fresh SQLite file, or on the PostgreSQL database ``--database-url``
+names (which must be empty; its leases last ``--lease-seconds``, since there a restarted service takes the
+killed one's jobs only once their leases expire), with tasks from ``tests/reliability/load_tasks.py``, drives
 single jobs (some with a countdown), retried jobs, cancellations, nested workflows and article pipelines
 at it over HTTP from a few threads, SIGKILLs it at random (seeded) instants and starts it again on the
 same file, again and again. Every acknowledged submission (a 2xx with an id) is appended, with what it
@@ -50,7 +53,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
+
+from tests.support.postgres import fetch_blocking
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK_MODULE = "tests.reliability.load_tasks"
@@ -93,6 +99,10 @@ class Config:
     """Bound on the wait, after the last restart, for everything acknowledged to finish."""
     log: Callable[[str], None] | None = None
     """Progress lines (e.g. ``print``); None for silence."""
+    database_url: str | None = None
+    """A PostgreSQL database to run on (empty) instead of a SQLite file in ``run_dir``."""
+    lease_seconds: float = 3.0
+    """``GEEKBLOG_LEASE_SECONDS`` on PostgreSQL: how long after a kill its jobs can be recovered."""
 
     @classmethod
     def quick(cls, **changes: Any) -> Config:
@@ -223,8 +233,11 @@ WORKFLOW_COLUMNS = "id, state, result, error, parent_job_id"
 PROJECT_COLUMNS = "id, status, plan, finished, workflow_id, error, sections_wanted"
 
 
-def read_db(db_path: Path) -> DbState | None:
-    """The database as committed, through a read-only connection; None before its schema exists."""
+def read_db(db_path: Path, database_url: str | None = None) -> DbState | None:
+    """The database as committed, through a read-only connection (PostgreSQL's at ``database_url`` if
+    given, else the SQLite file); None before its schema exists."""
+    if database_url is not None:
+        return read_postgres(database_url)
     if not db_path.exists():
         return None
     connection = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
@@ -242,6 +255,16 @@ def read_db(db_path: Path) -> DbState | None:
             raise
     finally:
         connection.close()
+    return DbState(jobs=jobs, workflows=workflows, projects=projects)
+
+
+def read_postgres(url: str) -> DbState | None:
+    try:
+        jobs = {row["id"]: dict(row) for row in fetch_blocking(url, f"SELECT {JOB_COLUMNS} FROM jobs")}
+        workflows = {row["id"]: dict(row) for row in fetch_blocking(url, f"SELECT {WORKFLOW_COLUMNS} FROM workflows")}
+        projects = {row["id"]: dict(row) for row in fetch_blocking(url, f"SELECT {PROJECT_COLUMNS} FROM projects")}
+    except asyncpg.UndefinedTableError:
+        return None
     return DbState(jobs=jobs, workflows=workflows, projects=projects)
 
 
@@ -811,7 +834,13 @@ class Harness:
                 RUNS_LOG_ENV: str(self.runs_path),
             }
         )
+        if self.config.database_url is not None:
+            env["GEEKBLOG_DATABASE_URL"] = self.config.database_url
+            env["GEEKBLOG_LEASE_SECONDS"] = str(self.config.lease_seconds)
         return env
+
+    def read_db(self) -> DbState | None:
+        return read_db(self.db_path, self.config.database_url)
 
     def say(self, message: str) -> None:
         if self.config.log is not None:
@@ -904,7 +933,7 @@ class Harness:
                 f"{self.service.log_tail()}"
             )
         runs_lines = count_lines(self.runs_path)
-        snapshot = read_db(self.db_path)
+        snapshot = self.read_db()
         if snapshot is not None:
             with gzip.open(self.run_dir / "snapshots" / f"kill-{number:02d}.json.gz", "wt") as out:
                 json.dump(snapshot.to_json(), out)
@@ -945,7 +974,7 @@ class Harness:
             self.summary.suspicious.append(
                 f"the last service did not stop cleanly on SIGTERM: exit code {code}:\n{self.service.log_tail(20)}"
             )
-        final = read_db(self.db_path)
+        final = self.read_db()
         assert final is not None, "the database has no schema at the end"
         with gzip.open(self.run_dir / "snapshots" / "final.json.gz", "wt") as out:
             json.dump(final.to_json(), out)
@@ -972,7 +1001,7 @@ class Harness:
         """Poll the database until everything acknowledged, and every job and workflow in it, has finished."""
         acks = [record for record in manifest if record["type"] == "ack"]
         while True:
-            state = read_db(self.db_path)
+            state = self.read_db()
             assert state is not None
             waiting = []
             for ack in acks:
@@ -1407,6 +1436,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--keep", metavar="DIR", help="run in DIR and keep it (kept anyway on a failure)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument("--verify", metavar="DIR", help="only check the invariants again on a kept run directory")
+    parser.add_argument("--database-url", help="run on this (empty) PostgreSQL database instead of SQLite")
+    parser.add_argument("--lease-seconds", type=float, default=3.0, help="GEEKBLOG_LEASE_SECONDS on PostgreSQL")
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.verify:
         summary = verify_run_dir(Path(args.verify))
@@ -1421,6 +1452,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         run_dir=Path(args.keep) if args.keep else None,
         keep=bool(args.keep),
         log=None if args.quiet else lambda line: print(line, flush=True),
+        database_url=args.database_url,
+        lease_seconds=args.lease_seconds,
     )
     summary = run(config)
     print(summary.render(limit=200))
