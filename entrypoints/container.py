@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dependency_injector import containers, providers
 
@@ -12,8 +12,6 @@ from adapters.memory_job_repository import InMemoryJobRepository
 from adapters.memory_project_repository import InMemoryProjectRepository
 from adapters.no_peers import NoPeers
 from adapters.offline_text_generator import OfflineTextGenerator
-from adapters.postgres import PostgresJobRepository, PostgresPeerLink, PostgresProjectRepository
-from adapters.postgres import storage_failure as postgres_storage_failure
 from adapters.prometheus_metrics import PrometheusMetrics
 from adapters.sqlite import SqliteJobRepository, SqliteProjectRepository
 from adapters.sqlite import maintenance as sqlite_maintenance
@@ -23,7 +21,9 @@ from application.article_pipeline import ArticlePipeline
 from application.engine import Engine, EngineSettings, new_dispatcher, new_job_service, new_maintenance, new_peers
 from application.health import HealthService
 from application.ports import Clock, EventBus, IdSource, JobRepository
-from application.ports.storage import no_translation
+from application.ports.peers import PeerLink
+from application.ports.project_repository import ProjectRepository
+from application.ports.storage import StorageUnavailable, no_translation
 from application.ports.text_generator import TextGenerator
 from application.registry import TaskRegistry
 from application.workflows import WorkflowEngine
@@ -32,6 +32,9 @@ from entrypoints.compat import signals
 from entrypoints.compat.tasks import default_registry
 from entrypoints.compat.threads import ThreadBridge
 from entrypoints.settings import Settings
+
+if TYPE_CHECKING:
+    from adapters.postgres import PostgresJobRepository
 
 
 def engine_with_signals(**parts: Any) -> Engine:
@@ -57,6 +60,34 @@ def limited_workflows(
     if limits is not None:
         workflows.limits = limits
     return workflows
+
+
+# PostgreSQL's adapter (asyncpg, ~50 ms of imports) is imported only when the settings choose it: a SQLite
+# or in-memory engine starts without it.
+
+
+def postgres_job_repository(database_url: str) -> JobRepository:
+    from adapters.postgres import PostgresJobRepository
+
+    return PostgresJobRepository(database_url)
+
+
+def postgres_project_repository(repo: PostgresJobRepository) -> ProjectRepository:
+    from adapters.postgres import PostgresProjectRepository
+
+    return PostgresProjectRepository(repo)
+
+
+def postgres_peer_link(repo: PostgresJobRepository) -> PeerLink:
+    from adapters.postgres import PostgresPeerLink
+
+    return PostgresPeerLink(repo)
+
+
+def postgres_storage_failure(exc: BaseException) -> StorageUnavailable | None:
+    from adapters.postgres import storage_failure
+
+    return storage_failure(exc)
 
 
 def openai_generator(**options: Any) -> TextGenerator:
@@ -91,7 +122,7 @@ class Container(containers.DeclarativeContainer):
             max_size_mb=settings.provided.max_db_mb,
         ),
         memory=providers.Factory(InMemoryJobRepository),
-        postgres=providers.Factory(PostgresJobRepository, settings.provided.database_url),
+        postgres=providers.Factory(postgres_job_repository, settings.provided.database_url),
     )
     repo = providers.Singleton(new_repo)
     storage_probe = providers.Factory(new_repo)
@@ -127,7 +158,7 @@ class Container(containers.DeclarativeContainer):
         settings.provided.persistence,
         sqlite=providers.Singleton(SqliteProjectRepository, repo),
         memory=providers.Singleton(InMemoryProjectRepository),
-        postgres=providers.Singleton(PostgresProjectRepository, repo),
+        postgres=providers.Singleton(postgres_project_repository, repo),
     )
     generator = providers.Selector(
         providers.Callable(lambda s: "openai" if s.llm_base_url else "offline", settings),
@@ -169,7 +200,7 @@ class Container(containers.DeclarativeContainer):
         settings.provided.persistence,
         sqlite=providers.Singleton(NoPeers),
         memory=providers.Singleton(NoPeers),
-        postgres=providers.Singleton(PostgresPeerLink, repo),
+        postgres=providers.Singleton(postgres_peer_link, repo),
     )
     peers = providers.Singleton(
         new_peers, link=peer_link, dispatcher=dispatcher, bus=bus, repo=repo, clock=clock, settings=engine_settings
