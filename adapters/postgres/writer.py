@@ -8,12 +8,13 @@ followed by a guarded commit sees the claim), and a busy engine pays one WAL flu
 write. Across processes the database does the rest: guarded jobs are locked (``SELECT … FOR UPDATE``)
 for the rest of the transaction, claims skip rows another transaction holds (``SKIP LOCKED``).
 
-A batch of ONE operation that a single statement can do (a claim, a commit of new or unguarded rows of one
+A batch of one operation that a single statement can do (a claim, a commit of new or unguarded rows of one
 table, a guarded commit of the guarded job's own row, progress, a lease renewal) runs as that statement
 alone, in the implicit transaction PostgreSQL gives it: one round trip instead of three or four (BEGIN,
 the statements, COMMIT), and still committed before its caller hears of it. That is the common case of a
 lightly loaded engine (each submission, claim and outcome alone in its batch), where round trips, not
-the database's work, were the cost.
+the database's work, were the cost. A batch of two such operations runs them one after the other the same
+way (see :data:`ALONE_PAIR`).
 
 A failed guard rejects only its own commit; a transaction that raises is rolled back and its operations
 retried one by one, so only the failing ones see the error. A lost connection fails the batch it was
@@ -54,6 +55,12 @@ __all__ = ["MAX_BATCH", "Kind", "PostgresWriter", "Statements"]
 
 MAX_BATCH: Final[int] = 512
 """The most operations the writer puts in one transaction."""
+
+ALONE_PAIR: Final[int] = 2
+"""A batch of up to this many operations that are each one statement runs them one after the other, each in
+its own implicit transaction, rather than in one transaction: a job's outcome and the claim that follows it
+(the usual pair) cost two round trips instead of BEGIN + three or four + COMMIT. Above it, one transaction
+(one WAL flush) is cheaper."""
 
 _CLOSE_SECONDS: Final[float] = 10.0
 """How long :meth:`PostgresWriter.close` waits for reads in flight before it cuts their connections."""
@@ -288,6 +295,8 @@ class PostgresWriter:
             await self._pool.expire_connections()
 
     async def _run_items(self, items: list[tuple[Kind, Any]]) -> list[Any]:
+        if len(items) <= ALONE_PAIR and all(_statement_alone([item]) is not None for item in items):
+            return await self._each_alone(items)
         outcome = await self._attempt(items)
         if not isinstance(outcome, Exception):
             return outcome
@@ -297,6 +306,19 @@ class PostgresWriter:
         outcomes: list[Any] = []
         for item in items:
             alone = await self._attempt([item])
+            outcomes.extend([alone] if isinstance(alone, Exception) else alone)
+        return outcomes
+
+    async def _each_alone(self, items: list[tuple[Kind, Any]]) -> list[Any]:
+        """Each of ``items`` as its own statement, in order: each is committed before the next is sent, and
+        one whose connection was lost fails alone (the next takes a fresh connection)."""
+        outcomes: list[Any] = []
+        for item in items:
+            try:
+                alone = await self._attempt([item])
+            except Exception as exc:
+                outcomes.append(exc)
+                continue
             outcomes.extend([alone] if isinstance(alone, Exception) else alone)
         return outcomes
 
