@@ -23,6 +23,12 @@ with PostgreSQL instead of a SQLite file:
 * no worker running (W5, W6 backlog): the jobs are committed by ``JobService.submit`` with no dispatcher
   (:class:`peer_support.StoreOnly` on the database URL), as for the SQLite contenders.
 
+Cost: with ``GEEKBLOG_PEER_COST_FILE`` set (``bench/compare.py`` sets it), the session with the most tasks
+(W1's) leaves there its CPU per task (engine processes; PostgreSQL's postmaster, auxiliary processes and
+this database's backends; the driver) and PostgreSQL transactions per task (``pg_stat_database``, reads
+included), counted from the end of the harness's 10 warm-up round trips to the start of ``stop_worker``
+(transactions: to after the engines stopped, when their backends have reported them).
+
 Memory, as the harness counts it for procrastinate and PgQueuer: worker RSS = the engine processes;
 "broker" RSS = PostgreSQL's postmaster, its auxiliary processes and the backends of this database.
 W6 storage = ``pg_database_size`` (it includes the empty database's ~7.5 MB).
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -48,6 +55,7 @@ from contender_service import TERMINAL, Api, _outcome
 from contenders.base import HERE, BaseContender
 
 SERVER = os.environ.get("GEEKBLOG_PEER_PG", "postgresql://postgres@127.0.0.1:5432").rstrip("/")
+WARMUP = 10  # the harness's warm-up round trips before each timed part (bench.py: Worker(warmup=10))
 
 
 class Handle(NamedTuple):
@@ -98,6 +106,9 @@ class Contender(contender_service.Contender):
         self.others: list[subprocess.Popen[bytes]] = []
         self.apis: list[Api] = []
         self._turn = 0
+        self.cost_file = os.environ.get("GEEKBLOG_PEER_COST_FILE")
+        self._waited = self._tasks = 0
+        self._mark: dict[str, Any] | None = None
 
     # --- storage ------------------------------------------------------------------------------------
     def _drop(self) -> None:
@@ -149,6 +160,55 @@ class Contender(contender_service.Contender):
             out["queue_len_error"] = str(exc)
         return out
 
+    # --- cost --------------------------------------------------------------------------------------------
+    def _cpu(self) -> dict[str, dict[int, float]]:
+        def seconds(pids: list[int]) -> dict[int, float]:
+            found = {}
+            for pid in pids:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    times = psutil.Process(pid).cpu_times()
+                    found[pid] = times.user + times.system
+            return found
+
+        assert self.proc is not None
+        return {"engines": seconds(self.worker_pids(self.proc)), "postgres": seconds(self.service_pids())}
+
+    def _transactions(self) -> int:
+        (row,) = _admin(
+            query="SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1", args=(self.database,)
+        )
+        return int(row[0])
+
+    def _take_mark(self) -> None:
+        self._mark = {"cpu": self._cpu(), "driver": time.process_time(), "transactions": self._transactions()}
+
+    def _record_cost(self, cpu: dict[str, dict[int, float]], driver: float) -> None:
+        """Write this session's cost per task when it ran more tasks than the one recorded (W1 wins)."""
+        mark, tasks = self._mark, self._tasks
+        if mark is None or tasks == 0 or not self.cost_file:
+            return
+        try:
+            with open(self.cost_file) as source:
+                recorded = json.load(source)
+        except (OSError, ValueError):
+            recorded = {}
+        if recorded.get("tasks", 0) >= tasks:
+            return
+
+        def used(group: str) -> float:
+            return sum(max(now - mark["cpu"][group].get(pid, 0.0), 0.0) for pid, now in cpu[group].items())
+
+        cost = {
+            "tasks": tasks,
+            "engines": self.engines,
+            "engines_cpu_ms": round(1000 * used("engines") / tasks, 3),
+            "postgres_cpu_ms": round(1000 * used("postgres") / tasks, 3),
+            "driver_cpu_ms": round(1000 * (driver - mark["driver"]) / tasks, 3),
+            "transactions": round((self._transactions() - mark["transactions"]) / tasks, 2),
+        }
+        with open(self.cost_file, "w") as sink:
+            json.dump(cost, sink)
+
     # --- engines --------------------------------------------------------------------------------------
     def worker_env(self) -> dict[str, str]:
         env = super().worker_env()
@@ -183,7 +243,8 @@ class Contender(contender_service.Contender):
             self.others.append(other)
             if self.extra != "worker":
                 self.apis.append(Api(port, alive=lambda other=other: other.poll() is None))  # type: ignore[misc]
-        self._turn = 0
+        self._turn = self._waited = self._tasks = 0
+        self._mark = None
         return proc
 
     def worker_pids(self, proc: subprocess.Popen[bytes]) -> list[int]:
@@ -193,6 +254,7 @@ class Contender(contender_service.Contender):
         return pids
 
     def stop_worker(self, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+        cost = (self._cpu(), time.process_time()) if self._mark is not None and self._tasks else None
         for api in self.apis[1:]:
             api.close()
         self.apis = self.apis[:1]
@@ -211,6 +273,9 @@ class Contender(contender_service.Contender):
                 other.wait(5)
             other._peers_log.close()  # type: ignore[attr-defined]
         self.apis = []
+        if cost is not None:
+            self._record_cost(*cost)
+        self._mark = None
 
     # --- tasks ------------------------------------------------------------------------------------------
     def submit(self, x: Any) -> Handle:
@@ -222,6 +287,8 @@ class Contender(contender_service.Contender):
             return Handle("jobs", self.store.submit(self.prefix + "noop", [x]))
         engine = self._turn % len(self.apis)
         self._turn += 1
+        if self._mark is not None:
+            self._tasks += 1
         job = self.apis[engine].json("POST", "/jobs", {"task": self.prefix + "noop", "args": [x]}, 60.0, 202)
         return Handle("jobs", job["id"], engine)
 
@@ -245,7 +312,11 @@ class Contender(contender_service.Contender):
                 return dict(document)
 
     def wait(self, handle: Any, timeout: float) -> Any:
-        return _outcome(self._until_terminal(handle, timeout))
+        value = _outcome(self._until_terminal(handle, timeout))
+        self._waited += 1
+        if self._waited == WARMUP and self._mark is None and self.proc is not None:
+            self._take_mark()  # the warm-up is over: what follows is the timed part
+        return value
 
     def wait_all(self, handles: list[Any], timeout: float) -> list[Any]:
         deadline = time.monotonic() + timeout
