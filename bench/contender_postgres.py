@@ -10,12 +10,14 @@ with PostgreSQL instead of a SQLite file:
   the next reset and at ``close()``; every engine gets it as ``GEEKBLOG_DATABASE_URL``.
 * engines: ``GEEKBLOG_PEER_ENGINES`` (1, 2, 3...) processes on that database, each with
   ``GEEKBLOG_MAX_CONCURRENT_TASKS=2`` (the harness's "worker concurrency 2", per process). The contender
-  is named ``geekblog_pg_<N>``. Engine 1 is ``geekblog serve``; the others are ``geekblog worker``
-  (an engine without HTTP) when the installed CLI has that command and ``GEEKBLOG_PEER_EXTRA`` is
-  ``auto`` or ``worker``, else more ``geekblog serve`` replicas on other ports (``GEEKBLOG_PEER_EXTRA=serve``).
+  is named ``geekblog_pg_<N>``. Engine 1 is ``geekblog serve``; the others are more ``geekblog serve``
+  replicas on other ports (``GEEKBLOG_PEER_EXTRA=serve``, the default), or ``geekblog worker`` processes
+  (an engine without HTTP, ``GEEKBLOG_PEER_EXTRA=worker``).
 * submissions: with replicas, round robin over their HTTP ports, as a load balancer in front of them
   would (an engine that hands a submission to itself runs it at once; what it cannot run waits in the
-  shared queue, where any engine that frees a slot claims it). With workers, all go to engine 1.
+  shared queue, where any engine that frees a slot claims it). With workers, all go to engine 1, and
+  the workers take part only as far as engines wake each other for new jobs (LISTEN/NOTIFY); without
+  that, an idle worker never learns of them, which is why replicas are the default.
 * waits: server-sent events on the engine the job was submitted to. With more than one engine a job may
   finish on another one, whose events this engine's stream does not carry (until engines share their
   events), so with N > 1 a stream silent for ``GEEKBLOG_PEER_RECHECK_S`` (0.25 s) is closed and the job
@@ -81,13 +83,16 @@ def _admin(*statements: str, query: str | None = None, args: tuple[Any, ...] = (
 
 
 def _extra_mode(exe: str) -> str:
-    wanted = os.environ.get("GEEKBLOG_PEER_EXTRA", "auto")
-    if wanted not in ("auto", "worker", "serve"):
-        raise SystemExit(f"GEEKBLOG_PEER_EXTRA must be auto, worker or serve, not {wanted!r}")
-    if wanted != "auto":
-        return wanted
-    probe = subprocess.run([exe, "worker", "--help"], capture_output=True, timeout=60, check=False)
-    return "worker" if probe.returncode == 0 else "serve"
+    """``serve`` (the default) or ``worker``: what the engines after the first run as."""
+    wanted = os.environ.get("GEEKBLOG_PEER_EXTRA", "serve")
+    if wanted not in ("worker", "serve"):
+        raise SystemExit(f"GEEKBLOG_PEER_EXTRA must be serve or worker, not {wanted!r}")
+    if wanted == "worker":  # asked with the engines' own code on the path, as they will run
+        env = {**os.environ, "PYTHONPATH": str(peer_support.REPO)}
+        probe = subprocess.run([exe, "worker", "--help"], capture_output=True, timeout=60, check=False, env=env)
+        if probe.returncode != 0:
+            raise SystemExit(f"GEEKBLOG_PEER_EXTRA=worker: this checkout's CLI has no `geekblog worker` ({exe})")
+    return wanted
 
 
 class Contender(contender_service.Contender):
