@@ -311,7 +311,9 @@ def main() -> int:
     parser.add_argument("--peers-dir", help="the shared harness (default $PEERS_DIR, else ../shared/peers)")
     parser.add_argument("--contenders", help=f"comma-separated subset of {ORDER} (all; the smoke: {SMOKE})")
     parser.add_argument("--note", action="append", default=[], help="a line for the page's notes on this run")
-    parser.add_argument("--render-only", action="store_true", help="only render the table of an existing --out")
+    parser.add_argument(
+        "--render-only", action="store_true", help="only render the tables of an existing --out (and --doc, its page)"
+    )
     args = parser.parse_args()
     runs_count = 1 if args.smoke else args.runs
     if runs_count < 1:
@@ -326,7 +328,15 @@ def main() -> int:
     out = Path(args.out or os.environ.get("PEERS_OUT") or default_out).resolve()
     command = "python bench/compare.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if args.render_only:
-        print(render_tables(load(out)))
+        runs = load(out)
+        print(render_tables(runs))
+        if args.doc:  # the page again, from the run's saved meta (after the notes or the rendering changed)
+            saved = json.loads((out / "meta.json").read_text())
+            notes_text = (BENCH / "compare_notes.md").read_text()
+            versions = render_versions(runs, ORDER)
+            page = render_doc(render_tables(runs), versions, saved["info"], saved["meta"], notes_text)
+            Path(args.doc).write_text(page)
+            log(f"wrote {args.doc}")
         return 0
 
     harness = peers_dir(args.peers_dir)
@@ -389,6 +399,7 @@ def main() -> int:
         "failures": failures,
         "notes": [*storage_notes(runs, ORDER), *args.note],
     }
+    (out / "meta.json").write_text(json.dumps({"meta": meta, "info": info}, indent=1))
     notes_text = (BENCH / "compare_notes.md").read_text()
     doc = render_doc(table, render_versions(runs, ORDER), info, meta, notes_text)
     (out / "benchmarks.md").write_text(doc)
