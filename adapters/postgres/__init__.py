@@ -2,7 +2,8 @@
 
 Modules: :mod:`~adapters.postgres.schema` (numbered migrations under an advisory lock, columns,
 statements), :mod:`~adapters.postgres.rows` (row mapping), :mod:`~adapters.postgres.writer` (the pool,
-the one writing connection per process, group commit), the repositories, and
+the one writing connection per process, group commit), :mod:`~adapters.postgres.statements` (what the writer
+runs: an operation as one statement, or a run of commits in a transaction), the repositories, and
 :mod:`~adapters.postgres.errors` (what a driver error stands for). The driver is asyncpg (see
 ``bench/pg_driver_choice.py`` for why).
 """
