@@ -43,12 +43,14 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-## bench: GeekBlog (service and embedded) side by side with Celery + Redis and Huey on ../shared/peers
+## bench: GeekBlog (service and embedded on SQLite; the service on PostgreSQL with 1, 2 and 3 engine processes)
+##        side by side with Celery + Redis, Huey, procrastinate, PgQueuer and DBOS on ../shared/peers
 ##        (RUNS=2 runs each, medians and ratios); writes docs/benchmarks.md. Never fails on a timing.
 bench: install
 	BENCH_COMMAND="make bench RUNS=$${RUNS:-2}" $(PY) bench/compare.py --runs $${RUNS:-2} --doc docs/benchmarks.md
 
-## bench-smoke: the same comparison with a few hundred jobs: checks it still works (CI runs it)
+## bench-smoke: the SQLite comparison and GeekBlog on PostgreSQL (1 engine) with a few hundred jobs: checks it
+##              still works (CI runs it)
 bench-smoke: install
 	$(PY) bench/compare.py --smoke
 

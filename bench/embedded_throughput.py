@@ -1,6 +1,11 @@
-"""Throughput and latency of the embedded engine on SQLite (or in memory with ``--memory``).
+"""Throughput and latency of the embedded engine on SQLite (in memory with ``--memory``, on PostgreSQL
+with ``--database-url``).
 
     python bench/embedded_throughput.py [--jobs 5000] [--latency 300] [--concurrency 10] [--db PATH] [--memory]
+    python bench/embedded_throughput.py --database-url postgresql://postgres@127.0.0.1:5432/DB [--profile OUT]
+
+``--database-url`` uses that PostgreSQL database (created first when missing, dropped at the end when
+this run created it). ``--profile OUT`` writes a cProfile of the whole run to OUT (``pstats`` reads it).
 
 Measures, in this process:
 
@@ -121,23 +126,66 @@ def cpu_model() -> str:
 
 async def run(args: argparse.Namespace, db_path: str | None) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
-    async with embedded_engine(db_path=db_path, max_concurrent_tasks=args.concurrency) as engine:
-        figures = await throughput(args.jobs)
-        rows += [
-            (f"submit {args.jobs} no-op jobs (sequential `await delay`)", f"{figures['submit_seconds']:.2f} s"),
-            ("submit rate", f"{figures['submit_rate']:,.0f} jobs/s"),
-            ("first submit → last result", f"{figures['total_seconds']:.2f} s"),
-            ("throughput (submit + run + result)", f"{figures['jobs_per_second']:,.0f} jobs/s"),
-        ]
-        samples = await latency(args.latency)
-        for label, fraction in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
-            rows.append((f"submit → result latency {label} ({args.latency} round trips)", _ms(samples, fraction)))
-        rows.append((f"{CHAIN_STEPS}-step chain of add1", f"{await long_chain():.2f} s"))
-        rows.append((f"{CHORD_MEMBERS}-member chord (no-op header, sum body)", f"{await wide_chord():.2f} s"))
-        transactions = getattr(engine.repo, "transactions", None)
-        if transactions is not None:
-            rows.append(("SQLite write transactions (group commit)", f"{transactions:,}"))
+    created = await _create_database(args.database_url) if args.database_url else False
+    try:
+        async with embedded_engine(
+            db_path=db_path, database_url=args.database_url, max_concurrent_tasks=args.concurrency
+        ) as engine:
+            await _measure(args, engine, rows)
+    finally:
+        if created:
+            await _drop_database(args.database_url)
     return rows
+
+
+def _admin_url(url: str) -> tuple[str, str]:
+    """The server's ``postgres`` database URL and the database name of ``url``."""
+    base, _, name = url.rpartition("/")
+    return f"{base}/postgres", name.partition("?")[0]
+
+
+async def _create_database(url: str) -> bool:
+    """Create the database of ``url`` when it does not exist; whether this did."""
+    import asyncpg
+
+    admin, name = _admin_url(url)
+    connection = await asyncpg.connect(admin)
+    try:
+        if await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            return False
+        await connection.execute(f'CREATE DATABASE "{name}"')
+        return True
+    finally:
+        await connection.close()
+
+
+async def _drop_database(url: str) -> None:
+    import asyncpg
+
+    admin, name = _admin_url(url)
+    connection = await asyncpg.connect(admin)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+async def _measure(args: argparse.Namespace, engine: Any, rows: list[tuple[str, str]]) -> None:
+    figures = await throughput(args.jobs)
+    rows += [
+        (f"submit {args.jobs} no-op jobs (sequential `await delay`)", f"{figures['submit_seconds']:.2f} s"),
+        ("submit rate", f"{figures['submit_rate']:,.0f} jobs/s"),
+        ("first submit → last result", f"{figures['total_seconds']:.2f} s"),
+        ("throughput (submit + run + result)", f"{figures['jobs_per_second']:,.0f} jobs/s"),
+    ]
+    samples = await latency(args.latency)
+    for label, fraction in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
+        rows.append((f"submit → result latency {label} ({args.latency} round trips)", _ms(samples, fraction)))
+    rows.append((f"{CHAIN_STEPS}-step chain of add1", f"{await long_chain():.2f} s"))
+    rows.append((f"{CHORD_MEMBERS}-member chord (no-op header, sum body)", f"{await wide_chord():.2f} s"))
+    transactions = getattr(engine.repo, "transactions", None)
+    if transactions is not None:
+        rows.append(("write transactions (group commit)", f"{transactions:,}"))
 
 
 def _ms(samples: list[float], fraction: float) -> str:
@@ -151,6 +199,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=10, help="max_concurrent_tasks (10)")
     parser.add_argument("--db", help="SQLite file to use (default: a file in a fresh temporary directory)")
     parser.add_argument("--memory", action="store_true", help="use the in-memory repository instead of SQLite")
+    parser.add_argument("--database-url", help="a postgresql:// URL: PostgreSQL instead of SQLite")
+    parser.add_argument("--profile", help="write a cProfile of the run to this file")
     parser.add_argument(
         "--loop", choices=["uvloop", "asyncio"], default="uvloop", help="the event loop to run on (uvloop)"
     )
@@ -159,8 +209,14 @@ def main() -> int:
         parser.error("--jobs, --latency and --concurrency must be at least 1")
 
     with tempfile.TemporaryDirectory(prefix="geekblog-bench-") as scratch:
-        db_path = None if args.memory else (args.db or os.path.join(scratch, "bench.db"))
+        db_path = None if args.memory or args.database_url else (args.db or os.path.join(scratch, "bench.db"))
         started = time.perf_counter()
+        profiler = None
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
         try:
             if args.loop == "uvloop":
                 import uvloop
@@ -172,8 +228,13 @@ def main() -> int:
             print(f"WRONG RESULT: {exc}", file=sys.stderr)
             return 1
         elapsed = time.perf_counter() - started
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
 
     storage = "in memory" if db_path is None else f"SQLite (WAL) at {db_path}"
+    if args.database_url:
+        storage = f"PostgreSQL at {args.database_url}"
     info = [
         ("storage", storage),
         ("max_concurrent_tasks", str(args.concurrency)),

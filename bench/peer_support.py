@@ -71,20 +71,25 @@ class LoopThread:
 
 
 class StoreOnly:
-    """Submit into the SQLite file with no engine dispatching (see the module docstring).
+    """Submit into the SQLite file (or the PostgreSQL database at ``database_url``) with no engine
+    dispatching (see the module docstring).
 
     With ``bind=True`` the Celery-style calls (``noop.delay(x)``) are routed to this store while it is
     open, exactly as they would be to a running ``embedded_engine``; else use :meth:`submit`.
     """
 
-    def __init__(self, db_path: str, *, bind: bool = False) -> None:
+    def __init__(self, db_path: str | None = None, *, database_url: str | None = None, bind: bool = False) -> None:
         from entrypoints.compat import binding
         from entrypoints.container import Container
         from entrypoints.settings import Settings
 
         self._binding = binding if bind else None
         self._lt = LoopThread("peers-store-only")
-        container = Container(settings=Settings(db_path=db_path, persistence="sqlite"))
+        if database_url is not None:  # PostgreSQL: no lock, other engines may share it
+            settings = Settings(database_url=database_url)
+        else:
+            settings = Settings(db_path=str(db_path), persistence="sqlite")
+        container = Container(settings=settings)
         self.engine = container.engine()
         try:
             self._lt.run(self.engine.repo.open())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from dependency_injector import containers, providers
@@ -84,10 +85,10 @@ def postgres_peer_link(repo: PostgresJobRepository) -> PeerLink:
     return PostgresPeerLink(repo)
 
 
-def postgres_storage_failure(exc: BaseException) -> StorageUnavailable | None:
+def postgres_storage_errors() -> Callable[[BaseException], StorageUnavailable | None]:
     from adapters.postgres import storage_failure
 
-    return storage_failure(exc)
+    return storage_failure
 
 
 def openai_generator(**options: Any) -> TextGenerator:
@@ -134,7 +135,7 @@ class Container(containers.DeclarativeContainer):
         settings.provided.persistence,
         sqlite=providers.Object(sqlite_storage_failure),
         memory=providers.Object(no_translation),
-        postgres=providers.Object(postgres_storage_failure),
+        postgres=providers.Callable(postgres_storage_errors),
     )
     engine_settings = providers.Singleton(
         EngineSettings,

@@ -2,9 +2,10 @@
 
 Modules: :mod:`~adapters.postgres.schema` (numbered migrations under an advisory lock, columns,
 statements), :mod:`~adapters.postgres.rows` (row mapping), :mod:`~adapters.postgres.writer` (the pool,
-the one writing connection per process, group commit), :mod:`~adapters.postgres.reads` (point reads),
-the repositories, :mod:`~adapters.postgres.blocking` (blocking reads for plain threads, on a loop of
-their own), :mod:`~adapters.postgres.errors` (what a driver error stands for), and
+the one writing connection per process, group commit), :mod:`~adapters.postgres.statements` (what the writer
+runs: an operation as one statement, or a run of commits in a transaction), :mod:`~adapters.postgres.reads`
+(point reads), the repositories, :mod:`~adapters.postgres.blocking` (blocking reads for plain threads, on a
+loop of their own), :mod:`~adapters.postgres.errors` (what a driver error stands for), and
 :mod:`~adapters.postgres.notifications` with :mod:`~adapters.postgres.peer_packets` (LISTEN/NOTIFY between
 the engines of one database). The driver is asyncpg (see ``bench/pg_driver_choice.py`` for why).
 """

@@ -8,6 +8,14 @@ followed by a guarded commit sees the claim), and a busy engine pays one WAL flu
 write. Across processes the database does the rest: guarded jobs are locked (``SELECT … FOR UPDATE``)
 for the rest of the transaction, claims skip rows another transaction holds (``SKIP LOCKED``).
 
+A batch of one operation that a single statement can do (a claim, a commit of new or unguarded rows of one
+table, a guarded commit of the guarded job's own row, progress, a lease renewal) runs as that statement
+alone, in the implicit transaction PostgreSQL gives it: one round trip instead of three or four (BEGIN,
+the statements, COMMIT), and still committed before its caller hears of it. That is the common case of a
+lightly loaded engine (each submission, claim and outcome alone in its batch), where round trips, not
+the database's work, were the cost. A batch of two such operations runs them one after the other the same
+way (see :data:`ALONE_PAIR`).
+
 A failed guard rejects only its own commit; a transaction that raises is rolled back and its operations
 retried one by one, so only the failing ones see the error. A lost connection fails the batch it was
 running (whether its COMMIT landed is unknown: claims left behind keep their lease, which expires into a
@@ -21,36 +29,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import asyncpg
 
 from adapters.postgres.errors import StorageClosed, StorageError, one_line, redacted
-from adapters.postgres.rows import CommitRows, claimed_jobs
-from adapters.postgres.schema import (
-    CLAIM_SQL,
-    GUARD_SQL,
-    PROGRESS_SQL,
-    RENEW_SQL,
-    UPSERT_JOB,
-    UPSERT_WORKFLOW,
-    VERSION_SQL,
-    VERSIONS_SQL,
-    migrate,
+from adapters.postgres.rows import CommitRows
+from adapters.postgres.schema import migrate
+from adapters.postgres.statements import (
+    Statements,
+    apply_commits,
+    claim_alone,
+    execute_statements,
+    guarded_alone,
+    not_stored,
+    progress_alone,
+    renew_alone,
+    upsert_alone,
 )
 from application.ports.storage import StorageUnavailable
-from domain.errors import Conflict, WorkflowChanged
 
 __all__ = ["MAX_BATCH", "Kind", "PostgresWriter", "Statements", "fetch_rows"]
 
 MAX_BATCH: Final[int] = 512
 """The most operations the writer puts in one transaction."""
 
+ALONE_PAIR: Final[int] = 2
+"""A batch of up to this many operations that are each one statement runs them one after the other, each in
+its own implicit transaction, rather than in one transaction: a job's outcome and the claim that follows it
+(the usual pair) cost two round trips instead of BEGIN + three or four + COMMIT, and the outcome's caller
+hears of it before the claim is sent. Above it, one transaction (one WAL flush) is cheaper."""
+
 _CLOSE_SECONDS: Final[float] = 10.0
 """How long :meth:`PostgresWriter.close` waits for reads in flight before it cuts their connections."""
 
-Statements = list[tuple[str, Sequence[Any]]]
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
@@ -231,17 +244,16 @@ class PostgresWriter:
 
     async def _run_batch(self, batch: list[_Op]) -> None:
         items = [(op.kind, op.payload) for op in batch]
+        if len(items) <= ALONE_PAIR and all(_statement_alone([item]) is not None for item in items):
+            for op, item in zip(batch, items, strict=True):  # each caller hears as soon as its own landed
+                _settle(op, await self._alone(item))
+            return
         try:
             outcomes = await self._run_items(items)
         except Exception as exc:  # the connection is gone: every op of the batch fails with it
             outcomes = [exc] * len(items)
         for op, outcome in zip(batch, outcomes, strict=True):
-            if op.future.done():  # the caller was cancelled
-                continue
-            if isinstance(outcome, BaseException):
-                op.future.set_exception(outcome)
-            else:
-                op.future.set_result(outcome)
+            _settle(op, outcome)
 
     async def _writing_connection(self) -> Connection:
         """The writer's connection; a new one from the pool when the last one was lost."""
@@ -282,6 +294,15 @@ class PostgresWriter:
             outcomes.extend([alone] if isinstance(alone, Exception) else alone)
         return outcomes
 
+    async def _alone(self, item: tuple[Kind, Any]) -> Any:
+        """One operation as its own statement: its outcome (an exception for a failure, its own alone: a lost
+        connection fails only this one, and the next operation takes a fresh connection)."""
+        try:
+            outcome = await self._attempt([item])
+        except Exception as exc:
+            return exc
+        return outcome if isinstance(outcome, Exception) else outcome[0]
+
     async def _attempt(self, items: list[tuple[Kind, Any]]) -> list[Any] | Exception:
         """``items`` in one transaction: an outcome per item, or the error of the statement that failed
         (the transaction rolled back: nothing of it was stored).
@@ -291,8 +312,22 @@ class PostgresWriter:
         :class:`StorageUnavailable` for every item.
         """
         last: BaseException | None = None
+        alone = _statement_alone(items)
         for _ in range(self.pool_size + 1):
             connection = await self._writing_connection()
+            if alone is not None:
+                try:
+                    outcome = await alone(connection)
+                except Exception as exc:
+                    if not _connection_lost(connection, exc):
+                        return exc
+                    await self._discard(connection)
+                    if not_stored(exc):  # as a broken BEGIN: tried again on a fresh connection
+                        last = exc
+                        continue
+                    raise _unavailable(self.where, exc) from exc
+                self.transactions += 1
+                return [outcome]
             transaction = connection.transaction()
             try:
                 await transaction.start()
@@ -328,86 +363,32 @@ class PostgresWriter:
                 end = index + 1
                 while end < len(items) and items[end][0] is Kind.COMMIT:
                     end += 1
-                outcomes.extend(await _apply_commits(connection, [queued for _, queued in items[index:end]]))
+                outcomes.extend(await apply_commits(connection, [queued for _, queued in items[index:end]]))
                 index = end
                 continue
             if kind is Kind.CLAIM:
-                outcomes.append(claimed_jobs(await connection.fetch(CLAIM_SQL, *payload)))
+                outcomes.append(await claim_alone(connection, payload))
             elif kind is Kind.PROGRESS:
-                outcomes.append(_changed(await connection.execute(PROGRESS_SQL, *payload)) > 0)
+                outcomes.append(await progress_alone(connection, payload))
             elif kind is Kind.RENEW:
-                await connection.execute(RENEW_SQL, *payload)
+                await renew_alone(connection, payload)
                 outcomes.append(None)
             else:
-                outcomes.append(await _execute_statements(connection, payload))
+                outcomes.append(await execute_statements(connection, payload))
             index += 1
         return outcomes
 
 
-async def _apply_commits(connection: Connection, commits: list[CommitRows]) -> list[Conflict | None]:
-    """Apply a run of consecutive commits: one locking SELECT for all their guards, one upsert per table.
-
-    The guards are checked in order against the stored rows as updated by the earlier commits of the run
-    (their rows carry each job's state and lease owner), exactly as if run one by one.
-    """
-    guarded = {commit.guard.job_id for commit in commits if commit.guard is not None}
-    current: dict[str, tuple[str, str | None]] = {}
-    if guarded:
-        rows = await connection.fetch(GUARD_SQL, sorted(guarded))
-        current = {row[0]: (row[1], row[2]) for row in rows}
-    versions = await _stored_versions(connection, commits)
-    bumped: dict[str, int] = {}
-    outcomes: list[Conflict | None] = []
-    workflow_rows: list[tuple[Any, ...]] = []
-    job_rows: list[tuple[Any, ...]] = []
-    for commit in commits:
-        if commit.guard is not None:
-            problem = commit.guard.problem(current.get(commit.guard.job_id))
-            if problem is not None:
-                outcomes.append(Conflict(problem))
-                continue
-        stale = commit.stale_version(versions)
-        if stale is not None:
-            outcomes.append(WorkflowChanged(stale))
-            continue
-        for row in commit.workflow_rows:
-            versions.setdefault(row[0], 0)  # inserted now, or kept as stored
-        for workflow_id, version in commit.workflow_versions.items():
-            versions[workflow_id] = bumped[workflow_id] = version + 1
-        workflow_rows.extend(commit.workflow_rows)
-        job_rows.extend(commit.job_rows)
-        if guarded:
-            for job_id, state, lease_owner in commit.job_keys:
-                if job_id in guarded:
-                    current[job_id] = (state, lease_owner)
-        outcomes.append(None)
-    if workflow_rows:
-        await connection.executemany(UPSERT_WORKFLOW, workflow_rows)
-    if job_rows:
-        await connection.executemany(UPSERT_JOB, job_rows)
-    if bumped:
-        await connection.executemany(VERSION_SQL, [(version, workflow_id) for workflow_id, version in bumped.items()])
-    return outcomes
+Alone: TypeAlias = "Callable[[Connection], Awaitable[Any]]"
 
 
-async def _stored_versions(connection: Connection, commits: list[CommitRows]) -> dict[str, int]:
-    """The stored version of every workflow the commits of a run advance, locked until the run's end."""
-    ids = sorted({workflow_id for commit in commits for workflow_id in commit.workflow_versions})
-    if not ids:
-        return {}
-    return {row[0]: row[1] for row in await connection.fetch(VERSIONS_SQL, ids)}
-
-
-async def _execute_statements(connection: Connection, statements: Statements) -> int:
-    """Run ``statements`` in order; the rows the first one changed (the rest are skipped when it changed none)."""
-    first = -1
-    for sql, params in statements:
-        changed = _changed(await connection.execute(sql, *params))
-        if first < 0:
-            first = changed
-            if first == 0:
-                break
-    return max(first, 0)
+def _settle(op: _Op, outcome: Any) -> None:
+    if op.future.done():  # the caller was cancelled
+        return
+    if isinstance(outcome, BaseException):
+        op.future.set_exception(outcome)
+    else:
+        op.future.set_result(outcome)
 
 
 async def fetch_rows(
@@ -433,12 +414,32 @@ async def fetch_rows(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _changed(status: str) -> int:
-    """Rows a statement changed, from its command tag (``UPDATE 3``, ``INSERT 0 1``, ``DELETE 0``)."""
-    try:
-        return int(status.rsplit(" ", 1)[-1])
-    except ValueError:
-        return 0
+def _statement_alone(items: list[tuple[Kind, Any]]) -> Alone | None:
+    """How to run ``items`` as one statement in its own implicit transaction, when it is one operation that a
+    single statement does exactly; None otherwise (a transaction runs it)."""
+    if len(items) != 1:
+        return None
+    kind, payload = items[0]
+    if kind is Kind.CLAIM:
+        return lambda connection: claim_alone(connection, payload)
+    if kind is Kind.PROGRESS:
+        return lambda connection: progress_alone(connection, payload)
+    if kind is Kind.RENEW:
+        return lambda connection: renew_alone(connection, payload)
+    if kind is Kind.EXECUTE and len(payload) == 1:
+        return lambda connection: execute_statements(connection, payload)
+    if kind is not Kind.COMMIT:
+        return None
+    commit: CommitRows = payload
+    if commit.workflow_versions:
+        return None
+    if commit.guard is None:
+        if commit.job_rows and commit.workflow_rows:
+            return None
+        return lambda connection: upsert_alone(connection, commit)
+    if commit.workflow_rows or len(commit.job_rows) != 1 or commit.job_rows[0][0] != commit.guard.job_id:
+        return None
+    return lambda connection: guarded_alone(connection, commit)
 
 
 def _is_gone(connection: Connection) -> bool:

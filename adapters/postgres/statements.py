@@ -1,0 +1,180 @@
+"""What the PostgreSQL writer runs on its connection: an operation as one statement in its own implicit
+transaction (a claim, progress, a lease renewal, an unguarded commit of one table, a guarded commit of the
+guarded job's own row), and a run of commits inside the batch's transaction. Split from
+:mod:`~adapters.postgres.writer`, which decides which way a batch goes and owns the connection."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+
+import asyncpg
+
+from adapters.postgres.rows import CommitRows, claimed_jobs
+from adapters.postgres.schema import (
+    CLAIM_SQL,
+    GUARD_SQL,
+    JOB_COLUMNS,
+    PROGRESS_SQL,
+    RENEW_SQL,
+    UPSERT_JOB,
+    UPSERT_WORKFLOW,
+    VERSION_SQL,
+    VERSIONS_SQL,
+)
+from domain.errors import Conflict, WorkflowChanged
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection: TypeAlias = PoolConnectionProxy[asyncpg.Record]
+
+Statements = list[tuple[str, Sequence[Any]]]
+
+__all__ = [
+    "Statements",
+    "apply_commits",
+    "changed",
+    "claim_alone",
+    "execute_statements",
+    "guarded_alone",
+    "not_stored",
+    "progress_alone",
+    "renew_alone",
+    "upsert_alone",
+]
+
+
+_GUARDED_UPDATE: Final = (
+    "UPDATE jobs SET "
+    + ", ".join(f"{column} = ${index}" for index, column in enumerate((*JOB_COLUMNS, "parent_id")[1:], start=2))
+    + f" WHERE id = $1 AND (${len(JOB_COLUMNS) + 2}::text IS NULL OR lease_owner = ${len(JOB_COLUMNS) + 2})"
+    + f" AND (${len(JOB_COLUMNS) + 3}::text[] IS NULL OR state = ANY(${len(JOB_COLUMNS) + 3}::text[]))"
+)
+"""A guarded commit of the guarded job's own row, when it is all the commit writes: the row is written only
+where the guard holds (its owner, its states), checked on the row as it is when the update locks it."""
+_CURRENT_SQL: Final = "SELECT state, lease_owner FROM jobs WHERE id = $1"
+
+
+async def claim_alone(connection: Connection, payload: Any) -> list[Any]:
+    return claimed_jobs(await connection.fetch(CLAIM_SQL, *payload))
+
+
+async def progress_alone(connection: Connection, payload: Any) -> bool:
+    return changed(await connection.execute(PROGRESS_SQL, *payload)) > 0
+
+
+async def renew_alone(connection: Connection, payload: Any) -> None:
+    await connection.execute(RENEW_SQL, *payload)
+
+
+async def upsert_alone(connection: Connection, commit: CommitRows) -> None:
+    """New or unguarded rows of one table: one ``executemany``, atomic on its own (one implicit transaction)."""
+    if commit.workflow_rows:
+        await connection.executemany(UPSERT_WORKFLOW, commit.workflow_rows)
+    elif commit.job_rows:
+        await connection.executemany(UPSERT_JOB, commit.job_rows)
+
+
+async def guarded_alone(connection: Connection, commit: CommitRows) -> Conflict | None:
+    guard = commit.guard
+    assert guard is not None
+    states = None if guard.states is None else sorted(str(state) for state in guard.states)
+    if changed(await connection.execute(_GUARDED_UPDATE, *commit.job_rows[0], guard.owner, states)) == 1:
+        return None
+    # Refused: the stored row says why (read after the refusal, so only the message can be newer than it).
+    rows = await connection.fetch(_CURRENT_SQL, guard.job_id)
+    current = (rows[0][0], rows[0][1]) if rows else None
+    return Conflict(guard.problem(current) or f"job {guard.job_id} changed while its commit was checked")
+
+
+async def apply_commits(connection: Connection, commits: list[CommitRows]) -> list[Conflict | None]:
+    """Apply a run of consecutive commits: one locking SELECT for all their guards, one upsert per table.
+
+    The guards are checked in order against the stored rows as updated by the earlier commits of the run
+    (their rows carry each job's state and lease owner), exactly as if run one by one.
+    """
+    guarded = {commit.guard.job_id for commit in commits if commit.guard is not None}
+    current: dict[str, tuple[str, str | None]] = {}
+    if guarded:
+        rows = await connection.fetch(GUARD_SQL, sorted(guarded))
+        current = {row[0]: (row[1], row[2]) for row in rows}
+    versions = await _stored_versions(connection, commits)
+    bumped: dict[str, int] = {}
+    outcomes: list[Conflict | None] = []
+    workflow_rows: list[tuple[Any, ...]] = []
+    job_rows: list[tuple[Any, ...]] = []
+    for commit in commits:
+        if commit.guard is not None:
+            problem = commit.guard.problem(current.get(commit.guard.job_id))
+            if problem is not None:
+                outcomes.append(Conflict(problem))
+                continue
+        stale = commit.stale_version(versions)
+        if stale is not None:
+            outcomes.append(WorkflowChanged(stale))
+            continue
+        for row in commit.workflow_rows:
+            versions.setdefault(row[0], 0)  # inserted now, or kept as stored
+        for workflow_id, version in commit.workflow_versions.items():
+            versions[workflow_id] = bumped[workflow_id] = version + 1
+        workflow_rows.extend(commit.workflow_rows)
+        job_rows.extend(commit.job_rows)
+        if guarded:
+            for job_id, state, lease_owner in commit.job_keys:
+                if job_id in guarded:
+                    current[job_id] = (state, lease_owner)
+        outcomes.append(None)
+    if workflow_rows:
+        await connection.executemany(UPSERT_WORKFLOW, workflow_rows)
+    if job_rows:
+        await connection.executemany(UPSERT_JOB, job_rows)
+    if bumped:
+        await connection.executemany(VERSION_SQL, [(version, workflow_id) for workflow_id, version in bumped.items()])
+    return outcomes
+
+
+async def _stored_versions(connection: Connection, commits: list[CommitRows]) -> dict[str, int]:
+    """The stored version of every workflow the commits of a run advance, locked until the run's end."""
+    ids = sorted({workflow_id for commit in commits for workflow_id in commit.workflow_versions})
+    if not ids:
+        return {}
+    return {row[0]: row[1] for row in await connection.fetch(VERSIONS_SQL, ids)}
+
+
+async def execute_statements(connection: Connection, statements: Statements) -> int:
+    """Run ``statements`` in order; the rows the first one changed (the rest are skipped when it changed none)."""
+    first = -1
+    for sql, params in statements:
+        count = changed(await connection.execute(sql, *params))
+        if first < 0:
+            first = count
+            if first == 0:
+                break
+    return max(first, 0)
+
+
+def changed(status: str) -> int:
+    """Rows a statement changed, from its command tag (``UPDATE 3``, ``INSERT 0 1``, ``DELETE 0``)."""
+    try:
+        return int(status.rsplit(" ", 1)[-1])
+    except ValueError:
+        return 0
+
+
+def not_stored(exc: BaseException) -> bool:
+    """Whether a lone statement that failed this way certainly stored nothing, so it may run again.
+
+    Yes when the driver refused to start it (its connection closed, or its protocol stuck after the server's
+    farewell arrived unasked: both are checked before anything is sent), and when the server's answer was
+    that it ended the session (``pg_terminate_backend``, a shutdown: SQLSTATE 57P01). A backend ended that
+    way aborts the implicit transaction it was in; one that had committed has already sent its
+    ReadyForQuery (a small write to a socket that is not full: the FATAL comes after it, and the statement
+    succeeds). Any other loss leaves the outcome unknown."""
+    if isinstance(exc, asyncpg.ConnectionDoesNotExistError):
+        return isinstance(exc.__cause__, asyncpg.AdminShutdownError)
+    if isinstance(exc, asyncpg.AdminShutdownError):
+        return True
+    if isinstance(exc, asyncpg.InternalClientError):
+        return str(exc).startswith("cannot switch to state")
+    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
