@@ -279,7 +279,10 @@ class JobService:
                 return await self.get(job_id)
             if job.state == JobState.STARTED and await self._cancel_running(job_id):
                 return await self.get(job_id)
-            guard = Guard(job_id=job.id, states=frozenset({job.state}))
+            # A STARTED job is revoked only under the claim it was read with: while a cancel waited on an
+            # engine that did not answer, its lease may have expired and another engine run it again.
+            owner = job.lease_owner if job.state == JobState.STARTED else None
+            guard = Guard(job_id=job.id, states=frozenset({job.state}), owner=owner)
             revoked = job.failed(revoked_error(job), now=self._clock.now(), state=JobState.REVOKED)
             # STARTED but not running here: claimed and about to be launched (or finishing). Said
             # before the commit, so a launch while it is stored does not run a revoked job.

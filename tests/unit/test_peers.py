@@ -192,6 +192,36 @@ class TestCancellingAJobRunningElsewhere:
         assert link.asked == [("other", job.id)]
         assert revoked.state == JobState.REVOKED and (await stored(repo, job.id)).state == JobState.REVOKED
 
+    async def test_a_job_taken_over_while_its_engine_was_asked_is_revoked_as_it_is_now(
+        self, repo: InMemoryJobRepository, clock: FakeClock
+    ) -> None:
+        """The asked engine does not answer; meanwhile its lease expired and a third engine claimed the job
+        again (attempt 2). The revocation is stored on that claim, never on the stale copy read before."""
+
+        class TakenOver(RecordingLink):
+            async def cancel_on(self, owner: str, job_id: str, *, timeout: float) -> bool:
+                if owner == "other":
+                    lost = await repo.get(job_id)
+                    assert lost is not None
+                    await repo.commit(Commit(jobs=[lost.requeued(now=clock.now())]))
+                    now = clock.now()
+                    await repo.claim(owner="third", now=now, limit=1, lease_until=now + 60)
+                return await super().cancel_on(owner, job_id, timeout=timeout)
+
+        link = TakenOver()
+        engine = build(repo, clock, link)
+        await engine.start()
+        try:
+            job = await claimed_elsewhere(engine, repo, clock, lease=60)
+            assert job.attempts == 1
+            revoked = await engine.jobs.cancel(job.id)
+            assert link.asked == [("other", job.id), ("third", job.id)]
+            stored_now = await stored(repo, job.id)
+            assert (stored_now.state, stored_now.attempts) == (JobState.REVOKED, 2)
+            assert revoked.attempts == 2
+        finally:
+            await engine.stop()
+
     async def test_nobody_is_asked_for_an_expired_lease_or_a_claim_of_this_engine(
         self, engine: Engine, repo: InMemoryJobRepository, clock: FakeClock, link: RecordingLink
     ) -> None:

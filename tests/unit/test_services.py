@@ -260,7 +260,8 @@ class TestMaintenance:
 
 
 class GatedRepository(InMemoryJobRepository):
-    """Holds the commit of a job's outcome (guarded by its lease owner) until the test opens the gate."""
+    """Holds the commit of a job's outcome (guarded by its lease owner, and not a revocation, which is
+    guarded by the owner too) until the test opens the gate."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -268,7 +269,8 @@ class GatedRepository(InMemoryJobRepository):
         self.gate = asyncio.Event()
 
     async def commit(self, commit: Commit) -> None:
-        if commit.guard is not None and commit.guard.owner is not None and not self.gate.is_set():
+        outcome = commit.guard is not None and commit.guard.owner is not None
+        if outcome and not self.gate.is_set() and all(job.state != JobState.REVOKED for job in commit.jobs):
             self.outcome_waiting.set()
             await self.gate.wait()
         await super().commit(commit)
