@@ -56,9 +56,10 @@ async def check_storage(container: Container, *, when_locked: str = "") -> str |
 
 
 @asynccontextmanager
-async def running_engine(container: Container) -> AsyncIterator[Engine]:
+async def running_engine(container: Container, *, grace: float | None = None) -> AsyncIterator[Engine]:
     """The container's engine, started, with Celery-style calls and the ``ai.*`` tasks using it; on the way
-    out running jobs get ``shutdown_grace`` seconds and the rest is left to recovery at the next start."""
+    out running jobs get ``grace`` seconds (``shutdown_grace`` unless given) and the rest is left to
+    recovery at the next start."""
     settings: Settings = container.settings()
     engine = container.engine()
     pipeline = container.pipeline()
@@ -71,6 +72,6 @@ async def running_engine(container: Container) -> AsyncIterator[Engine]:
         article_runtime.deactivate(pipeline)
         binding.deactivate(engine)
         try:
-            await engine.stop(settings.shutdown_grace)
+            await engine.stop(settings.shutdown_grace if grace is None else grace)
         finally:
             await container.generator().close()

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Literal
 
 from application.engine import Engine
-from entrypoints import article_runtime
-from entrypoints.compat import binding
 from entrypoints.container import Container
+from entrypoints.engine_lifetime import running_engine
 from entrypoints.settings import Settings
 
 
@@ -43,17 +41,5 @@ async def embedded_engine(
             max_concurrent_tasks=max_concurrent_tasks,
         )
         container = Container(settings=settings)
-    engine = container.engine()
-    pipeline = container.pipeline()
-    await engine.start()
-    binding.activate(engine, asyncio.get_running_loop())
-    article_runtime.activate(pipeline)
-    try:
+    async with running_engine(container, grace=0.0) as engine:  # leaving the block stops it at once
         yield engine
-    finally:
-        article_runtime.deactivate(pipeline)
-        binding.deactivate(engine)
-        try:
-            await engine.stop()
-        finally:
-            await container.generator().close()
