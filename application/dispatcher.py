@@ -184,7 +184,9 @@ class Dispatcher:
     async def _loop(self) -> None:
         while self._accepting:
             self._wake.clear()
-            free = self._slots.take(self.max_concurrent)
+            # A freed slot alone is no reason to query storage: due work there is always announced
+            # (wake) or read as the next due time, so the next submission can be handed over instead.
+            free = self._slots.take(self.max_concurrent) if self._due_in_storage(self._clock.now()) else 0
             claimed: list[Job] = []
             if free > 0:
                 now = self._clock.now()
@@ -205,13 +207,21 @@ class Dispatcher:
                     self._launch(job)
             if free > 0 and len(claimed) == free:
                 continue
-            timeout: float | None = None
             if free > len(claimed):
                 self._queue_behind = False
-                due = self._next_due = await self._repo.next_due_at()
-                if due is not None:
-                    timeout = max(due - self._clock.now(), 0.0)
+                self._next_due = await self._repo.next_due_at()
+            now = self._clock.now()
+            timeout: float | None = None
+            if self._due_in_storage(now):  # claim again at once, or when a running job frees its slot
+                timeout = 0.0 if free > len(claimed) else None
+            elif self._next_due is not None:
+                timeout = self._next_due - now
             await self._sleep(timeout)
+
+    def _due_in_storage(self, now: float) -> bool:
+        """Whether a due job may wait in storage, unclaimed: the queue was not found drained since the
+        last wake-up, or the earliest due time last read has come."""
+        return self._queue_behind or (self._next_due is not None and self._next_due <= now)
 
     async def _sleep(self, timeout: float | None) -> None:
         if timeout is not None and timeout <= 0:
@@ -398,10 +408,7 @@ class Dispatcher:
         dispatching, or while a job in storage may be due (it comes first): the queue was not found
         drained since the last wake-up, or the earliest due time last read has come. Any thread: it
         reads flags and takes slots atomically (:class:`RunSlots`)."""
-        if not self._accepting or not self.running or self._queue_behind:
-            return 0
-        due = self._next_due
-        if due is not None and due <= now:
+        if not self._accepting or not self.running or self._due_in_storage(now):
             return 0
         return self._slots.take(wanted)
 

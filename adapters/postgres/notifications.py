@@ -7,6 +7,14 @@ cancel requests and answers) and sends it as one statement of as few payloads as
 each, and the sender's order is the order the others receive. Events are queued after their commit, so
 a notification never announces what is not stored yet.
 
+Nothing is relayed while nobody listens: each engine keeps the names of the others it heard from (any
+packet, a heartbeat every ``keepalive`` seconds, a ``hello`` that every other engine answers) and
+relays events and work queued only while one of them is alive, so an engine alone on its database pays
+nothing for being able to share it. A starting engine counts the other listening connections of the
+database and waits (at most ``hello_wait`` seconds) until as many engines answered its hello: once
+:meth:`PostgresPeerLink.open` returns, they relay to it. An engine silent for ``peer_timeout`` seconds
+is forgotten; one that stops says ``bye``.
+
 Received packets are handled in order by one task: light events (too big for a payload) are completed
 from the database before they are delivered, so a subscriber sees events in the order they were
 published. A packet the engine sent itself is ignored.
@@ -23,6 +31,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from typing import Final
 
 import asyncpg
@@ -42,6 +51,10 @@ log = logging.getLogger(__name__)
 _NOTIFY_SQL: Final = "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload"
 _PAYLOADS_PER_STATEMENT: Final = 64
 _FLUSH_SECONDS: Final = 5.0
+_LISTENER_NAME: Final = "geekblog-tasks listener"
+_OTHER_LISTENERS_SQL: Final = (
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1 AND pid <> $2"
+)
 
 
 class PostgresPeerLink(PeerLink):
@@ -55,13 +68,21 @@ class PostgresPeerLink(PeerLink):
         connect_timeout: float = 10.0,
         reconnect_delay: float = 0.05,
         max_reconnect_delay: float = 2.0,
+        hello_wait: float = 2.0,
+        peer_timeout: float | None = None,
     ) -> None:
         self._repo = repo
         self.keepalive = keepalive
+        self.hello_wait = hello_wait
+        self.peer_timeout = 6 * keepalive if peer_timeout is None else peer_timeout
+        """How long an engine heard nothing from is still taken as alive (it sends every ``keepalive`` s)."""
         self.connect_timeout = connect_timeout
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
         self._name = ""
+        self._own_prefix = ""
+        self._peers: dict[str, float] = {}  # the other engines heard from: name -> when last (monotonic)
+        self._met = asyncio.Event()
         self._inbox: PeerInbox | None = None
         self._outbox = Outbox("")
         self._ready = asyncio.Event()
@@ -86,6 +107,11 @@ class PostgresPeerLink(PeerLink):
         return True
 
     @property
+    def peers(self) -> list[str]:
+        """The other engines taken as alive (heard from within ``peer_timeout`` seconds), by name."""
+        return sorted(self._peers)
+
+    @property
     def listener_pid(self) -> int | None:
         """The server process of the listening connection (None while there is none)."""
         connection = self._connection
@@ -97,16 +123,40 @@ class PostgresPeerLink(PeerLink):
         if self._open:
             return
         self._inbox, self._name = inbox, name
+        self._own_prefix = msgspec.json.encode({"sender": name}).decode()[:-1]
         self._outbox = Outbox(name)
         self._ready = asyncio.Event()
         self._inbound = asyncio.Queue()
+        self._peers.clear()
         connection = await self._connect()
         self._open, self._closing = True, False
         self._tasks = [
             asyncio.create_task(self._keep_listening(connection), name="geekblog-peer-listener"),
             asyncio.create_task(self._send_loop(), name="geekblog-peer-sender"),
             asyncio.create_task(self._receive_loop(), name="geekblog-peer-receiver"),
+            asyncio.create_task(self._beat_loop(), name="geekblog-peer-heartbeat"),
         ]
+        await self._meet(connection.get_server_pid())
+
+    async def _meet(self, own_pid: int) -> None:
+        """Say hello, and wait until the engines listening now answered (each answers once it relays here)."""
+        try:
+            rows = await self._repo.writer.fetch(_OTHER_LISTENERS_SQL, _LISTENER_NAME, own_pid)
+            others = int(rows[0][0])
+        except Exception as exc:
+            log.warning("cannot count the other engines of %s: %s", self._repo.where, one_line(exc))
+            others = 1
+        self._outbox.hello = True
+        self._ready.set()
+        if others == 0:
+            return
+        try:
+            async with asyncio.timeout(self.hello_wait):
+                while len(self._peers) < others:
+                    self._met.clear()
+                    await self._met.wait()
+        except TimeoutError:
+            log.info("%d of %d other engine(s) answered within %s s", len(self._peers), others, self.hello_wait)
 
     async def close(self) -> None:
         if not self._open:
@@ -114,15 +164,17 @@ class PostgresPeerLink(PeerLink):
         self._open = False
         for answering in list(self._answering):
             answering.cancel()
-        listener, sender, receiver = self._tasks
+        listener, sender, receiver, beat = self._tasks
         self._tasks = []
         self._closing = True  # the sender sends what is queued, then ends
+        self._outbox.bye = True
         self._ready.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(sender), _FLUSH_SECONDS)
-        for task in (listener, sender, receiver):
+        for task in (listener, sender, receiver, beat):
             task.cancel()
-        await asyncio.gather(listener, sender, receiver, *self._answering, return_exceptions=True)
+        await asyncio.gather(listener, sender, receiver, beat, *self._answering, return_exceptions=True)
+        self._peers.clear()
         for waiting in self._asked.values():
             if not waiting.done():
                 waiting.set_result(False)
@@ -134,12 +186,12 @@ class PostgresPeerLink(PeerLink):
     # --- sending --------------------------------------------------------------------------------------
 
     def work_queued(self) -> None:
-        if self._open:
+        if self._open and self._peers:
             self._outbox.due = True
             self._ready.set()
 
     def relay(self, event: Event) -> None:
-        if self._open:
+        if self._open and self._peers:
             self._outbox.add_event(event)
             self._ready.set()
 
@@ -167,6 +219,17 @@ class PostgresPeerLink(PeerLink):
             if self._closing and not self._ready.is_set():  # closing, and everything queued was sent
                 return
 
+    async def _beat_loop(self) -> None:
+        """Every ``keepalive`` seconds: say this engine is alive, and forget the engines silent too long."""
+        while True:
+            await asyncio.sleep(self.keepalive)
+            silent_since = time.monotonic() - self.peer_timeout
+            for name in [name for name, heard in self._peers.items() if heard < silent_since]:
+                del self._peers[name]
+                log.info("engine %s was not heard from for %s s: nothing is relayed to it now", name, self.peer_timeout)
+            self._outbox.beat = True
+            self._ready.set()
+
     async def _send(self, payloads: list[str]) -> None:
         if self._outbox.dropped:
             log.warning(
@@ -184,17 +247,32 @@ class PostgresPeerLink(PeerLink):
     # --- receiving ------------------------------------------------------------------------------------
 
     def _on_notification(self, _connection: object, _pid: int, _channel: str, payload: object) -> None:
+        text = str(payload)
+        if text.startswith(self._own_prefix):  # sent by this engine: not even decoded
+            return
         try:
-            packet = decode(str(payload))
+            packet = decode(text)
         except msgspec.DecodeError as exc:
             log.warning("a notification on %s is not a packet of this engine's version: %s", CHANNEL, exc)
             return
         if packet.sender == self._name or self._inbox is None:
             return
+        self._heard(packet)
         if packet.due:
             self._inbox.work_queued()
         if packet.events or packet.asks or packet.answers:
             self._inbound.put_nowait(packet)
+
+    def _heard(self, packet: Packet) -> None:
+        if packet.bye:
+            self._peers.pop(packet.sender, None)
+        else:
+            if packet.sender not in self._peers:
+                self._met.set()
+            self._peers[packet.sender] = time.monotonic()
+        if packet.hello:  # an engine starting: answer once it is relayed to, so its open() can return
+            self._outbox.beat = True
+            self._ready.set()
 
     async def _receive_loop(self) -> None:
         while True:
@@ -265,7 +343,7 @@ class PostgresPeerLink(PeerLink):
             connection = await asyncpg.connect(
                 self._repo.writer.url,
                 timeout=self.connect_timeout,
-                server_settings={"application_name": "geekblog-tasks listener"},
+                server_settings={"application_name": _LISTENER_NAME},
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StorageError(f"cannot listen on {self._repo.where}: {one_line(exc)}") from exc
@@ -289,6 +367,8 @@ class PostgresPeerLink(PeerLink):
             self.reconnections += 1
             assert self._inbox is not None
             self._inbox.work_queued()  # what the others sent meanwhile is lost: look for work once
+            self._outbox.hello = True  # and who started meanwhile is not known here: they answer
+            self._ready.set()
 
     async def _until_lost(self, connection: asyncpg.Connection) -> None:
         lost = asyncio.Event()

@@ -2,10 +2,14 @@
 PostgreSQL's payload limit (8000 bytes), built from everything queued since the last send.
 
 A packet says who sent it, whether work was queued (one flag for a whole burst), the events published
-(in publish order), and cancel requests and their answers. An event too big for a payload goes as a
-*light* copy, without its result, error and progress meta, which the receiver reads from the database
-(the job or workflow as stored; a project's event arrives without its meta); a packet never holds more
-than fits, so a burst is cut into as few payloads as it needs.
+(in publish order), and cancel requests and their answers. Any packet also says its sender is alive:
+``hello`` (an engine that starts listening asks the others to answer), an empty packet (a heartbeat, or
+the answer to a hello) and ``bye`` (it stops) let each engine know whether anyone listens at all.
+
+An event too big for a payload goes as a *light* copy, without its result, error and progress meta,
+which the receiver reads from the database (the job or workflow as stored; a project's event arrives
+without its meta); a packet never holds more than fits, so a burst is cut into as few payloads as it
+needs.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ class Packet(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     sender: str
     due: bool = False
+    hello: bool = False
+    bye: bool = False
     events: list[msgspec.Raw] = msgspec.field(default_factory=list)
     asks: list[CancelAsk] = msgspec.field(default_factory=list)
     answers: list[CancelAnswer] = msgspec.field(default_factory=list)
@@ -85,12 +91,16 @@ def pack(
     sender: str,
     *,
     due: bool = False,
+    hello: bool = False,
+    bye: bool = False,
+    beat: bool = False,
     events: Iterable[Event] = (),
     asks: Iterable[CancelAsk] = (),
     answers: Iterable[CancelAnswer] = (),
 ) -> list[str]:
-    """Payloads carrying all of this, each under :data:`PAYLOAD_LIMIT` bytes, events in order."""
-    builder = _Builder(sender, due)
+    """Payloads carrying all of this, each under :data:`PAYLOAD_LIMIT` bytes, events in order; with
+    ``beat`` (or ``hello``, ``bye``) at least one, empty if nothing else is carried."""
+    builder = _Builder(Packet(sender=sender, due=due, hello=hello, bye=bye), keep=beat or hello or bye)
     for ask in asks:
         builder.add("asks", _encoder.encode(ask), ask)
     for answer in answers:
@@ -115,15 +125,15 @@ def pack(
 class _Builder:
     """Fills packets in turn, each up to the limit (sizes counted from the encoded entries)."""
 
-    def __init__(self, sender: str, due: bool) -> None:
-        self._sender = sender
-        self._base = len(_encoder.encode(Packet(sender=sender, due=True))) + _LIST_KEYS
+    def __init__(self, first: Packet, *, keep: bool) -> None:
+        self._sender = first.sender
+        self._base = len(_encoder.encode(Packet(sender=first.sender, due=True, hello=True, bye=True))) + _LIST_KEYS
         self.room = PAYLOAD_LIMIT - self._base - 1
         """The most bytes one entry may take (alone in a packet)."""
         self._done: list[str] = []
-        self._packet = Packet(sender=sender, due=due)
+        self._packet = first
         self._size = self._base
-        self._empty = not due
+        self._empty = not (keep or first.due)
 
     def add(self, field: Literal["events", "asks", "answers"], encoded: bytes, value: object) -> None:
         if self._size + len(encoded) + 1 > PAYLOAD_LIMIT:
@@ -152,6 +162,9 @@ class Outbox:
     def __init__(self, sender: str, *, max_events: int = 50_000) -> None:
         self.sender = sender
         self.due = False
+        self.hello = False
+        self.bye = False
+        self.beat = False
         self.events: deque[Event] = deque(maxlen=max_events)
         self.asks: list[CancelAsk] = []
         self.answers: list[CancelAnswer] = []
@@ -164,10 +177,12 @@ class Outbox:
 
     def take(self) -> list[str]:
         """Everything waiting, as payloads; the outbox is then empty."""
-        if not (self.due or self.events or self.asks or self.answers):
+        if not (self.due or self.hello or self.bye or self.beat or self.events or self.asks or self.answers):
             return []
         events, self.events = self.events, deque(maxlen=self.events.maxlen)
         asks, self.asks = self.asks, []
         answers, self.answers = self.answers, []
         due, self.due = self.due, False
-        return pack(self.sender, due=due, events=events, asks=asks, answers=answers)
+        hello, bye, beat = self.hello, self.bye, self.beat
+        self.hello = self.bye = self.beat = False
+        return pack(self.sender, due=due, hello=hello, bye=bye, beat=beat, events=events, asks=asks, answers=answers)

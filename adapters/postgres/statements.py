@@ -69,11 +69,13 @@ async def renew_alone(connection: Connection, payload: Any) -> None:
 
 
 async def upsert_alone(connection: Connection, commit: CommitRows) -> None:
-    """New or unguarded rows of one table: one ``executemany``, atomic on its own (one implicit transaction)."""
-    if commit.workflow_rows:
-        await connection.executemany(UPSERT_WORKFLOW, commit.workflow_rows)
-    elif commit.job_rows:
-        await connection.executemany(UPSERT_JOB, commit.job_rows)
+    """New or unguarded rows of one table: one statement (``executemany`` for several rows), atomic on its
+    own (one implicit transaction)."""
+    sql, rows = (UPSERT_WORKFLOW, commit.workflow_rows) if commit.workflow_rows else (UPSERT_JOB, commit.job_rows)
+    if len(rows) == 1:  # a lone row (a submission): execute costs less than a pipeline of one
+        await connection.execute(sql, *rows[0])
+    elif rows:
+        await connection.executemany(sql, rows)
 
 
 async def guarded_alone(connection: Connection, commit: CommitRows) -> Conflict | None:

@@ -71,7 +71,7 @@ class CeleryTrace:
                 "kwargs": _kwargs(job),
                 "eta": _iso(job.options.eta),
             }
-            strategy_logger.info(LOG_RECEIVED, context, extra={"data": context})
+            _emit(strategy_logger, logging.INFO, LOG_RECEIVED, context)
 
     def finished(
         self,
@@ -97,7 +97,7 @@ class CeleryTrace:
                     "args": _args(job),
                     "kwargs": _kwargs(job),
                 }
-                logger.info(LOG_SUCCESS, context, extra={"data": context})
+                _emit(logger, logging.INFO, LOG_SUCCESS, context)
         elif isinstance(exc, Reject) and state in (JobState.PENDING, JobState.FAILURE):
             if logger.isEnabledFor(logging.WARNING):
                 self._log_error(job, logging.WARNING, LOG_REJECTED, "rejected", safe_repr(exc), exc)
@@ -110,7 +110,7 @@ class CeleryTrace:
                     "args": _args(job),
                     "kwargs": _kwargs(job),
                 }
-                logger.info(LOG_RETRY, context, extra={"data": context})
+                _emit(logger, logging.INFO, LOG_RETRY, context)
         elif state == JobState.FAILURE and logger.isEnabledFor(logging.ERROR):
             if isinstance(exc, RetryRequested):  # retries exhausted: the job failed with its reason
                 exc = exc.exc
@@ -150,7 +150,14 @@ class CeleryTrace:
         }
         if level < logging.WARNING:  # Celery's policies: a traceback for rejections and failures only
             exc_info = None
-        logger.log(level, fmt, context, exc_info=exc_info, extra={"data": context})
+        _emit(logger, level, fmt, context, exc_info)
+
+
+def _emit(target: logging.Logger, level: int, fmt: str, context: dict[str, Any], exc_info: Any = None) -> None:
+    """``target.log(level, fmt, context, exc_info=exc_info, extra={"data": context})`` without looking up
+    the caller's frame (two lines per job, on the engine's loop): the record names this module."""
+    record = target.makeRecord(target.name, level, __file__, 0, fmt, (context,), exc_info, None, {"data": context})
+    target.handle(record)
 
 
 def _name(job: Job) -> str:

@@ -190,6 +190,53 @@ class TestWorkQueuedWakesIdleEngines:
         assert web.link.notifications < 100, f"{web.link.notifications} notifications for 500 submissions"
 
 
+class TestWhoListens:
+    """Nothing is relayed while nobody listens; an engine that starts is relayed to once its start
+    returned; one that stops, or goes silent, is forgotten."""
+
+    async def test_an_engine_alone_sends_no_notification_for_its_work(self, replica: Start) -> None:
+        alone = await replica()
+        jobs = [await alone.engine.jobs.submit(Signature(task="cluster.quick", args=[i])) for i in range(30)]
+        assert [(await finished(alone, job.id)).result for job in jobs] == list(range(30))
+        assert alone.link.peers == []
+        assert alone.link.notifications <= 2, "only its hello (and maybe a heartbeat) were sent"
+
+    async def test_once_a_start_returned_each_engine_knows_the_other(self, replica: Start) -> None:
+        first = await replica()
+        second = await replica()
+        assert first.link.peers == [second.engine.dispatcher.owner]
+        assert second.link.peers == [first.engine.dispatcher.owner]
+        third = await replica()
+        assert sorted(third.link.peers) == sorted([first.engine.dispatcher.owner, second.engine.dispatcher.owner])
+        assert third.engine.dispatcher.owner in first.link.peers
+
+    async def test_a_stopped_engine_is_forgotten_at_once_and_relaying_stops(self, replica: Start) -> None:
+        first = await replica()
+        second = await replica()
+        await second.engine.stop()
+        await eventually(lambda: first.link.peers == [], what="the bye heard")
+        sent = first.link.notifications
+        job = await first.engine.jobs.submit(Signature(task="cluster.quick", args=[1]))
+        assert (await finished(first, job.id)).result == 1
+        assert first.link.notifications - sent <= 1, "at most a heartbeat"
+
+    async def test_a_silent_engine_is_forgotten_and_known_again_at_its_next_word(
+        self, replica: Start, postgres_url: str
+    ) -> None:
+        watcher = Replica(postgres_url, poll_seconds=POLL)
+        watcher.link.keepalive, watcher.link.peer_timeout = 0.1, 0.5
+        quiet = await replica()  # its heartbeat comes every 5 s: silent for the watcher's 0.5 s
+        try:
+            await watcher.start()
+            assert watcher.link.peers == [quiet.engine.dispatcher.owner]
+            await eventually(lambda: watcher.link.peers == [], what="the silent engine forgotten")
+            assert quiet.link.peers == [watcher.engine.dispatcher.owner], "the watcher beats every 0.1 s"
+            await quiet.engine.jobs.submit(Signature(task="cluster.quick", args=[2], countdown=60))
+            await eventually(lambda: watcher.link.peers == [quiet.engine.dispatcher.owner], what="known again")
+        finally:
+            await watcher.engine.stop()
+
+
 class TestTheListeningConnection:
     async def test_killed_it_is_opened_again_and_work_queued_meanwhile_starts_then(
         self, replica: Start, postgres_url: str

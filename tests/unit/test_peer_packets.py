@@ -65,3 +65,26 @@ def test_nothing_to_say_sends_nothing_and_the_outbox_empties() -> None:
     assert [event.id for _, event in unpacked(payloads)] == ["job-2", "job-3", "job-4"]
     assert decode(payloads[0]).due
     assert outbox.take() == []
+
+
+def test_a_heartbeat_is_one_empty_packet_and_hello_and_bye_say_so() -> None:
+    (beat,) = pack(SENDER, beat=True)
+    packet = decode(beat)
+    assert packet.sender == SENDER and not (packet.due or packet.hello or packet.bye or packet.events)
+    assert decode(pack(SENDER, hello=True)[0]).hello
+    assert decode(pack(SENDER, bye=True)[0]).bye
+    assert pack(SENDER) == []
+
+
+def test_presence_rides_on_the_first_packet_of_a_burst_and_the_outbox_forgets_it() -> None:
+    outbox = Outbox(SENDER)
+    outbox.hello = outbox.beat = True
+    for index in range(300):
+        outbox.add_event(job_event(index, result="x" * 100))
+    payloads = outbox.take()
+    assert len(payloads) > 1
+    assert decode(payloads[0]).hello and not any(decode(payload).hello for payload in payloads[1:])
+    assert outbox.take() == []
+    outbox.bye = True
+    (bye,) = outbox.take()
+    assert decode(bye).bye and decode(bye).sender == SENDER

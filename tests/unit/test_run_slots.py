@@ -105,6 +105,7 @@ async def test_a_dispatcher_stopped_while_it_claims_has_every_slot_free_again() 
         max_concurrent=3,
     )
     await dispatcher.start(recover_all_leases=True)
+    dispatcher.wake()  # work announced: the loop claims (storage found empty at start is not claimed from)
     await asyncio.wait_for(claiming.wait(), 5)
     await dispatcher.stop()
     assert dispatcher.reserved_slots == 0 and dispatcher.max_concurrent == 3
