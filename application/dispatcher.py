@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from application.due_work import DueWork
 from application.events import Event
 from application.execution import ENGINE_STOPPING, JobCancelled, JobContext, ReplaceRequested
 from application.outcomes import error_info, revoked_error
@@ -75,8 +76,7 @@ class Dispatcher:
         self._running: dict[str, tuple[asyncio.Task[None], JobContext]] = {}
         self._finishing: set[asyncio.Task[Any]] = set()
         self._slots = RunSlots(max_concurrent)  # held by running jobs and jobs claimed, not launched yet
-        self._queue_behind = True  # due jobs may wait in storage, unclaimed (see _reserve)
-        self._next_due: float | None = None  # the earliest due time in storage, as last read
+        self._due = DueWork()  # whether due jobs may wait in storage, unclaimed (see _reserve)
         self._revoked_unlaunched: set[tuple[str, float | None]] = set()  # claims revoked; see revoking_unlaunched
         self._wake = asyncio.Event()
         self._accepting = True
@@ -109,7 +109,7 @@ class Dispatcher:
 
     def wake(self) -> None:
         """There may be new due work in storage (a submission, a retry, a recovery)."""
-        self._queue_behind = True
+        self._due.announced()
         self._wake.set()
 
     def _slot_freed(self) -> None:
@@ -122,8 +122,7 @@ class Dispatcher:
         by an earlier process is dead now; otherwise only expired leases are.
         """
         await self.recover(math.inf if recover_all_leases else self._clock.now())
-        due = self._next_due = await self._repo.next_due_at()
-        self._queue_behind = due is not None and due <= self._clock.now()
+        await self._due.drained(self._repo.next_due_at)
         self._accepting = True
         self._loop_task = asyncio.create_task(self._loop(), name="geekblog-dispatcher")
         self._renew_task = asyncio.create_task(self._renew_leases(), name="geekblog-lease-renewal")
@@ -186,7 +185,7 @@ class Dispatcher:
             self._wake.clear()
             # A freed slot alone is no reason to query storage: due work there is always announced
             # (wake) or read as the next due time, so the next submission can be handed over instead.
-            free = self._slots.take(self.max_concurrent) if self._due_in_storage(self._clock.now()) else 0
+            free = self._slots.take(self.max_concurrent) if self._due.may_be_due(self._clock.now()) else 0
             claimed: list[Job] = []
             if free > 0:
                 now = self._clock.now()
@@ -208,20 +207,14 @@ class Dispatcher:
             if free > 0 and len(claimed) == free:
                 continue
             if free > len(claimed):
-                self._queue_behind = False
-                self._next_due = await self._repo.next_due_at()
+                await self._due.drained(self._repo.next_due_at)
             now = self._clock.now()
             timeout: float | None = None
-            if self._due_in_storage(now):  # claim again at once, or when a running job frees its slot
+            if self._due.may_be_due(now):  # claim again at once, or when a running job frees its slot
                 timeout = 0.0 if free > len(claimed) else None
-            elif self._next_due is not None:
-                timeout = self._next_due - now
+            elif self._due.next_due is not None:
+                timeout = self._due.next_due - now
             await self._sleep(timeout)
-
-    def _due_in_storage(self, now: float) -> bool:
-        """Whether a due job may wait in storage, unclaimed: the queue was not found drained since the
-        last wake-up, or the earliest due time last read has come."""
-        return self._queue_behind or (self._next_due is not None and self._next_due <= now)
 
     async def _sleep(self, timeout: float | None) -> None:
         if timeout is not None and timeout <= 0:
@@ -364,8 +357,10 @@ class Dispatcher:
             await self.start_new(advance)
             return
         await self._workflows.apply(advance)
-        if job.state in (JobState.RETRY, JobState.PENDING) or advance.commit.jobs[1:]:
+        if advance.commit.jobs[1:]:
             self.wake()
+        elif job.state in (JobState.RETRY, JobState.PENDING):
+            self.queued([job])
 
     async def start_new(self, advance: Advance) -> None:
         """Commit ``advance``, which queues new jobs (a submission, a workflow's first or next steps);
@@ -379,8 +374,15 @@ class Dispatcher:
             raise
         for started in handed:
             self._launch_or_requeue(started)
-        if any(job.state in QUEUED_STATES for job in advance.commit.jobs):
-            self.wake()
+        queued = [job for job in advance.commit.jobs if job.state in QUEUED_STATES]
+        if queued:
+            self.queued(queued)
+
+    def queued(self, jobs: list[Job]) -> None:
+        """This engine just stored ``jobs`` queued: claimed at once when one is due now; else the loop
+        only wakes up sooner (:meth:`DueWork.stored`)."""
+        self._due.stored([job.due_at for job in jobs], self._clock.now())
+        self._wake.set()
 
     def _hand_over(self, advance: Advance) -> list[Job]:
         """Turn the new due jobs of ``advance`` into jobs claimed by this engine, as many as there are
@@ -408,7 +410,7 @@ class Dispatcher:
         dispatching, or while a job in storage may be due (it comes first): the queue was not found
         drained since the last wake-up, or the earliest due time last read has come. Any thread: it
         reads flags and takes slots atomically (:class:`RunSlots`)."""
-        if not self._accepting or not self.running or self._due_in_storage(now):
+        if not self._accepting or not self.running or self._due.may_be_due(now):
             return 0
         return self._slots.take(wanted)
 

@@ -20,7 +20,10 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
     """How the engine runs: concurrency, lease length, and whether it alone uses its storage.
 
     ``poll_seconds``: with other engines on its storage, how often it looks for due work and expired
-    leases without being told (see :class:`~application.peers.Peers`)."""
+    leases without being told (see :class:`~application.peers.Peers`).
+
+    ``run_jobs``: False for an engine that submits, follows and controls jobs but runs none (no dispatcher,
+    no maintenance): other engines sharing its storage run them."""
 
     max_concurrent_tasks: int = 10
     lease_seconds: float = 60.0
@@ -28,6 +31,7 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
     result_ttl: float = 7 * 24 * 3600.0
     maintenance_interval: float = 60.0
     poll_seconds: float = 5.0
+    run_jobs: bool = True
 
 
 class Engine:
@@ -124,17 +128,19 @@ class Engine:
 
     @property
     def started(self) -> bool:
-        return self._started and self.dispatcher.running
+        """Started and not stopping: dispatching, unless it runs no jobs."""
+        return self._started and (self.dispatcher.running or not self.settings.run_jobs)
 
     async def start(self) -> None:
-        """Open storage, recover jobs of a dead process, start dispatching."""
+        """Open storage, recover jobs of a dead process, start dispatching (unless it runs no jobs)."""
         await self.repo.open()
         for hook in self._hooks:
             hook.engine_started()
         try:
             if self.peers is not None:  # listening first: work the others queue from now on is heard
-                await self.peers.start()
-            await self.dispatcher.start(recover_all_leases=self.settings.exclusive_storage)
+                await self.peers.start(dispatching=self.settings.run_jobs)
+            if self.settings.run_jobs:
+                await self.dispatcher.start(recover_all_leases=self.settings.exclusive_storage)
         except BaseException:
             try:
                 if self.peers is not None:
@@ -142,7 +148,8 @@ class Engine:
             finally:
                 await self.repo.close()
             raise
-        self.maintenance.start()
+        if self.settings.run_jobs:
+            self.maintenance.start()
         self._started = True
 
     async def stop(self, grace: float = 0.0) -> None:

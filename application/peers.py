@@ -60,25 +60,31 @@ class Peers(PeerInbox):
         self._relaying = False
         self._queued: set[str] = set()  # jobs queued in this turn of the loop (see _announce)
         self._poll: asyncio.Task[None] | None = None
+        self._open = False
 
-    async def start(self) -> None:
-        """Listen to the other engines and relay to them (nothing when alone on the storage)."""
-        if not self.link.shared or self._poll is not None:
+    async def start(self, *, dispatching: bool = True) -> None:
+        """Listen to the other engines and relay to them (nothing when alone on the storage). Without
+        ``dispatching`` (an engine that runs no jobs) there is no poll: it has no work to look for."""
+        if not self.link.shared or self._open:
             return
         if not self._relaying:
             self._bus.add_listener(self._published)
             self._relaying = True
         await self.link.open(self, name=self._dispatcher.owner)
-        self._poll = asyncio.create_task(self._poll_loop(), name="geekblog-peer-poll")
+        self._open = True
+        if dispatching:
+            self._poll = asyncio.create_task(self._poll_loop(), name="geekblog-peer-poll")
 
     async def stop(self) -> None:
         """Stop polling; send what is queued; stop listening."""
-        poll, self._poll = self._poll, None
-        if poll is None:
+        if not self._open:
             return
-        poll.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await poll
+        self._open = False
+        poll, self._poll = self._poll, None
+        if poll is not None:
+            poll.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poll
         await self.link.close()
 
     # --- what the others are told --------------------------------------------------------------------

@@ -62,6 +62,7 @@ OURS: dict[str, tuple[str, dict[str, str]]] = {
     "geekblog_service": (str(BENCH / "contender_service.py"), {}),
     "geekblog_embedded": (str(BENCH / "contender_embedded.py"), {}),
     **{f"geekblog_pg_{n}": (POSTGRES, {"GEEKBLOG_PEER_ENGINES": str(n)}) for n in (1, 2, 3)},
+    "geekblog_pg_client_1": (str(BENCH / "contender_pg_client.py"), {"GEEKBLOG_PEER_ENGINES": "1"}),
 }
 PEERS = {
     "celery": "celery",
@@ -70,7 +71,14 @@ PEERS = {
     "pgqueuer_pg": "pgqueuer_pg",
     "dbos_sqlite": "dbos_sqlite",
 }
-NEEDS_POSTGRES = {"geekblog_pg_1", "geekblog_pg_2", "geekblog_pg_3", "procrastinate_pg", "pgqueuer_pg"}
+NEEDS_POSTGRES = {
+    "geekblog_pg_1",
+    "geekblog_pg_2",
+    "geekblog_pg_3",
+    "geekblog_pg_client_1",
+    "procrastinate_pg",
+    "pgqueuer_pg",
+}
 NEEDS_PG_PINS = {"procrastinate_pg", "pgqueuer_pg", "dbos_sqlite"}
 # The harness's `bench.py --contender celery` (a name) fails as shipped: `main()` imports
 # `importlib.util` in its `.py` branch, which makes `importlib` a local name, so the name branch raises
@@ -88,6 +96,7 @@ ORDER = [
     "geekblog_pg_1",
     "geekblog_pg_2",
     "geekblog_pg_3",
+    "geekblog_pg_client_1",
     "procrastinate_pg",
     "pgqueuer_pg",
     "dbos_sqlite",

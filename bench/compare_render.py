@@ -19,13 +19,22 @@ TITLES = {
     "geekblog_pg_1": "GeekBlog PG, 1 engine",
     "geekblog_pg_2": "GeekBlog PG, 2 engines",
     "geekblog_pg_3": "GeekBlog PG, 3 engines",
+    "geekblog_pg_client_1": "GeekBlog PG, Python client + 1 worker",
     "celery": "Celery",
     "huey": "Huey",
     "procrastinate_pg": "procrastinate",
     "pgqueuer_pg": "PgQueuer",
     "dbos_sqlite": "DBOS (SQLite)",
 }
-SHORT = {"geekblog_service": "service", "geekblog_embedded": "embedded", "geekblog_pg_1": "PG 1"}
+SHORT = {
+    "geekblog_service": "service",
+    "geekblog_embedded": "embedded",
+    "geekblog_pg_1": "PG 1",
+    "geekblog_pg_client_1": "PG client",
+}
+ONE_ENGINE = ("geekblog_pg_1", "geekblog_pg_client_1")
+"""GeekBlog on PostgreSQL with one process running jobs: the service (HTTP), and a Python client beside a
+worker (as the harness runs procrastinate and PgQueuer); the PostgreSQL targets apply to both."""
 
 # (label, workload, path in the result, better: "high"/"low", target key)
 METRICS: list[tuple[str, str, tuple[str, ...], str, str | None]] = [
@@ -72,6 +81,7 @@ TARGETS: dict[str, dict[str, tuple[str, float]]] = {
         "W6": ("le", 60),
     },
     "geekblog_pg_1": {"W2p50": ("le", 5)},
+    "geekblog_pg_client_1": {"W2p50": ("le", 5)},
 }
 PG_W1_FACTOR = 2.0
 """GeekBlog on PostgreSQL with one engine: W1 at least this many times the better of procrastinate and
@@ -95,13 +105,17 @@ def comparisons(runs: dict[str, list[dict[str, Any]]]) -> list[Comparison]:
     if ours:
         pairs = [(o, p, f"{SHORT[o]} vs {TITLES[p]}") for o in ours for p in peers]
         tables.append(Comparison("GeekBlog on SQLite vs Celery and Huey", ours + peers, pairs, ours))
-    engines = [e for e in ("geekblog_pg_1", "geekblog_pg_2", "geekblog_pg_3") if e in runs]
+    engines = [e for e in ("geekblog_pg_1", "geekblog_pg_2", "geekblog_pg_3", "geekblog_pg_client_1") if e in runs]
     pg_peers = [p for p in ("procrastinate_pg", "pgqueuer_pg", "dbos_sqlite") if p in runs]
     if engines:
-        pairs = [("geekblog_pg_1", p, f"PG 1 vs {TITLES[p]}") for p in pg_peers if "geekblog_pg_1" in runs]
-        pairs += [(e, "geekblog_pg_1", f"{e[-1]} engines vs 1") for e in engines[1:] if "geekblog_pg_1" in runs]
+        pairs = [(o, p, f"{SHORT[o]} vs {TITLES[p]}") for o in ONE_ENGINE if o in runs for p in pg_peers]
+        pairs += [
+            (e, "geekblog_pg_1", f"{e[-1]} engines vs 1")
+            for e in engines
+            if e in ("geekblog_pg_2", "geekblog_pg_3") and "geekblog_pg_1" in runs
+        ]
         title = "GeekBlog on PostgreSQL vs procrastinate, PgQueuer and DBOS"
-        tables.append(Comparison(title, engines + pg_peers, pairs, [e for e in engines if e == "geekblog_pg_1"]))
+        tables.append(Comparison(title, engines + pg_peers, pairs, [e for e in engines if e in ONE_ENGINE]))
     return tables
 
 
@@ -181,7 +195,7 @@ def ratio(ours: float | None, theirs: float | None, better: str) -> str:
 
 def target_text(contender: str, key: str, got: float | None, medians: dict[str, float | None]) -> str | None:
     goal = TARGETS.get(contender, {}).get(key)
-    if contender == "geekblog_pg_1" and key == "W1":
+    if contender in ONE_ENGINE and key == "W1":
         best = max((m for p in ("procrastinate_pg", "pgqueuer_pg") if (m := medians.get(p)) is not None), default=None)
         if best is None:
             return None

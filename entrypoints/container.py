@@ -143,6 +143,7 @@ class Container(containers.DeclarativeContainer):
         lease_seconds=settings.provided.lease_seconds,
         result_ttl=settings.provided.result_ttl,
         poll_seconds=settings.provided.poll_seconds,
+        run_jobs=settings.provided.run_jobs,
         # Only a SQLite file is this engine's alone (its lock file): on PostgreSQL another engine may hold
         # the leases found at start, so they are recovered only once they expire.
         exclusive_storage=providers.Callable(lambda s: s.persistence != "postgres", settings),

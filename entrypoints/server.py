@@ -40,6 +40,7 @@ def serve(settings: Settings) -> int:
     where = storage_description(settings)
     print(
         f"GeekBlog Tasks: http://{settings.host}:{settings.port} ({where}), replica {settings.replica};"
+        f"{'' if settings.run_jobs else ' runs no jobs (GEEKBLOG_RUN_JOBS=false: workers run them);'}"
         " API docs at /schema",
         flush=True,
     )

@@ -81,6 +81,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     llm_timeout: float = 60.0
     llm_max_retries: int = 3
     offline_delay: float = 0.0
+    run_jobs: bool = True
+    """False: this process submits jobs, follows them and answers for them, and runs none (a web process
+    beside ``geekblog worker`` processes, as Celery's producers beside its workers); PostgreSQL only."""
     replica: str = msgspec.field(default_factory=default_replica)
     """This process's name in ``/ready``, ``/metrics`` and the start-up line, to tell replicas apart."""
 
@@ -140,6 +143,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raise SettingsError(f"{PREFIX}DATABASE_URL and {PREFIX}PERSISTENCE=memory: set only one of them")
         elif self.persistence == "postgres":
             raise SettingsError(f"{PREFIX}PERSISTENCE=postgres needs {PREFIX}DATABASE_URL (postgresql://...)")
+        if not self.run_jobs and self.persistence != "postgres":
+            raise SettingsError(
+                f"{PREFIX}RUN_JOBS=false needs {PREFIX}DATABASE_URL (PostgreSQL): with SQLite or in memory no"
+                " other process could run the jobs"
+            )
         problem = replica_problem(self.replica)
         if problem is not None:
             raise SettingsError(f"{PREFIX}REPLICA {problem}")

@@ -39,6 +39,12 @@ def work(settings: Settings) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    if not settings.run_jobs:
+        print(
+            "geekblog: a worker runs jobs: unset GEEKBLOG_RUN_JOBS (false is for processes that only submit)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         container = Container(settings=settings)
         import_task_modules(settings)

@@ -214,6 +214,7 @@ class PostgresPeerLink(PeerLink):
     async def _send_loop(self) -> None:
         while True:
             await self._ready.wait()
+            await asyncio.sleep(0)  # the rest of this turn of the loop first: what it queues goes along
             self._ready.clear()
             await self._send(self._outbox.take())
             if self._closing and not self._ready.is_set():  # closing, and everything queued was sent

@@ -21,9 +21,14 @@ async def embedded_engine(
     *,
     container: Container | None = None,
     database_url: str | None = None,
+    run_jobs: bool = True,
 ) -> AsyncIterator[Engine]:
     """Start an engine in the running loop: PostgreSQL at ``database_url`` if given, else SQLite at
     ``db_path``, or in memory when both are None.
+
+    ``run_jobs=False`` (PostgreSQL only): this process submits jobs and reads and waits for their results,
+    and ``geekblog worker`` processes (or services) on the same database run them, as a web application
+    beside Celery workers; ``SettingsError`` on other storage.
 
     Imports ``task_modules`` so their tasks register; while the block runs, ``.delay()``,
     ``AsyncResult`` and the canvas calls use this engine. Leaving the block stops it.
@@ -39,6 +44,7 @@ async def embedded_engine(
             database_url=database_url,
             persistence=persistence,
             max_concurrent_tasks=max_concurrent_tasks,
+            run_jobs=run_jobs,
         )
         container = Container(settings=settings)
     async with running_engine(container, grace=0.0) as engine:  # leaving the block stops it at once

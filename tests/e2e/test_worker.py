@@ -322,3 +322,33 @@ def test_an_idle_worker_hears_of_work_at_once_and_serve_follows_and_cancels_what
         eventually(lambda: all_in(client, [held], "SUCCESS"), "the service finishes its job")
     assert worker.stop() == 0, worker.log()
     assert "Traceback" not in worker.log()
+
+
+def test_serve_that_runs_no_jobs_leaves_every_job_to_the_workers(
+    tmp_path: Path, database_url: str, services: list[Service], workers: list[Worker]
+) -> None:
+    extra = {"GEEKBLOG_DATABASE_URL": database_url, "GEEKBLOG_POLL_SECONDS": "30"}
+    service = Service(
+        db_path=tmp_path / "unused.db",
+        log_path=tmp_path / "service.log",
+        extra_env={**extra, "GEEKBLOG_RUN_JOBS": "false"},
+    )
+    services.append(service)
+    service.start()
+    assert "runs no jobs" in service.log()
+    with service.client() as client:
+        queued = [submit_pid(client) for _ in range(3)]
+        assert all_in(client, queued, "PENDING"), "nothing runs them before a worker is there"
+        worker = Worker(env=service_env(tmp_path / "unused.db", **extra), log_path=tmp_path / "worker.log")
+        workers.append(worker)
+        worker.start()
+        later = [submit_pid(client) for _ in range(3)]  # the worker is told at once (the poll is 30 s)
+        done = eventually(lambda: all_in(client, queued + later, "SUCCESS"), "the worker runs them", timeout=10.0)
+        assert {job["result"] for job in done.values()} == {worker.pid}
+    assert worker.stop() == 0, worker.log()
+
+
+def test_a_worker_refuses_to_run_no_jobs_with_one_line(database_url: str) -> None:
+    env = service_env(Path("unused.db"), GEEKBLOG_DATABASE_URL=database_url, GEEKBLOG_RUN_JOBS="false")
+    result = subprocess.run([str(GEEKBLOG), "worker"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert_one_line_error(result, 2, "a worker runs jobs", "GEEKBLOG_RUN_JOBS")

@@ -66,3 +66,8 @@ def quick(value: int) -> int:
 @create_compatible_task(name="cluster.big")
 def big(value: int) -> str:
     return str(value) * BIG
+
+
+@create_compatible_task(name="cluster.total")
+def total(values: list[int]) -> int:
+    return sum(values)

@@ -1,0 +1,52 @@
+"""What an engine's dispatcher knows of the queued jobs in storage, so that it claims and reads there only
+when due work may wait: each claim and each read is a round trip on PostgreSQL.
+
+Due work reaches storage in two ways. Announced (another engine queued it, a retry or a recovery was
+stored, the engine is told to look): the queue is *behind* until a claim finds it drained. Stored by this
+engine itself: a job due now makes the queue behind, one due later only moves the time to wake up. A read
+of the earliest due time, after a claim found the queue drained, may begin before a job this engine
+stores meanwhile is committed: such jobs are noted, and the read cannot erase them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+
+class DueWork:
+    """Whether due jobs may wait in storage, unclaimed, and when the next one is due. Written on the loop;
+    :meth:`may_be_due` is read from any thread (submitters deciding whether to hand a job over)."""
+
+    def __init__(self) -> None:
+        self.behind = True
+        """Due jobs may wait in storage: announced work, not yet found drained by a claim."""
+        self.next_due: float | None = None
+        """The earliest due time of the queued jobs in storage, as last known."""
+        self._noted: float | None = None  # the earliest due time stored here since the last read began
+
+    def may_be_due(self, now: float) -> bool:
+        return self.behind or (self.next_due is not None and self.next_due <= now)
+
+    def announced(self) -> None:
+        self.behind = True
+
+    def stored(self, due_times: list[float], now: float) -> bool:
+        """This engine stored queued jobs due at ``due_times``: True when one is due now (claim it);
+        otherwise only the earliest is noted as a time to wake up."""
+        if any(due <= now for due in due_times):
+            self.behind = True
+            return True
+        earliest = min(due_times)
+        if self.next_due is None or earliest < self.next_due:
+            self.next_due = earliest
+        if self._noted is None or earliest < self._noted:
+            self._noted = earliest
+        return False
+
+    async def drained(self, read_next_due: Callable[[], Awaitable[float | None]]) -> None:
+        """A claim found no more due jobs (or the dispatcher starts): read the earliest due time."""
+        self.behind = False
+        self._noted = None
+        read = await read_next_due()
+        noted = self._noted
+        self.next_due = read if noted is None or (read is not None and read <= noted) else noted

@@ -1,0 +1,142 @@
+"""When the dispatcher reads storage: only for work announced or due, never because a slot was freed.
+
+Each claim and each read of the next due time is a round trip on PostgreSQL. An engine that stored a job
+itself knows whether it is due: a job due now is claimed (or handed over as it is stored), a job due later
+only moves the time the dispatcher wakes up, and a slot freed with nothing due costs no read, so the next
+submission is handed over in its own commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from adapters.asyncio_runner import AsyncioRunner
+from adapters.event_bus import InProcessEventBus
+from adapters.memory_job_repository import InMemoryJobRepository
+from application.engine import Engine, EngineSettings
+from application.registry import TaskDefinition, TaskRegistry
+from domain.canvas import Signature
+from domain.states import JobState
+from tests.unit.fakes import CountingIds, FakeClock
+
+
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+class CountingRepository(InMemoryJobRepository):
+    """Counts claims and reads of the next due time; ``hold_next_due`` keeps the next such read waiting."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims = 0
+        self.due_reads = 0
+        self.hold_next_due: asyncio.Event | None = None
+        self.reading = asyncio.Event()
+
+    async def claim(self, **kwargs: Any) -> Any:
+        self.claims += 1
+        return await super().claim(**kwargs)
+
+    async def next_due_at(self) -> float | None:
+        self.due_reads += 1
+        held, self.hold_next_due = self.hold_next_due, None
+        if held is not None:
+            value = await super().next_due_at()  # read first: what is stored meanwhile is not in it
+            self.reading.set()
+            await held.wait()
+            return value
+        return await super().next_due_at()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def repo() -> CountingRepository:
+    return CountingRepository()
+
+
+@pytest.fixture
+async def engine(repo: CountingRepository, clock: FakeClock) -> AsyncIterator[Engine]:
+    registry = TaskRegistry()
+    registry.register(TaskDefinition(name="add", fn=add))
+    built = Engine.assemble(
+        repo=repo,
+        registry=registry,
+        runner=AsyncioRunner(threads=2),
+        bus=InProcessEventBus(),
+        clock=clock,
+        ids=CountingIds(),
+        settings=EngineSettings(max_concurrent_tasks=2),
+    )
+    await built.start()
+    try:
+        yield built
+    finally:
+        await built.stop()
+
+
+async def settled() -> None:
+    for _ in range(20):  # the dispatcher's loop and the jobs' tasks take a few turns of the loop
+        await asyncio.sleep(0)
+
+
+async def test_submissions_run_one_after_another_with_no_claim_nor_read(
+    engine: Engine, repo: CountingRepository
+) -> None:
+    await settled()
+    claims, reads = repo.claims, repo.due_reads
+    for value in range(5):
+        job = await engine.jobs.submit(Signature(task="add", args=[value, 1]))
+        done = await engine.jobs.wait(job.id, timeout=5)
+        assert done.state == JobState.SUCCESS and done.result == value + 1
+    await settled()
+    assert (repo.claims, repo.due_reads) == (claims, reads), "each was handed over as it was stored"
+
+
+async def test_a_job_due_later_only_sets_the_wake_up_time(
+    engine: Engine, repo: CountingRepository, clock: FakeClock
+) -> None:
+    await settled()
+    claims, reads = repo.claims, repo.due_reads
+    job = await engine.jobs.submit(Signature(task="add", args=[1, 1], countdown=30))
+    await settled()
+    assert (repo.claims, repo.due_reads) == (claims, reads)
+    assert engine.dispatcher._due.next_due == job.due_at
+    clock.advance(31)
+    engine.dispatcher.wake()  # the loop sleeps on the real clock: told the time has come
+    assert (await engine.jobs.wait(job.id, timeout=5)).result == 2
+
+
+async def test_a_job_due_now_that_finds_no_free_slot_is_claimed_once_one_frees(
+    engine: Engine, repo: CountingRepository
+) -> None:
+    engine.dispatcher.max_concurrent = 1
+    await settled()
+    first = await engine.jobs.submit(Signature(task="add", args=[1, 1]))
+    second = await engine.jobs.submit(Signature(task="add", args=[2, 2]))  # stored queued, or handed over
+    assert (await engine.jobs.wait(first.id, timeout=5)).result == 2
+    assert (await engine.jobs.wait(second.id, timeout=5)).result == 4
+
+
+async def test_a_job_stored_while_the_due_time_is_read_is_not_forgotten(
+    engine: Engine, repo: CountingRepository, clock: FakeClock
+) -> None:
+    await settled()
+    hold = repo.hold_next_due = asyncio.Event()
+    engine.dispatcher.wake()  # the loop claims (nothing), then reads the next due time: held
+    await asyncio.wait_for(repo.reading.wait(), 5)
+    job = await engine.jobs.submit(Signature(task="add", args=[3, 3], countdown=30))
+    hold.set()
+    await settled()
+    assert engine.dispatcher._due.next_due == job.due_at, "the read, older than the job, did not erase it"
+    clock.advance(31)
+    engine.dispatcher.wake()
+    assert (await engine.jobs.wait(job.id, timeout=5)).result == 6
