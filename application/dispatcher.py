@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import random
@@ -286,6 +287,11 @@ class Dispatcher:
                         result_size=self._task_run.pop_result_size(job.id),
                     )
                 return
+            except WorkflowChanged:
+                log.error(
+                    "job %s: its workflow kept changing for %s s; it will be recovered", job.id, self.store_patience
+                )
+                return
             except Conflict:
                 log.warning("job %s: result refused, its lease was lost", job.id)
                 return
@@ -340,14 +346,21 @@ class Dispatcher:
         steps it unblocks may start at once, claimed in that same commit (see :meth:`_hand_over`).
         ``result_size``: the JSON size of its result when already measured.
 
-        Planned again on the stored state while another engine advanced its workflow meanwhile."""
-        for _ in range(WORKFLOW_RETRIES):
+        Planned again on the stored state while another commit advanced its workflow meanwhile (the
+        members of a chord finishing at once, here or on other engines), after a short random pause
+        that grows with the attempts, so that the commits racing for one workflow spread out; for
+        ``store_patience`` seconds, then :class:`WorkflowChanged` is raised (the job is left to recovery)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.store_patience
+        for attempt in itertools.count():
             try:
                 await self._store_once(job, guard, hand_over=hand_over, result_size=result_size)
                 return
             except WorkflowChanged:
+                if attempt >= WORKFLOW_RETRIES and loop.time() > deadline:
+                    raise
                 log.debug("job %s: its workflow changed under the plan; planning again", job.id)
-        await self._store_once(job, guard, hand_over=hand_over, result_size=result_size)
+            await asyncio.sleep(random.uniform(0, min(0.0005 * 2 ** min(attempt, 10), 0.05)))
 
     async def _store_once(self, job: Job, guard: Guard, *, hand_over: bool, result_size: int | None) -> None:
         advance = Advance()

@@ -3,7 +3,8 @@
 Each claim and each read of the next due time is a round trip on PostgreSQL. An engine that stored a job
 itself knows whether it is due: a job due now is claimed (or handed over as it is stored), a job due later
 only moves the time the dispatcher wakes up, and a slot freed with nothing due costs no read, so the next
-submission is handed over in its own commit.
+submission is handed over in its own commit. And an outcome whose workflow other commits keep advancing
+is planned again until it is stored, never dropped.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from adapters.asyncio_runner import AsyncioRunner
 from adapters.event_bus import InProcessEventBus
 from adapters.memory_job_repository import InMemoryJobRepository
 from application.engine import Engine, EngineSettings
+from application.ports import Commit
 from application.registry import TaskDefinition, TaskRegistry
+from application.workflows import WORKFLOW_RETRIES
 from domain.canvas import Signature
+from domain.errors import WorkflowChanged
 from domain.states import JobState
 from tests.unit.fakes import CountingIds, FakeClock
 
@@ -140,3 +144,43 @@ async def test_a_job_stored_while_the_due_time_is_read_is_not_forgotten(
     clock.advance(31)
     engine.dispatcher.wake()
     assert (await engine.jobs.wait(job.id, timeout=5)).result == 6
+
+
+class RacedRepository(CountingRepository):
+    """Every guarded commit of a finished job is refused ``races`` times as if another engine had advanced
+    its workflow meanwhile (the members of a chord finishing at once on several engines)."""
+
+    def __init__(self, races: int) -> None:
+        super().__init__()
+        self.races = races
+
+    async def commit(self, commit: Commit) -> None:
+        if commit.guard is not None and self.races > 0 and any(job.state == JobState.SUCCESS for job in commit.jobs):
+            self.races -= 1
+            raise WorkflowChanged("another engine advanced the workflow")
+        await super().commit(commit)
+
+
+async def test_an_outcome_whose_workflow_keeps_changing_is_planned_again_until_it_is_stored(clock: FakeClock) -> None:
+    """Past the 20 plans that were once the limit: the outcome was dropped as if the lease was lost, the
+    job stayed STARTED until its lease expired, and then ran a second time."""
+    repo = RacedRepository(races=WORKFLOW_RETRIES + 15)
+    registry = TaskRegistry()
+    registry.register(TaskDefinition(name="add", fn=add))
+    engine = Engine.assemble(
+        repo=repo,
+        registry=registry,
+        runner=AsyncioRunner(threads=1),
+        bus=InProcessEventBus(),
+        clock=clock,
+        ids=CountingIds(),
+        settings=EngineSettings(max_concurrent_tasks=1),
+    )
+    await engine.start()
+    try:
+        job = await engine.jobs.submit(Signature(task="add", args=[20, 22]))
+        done = await engine.jobs.wait(job.id, timeout=10)
+        assert done.state == JobState.SUCCESS and done.result == 42 and done.attempts == 1
+        assert repo.races == 0
+    finally:
+        await engine.stop()
