@@ -21,10 +21,11 @@ import msgspec
 from application.due_work import DueWork
 from application.events import Event
 from application.execution import ENGINE_STOPPING, JobCancelled, JobContext, ReplaceRequested
+from application.keyed_locks import KeyedLocks
 from application.outcomes import error_info, revoked_error
 from application.ports import Clock, DispatcherStore, EventBus, Guard, Runner
 from application.ports.job_trace import JobTrace
-from application.recovery import recover_lost
+from application.recovery import recover_lost, renew_leases
 from application.registry import TaskRegistry
 from application.run_slots import RunSlots
 from application.task_run import MaxRetriesExceededError, TaskRun
@@ -77,6 +78,7 @@ class Dispatcher:
         self._running: dict[str, tuple[asyncio.Task[None], JobContext]] = {}
         self._finishing: set[asyncio.Task[Any]] = set()
         self._slots = RunSlots(max_concurrent)  # held by running jobs and jobs claimed, not launched yet
+        self._workflow_commits = KeyedLocks()
         self._due = DueWork()  # whether due jobs may wait in storage, unclaimed (see _reserve)
         self._revoked_unlaunched: set[tuple[str, float | None]] = set()  # claims revoked; see revoking_unlaunched
         self._wake = asyncio.Event()
@@ -126,7 +128,10 @@ class Dispatcher:
         await self._due.drained(self._repo.next_due_at)
         self._accepting = True
         self._loop_task = asyncio.create_task(self._loop(), name="geekblog-dispatcher")
-        self._renew_task = asyncio.create_task(self._renew_leases(), name="geekblog-lease-renewal")
+        self._renew_task = asyncio.create_task(
+            renew_leases(self._repo, self._clock, self.owner, self._lease_seconds, lambda: list(self._running)),
+            name="geekblog-lease-renewal",
+        )
 
     async def stop(self, grace: float = 0.0) -> None:
         """Stop claiming; let running jobs finish within ``grace`` seconds, then cancel the rest.
@@ -342,14 +347,15 @@ class Dispatcher:
         self.wake()
 
     async def _store(self, job: Job, guard: Guard, *, hand_over: bool = False, result_size: int | None = None) -> None:
-        """Store ``job``'s new state and what it unblocks. With ``hand_over`` (a job's outcome), the
-        steps it unblocks may start at once, claimed in that same commit (see :meth:`_hand_over`).
-        ``result_size``: the JSON size of its result when already measured.
+        """Store ``job``'s new state and what it unblocks (with ``hand_over``, an outcome: the steps it
+        unblocks may start at once, claimed in that commit, see :meth:`_hand_over`; ``result_size``: its
+        result's JSON size when measured). One workflow's outcomes are stored here one at a time; one that
+        another engine's commit overtook is planned again after a short random pause growing with the
+        attempts, for ``store_patience`` seconds; then :class:`WorkflowChanged` (left to recovery)."""
+        async with self._workflow_commits.held(job.workflow_id):  # its other outcomes here wait their turn
+            await self._store_planned(job, guard, hand_over=hand_over, result_size=result_size)
 
-        Planned again on the stored state while another commit advanced its workflow meanwhile (the
-        members of a chord finishing at once, here or on other engines), after a short random pause
-        that grows with the attempts, so that the commits racing for one workflow spread out; for
-        ``store_patience`` seconds, then :class:`WorkflowChanged` is raised (the job is left to recovery)."""
+    async def _store_planned(self, job: Job, guard: Guard, *, hand_over: bool, result_size: int | None) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.store_patience
         for attempt in itertools.count():
@@ -419,20 +425,16 @@ class Dispatcher:
         return handed
 
     def _reserve(self, wanted: int, now: float) -> int:
-        """Reserve up to ``wanted`` free slots for jobs claimed as they are stored; none while not
-        dispatching, or while a job in storage may be due (it comes first): the queue was not found
-        drained since the last wake-up, or the earliest due time last read has come. Any thread: it
-        reads flags and takes slots atomically (:class:`RunSlots`)."""
+        """Up to ``wanted`` free slots for jobs claimed as they are stored; none while not dispatching or
+        while a job in storage may be due (it comes first). Any thread (:class:`RunSlots` is atomic)."""
         if not self._accepting or not self.running or self._due.may_be_due(now):
             return 0
         return self._slots.take(wanted)
 
-    def _claimed_here(self, job: Job, now: float) -> Job:
-        """``job`` claimed by this engine at ``now``, as a claim from the queue would leave it."""
+    def _claimed_here(self, job: Job, now: float) -> Job:  # as a claim from the queue leaves it
         return job.started(owner=self.owner, now=now, lease_until=now + self._lease_seconds)
 
-    def _release(self, reserved: int) -> None:
-        """Give back slots reserved for jobs whose claim was not stored."""
+    def _release(self, reserved: int) -> None:  # slots reserved for claims that were not stored
         self._slots.give(reserved)
 
     def claim_new(self, job: Job) -> Job | None:
@@ -493,14 +495,3 @@ class Dispatcher:
         if not held:
             raise JobCancelled("lease lost")
         self._bus.publish(Event.of_progress(job, progress, self._clock.now()))
-
-    async def _renew_leases(self) -> None:
-        interval = self._lease_seconds / 3
-        while True:
-            await asyncio.sleep(interval)
-            if self._running:
-                now = self._clock.now()
-                try:
-                    await self._repo.renew_leases(self.owner, list(self._running), now + self._lease_seconds)
-                except Exception:
-                    log.exception("renewing leases failed")

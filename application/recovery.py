@@ -4,6 +4,7 @@ again. Engines sharing a database all recover: a job one of them recovered first
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -40,3 +41,20 @@ async def recover_lost(
     if recovered:
         log.warning("recovered %d job(s) left running by an engine that stopped", recovered)
     return recovered
+
+
+async def renew_leases(
+    repo: JobQueue, clock: Clock, owner: str, lease_seconds: float, running: Callable[[], list[str]]
+) -> None:
+    """Forever: every third of ``lease_seconds``, extend the leases of the jobs ``running()`` names, so only
+    an engine that stopped renewing (dead, frozen, cut off) loses its jobs to recovery."""
+    interval = lease_seconds / 3
+    while True:
+        await asyncio.sleep(interval)
+        jobs = running()
+        if jobs:
+            now = clock.now()
+            try:
+                await repo.renew_leases(owner, jobs, now + lease_seconds)
+            except Exception:
+                log.exception("renewing leases failed")
