@@ -3,8 +3,9 @@
     python bench/compare.py [--runs 2] [--doc docs/benchmarks.md]     # the full comparison
     python bench/compare.py --smoke                                   # a few hundred jobs, for CI
 
-GeekBlog's contenders: the service and the embedded engine on SQLite, and the service on PostgreSQL with 1, 2
-and 3 engine processes on one database (``geekblog_pg_1/2/3``, ``bench/contender_postgres.py``).
+GeekBlog's contenders: the service and the embedded engine on SQLite, the service on PostgreSQL with 1, 2
+and 3 engine processes on one database (``geekblog_pg_1/2/3``, ``bench/contender_postgres.py``), and a Python
+client beside one ``geekblog worker`` on PostgreSQL (``geekblog_pg_client_1``, ``bench/contender_pg_client.py``).
 
 What it does:
 
