@@ -67,19 +67,24 @@ def repo() -> CountingRepository:
     return CountingRepository()
 
 
-@pytest.fixture
-async def engine(repo: CountingRepository, clock: FakeClock) -> AsyncIterator[Engine]:
+def engine_on(repo: InMemoryJobRepository, clock: FakeClock, *, slots: int) -> Engine:
+    """An engine with the ``add`` task on ``repo``, running at most ``slots`` jobs at once."""
     registry = TaskRegistry()
     registry.register(TaskDefinition(name="add", fn=add))
-    built = Engine.assemble(
+    return Engine.assemble(
         repo=repo,
         registry=registry,
-        runner=AsyncioRunner(threads=2),
+        runner=AsyncioRunner(threads=slots),
         bus=InProcessEventBus(),
         clock=clock,
         ids=CountingIds(),
-        settings=EngineSettings(max_concurrent_tasks=2),
+        settings=EngineSettings(max_concurrent_tasks=slots),
     )
+
+
+@pytest.fixture
+async def engine(repo: CountingRepository, clock: FakeClock) -> AsyncIterator[Engine]:
+    built = engine_on(repo, clock, slots=2)
     await built.start()
     try:
         yield built
@@ -165,17 +170,7 @@ async def test_an_outcome_whose_workflow_keeps_changing_is_planned_again_until_i
     """Past the 20 plans that were once the limit: the outcome was dropped as if the lease was lost, the
     job stayed STARTED until its lease expired, and then ran a second time."""
     repo = RacedRepository(races=WORKFLOW_RETRIES + 15)
-    registry = TaskRegistry()
-    registry.register(TaskDefinition(name="add", fn=add))
-    engine = Engine.assemble(
-        repo=repo,
-        registry=registry,
-        runner=AsyncioRunner(threads=1),
-        bus=InProcessEventBus(),
-        clock=clock,
-        ids=CountingIds(),
-        settings=EngineSettings(max_concurrent_tasks=1),
-    )
+    engine = engine_on(repo, clock, slots=1)
     await engine.start()
     try:
         job = await engine.jobs.submit(Signature(task="add", args=[20, 22]))
