@@ -112,16 +112,34 @@ class EngineThread:
             raise TimeoutError("the embedded engine did not stop")
 
 
-class Contender(peer_support.FreshDatabase, BaseContender):
-    name = "geekblog_embedded"
+class CeleryCalls:
+    """The harness's waits and canvases through the Celery-style API, on the peer tasks that
+    ``GEEKBLOG_PEER_TASKS`` chooses (plain ``def`` or ``async def``); for any contender whose process has
+    an engine bound to those calls."""
 
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
+    def _choose_tasks(self) -> None:
         tasks = peer_support.peer_tasks()
         if tasks.task_prefix() == tasks.ASYNC_PREFIX:
             self.noop, self.add1, self.total, self.kind = tasks.anoop, tasks.aadd1, tasks.atotal, "async def"
         else:
             self.noop, self.add1, self.total, self.kind = tasks.noop, tasks.add1, tasks.total, "def"
+
+    def wait_all(self, handles: list[AsyncResult], timeout: float) -> list[Any]:
+        return ResultSet(handles).get(timeout=timeout)  # type: ignore[return-value]  # blocking off the loop
+
+    def chain(self, n: int, start: int) -> AsyncResult:
+        return chain(self.add1.s(start), *[self.add1.s() for _ in range(n - 1)]).apply_async()  # type: ignore[return-value]
+
+    def chord(self, n: int) -> AsyncResult:
+        return chord([self.noop.s(i) for i in range(n)], self.total.s()).apply_async()  # type: ignore[return-value]
+
+
+class Contender(CeleryCalls, peer_support.FreshDatabase, BaseContender):
+    name = "geekblog_embedded"
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._choose_tasks()
         self.concurrency = int(os.environ.get("GEEKBLOG_PEER_CONCURRENCY", "2"))
         self.scratch = tempfile.mkdtemp(prefix="peers-geekblog-embedded-")
         self.db_path: str | None = None
@@ -162,15 +180,6 @@ class Contender(peer_support.FreshDatabase, BaseContender):
 
     def wait(self, handle: AsyncResult, timeout: float) -> Any:
         return handle.get(timeout=timeout)
-
-    def wait_all(self, handles: list[AsyncResult], timeout: float) -> list[Any]:
-        return ResultSet(handles).get(timeout=timeout)  # type: ignore[return-value]  # blocking off the loop
-
-    def chain(self, n: int, start: int) -> AsyncResult:
-        return chain(self.add1.s(start), *[self.add1.s() for _ in range(n - 1)]).apply_async()  # type: ignore[return-value]
-
-    def chord(self, n: int) -> AsyncResult:
-        return chord([self.noop.s(i) for i in range(n)], self.total.s()).apply_async()  # type: ignore[return-value]
 
     def backlog_footprint(self) -> dict[str, Any]:
         return peer_support.sqlite_footprint(self.db_path)

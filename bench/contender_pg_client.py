@@ -33,7 +33,7 @@ import contender_postgres
 import peer_support
 from contenders.base import BaseContender
 
-from entrypoints.celery_compat import AsyncResult, ResultSet, chain, chord, embedded_engine
+from entrypoints.celery_compat import embedded_engine
 
 
 class ClientThread(contender_embedded.EngineThread):
@@ -52,7 +52,7 @@ class ClientThread(contender_embedded.EngineThread):
             await self._stop.wait()
 
 
-class Contender(contender_postgres.Contender):
+class Contender(contender_embedded.CeleryCalls, contender_postgres.Contender):
     name = "geekblog_pg_client_1"
 
     def __init__(self, **kw: Any) -> None:
@@ -60,11 +60,7 @@ class Contender(contender_postgres.Contender):
         self.name = f"geekblog_pg_client_{self.engines}"
         self.extra = "worker"
         self.recheck = None
-        tasks = peer_support.peer_tasks()
-        if self.prefix == tasks.ASYNC_PREFIX:
-            self.noop, self.add1, self.total = tasks.anoop, tasks.aadd1, tasks.atotal
-        else:
-            self.noop, self.add1, self.total = tasks.noop, tasks.add1, tasks.total
+        self._choose_tasks()
         self.client: ClientThread | None = None
 
     # --- engines: N x geekblog worker, and the client in this process -------------------------------
@@ -80,17 +76,7 @@ class Contender(contender_postgres.Contender):
         self.apis = []
         self.others = []
         for number in range(2, self.engines + 1):
-            log = open(os.path.join(self.logdir, f"{self.name}-engine{number}-{self._nstarts}.log"), "wb")  # noqa: SIM115
-            other = subprocess.Popen(
-                self.worker_cmd(),
-                cwd=contender_postgres.HERE,
-                env=self.worker_env(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            other._peers_log = log  # type: ignore[attr-defined]  # closed by stop_worker
-            self.others.append(other)
+            self._start_engine(number, self.worker_cmd())
         client = ClientThread(str(self.database_url))
         client.start()
         self.client = client
@@ -123,15 +109,6 @@ class Contender(contender_postgres.Contender):
         if self._waited == contender_postgres.WARMUP and self._mark is None and self.proc is not None:
             self._take_mark()  # the warm-up is over: what follows is the timed part
         return value
-
-    def wait_all(self, handles: list[AsyncResult], timeout: float) -> list[Any]:
-        return ResultSet(handles).get(timeout=timeout)  # type: ignore[return-value]  # blocking off the loop
-
-    def chain(self, n: int, start: int) -> AsyncResult:
-        return chain(self.add1.s(start), *[self.add1.s() for _ in range(n - 1)]).apply_async()  # type: ignore[return-value]
-
-    def chord(self, n: int) -> AsyncResult:
-        return chord([self.noop.s(i) for i in range(n)], self.total.s()).apply_async()  # type: ignore[return-value]
 
     def versions(self) -> dict[str, Any]:
         out = super().versions()

@@ -235,22 +235,27 @@ class Contender(contender_service.Contender):
             else:
                 port = peer_support.free_port()
                 command = [self.exe, "serve", "--host", "127.0.0.1", "--port", str(port)]
-            log = open(os.path.join(self.logdir, f"{self.name}-engine{number}-{self._nstarts}.log"), "wb")  # noqa: SIM115
-            other = subprocess.Popen(
-                command,
-                cwd=HERE,
-                env=self.worker_env(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            other._peers_log = log  # type: ignore[attr-defined]  # closed by stop_worker
-            self.others.append(other)
+            other = self._start_engine(number, command)
             if self.extra != "worker":
                 self.apis.append(Api(port, alive=lambda other=other: other.poll() is None))  # type: ignore[misc]
         self._turn = self._waited = self._tasks = 0
         self._mark = None
         return proc
+
+    def _start_engine(self, number: int, command: list[str]) -> subprocess.Popen[bytes]:
+        """Engine ``number`` (2, 3...) running ``command``, its output in its own log; one of :attr:`others`."""
+        log = open(os.path.join(self.logdir, f"{self.name}-engine{number}-{self._nstarts}.log"), "wb")  # noqa: SIM115
+        other = subprocess.Popen(
+            command,
+            cwd=HERE,
+            env=self.worker_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        other._peers_log = log  # type: ignore[attr-defined]  # closed by stop_worker
+        self.others.append(other)
+        return other
 
     def worker_pids(self, proc: subprocess.Popen[bytes]) -> list[int]:
         pids = list(super().worker_pids(proc))
