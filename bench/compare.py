@@ -72,14 +72,7 @@ PEERS = {
     "pgqueuer_pg": "pgqueuer_pg",
     "dbos_sqlite": "dbos_sqlite",
 }
-NEEDS_POSTGRES = {
-    "geekblog_pg_1",
-    "geekblog_pg_2",
-    "geekblog_pg_3",
-    "geekblog_pg_client_1",
-    "procrastinate_pg",
-    "pgqueuer_pg",
-}
+NEEDS_POSTGRES = {name for name in [*OURS, *PEERS] if name.startswith("geekblog_pg_") or name.endswith("_pg")}
 NEEDS_PG_PINS = {"procrastinate_pg", "pgqueuer_pg", "dbos_sqlite"}
 # The harness's `bench.py --contender celery` (a name) fails as shipped: `main()` imports
 # `importlib.util` in its `.py` branch, which makes `importlib` a local name, so the name branch raises
