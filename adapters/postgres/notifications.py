@@ -5,7 +5,9 @@ through the pool: one sender task takes everything queued since its last send (w
 cancel requests and answers) and sends it as one statement of as few payloads as fit
 (:mod:`~adapters.postgres.peer_packets`), so a burst of submissions costs a few notifications, not one
 each, and the sender's order is the order the others receive. Events are queued after their commit, so
-a notification never announces what is not stored yet.
+a notification never announces what is not stored yet. What can wait (a job started, progress, a
+heartbeat) is held up to ``linger`` seconds for something urgent (work queued, a job or workflow ended, a
+cancel) to go with it: a short job's start and end cost one notification, not two.
 
 Nothing is relayed while nobody listens: each engine keeps the names of the others it heard from (any
 packet, a heartbeat every ``keepalive`` seconds, a ``hello`` that every other engine answers) and
@@ -70,8 +72,11 @@ class PostgresPeerLink(PeerLink):
         max_reconnect_delay: float = 2.0,
         hello_wait: float = 2.0,
         peer_timeout: float | None = None,
+        linger: float = 0.02,
     ) -> None:
         self._repo = repo
+        self.linger = linger
+        """How long what can wait (a job started, progress) is held for something urgent to go with it."""
         self.keepalive = keepalive
         self.hello_wait = hello_wait
         self.peer_timeout = 6 * keepalive if peer_timeout is None else peer_timeout
@@ -215,9 +220,26 @@ class PostgresPeerLink(PeerLink):
         while True:
             await self._ready.wait()
             await asyncio.sleep(0)  # the rest of this turn of the loop first: what it queues goes along
+            if self.linger > 0 and not self._outbox.urgent and not self._closing:
+                await self._linger()
             self._ready.clear()
             await self._send(self._outbox.take())
             if self._closing and not self._ready.is_set():  # closing, and everything queued was sent
+                return
+
+    async def _linger(self) -> None:
+        """Hold what can wait until something urgent is queued or ``linger`` seconds passed: a short job's
+        start and its end go as one notification, and a burst of progress as one per ``linger``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.linger
+        while not self._outbox.urgent and not self._closing:
+            self._ready.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._ready.wait(), remaining)
+            except TimeoutError:
                 return
 
     async def _beat_loop(self) -> None:

@@ -169,11 +169,21 @@ class Outbox:
         self.asks: list[CancelAsk] = []
         self.answers: list[CancelAnswer] = []
         self.dropped = 0
+        self._final = False  # an event that ends something waits
 
     def add_event(self, event: Event) -> None:
         if len(self.events) == self.events.maxlen:
             self.dropped += 1
         self.events.append(event)
+        if event.terminal:
+            self._final = True
+
+    @property
+    def urgent(self) -> bool:
+        """Whether what waits should go now: work queued, an engine starting or stopping, a cancel asked or
+        answered, or an event that ends a job or workflow. The rest (a job started, progress, a heartbeat)
+        can wait a little for such an event to go along with it."""
+        return self.due or self.hello or self.bye or self._final or bool(self.asks) or bool(self.answers)
 
     def take(self) -> list[str]:
         """Everything waiting, as payloads; the outbox is then empty."""
@@ -183,6 +193,7 @@ class Outbox:
         asks, self.asks = self.asks, []
         answers, self.answers = self.answers, []
         due, self.due = self.due, False
+        self._final = False
         hello, bye, beat = self.hello, self.bye, self.beat
         self.hello = self.bye = self.beat = False
         return pack(self.sender, due=due, hello=hello, bye=bye, beat=beat, events=events, asks=asks, answers=answers)

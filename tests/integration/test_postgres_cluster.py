@@ -21,6 +21,7 @@ from dependency_injector import providers
 
 from adapters.event_bus import InProcessEventBus, QueueSubscription
 from adapters.postgres import PostgresPeerLink
+from adapters.postgres.peer_packets import CHANNEL, decode, item
 from application.engine import Engine
 from application.events import Event
 from domain.canvas import Chain, Signature
@@ -235,6 +236,52 @@ class TestWhoListens:
             await eventually(lambda: watcher.link.peers == [quiet.engine.dispatcher.owner], what="known again")
         finally:
             await watcher.engine.stop()
+
+
+class TestWhatCanWaitGoesWithWhatCannot:
+    """A job started, progress and heartbeats are held a little (``linger``) for an event that ends
+    something: a short job's start and end reach the others in one notification; a long one's start
+    still arrives while it runs."""
+
+    async def test_a_short_jobs_start_and_end_go_in_one_notification(self, replica: Start, postgres_url: str) -> None:
+        runner = await replica()
+        await replica()  # someone listens: the runner relays
+        heard: list[list[tuple[str, str]]] = []
+
+        def on_payload(_connection: object, _pid: int, _channel: str, payload: object) -> None:
+            packet = decode(str(payload))
+            if packet.sender == runner.engine.dispatcher.owner and packet.events:
+                heard.append([(event.id, event.state) for _, event in map(item, packet.events)])
+
+        listener = await asyncpg.connect(postgres_url)
+        try:
+            await listener.add_listener(CHANNEL, on_payload)
+            job = await runner.engine.jobs.submit(Signature(task="cluster.quick", args=[7]))
+            assert (await finished(runner, job.id)).result == 7
+            await eventually(lambda: any(("SUCCESS" in dict(events).values()) for events in heard), what="relayed")
+        finally:
+            await listener.close()
+        carrying = [events for events in heard if any(job_id == job.id for job_id, _ in events)]
+        assert len(carrying) == 1, f"the job's events came in {len(carrying)} notifications: {carrying}"
+        states = [state for job_id, state in carrying[0] if job_id == job.id]
+        assert states[-2:] == ["STARTED", "SUCCESS"], states
+
+    async def test_a_long_jobs_start_reaches_the_others_while_it_runs(self, replica: Start) -> None:
+        runner = await replica()
+        viewer = await replica()
+        subscription = viewer.bus.subscribe()
+        job = await runner.engine.jobs.submit(Signature(task="cluster.hold", args=["long"]))
+
+        async def next_of_job() -> Event:
+            while True:
+                event = await subscription.next(PROMPT)
+                assert event is not None, "nothing relayed"
+                if event.id == job.id and event.state != "PENDING":
+                    return event
+
+        assert (await next_of_job()).state == "STARTED"  # the gate is still shut: it runs
+        cluster_tasks.release("long")
+        assert (await next_of_job()).state == "SUCCESS"
 
 
 class TestTheListeningConnection:

@@ -88,3 +88,26 @@ def test_presence_rides_on_the_first_packet_of_a_burst_and_the_outbox_forgets_it
     outbox.bye = True
     (bye,) = outbox.take()
     assert decode(bye).bye and decode(bye).sender == SENDER
+
+
+def test_only_what_ends_something_or_asks_is_urgent_and_taking_forgets_it() -> None:
+    outbox = Outbox(SENDER)
+    outbox.add_event(job_event(1, state="STARTED"))
+    outbox.add_event(job_event(1, state="PROGRESS", progress=Progress(state="PROGRESS", meta={"done": 1})))
+    outbox.beat = True
+    assert not outbox.urgent, "a start, progress and a heartbeat can wait"
+    outbox.add_event(job_event(1, state="SUCCESS", result=1))
+    assert outbox.urgent
+    assert [event.state for _, event in unpacked(outbox.take())] == ["STARTED", "PROGRESS", "SUCCESS"]
+    assert not outbox.urgent
+    for make_urgent in (
+        lambda box: setattr(box, "due", True),
+        lambda box: setattr(box, "hello", True),
+        lambda box: setattr(box, "bye", True),
+        lambda box: box.asks.append(CancelAsk(to="other", job="job-1", ask=1)),
+        lambda box: box.answers.append(CancelAnswer(to="other", ask=1, done=True)),
+        lambda box: box.add_event(Event(kind="workflow", id="wf", state="FAILURE", at=1.0)),
+    ):
+        outbox = Outbox(SENDER)
+        make_urgent(outbox)
+        assert outbox.urgent
