@@ -125,7 +125,7 @@ class Dispatcher:
         by an earlier process is dead now; otherwise only expired leases are.
         """
         await self.recover(math.inf if recover_all_leases else self._clock.now())
-        await self._due.drained(self._repo.next_due_at)
+        await self._due.drained(self._repo.next_due_at, self._clock.now())
         self._accepting = True
         self._loop_task = asyncio.create_task(self._loop(), name="geekblog-dispatcher")
         self._renew_task = asyncio.create_task(
@@ -213,7 +213,7 @@ class Dispatcher:
             if free > 0 and len(claimed) == free:
                 continue
             if free > len(claimed):
-                await self._due.drained(self._repo.next_due_at)
+                await self._due.drained(self._repo.next_due_at, now)
             now = self._clock.now()
             timeout: float | None = None
             if self._due.may_be_due(now):  # claim again at once, or when a running job frees its slot

@@ -2,10 +2,13 @@
 when due work may wait: each claim and each read is a round trip on PostgreSQL.
 
 Due work reaches storage in two ways. Announced (another engine queued it, a retry or a recovery was
-stored, the engine is told to look): the queue is *behind* until a claim finds it drained. Stored by this
-engine itself: a job due now makes the queue behind, one due later only moves the time to wake up. A read
-of the earliest due time, after a claim found the queue drained, may begin before a job this engine
-stores meanwhile is committed: such jobs are noted, and the read cannot erase them.
+stored, the engine is told to look): the queue is *behind* until a claim finds it drained, and then the
+earliest due time is read, since what the others stored is known only there. Stored by this engine
+itself: a job due now makes the queue behind, one due later only moves the time to wake up; a claim
+that finds the queue drained then needs no read, since the engine already knows every due time it
+stored. The earliest due time is read again too once it has passed (the jobs due then were claimed: the
+next one is not known). A read may begin before a job this engine stores meanwhile is committed: such
+jobs are noted, and the read cannot erase them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ class DueWork:
         """Due jobs may wait in storage: announced work, not yet found drained by a claim."""
         self.next_due: float | None = None
         """The earliest due time of the queued jobs in storage, as last known."""
+        self.unknown = True
+        """Jobs may be in storage whose due times this engine does not know (announced, or stored before it
+        started): the next drained queue reads the earliest due time."""
         self._noted: float | None = None  # the earliest due time stored here since the last read began
 
     def may_be_due(self, now: float) -> bool:
@@ -29,24 +35,32 @@ class DueWork:
 
     def announced(self) -> None:
         self.behind = True
+        self.unknown = True
 
     def stored(self, due_times: list[float], now: float) -> bool:
         """This engine stored queued jobs due at ``due_times``: True when one is due now (claim it);
-        otherwise only the earliest is noted as a time to wake up."""
-        if any(due <= now for due in due_times):
+        the earliest due later is noted as a time to wake up."""
+        due_now = any(due <= now for due in due_times)
+        later = [due for due in due_times if due > now]
+        if due_now:
             self.behind = True
-            return True
-        earliest = min(due_times)
-        if self.next_due is None or earliest < self.next_due:
-            self.next_due = earliest
-        if self._noted is None or earliest < self._noted:
-            self._noted = earliest
-        return False
+        if later:
+            earliest = min(later)
+            if self.next_due is None or earliest < self.next_due:
+                self.next_due = earliest
+            if self._noted is None or earliest < self._noted:
+                self._noted = earliest
+        return due_now
 
-    async def drained(self, read_next_due: Callable[[], Awaitable[float | None]]) -> None:
-        """A claim found no more due jobs (or the dispatcher starts): read the earliest due time."""
+    async def drained(self, read_next_due: Callable[[], Awaitable[float | None]], now: float) -> bool:
+        """A claim found no more due jobs (or the dispatcher starts): the earliest due time is read when
+        it may be unknown; True when it was read."""
         self.behind = False
+        if not self.unknown and (self.next_due is None or self.next_due > now):
+            return False
+        self.unknown = False
         self._noted = None
         read = await read_next_due()
         noted = self._noted
         self.next_due = read if noted is None or (read is not None and read <= noted) else noted
+        return True

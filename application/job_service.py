@@ -63,21 +63,15 @@ class JobService:
         job = self.new_job(signature, lineage=lineage)
         if signature.id is not None:
             await self.check_reusable([signature.id])
-        await self._queue_new(job)
+        await self.queue_new(job)
         return job
 
-    async def _queue_new(self, job: Job) -> None:
+    async def queue_new(self, job: Job) -> None:
+        """Commit a new job (from :meth:`new_job`, its id checked): claimed in that commit and started when
+        the dispatcher has a free slot and nothing else is due, else queued."""
         advance = Advance()
         await self._workflows.record(advance, job)
         await self._apply_new(advance)
-
-    async def store_queued(self, job: Job) -> None:
-        """Commit a new job (from :meth:`new_job`) as queued, without starting it and without waking
-        the dispatcher: a submitter on another thread is answered before any worker takes it (as with a
-        broker); it then calls :meth:`announce`."""
-        advance = Advance()
-        await self._workflows.record(advance, job)
-        await self._workflows.apply(advance)
 
     def new_job(self, signature: Signature, *, lineage: Lineage | None = None) -> Job:
         """The job ``signature`` asks for, checked (task, arguments, options, schedule) but not stored;

@@ -121,9 +121,8 @@ class ThreadBridge:
         finally:
             if not stored and claimed is not None and starter is not None:
                 starter.unclaim()
-        if not stored:  # stored by the loop, queued, published; the dispatcher is woken once this thread has it
-            self._on_loop(self._jobs.store_queued(job))
-            self._engine_loop().call_soon_threadsafe(self._jobs.announce, [])
+        if not stored:  # stored by the loop, as a submission there: claimed in its commit when a slot is free
+            self._on_loop(self._jobs.queue_new(job))
             return job
         self._announce_later(job, claimed)
         return job

@@ -300,8 +300,9 @@ class TestResultSet:
 
 
 class TestClaimedAsSubmitted:
-    """On SQLite, a job a thread submits while a slot is free and nothing else is due is stored
-    already claimed and started from the announcement: no second transaction to claim it."""
+    """A job a thread submits while a slot is free and nothing else is due is stored already claimed, and
+    started (on SQLite from the announcement; elsewhere by the loop that stored it): no second
+    transaction to claim it, no read of the next due time."""
 
     @staticmethod
     def count_claims(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -317,17 +318,25 @@ class TestClaimedAsSubmitted:
         return claimed
 
     async def test_with_a_free_slot_the_job_never_waits_in_the_queue(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        self, storage: Storage, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         async with embedded_engine(
-            db_path=str(tmp_path / "c.db"), task_modules=["tests.integration.compat_tasks"]
+            **storage.engine_options(), task_modules=["tests.integration.compat_tasks"]
         ) as engine:
             claimed = self.count_claims(engine, monkeypatch)
+            reads: list[float | None] = []
+            next_due_at = engine.repo.next_due_at
+
+            async def counting_reads() -> float | None:
+                reads.append(await next_due_at())
+                return reads[-1]
+
+            monkeypatch.setattr(engine.repo, "next_due_at", counting_reads)
             handles = await off_loop(lambda: [add.delay(i, 1) for i in range(5)])
             assert await off_loop(lambda: [handle.get(timeout=5) for handle in handles]) == [1, 2, 3, 4, 5]
             jobs = [await engine.jobs.get(handle.id) for handle in handles]
             assert [job.attempts for job in jobs] == [1] * 5
-            assert claimed == []
+            assert claimed == [] and reads == []
             assert engine.dispatcher.active_jobs == 0 and engine.dispatcher.reserved_slots == 0
 
     async def test_with_no_free_slot_the_job_is_queued_and_claimed_later(

@@ -151,6 +151,40 @@ async def test_a_job_stored_while_the_due_time_is_read_is_not_forgotten(
     assert (await engine.jobs.wait(job.id, timeout=5)).result == 6
 
 
+async def test_work_this_engine_queued_itself_is_claimed_with_no_read_of_the_next_due_time(
+    engine: Engine, repo: CountingRepository
+) -> None:
+    engine.dispatcher.max_concurrent = 1
+    await settled()
+    claims, reads = repo.claims, repo.due_reads
+    jobs = [await engine.jobs.submit(Signature(task="add", args=[value, 1])) for value in range(6)]
+    for value, job in enumerate(jobs):
+        assert (await engine.jobs.wait(job.id, timeout=5)).result == value + 1
+    await settled()
+    assert repo.claims > claims, "some found the slot taken, were stored queued and claimed"
+    assert repo.due_reads == reads, "every due time in storage was known: none was read"
+
+
+async def test_announced_work_and_a_due_time_gone_by_are_read_again(
+    engine: Engine, repo: CountingRepository, clock: FakeClock
+) -> None:
+    await settled()
+    reads = repo.due_reads
+    engine.dispatcher.wake()  # another engine may have stored jobs due later: their times are in storage
+    await settled()
+    assert repo.due_reads == reads + 1
+    first = await engine.jobs.submit(Signature(task="add", args=[1, 1], countdown=30))
+    second = await engine.jobs.submit(Signature(task="add", args=[2, 2], countdown=60))
+    await settled()
+    assert repo.due_reads == reads + 1 and engine.dispatcher._due.next_due == first.due_at
+    clock.advance(31)
+    engine.dispatcher._slot_freed()  # the loop sleeps on the real clock: nudged, not told of new work
+    assert (await engine.jobs.wait(first.id, timeout=5)).result == 2
+    await settled()
+    assert repo.due_reads == reads + 2, "the time it knew went by: the next one is read"
+    assert engine.dispatcher._due.next_due == second.due_at
+
+
 class RacedRepository(CountingRepository):
     """Every guarded commit of a finished job is refused ``races`` times as if another engine had advanced
     its workflow meanwhile (the members of a chord finishing at once on several engines)."""
