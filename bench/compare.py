@@ -4,8 +4,10 @@
     python bench/compare.py --smoke                                   # a few hundred jobs, for CI
 
 GeekBlog's contenders: the service and the embedded engine on SQLite, the service on PostgreSQL with 1, 2
-and 3 engine processes on one database (``geekblog_pg_1/2/3``, ``bench/contender_postgres.py``), and a Python
-client beside one ``geekblog worker`` on PostgreSQL (``geekblog_pg_client_1``, ``bench/contender_pg_client.py``).
+and 3 engine processes on one database (``geekblog_pg_1/2/3``, ``bench/contender_postgres.py``), a Python
+client beside one ``geekblog worker`` on PostgreSQL (``geekblog_pg_client_1``, ``bench/contender_pg_client.py``),
+and the engine embedded in the driver process on PostgreSQL (``geekblog_pg_embedded``,
+``bench/contender_pg_embedded.py``).
 
 What it does:
 
@@ -64,6 +66,7 @@ OURS: dict[str, tuple[str, dict[str, str]]] = {
     "geekblog_embedded": (str(BENCH / "contender_embedded.py"), {}),
     **{f"geekblog_pg_{n}": (POSTGRES, {"GEEKBLOG_PEER_ENGINES": str(n)}) for n in (1, 2, 3)},
     "geekblog_pg_client_1": (str(BENCH / "contender_pg_client.py"), {"GEEKBLOG_PEER_ENGINES": "1"}),
+    "geekblog_pg_embedded": (str(BENCH / "contender_pg_embedded.py"), {}),
 }
 PEERS = {
     "celery": "celery",
@@ -91,6 +94,7 @@ ORDER = [
     "geekblog_pg_2",
     "geekblog_pg_3",
     "geekblog_pg_client_1",
+    "geekblog_pg_embedded",
     "procrastinate_pg",
     "pgqueuer_pg",
     "dbos_sqlite",

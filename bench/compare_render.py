@@ -1,8 +1,9 @@
 """The tables and the page of ``bench/compare.py``: medians of the harness's JSON results, ratios, targets.
 
 Two comparisons, each its own table: GeekBlog on SQLite (service, embedded) against Celery (Redis) and Huey
-(SQLite), and GeekBlog on PostgreSQL (1, 2 and 3 engine processes on one database) against the peers the
-harness runs on PostgreSQL (procrastinate, PgQueuer) and DBOS. Only the standard library is used.
+(SQLite), and GeekBlog on PostgreSQL (1, 2 and 3 engine processes on one database, a Python client beside a
+worker, the engine embedded in the driver) against the peers the harness runs on PostgreSQL (procrastinate,
+PgQueuer) and DBOS. Only the standard library is used.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ TITLES = {
     "geekblog_pg_2": "GeekBlog PG, 2 engines",
     "geekblog_pg_3": "GeekBlog PG, 3 engines",
     "geekblog_pg_client_1": "GeekBlog PG, Python client + 1 worker",
+    "geekblog_pg_embedded": "GeekBlog PG, embedded (1 process)",
     "celery": "Celery",
     "huey": "Huey",
     "procrastinate_pg": "procrastinate",
@@ -31,10 +33,14 @@ SHORT = {
     "geekblog_embedded": "embedded",
     "geekblog_pg_1": "PG 1",
     "geekblog_pg_client_1": "PG client",
+    "geekblog_pg_embedded": "PG embedded",
 }
-ONE_ENGINE = ("geekblog_pg_1", "geekblog_pg_client_1")
-"""GeekBlog on PostgreSQL with one process running jobs: the service (HTTP), and a Python client beside a
-worker (as the harness runs procrastinate and PgQueuer); the PostgreSQL targets apply to both."""
+ONE_ENGINE = ("geekblog_pg_1", "geekblog_pg_client_1", "geekblog_pg_embedded")
+"""GeekBlog on PostgreSQL with one process running jobs: the service (HTTP), a Python client beside a
+worker (as the harness runs procrastinate and PgQueuer), and the engine embedded in the driver's process;
+the PostgreSQL targets apply to all three."""
+ONE_PROCESS = ("geekblog_pg_embedded",)
+"""Contenders whose engine runs in the driver's process: their CPU cost is one figure, the driver's."""
 
 # (label, workload, path in the result, better: "high"/"low", target key)
 METRICS: list[tuple[str, str, tuple[str, ...], str, str | None]] = [
@@ -82,6 +88,7 @@ TARGETS: dict[str, dict[str, tuple[str, float]]] = {
     },
     "geekblog_pg_1": {"W2p50": ("le", 5)},
     "geekblog_pg_client_1": {"W2p50": ("le", 5)},
+    "geekblog_pg_embedded": {"W2p50": ("le", 5)},
 }
 PG_W1_FACTOR = 2.0
 """GeekBlog on PostgreSQL with one engine: W1 at least this many times the better of procrastinate and
@@ -105,7 +112,11 @@ def comparisons(runs: dict[str, list[dict[str, Any]]]) -> list[Comparison]:
     if ours:
         pairs = [(o, p, f"{SHORT[o]} vs {TITLES[p]}") for o in ours for p in peers]
         tables.append(Comparison("GeekBlog on SQLite vs Celery and Huey", ours + peers, pairs, ours))
-    engines = [e for e in ("geekblog_pg_1", "geekblog_pg_2", "geekblog_pg_3", "geekblog_pg_client_1") if e in runs]
+    engines = [
+        e
+        for e in ("geekblog_pg_1", "geekblog_pg_2", "geekblog_pg_3", "geekblog_pg_client_1", "geekblog_pg_embedded")
+        if e in runs
+    ]
     pg_peers = [p for p in ("procrastinate_pg", "pgqueuer_pg", "dbos_sqlite") if p in runs]
     if engines:
         pairs = [(o, p, f"{SHORT[o]} vs {TITLES[p]}") for o in ONE_ENGINE if o in runs for p in pg_peers]
@@ -273,7 +284,8 @@ def render_tables(runs: dict[str, list[dict[str, Any]]]) -> str:
 
 def render_cost(runs: dict[str, list[dict[str, Any]]], table: Comparison) -> str:
     """What W1 cost each GeekBlog-on-PostgreSQL contender per task (``*.cost.json`` of contender_postgres)."""
-    rows = []
+    rows: list[str] = []
+    one: list[str] = []  # titles of the rows whose engine is the driver's process
     for name in table.contenders:
         costs = [d["cost"] for d in runs.get(name, []) if isinstance(d.get("cost"), dict)]
         if not costs:
@@ -281,6 +293,9 @@ def render_cost(runs: dict[str, list[dict[str, Any]]], table: Comparison) -> str
         fields = ("engines_cpu_ms", "postgres_cpu_ms", "driver_cpu_ms", "transactions")
         medians = {f: median([c.get(f) for c in costs]) for f in fields}
         shown = [("-" if medians[f] is None else f"{medians[f]:.2f}") for f in fields]  # type: ignore[str-format]
+        if name in ONE_PROCESS:  # the engine's process is the driver's: one figure, in the driver's column
+            shown[0] = "in the driver's"
+            one.append(TITLES.get(name, name))
         rows.append(f"| {TITLES.get(name, name)} | " + " | ".join(shown) + " |")
     if not rows:
         return ""
@@ -291,7 +306,13 @@ def render_cost(runs: dict[str, list[dict[str, Any]]], table: Comparison) -> str
         "| contender | engines' CPU, ms/task | PostgreSQL CPU, ms/task | driver CPU, ms/task | "
         "PostgreSQL transactions/task |\n|---|---|---|---|---|\n"
     )
-    return head + "\n".join(rows) + "\n"
+    tail = (
+        f"\n{', '.join(one)}: the engine runs in the driver's process, so the driver's CPU is the engine's and "
+        "the driver's together (the harness's loop, the `.delay()`/`get()` calls and the jobs).\n"
+        if one
+        else ""
+    )
+    return head + "\n".join(rows) + "\n" + tail
 
 
 def storage_notes(runs: dict[str, list[dict[str, Any]]], order: list[str]) -> list[str]:

@@ -92,10 +92,14 @@ class EngineThread:
             self.error = exc
             self._ready.set()
 
+    def _engine(self) -> Any:
+        """The ``embedded_engine(...)`` block to run (a subclass chooses other storage or options)."""
+        return embedded_engine(db_path=self.db_path, max_concurrent_tasks=self.concurrency)
+
     async def _serve(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with embedded_engine(db_path=self.db_path, max_concurrent_tasks=self.concurrency):
+        async with self._engine():
             self._ready.set()
             await self._stop.wait()
 

@@ -42,14 +42,8 @@ class ClientThread(contender_embedded.EngineThread):
     def __init__(self, database_url: str) -> None:
         super().__init__(database_url, 1)
 
-    async def _serve(self) -> None:
-        import asyncio
-
-        self.loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with embedded_engine(database_url=self.db_path, run_jobs=False):
-            self._ready.set()
-            await self._stop.wait()
+    def _engine(self) -> Any:
+        return embedded_engine(database_url=self.db_path, run_jobs=False)
 
 
 class Contender(contender_embedded.CeleryCalls, contender_postgres.Contender):
