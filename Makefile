@@ -43,7 +43,7 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-## bench: GeekBlog (service and embedded on SQLite; the service on PostgreSQL with 1, 2 and 3 engine processes)
+## bench: GeekBlog (service and embedded on SQLite; on PostgreSQL: the service with 1, 2 and 3 engine processes, a Python client beside one worker, and the engine embedded in one process)
 ##        side by side with Celery + Redis, Huey, procrastinate, PgQueuer and DBOS on ../shared/peers
 ##        (RUNS=2 runs each, medians and ratios); writes docs/benchmarks.md. Never fails on a timing.
 bench: install

@@ -106,6 +106,7 @@ class Contender(contender_embedded.CeleryCalls, contender_postgres.Contender):
 
     def versions(self) -> dict[str, Any]:
         out = super().versions()
+        out.pop("client", None)  # the service's HTTP client: none here
         out.update(
             worker_cmd=f"{self.engines} x geekblog worker; the driver embeds embedded_engine(run_jobs=False)",
             submit="noop.delay(x) from the driver thread (committed before it returns)",

@@ -109,7 +109,6 @@ class Contender(contender_pg_client.Contender):
 
     def versions(self) -> dict[str, Any]:
         out = super().versions()
-        out.pop("client", None)  # the service's HTTP client: none here
         out.update(
             python=platform.python_version(),  # the engine runs in the driver's interpreter
             engines=1,
