@@ -22,6 +22,8 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
     ``poll_seconds``: with other engines on its storage, how often it looks for due work and expired
     leases without being told (see :class:`~application.peers.Peers`).
 
+    ``cancel_timeout``: how long a cancel of a job running on another engine waits for that engine's answer.
+
     ``run_jobs``: False for an engine that submits, follows and controls jobs but runs none (no dispatcher,
     no maintenance): other engines sharing its storage run them."""
 
@@ -31,6 +33,7 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
     result_ttl: float = 7 * 24 * 3600.0
     maintenance_interval: float = 60.0
     poll_seconds: float = 5.0
+    cancel_timeout: float = 5.0
     run_jobs: bool = True
 
 
@@ -247,4 +250,12 @@ def new_peers(
     settings: EngineSettings,
 ) -> Peers:
     """The engine's side of ``link`` (to the other engines of its storage), polling every ``poll_seconds``."""
-    return Peers(link=link, dispatcher=dispatcher, bus=bus, repo=repo, clock=clock, poll_seconds=settings.poll_seconds)
+    return Peers(
+        link=link,
+        dispatcher=dispatcher,
+        bus=bus,
+        repo=repo,
+        clock=clock,
+        poll_seconds=settings.poll_seconds,
+        cancel_timeout=settings.cancel_timeout,
+    )

@@ -67,10 +67,14 @@ def limited_workflows(
 # or in-memory engine starts without it.
 
 
-def postgres_job_repository(database_url: str) -> JobRepository:
+def postgres_job_repository(
+    database_url: str, *, pool_size: int, connect_timeout: float, command_timeout: float
+) -> JobRepository:
     from adapters.postgres import PostgresJobRepository
 
-    return PostgresJobRepository(database_url)
+    return PostgresJobRepository(
+        database_url, pool_size=pool_size, connect_timeout=connect_timeout, command_timeout=command_timeout
+    )
 
 
 def postgres_project_repository(repo: PostgresJobRepository) -> ProjectRepository:
@@ -123,7 +127,13 @@ class Container(containers.DeclarativeContainer):
             max_size_mb=settings.provided.max_db_mb,
         ),
         memory=providers.Factory(InMemoryJobRepository),
-        postgres=providers.Factory(postgres_job_repository, settings.provided.database_url),
+        postgres=providers.Factory(
+            postgres_job_repository,
+            settings.provided.database_url,
+            pool_size=settings.provided.pg_pool_size,
+            connect_timeout=settings.provided.pg_connect_timeout,
+            command_timeout=settings.provided.pg_command_timeout,
+        ),
     )
     repo = providers.Singleton(new_repo)
     storage_probe = providers.Factory(new_repo)
@@ -143,6 +153,7 @@ class Container(containers.DeclarativeContainer):
         lease_seconds=settings.provided.lease_seconds,
         result_ttl=settings.provided.result_ttl,
         poll_seconds=settings.provided.poll_seconds,
+        cancel_timeout=settings.provided.cancel_timeout,
         run_jobs=settings.provided.run_jobs,
         # Only a SQLite file is this engine's alone (its lock file): on PostgreSQL another engine may hold
         # the leases found at start, so they are recovered only once they expire.

@@ -68,6 +68,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     poll_seconds: float = 5.0
     """Engines sharing PostgreSQL: how often each looks for due work and expired leases without being told
     (the safety net under LISTEN/NOTIFY)."""
+    pg_pool_size: int = 10
+    """PostgreSQL: the most connections of this process's pool (its writer and its reads); it also holds a
+    listening connection and up to 4 for blocking reads from threads."""
+    pg_connect_timeout: float = 10.0
+    """PostgreSQL: how long opening a connection may take, in seconds."""
+    pg_command_timeout: float = 30.0
+    """PostgreSQL: how long one statement (or a batch's transaction step) may take before it is cancelled."""
+    cancel_timeout: float = 5.0
+    """Engines sharing PostgreSQL: how long a cancel waits for the engine running the job to answer before it
+    stores the revocation itself (that engine is then taken for gone)."""
     busy_timeout_ms: int = 5000
     max_db_mb: int | None = None
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
@@ -109,6 +119,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(
                 f"{PREFIX}POLL_SECONDS must be positive (seconds, at most 86400), got {self.poll_seconds}"
             )
+        if not 2 <= self.pg_pool_size <= 1000:
+            raise SettingsError(f"{PREFIX}PG_POOL_SIZE must be 2 to 1000, got {self.pg_pool_size}")
+        for name in ("pg_connect_timeout", "pg_command_timeout", "cancel_timeout"):
+            if not 0 < getattr(self, name) <= 86_400:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be positive (seconds, at most 86400)")
         if self.llm_base_url is not None and not self.llm_base_url.startswith(("http://", "https://")):
             raise SettingsError(f"{PREFIX}LLM_BASE_URL must be an http(s) URL, got {self.llm_base_url!r}")
         if self.llm_timeout <= 0 or self.llm_max_retries < 0 or self.offline_delay < 0:

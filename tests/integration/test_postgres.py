@@ -270,6 +270,43 @@ class TestSelection:
         message = str(caught.value)
         assert needle in message and "\n" not in message and "s3cret" not in message
 
+    def test_the_pool_the_timeouts_and_the_cancel_wait_come_from_the_environment(self) -> None:
+        settings = Settings.from_env(
+            {
+                "GEEKBLOG_DATABASE_URL": URL_WITH_PASSWORD,
+                "GEEKBLOG_PG_POOL_SIZE": "4",
+                "GEEKBLOG_PG_CONNECT_TIMEOUT": "2.5",
+                "GEEKBLOG_PG_COMMAND_TIMEOUT": "7",
+                "GEEKBLOG_CANCEL_TIMEOUT": "1.5",
+            }
+        )
+        container = Container(settings=settings)
+        repo = container.repo()
+        assert isinstance(repo, PostgresJobRepository)
+        assert (repo.writer.pool_size, repo.writer.connect_timeout, repo.writer.command_timeout) == (4, 2.5, 7.0)
+        assert (repo.blocking.connect_timeout, repo.blocking.command_timeout) == (2.5, 7.0)
+        assert container.peers().cancel_timeout == 1.5
+        defaults = Container(settings=Settings(database_url=URL_WITH_PASSWORD))
+        default_repo = defaults.repo()
+        assert isinstance(default_repo, PostgresJobRepository)
+        assert (default_repo.writer.pool_size, default_repo.writer.command_timeout) == (10, 30.0)
+        assert defaults.peers().cancel_timeout == 5.0
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("GEEKBLOG_PG_POOL_SIZE", "1"),
+            ("GEEKBLOG_PG_POOL_SIZE", "many"),
+            ("GEEKBLOG_PG_CONNECT_TIMEOUT", "0"),
+            ("GEEKBLOG_PG_COMMAND_TIMEOUT", "-3"),
+            ("GEEKBLOG_CANCEL_TIMEOUT", "0"),
+        ],
+    )
+    def test_a_bad_pool_size_or_timeout_is_one_line_naming_it(self, name: str, value: str) -> None:
+        with pytest.raises(SettingsError) as caught:
+            Settings.from_env({"GEEKBLOG_DATABASE_URL": URL_WITH_PASSWORD, name: value})
+        assert name in str(caught.value) and "\n" not in str(caught.value)
+
     def test_the_container_wires_postgres_into_every_persistence_choice(self) -> None:
         container = Container(settings=Settings(database_url=URL_WITH_PASSWORD))
         repo = container.repo()
