@@ -28,9 +28,15 @@ worker: install
 demo: install
 	$(PY) -m entrypoints.demo
 
-## test: lint, type-check, then the whole suite (unit, contract, integration, e2e)
+## test: lint, type-check, then the whole suite (unit, contract, integration, e2e) on TEST_WORKERS processes
+##       (pytest-xdist; TEST_WORKERS=0 runs it in this one). Bytecode is cached even where the environment
+##       says PYTHONDONTWRITEBYTECODE: each worker and each service the e2e tests start would else compile the
+##       test modules (with pytest's assertion rewriting) and the project's modules from source again.
+##       The tests marked serial (they compare CPU times they measure) run afterwards, with no other worker.
+TEST_WORKERS ?= 2
 test: install lint typecheck
-	$(PY) -m pytest
+	env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest -n $(TEST_WORKERS) -m "not serial"
+	env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest -m serial
 
 unit: install
 	$(PY) -m pytest tests/unit tests/contract -q

@@ -191,7 +191,8 @@ class Dispatcher:
             self._wake.clear()
             # A freed slot alone is no reason to query storage: due work there is always announced
             # (wake) or read as the next due time, so the next submission can be handed over instead.
-            free = self._slots.take(self.max_concurrent) if self._due.may_be_due(self._clock.now()) else 0
+            looked_due = self._due.may_be_due(self._clock.now())
+            free = self._slots.take(self.max_concurrent) if looked_due else 0
             claimed: list[Job] = []
             if free > 0:
                 now = self._clock.now()
@@ -216,8 +217,8 @@ class Dispatcher:
                 await self._due.drained(self._repo.next_due_at, now)
             now = self._clock.now()
             timeout: float | None = None
-            if self._due.may_be_due(now):  # claim again at once, or when a running job frees its slot
-                timeout = 0.0 if free > len(claimed) else None
+            if self._due.may_be_due(now):  # claim again at once, or (no slot was free) once a slot frees;
+                timeout = None if looked_due and free == 0 else 0.0  # what fell due since the look: at once
             elif self._due.next_due is not None:
                 timeout = self._due.next_due - now
             await self._sleep(timeout)

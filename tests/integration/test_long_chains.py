@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from entrypoints.celery_compat import chain, embedded_engine
 from tests.integration import limit_tasks
 from tests.integration.limit_tasks import step
@@ -25,6 +27,7 @@ async def _run_chain(steps: int) -> tuple[float, list[float]]:
     return time.thread_time() - started, list(limit_tasks.STEP_TIMES)
 
 
+@pytest.mark.serial  # compares CPU times: make test runs it alone, beside no other worker
 async def test_a_long_chain_costs_the_same_per_step_at_its_end_as_at_its_start() -> None:
     async with embedded_engine(task_modules=["tests.integration.limit_tasks"]):
         await _run_chain(50)  # warm up

@@ -213,3 +213,45 @@ async def test_an_outcome_whose_workflow_keeps_changing_is_planned_again_until_i
         assert repo.races == 0
     finally:
         await engine.stop()
+
+
+class CrossingClock(FakeClock):
+    """Once armed, the dispatcher's loop's next read of the time still sees the present, and every read after
+    it (any caller's) sees ``cross_to``: time passes a due time between two reads of one turn of the loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cross_to: float | None = None
+
+    def now(self) -> float:
+        value = self.current
+        task = asyncio.current_task() if _has_running_loop() else None
+        if self.cross_to is not None and task is not None and task.get_name() == "geekblog-dispatcher":
+            self.current, self.cross_to = self.cross_to, None
+        return value
+
+
+def _has_running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+async def test_a_job_that_falls_due_between_two_looks_of_the_loop_is_still_claimed() -> None:
+    """The loop looked (nothing due: no slot taken), then the job fell due before it chose how long to sleep:
+    it must look again at once, not sleep until something else wakes it (an idle service never ran the job;
+    seen as a delayed job left PENDING, now and then, where the loop woke up a hair before its due time)."""
+    clock = CrossingClock()
+    repo = CountingRepository()
+    engine = engine_on(repo, clock, slots=2)
+    await engine.start()
+    try:
+        await settled()
+        clock.cross_to = clock.current + 31
+        job = await engine.jobs.submit(Signature(task="add", args=[4, 5], countdown=30))  # wakes the loop
+        assert (await engine.jobs.wait(job.id, timeout=5)).result == 9
+        assert clock.cross_to is None, "the loop did read the time before the job was due"
+    finally:
+        await engine.stop()

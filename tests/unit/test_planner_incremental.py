@@ -6,6 +6,8 @@ import random
 import time
 from typing import Any
 
+import pytest
+
 from domain.canvas import Canvas, Chain, Chord, Group, Signature, chain_of
 from domain.job import ErrorInfo
 from domain.planner import LeafOutcome, plan, plan_after
@@ -77,6 +79,7 @@ def test_plan_after_on_the_issues_canvas_and_chords_of_chains() -> None:
             _run(canvas, rng, fail_rate=0.0)
 
 
+@pytest.mark.serial  # compares CPU times: make test runs it alone, beside no other worker
 def test_advancing_a_chain_costs_the_same_at_its_start_and_at_its_end() -> None:
     """plan() walks the finished steps of a chain (O(n) per step); plan_after() does not. Measured in this
     thread's CPU time, which other processes and threads on a busy machine do not inflate."""
