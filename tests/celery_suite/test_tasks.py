@@ -802,8 +802,10 @@ class test_task_replacement:
                 assertion_result = False
 
         replaced_task = second_order_replace1.si()
-        res = replaced_task.delay()
+        # Reset before .delay(), not after as in Celery: see test_replaced_task_nesting_level_0 (the whole
+        # replacement chain can be received before this thread runs its next line).
         assertion_result = False
+        res = replaced_task.delay()
         res.get(timeout=TIMEOUT)
         assert assertion_result
         redis_messages = list(redis_connection.lrange("redis-echo", 0, -1))
