@@ -1,8 +1,9 @@
 """Issue 11, finding 9: a chain advances in time independent of its length (memory repository, async no-op).
 
 Times are the CPU time of the event loop's thread (where an async step and the engine's work for it run), so
-neither other processes loading the machine nor threads that earlier tests left running skew the comparison:
-with the whole process's CPU time, CI once measured 0.075 ms per step at the start and 0.435 ms at the end.
+threads that earlier tests left running do not skew the comparison: with the whole process's CPU time, CI once
+measured 0.075 ms per step at the start and 0.435 ms at the end. A thread's CPU time still grows when another
+process keeps the other CPU busy (caches, frequency), so ``make test`` runs this test alone (``serial``).
 """
 
 from __future__ import annotations
