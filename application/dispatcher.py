@@ -196,6 +196,7 @@ class Dispatcher:
             claimed: list[Job] = []
             if free > 0:
                 now = self._clock.now()
+                self._due.claiming()
                 try:
                     claimed = await self._repo.claim(
                         owner=self.owner, now=now, limit=free, lease_until=now + self._lease_seconds

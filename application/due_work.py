@@ -29,6 +29,7 @@ class DueWork:
         """Jobs may be in storage whose due times this engine does not know (announced, or stored before it
         started): the next drained queue reads the earliest due time."""
         self._noted: float | None = None  # the earliest due time stored here since the last read began
+        self._stored_due = False  # a job due now was stored here since the last claim began
 
     def may_be_due(self, now: float) -> bool:
         return self.behind or (self.next_due is not None and self.next_due <= now)
@@ -37,6 +38,11 @@ class DueWork:
         self.behind = True
         self.unknown = True
 
+    def claiming(self) -> None:
+        """A claim begins: a job due now that this engine stores from here on may be missing from what the
+        claim finds (committed after it looked), so a claim that finds the queue drained leaves it behind."""
+        self._stored_due = False
+
     def stored(self, due_times: list[float], now: float) -> bool:
         """This engine stored queued jobs due at ``due_times``: True when one is due now (claim it);
         the earliest due later is noted as a time to wake up."""
@@ -44,6 +50,7 @@ class DueWork:
         later = [due for due in due_times if due > now]
         if due_now:
             self.behind = True
+            self._stored_due = True
         if later:
             earliest = min(later)
             if self.next_due is None or earliest < self.next_due:
@@ -55,7 +62,7 @@ class DueWork:
     async def drained(self, read_next_due: Callable[[], Awaitable[float | None]], now: float) -> bool:
         """A claim found no more due jobs (or the dispatcher starts): the earliest due time is read when
         it may be unknown; True when it was read."""
-        self.behind = False
+        self.behind = self._stored_due
         if not self.unknown and (self.next_due is None or self.next_due > now):
             return False
         self.unknown = False

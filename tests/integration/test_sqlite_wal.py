@@ -6,6 +6,8 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from adapters.sqlite import SqliteJobRepository
 from application.ports import Commit, JobFilter
 from domain.job import Job
@@ -17,6 +19,7 @@ def sizes_mb(path: Path) -> tuple[float, float]:
 
 
 class TestWalSize:
+    @pytest.mark.serial  # how far checkpoints keep up depends on the CPU left: make test runs it alone
     async def test_back_to_back_commits_keep_the_wal_bounded(self, tmp_path: Path) -> None:
         path = tmp_path / "wal.db"
         repo = SqliteJobRepository(path)

@@ -18,6 +18,7 @@ import pytest
 from adapters.asyncio_runner import AsyncioRunner
 from adapters.event_bus import InProcessEventBus
 from adapters.memory_job_repository import InMemoryJobRepository
+from application.due_work import DueWork
 from application.engine import Engine, EngineSettings
 from application.ports import Commit
 from application.registry import TaskDefinition, TaskRegistry
@@ -41,10 +42,17 @@ class CountingRepository(InMemoryJobRepository):
         self.due_reads = 0
         self.hold_next_due: asyncio.Event | None = None
         self.reading = asyncio.Event()
+        self.hold_next_claim: asyncio.Event | None = None
+        self.claim_looked = asyncio.Event()
 
     async def claim(self, **kwargs: Any) -> Any:
         self.claims += 1
-        return await super().claim(**kwargs)
+        found = await super().claim(**kwargs)  # looked first: what is stored meanwhile is not in it
+        held, self.hold_next_claim = self.hold_next_claim, None
+        if held is not None:
+            self.claim_looked.set()
+            await held.wait()
+        return found
 
     async def next_due_at(self) -> float | None:
         self.due_reads += 1
@@ -165,6 +173,17 @@ async def test_work_this_engine_queued_itself_is_claimed_with_no_read_of_the_nex
     assert repo.due_reads == reads, "every due time in storage was known: none was read"
 
 
+async def test_a_job_stored_while_a_claim_looks_is_claimed_after_it(engine: Engine, repo: CountingRepository) -> None:
+    engine.dispatcher.max_concurrent = 1
+    await settled()
+    hold = repo.hold_next_claim = asyncio.Event()
+    engine.dispatcher.wake()  # the loop claims: it finds nothing, and is held before it hears so
+    await asyncio.wait_for(repo.claim_looked.wait(), 5)
+    job = await engine.jobs.submit(Signature(task="add", args=[4, 4]))  # stored queued: the claim holds the slot
+    hold.set()
+    assert (await engine.jobs.wait(job.id, timeout=5)).result == 8, "the drained claim did not strand it"
+
+
 async def test_announced_work_and_a_due_time_gone_by_are_read_again(
     engine: Engine, repo: CountingRepository, clock: FakeClock
 ) -> None:
@@ -255,3 +274,23 @@ async def test_a_job_that_falls_due_between_two_looks_of_the_loop_is_still_claim
         assert clock.cross_to is None, "the loop did read the time before the job was due"
     finally:
         await engine.stop()
+
+
+async def test_a_job_due_now_stored_while_a_claim_looked_keeps_the_queue_behind() -> None:
+    due = DueWork()
+    reads: list[float | None] = []
+
+    async def read() -> float | None:
+        reads.append(None)
+        return None
+
+    await due.drained(read, 100.0)  # the dispatcher starts: nothing stored
+    assert due.stored([100.0], 100.0) and due.behind  # this engine stored a job due now: claim it
+    due.claiming()
+    due.stored([100.0], 100.0)  # another one, committed after the claim looked
+    await due.drained(read, 100.0)  # the claim took the first only
+    assert due.behind, "the second is in storage, unclaimed: the loop must claim again"
+    assert reads == [None], "every due time stored was this engine's own: nothing to read"
+    due.claiming()
+    await due.drained(read, 100.0)
+    assert not due.behind
