@@ -59,15 +59,14 @@ class DueWork:
                 self._noted = earliest
         return due_now
 
-    async def drained(self, read_next_due: Callable[[], Awaitable[float | None]], now: float) -> bool:
+    async def drained(self, read_next_due: Callable[[], Awaitable[float | None]], now: float) -> None:
         """A claim found no more due jobs (or the dispatcher starts): the earliest due time is read when
-        it may be unknown; True when it was read."""
+        it may be unknown."""
         self.behind = self._stored_due
         if not self.unknown and (self.next_due is None or self.next_due > now):
-            return False
+            return
         self.unknown = False
         self._noted = None
         read = await read_next_due()
         noted = self._noted
         self.next_due = read if noted is None or (read is not None and read <= noted) else noted
-        return True

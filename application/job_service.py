@@ -98,9 +98,9 @@ class JobService:
     def announce(self, submitted: Sequence[tuple[Job, Job | None]]) -> None:
         """On the loop: publish jobs stored by submitters that commit themselves (``(job, claimed)``:
         ``claimed`` when it was stored claimed by the dispatcher, which then starts it), and wake the
-        dispatcher for the others (with nothing to publish, it only wakes the dispatcher)."""
+        dispatcher for the others."""
         now = self._clock.now()
-        queued = not submitted
+        queued = False
         for job, claimed in submitted:
             self._bus.publish(Event.of_job(job, now))
             if claimed is not None and self._starter is not None:

@@ -36,6 +36,17 @@ def _is_replica_character(c: str) -> bool:
     return "!" <= c <= "~"  # printable ASCII, space excluded
 
 
+_SECONDS = (
+    "keepalive_timeout",
+    "header_timeout",
+    "body_timeout",
+    "pg_connect_timeout",
+    "pg_command_timeout",
+    "cancel_timeout",
+)
+"""Settings in seconds that must be positive (at most a day)."""
+
+
 class SettingsError(ValueError):
     """An environment variable has a value the service cannot use; the message names it."""
 
@@ -108,7 +119,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(f"{PREFIX}MAX_BODY_BYTES must be at least 1024, got {self.max_body_bytes}")
         if self.max_connections < 2:
             raise SettingsError(f"{PREFIX}MAX_CONNECTIONS must be at least 2, got {self.max_connections}")
-        for name in ("keepalive_timeout", "header_timeout", "body_timeout"):
+        for name in _SECONDS:
             if not 0 < getattr(self, name) <= 86_400:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive (seconds, at most 86400)")
         if not 1024 <= self.max_header_bytes <= 1_048_576:
@@ -121,9 +132,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
         if not 2 <= self.pg_pool_size <= 1000:
             raise SettingsError(f"{PREFIX}PG_POOL_SIZE must be 2 to 1000, got {self.pg_pool_size}")
-        for name in ("pg_connect_timeout", "pg_command_timeout", "cancel_timeout"):
-            if not 0 < getattr(self, name) <= 86_400:
-                raise SettingsError(f"{PREFIX}{name.upper()} must be positive (seconds, at most 86400)")
         if self.llm_base_url is not None and not self.llm_base_url.startswith(("http://", "https://")):
             raise SettingsError(f"{PREFIX}LLM_BASE_URL must be an http(s) URL, got {self.llm_base_url!r}")
         if self.llm_timeout <= 0 or self.llm_max_retries < 0 or self.offline_delay < 0:

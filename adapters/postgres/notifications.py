@@ -220,7 +220,7 @@ class PostgresPeerLink(PeerLink):
         while True:
             await self._ready.wait()
             await asyncio.sleep(0)  # the rest of this turn of the loop first: what it queues goes along
-            if self.linger > 0 and not self._outbox.urgent and not self._closing:
+            if self.linger > 0:
                 await self._linger()
             self._ready.clear()
             await self._send(self._outbox.take())
