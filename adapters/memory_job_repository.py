@@ -9,8 +9,10 @@ from collections.abc import Collection, Sequence
 import msgspec
 
 from application.ports import Commit, JobFilter, JobPage, JobRepository
+from application.ports.schedule_store import ScheduleStore, ScheduleTick
 from domain.errors import Conflict, NotStorable, WorkflowChanged
 from domain.job import Job, Progress
+from domain.schedule import Schedule
 from domain.states import QUEUED_STATES, JobState, is_terminal
 from domain.workflow import Workflow
 
@@ -29,6 +31,10 @@ class InMemoryJobRepository(JobRepository):
         self._children: dict[str, list[str]] = {}
         self._queue: list[tuple[int, float, int, str]] = []  # (-priority, due_at, seq, id); stale entries skipped
         self._counter = itertools.count(1)
+        self.schedules: dict[str, Schedule] = {}
+        """The schedules of :class:`InMemoryScheduleStore` (a commit's tick advances them)."""
+        self.ticks: dict[tuple[str, float], str] = {}
+        """Fired (schedule, tick) pairs and their job ids."""
 
     async def open(self) -> None:
         return None
@@ -49,6 +55,8 @@ class InMemoryJobRepository(JobRepository):
         stale = commit.stale_version(versions)
         if stale is not None:
             raise WorkflowChanged(stale)
+        if commit.tick is not None:
+            self._fire(commit.tick)
         for workflow in commit.workflows:
             stored = self._workflows.get(workflow.id)
             version = 0 if stored is None else stored.version
@@ -57,6 +65,18 @@ class InMemoryJobRepository(JobRepository):
             self._workflows[workflow_id] = msgspec.structs.replace(self._workflows[workflow_id], version=version + 1)
         for job in commit.jobs:
             self._put(job)
+
+    def _fire(self, tick: ScheduleTick) -> None:
+        if (tick.schedule, tick.tick) in self.ticks:
+            raise Conflict(f"schedule {tick.schedule!r} fired its tick {tick.tick} already")
+        if tick.revision is not None:
+            stored = self.schedules.get(tick.schedule)
+            if stored is None or stored.revision != tick.revision:
+                raise Conflict(f"schedule {tick.schedule!r} changed since its tick {tick.tick} was planned")
+            self.schedules[tick.schedule] = msgspec.structs.replace(
+                stored, next_due_at=tick.next_due_at, revision=tick.new_revision, last_tick=tick.tick
+            )
+        self.ticks[(tick.schedule, tick.tick)] = tick.job_id
 
     def commit_from_thread(self, commit: Commit) -> bool:
         return False  # its state belongs to the loop: commits from other threads go through the loop
@@ -147,6 +167,8 @@ class InMemoryJobRepository(JobRepository):
                 continue
             if filter.workflow_id is not None and filter.workflow_id not in (job.workflow_id, job.root_id):
                 continue
+            if filter.schedule is not None and job.options.schedule != filter.schedule:
+                continue
             items.append(job)
             if len(items) > limit:
                 break
@@ -217,6 +239,46 @@ class InMemoryJobRepository(JobRepository):
             if states is None or job.state.value in states:
                 counts[job.state.value] = counts.get(job.state.value, 0) + 1
         return counts
+
+
+class InMemoryScheduleStore(ScheduleStore):
+    """Schedules kept by an in-memory job repository, whose commits fire their ticks."""
+
+    def __init__(self, repo: InMemoryJobRepository) -> None:
+        self._repo = repo
+
+    async def add(self, schedule: Schedule) -> bool:
+        if schedule.name in self._repo.schedules:
+            return False
+        self._repo.schedules[schedule.name] = schedule
+        return True
+
+    async def replace(self, schedule: Schedule, *, revision: str) -> bool:
+        stored = self._repo.schedules.get(schedule.name)
+        if stored is None or stored.revision != revision:
+            return False
+        self._repo.schedules[schedule.name] = schedule
+        return True
+
+    async def get(self, name: str) -> Schedule | None:
+        return self._repo.schedules.get(name)
+
+    async def list_schedules(self) -> list[Schedule]:
+        return [self._repo.schedules[name] for name in sorted(self._repo.schedules)]
+
+    async def delete(self, name: str) -> bool:
+        if self._repo.schedules.pop(name, None) is None:
+            return False
+        for key in [key for key in self._repo.ticks if key[0] == name]:
+            del self._repo.ticks[key]
+        return True
+
+    async def next_schedule_due(self) -> float | None:
+        return min((s.next_due_at for s in self._repo.schedules.values() if s.next_due_at is not None), default=None)
+
+    async def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+        due = [s for s in self._repo.schedules.values() if s.next_due_at is not None and s.next_due_at <= now]
+        return sorted(due, key=lambda s: (s.next_due_at or 0.0, s.name))[: max(limit, 0)]
 
 
 _INT64 = range(-(2**63), 2**63)

@@ -47,6 +47,8 @@ class CallOptions(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     Celery's message properties given at submission (``app_id`` ...); ``argsrepr``/``kwargsrepr``
     stand for the arguments in log lines. ``redelivered``: the job went back to the queue unfinished
     (a ``Reject(requeue=True)``, a lost worker), as a broker redelivers an unacknowledged message.
+    ``schedule`` and ``tick``: the periodic schedule that created the job and the tick it stands for
+    (ISO-8601, UTC; the time of the request for a run on request).
     """
 
     eta: float | None = None
@@ -69,6 +71,8 @@ class CallOptions(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     argsrepr: str | None = None
     kwargsrepr: str | None = None
     redelivered: bool = False
+    schedule: str | None = None
+    tick: str | None = None
 
 
 NO_OPTIONS: Final = CallOptions()

@@ -15,6 +15,7 @@ from adapters.postgres.errors import SchemaTooNew, StorageClosed, StorageError, 
 from adapters.postgres.job_repository import PostgresJobRepository
 from adapters.postgres.notifications import PostgresPeerLink
 from adapters.postgres.project_repository import PostgresProjectRepository
+from adapters.postgres.schedule_store import PostgresScheduleStore
 from adapters.postgres.schema import MIGRATIONS, SCHEMA_VERSION, TABLES
 from adapters.postgres.writer import MAX_BATCH, PostgresWriter
 
@@ -27,6 +28,7 @@ __all__ = [
     "PostgresJobRepository",
     "PostgresPeerLink",
     "PostgresProjectRepository",
+    "PostgresScheduleStore",
     "PostgresWriter",
     "SchemaTooNew",
     "StorageClosed",

@@ -187,6 +187,9 @@ class PostgresJobRepository(JobRepository):
         if filter.workflow_id is not None:
             params.append(filter.workflow_id)
             clauses.append(f"(workflow_id = ${len(params)} OR root_id = ${len(params)})")
+        if filter.schedule is not None:
+            params.append(filter.schedule)
+            clauses.append(f"id IN (SELECT job_id FROM schedule_ticks WHERE schedule = ${len(params)})")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         params.append(limit + 1)
         rows = await self._writer.fetch(

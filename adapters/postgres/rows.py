@@ -155,10 +155,11 @@ def claimed_jobs(rows: Sequence[asyncpg.Record]) -> list[Job]:
 class CommitRows:
     """A commit, encoded by the caller: rows to upsert, and each job's (id, state, lease_owner) for guards."""
 
-    __slots__ = ("guard", "job_keys", "job_rows", "stale_version", "workflow_rows", "workflow_versions")
+    __slots__ = ("guard", "job_keys", "job_rows", "stale_version", "tick", "workflow_rows", "workflow_versions")
 
     def __init__(self, commit: Commit) -> None:
         self.guard = commit.guard
+        self.tick = commit.tick
         self.workflow_versions = commit.workflow_versions
         self.stale_version = commit.stale_version  # the port's check of those versions
         try:

@@ -108,12 +108,30 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE workflows ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
     """,
+    # 4: periodic schedules (the whole definition as JSON; its next due time and revision as columns) and
+    # the ticks they fired, one row per (schedule, tick): a tick's job is stored once, whatever happens.
+    """
+    CREATE TABLE schedules (
+        name TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,
+        next_due_at DOUBLE PRECISION,
+        revision TEXT NOT NULL,
+        last_tick DOUBLE PRECISION
+    );
+    CREATE INDEX schedules_due ON schedules (next_due_at) WHERE next_due_at IS NOT NULL;
+    CREATE TABLE schedule_ticks (
+        schedule TEXT NOT NULL,
+        tick DOUBLE PRECISION NOT NULL,
+        job_id TEXT NOT NULL,
+        PRIMARY KEY (schedule, tick)
+    );
+    """,
 )
 """Schema migrations: ``MIGRATIONS[i]`` takes the database from version ``i`` to ``i + 1``."""
 
 SCHEMA_VERSION: Final[int] = len(MIGRATIONS)
 
-TABLES: Final[tuple[str, ...]] = ("jobs", "workflows", "projects", "project_sections")
+TABLES: Final[tuple[str, ...]] = ("jobs", "workflows", "projects", "project_sections", "schedules", "schedule_ticks")
 """Every table holding data (not the migrations' own)."""
 
 MIGRATION_LOCK: Final[int] = int.from_bytes(b"geekblog", "big")

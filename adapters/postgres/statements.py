@@ -22,6 +22,7 @@ from adapters.postgres.schema import (
     VERSION_SQL,
     VERSIONS_SQL,
 )
+from application.ports.schedule_store import ScheduleTick
 from domain.errors import Conflict, WorkflowChanged
 
 if TYPE_CHECKING:
@@ -116,6 +117,11 @@ async def apply_commits(connection: Connection, commits: list[CommitRows]) -> li
         if stale is not None:
             outcomes.append(WorkflowChanged(stale))
             continue
+        if commit.tick is not None:
+            refused = await fire_tick(connection, commit.tick)
+            if refused is not None:
+                outcomes.append(refused)
+                continue
         for row in commit.workflow_rows:
             versions.setdefault(row[0], 0)  # inserted now, or kept as stored
         for workflow_id, version in commit.workflow_versions.items():
@@ -134,6 +140,35 @@ async def apply_commits(connection: Connection, commits: list[CommitRows]) -> li
     if bumped:
         await connection.executemany(VERSION_SQL, [(version, workflow_id) for workflow_id, version in bumped.items()])
     return outcomes
+
+
+_ADVANCE_SCHEDULE: Final = (
+    "UPDATE schedules SET next_due_at = $1, revision = $2, last_tick = $3 WHERE name = $4 AND revision = $5"
+)
+_INSERT_TICK: Final = (
+    "INSERT INTO schedule_ticks (schedule, tick, job_id) VALUES ($1, $2, $3) ON CONFLICT (schedule, tick) DO NOTHING"
+)
+
+
+class _Refused(Exception):
+    """A tick that may not fire (rolls its savepoint back)."""
+
+
+async def fire_tick(connection: Connection, tick: ScheduleTick) -> Conflict | None:
+    """Advance ``tick``'s schedule (compare-and-set on its revision: the row stays locked to the end of the
+    transaction, so another engine's fire of the same tick waits, then finds the revision changed) and record
+    the tick, unique per (schedule, tick); or say why not, having written nothing (a savepoint)."""
+    try:
+        async with connection.transaction():
+            if tick.revision is not None:
+                params = (tick.next_due_at, tick.new_revision, tick.tick, tick.schedule, tick.revision)
+                if changed(await connection.execute(_ADVANCE_SCHEDULE, *params)) != 1:
+                    raise _Refused(f"schedule {tick.schedule!r} changed since its tick {tick.tick} was planned")
+            if changed(await connection.execute(_INSERT_TICK, tick.schedule, tick.tick, tick.job_id)) != 1:
+                raise _Refused(f"schedule {tick.schedule!r} fired its tick {tick.tick} already")
+    except _Refused as refused:
+        return Conflict(str(refused))
+    return None
 
 
 async def _stored_versions(connection: Connection, commits: list[CommitRows]) -> dict[str, int]:

@@ -10,6 +10,7 @@ Modules: :mod:`~adapters.sqlite.schema` (migrations, columns, statements), :mod:
 from adapters.sqlite.errors import NotADatabase, SchemaTooNew, StorageClosed, StorageError, StorageLocked
 from adapters.sqlite.job_repository import SqliteJobRepository
 from adapters.sqlite.project_repository import SqliteProjectRepository
+from adapters.sqlite.schedule_store import SqliteScheduleStore
 from adapters.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 from adapters.sqlite.writer import MAX_BATCH, SqliteWriter
 
@@ -21,6 +22,7 @@ __all__ = [
     "SchemaTooNew",
     "SqliteJobRepository",
     "SqliteProjectRepository",
+    "SqliteScheduleStore",
     "SqliteWriter",
     "StorageClosed",
     "StorageError",

@@ -200,6 +200,9 @@ class SqliteJobRepository(JobRepository):
         if filter.workflow_id is not None:
             clauses.append("(workflow_id = ? OR root_id = ?)")
             params += [filter.workflow_id, filter.workflow_id]
+        if filter.schedule is not None:
+            clauses.append("id IN (SELECT job_id FROM schedule_ticks WHERE schedule = ?)")
+            params.append(filter.schedule)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         params.append(limit + 1)
         rows = self._writer.read(f"SELECT {JOB_SELECT}, seq FROM jobs {where} ORDER BY seq DESC LIMIT ?", params)

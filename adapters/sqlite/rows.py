@@ -139,12 +139,14 @@ class CommitRows:
         "job_rows",
         "queue_changes",
         "stale_version",
+        "tick",
         "workflow_rows",
         "workflow_versions",
     )
 
     def __init__(self, commit: Commit) -> None:
         self.guard = commit.guard
+        self.tick = commit.tick
         self.workflow_versions = commit.workflow_versions
         self.stale_version = commit.stale_version  # the port's check of those versions
         try:

@@ -114,6 +114,24 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE workflows ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
     """,
+    # 9: periodic schedules (the whole definition as JSON; its next due time and revision as columns) and
+    # the ticks they fired, one row per (schedule, tick): a tick's job is stored once, whatever happens.
+    """
+    CREATE TABLE schedules (
+        name TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,
+        next_due_at REAL,
+        revision TEXT NOT NULL,
+        last_tick REAL
+    ) WITHOUT ROWID;
+    CREATE INDEX schedules_due ON schedules (next_due_at) WHERE next_due_at IS NOT NULL;
+    CREATE TABLE schedule_ticks (
+        schedule TEXT NOT NULL,
+        tick REAL NOT NULL,
+        job_id TEXT NOT NULL,
+        PRIMARY KEY (schedule, tick)
+    ) WITHOUT ROWID;
+    """,
 )
 """Schema migrations: ``MIGRATIONS[i]`` takes the database to ``PRAGMA user_version = i + 1``."""
 
@@ -192,6 +210,11 @@ CLAIM_SQL: Final = f"""
 QUEUED_SQL: Final = "SELECT id, priority, due_at, seq FROM jobs WHERE state IN ('PENDING', 'RETRY') ORDER BY seq"
 PROGRESS_SQL: Final = "UPDATE jobs SET progress = ? WHERE id = ? AND lease_owner = ? RETURNING seq"
 RENEW_SQL: Final = "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?"
+TICK_FIRED_SQL: Final = "SELECT 1 FROM schedule_ticks WHERE schedule = ? AND tick = ?"
+INSERT_TICK_SQL: Final = "INSERT INTO schedule_ticks (schedule, tick, job_id) VALUES (?, ?, ?)"
+ADVANCE_SCHEDULE_SQL: Final = (
+    "UPDATE schedules SET next_due_at = ?, revision = ?, last_tick = ? WHERE name = ? AND revision = ?"
+)
 
 
 def placeholders(count: int) -> str:

@@ -10,16 +10,20 @@ from typing import Any
 
 from adapters.sqlite.rows import CommitRows, claimed_jobs
 from adapters.sqlite.schema import (
+    ADVANCE_SCHEDULE_SQL,
     CLAIM_SQL,
     GUARD_SQL,
+    INSERT_TICK_SQL,
     PROGRESS_SQL,
     RENEW_SQL,
+    TICK_FIRED_SQL,
     UPSERT_JOB,
     UPSERT_WORKFLOW,
     VERSION_SQL,
     VERSIONS_SQL,
     placeholders,
 )
+from application.ports.schedule_store import ScheduleTick
 from domain.errors import Conflict, WorkflowChanged
 
 __all__ = ["Kind", "Params", "checkpoint", "is_busy", "run_transaction"]
@@ -92,6 +96,11 @@ def _apply_commits(db: sqlite3.Connection, commits: list[CommitRows]) -> list[Co
         if stale is not None:
             outcomes.append(WorkflowChanged(stale))
             continue
+        if commit.tick is not None:
+            refused = fire_tick(db, commit.tick)
+            if refused is not None:
+                outcomes.append(refused)
+                continue
         for row in commit.workflow_rows:
             versions.setdefault(row[0], 0)  # inserted now, or kept as stored
         for workflow_id, version in commit.workflow_versions.items():
@@ -118,6 +127,19 @@ def _stored_versions(db: sqlite3.Connection, commits: list[CommitRows]) -> dict[
     if not ids:
         return {}
     return dict(db.execute(VERSIONS_SQL.replace("{ids}", placeholders(len(ids))), ids).fetchall())
+
+
+def fire_tick(db: sqlite3.Connection, tick: ScheduleTick) -> Conflict | None:
+    """Record ``tick`` fired and advance its schedule (compare-and-set on its revision), or say why not.
+    Checked before anything is written: the transaction is this process's alone (``BEGIN IMMEDIATE``)."""
+    if db.execute(TICK_FIRED_SQL, (tick.schedule, tick.tick)).fetchone() is not None:
+        return Conflict(f"schedule {tick.schedule!r} fired its tick {tick.tick} already")
+    if tick.revision is not None:
+        params = (tick.next_due_at, tick.new_revision, tick.tick, tick.schedule, tick.revision)
+        if db.execute(ADVANCE_SCHEDULE_SQL, params).rowcount != 1:
+            return Conflict(f"schedule {tick.schedule!r} changed since its tick {tick.tick} was planned")
+    db.execute(INSERT_TICK_SQL, (tick.schedule, tick.tick, tick.job_id))
+    return None
 
 
 # --- reads --------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Protocol
 
 import msgspec
 
+from application.ports.schedule_store import ScheduleTick
 from domain.job import Job, Progress
 from domain.states import JobState
 from domain.workflow import Workflow
@@ -55,6 +56,9 @@ class Commit(msgspec.Struct, kw_only=True):
     """Workflows this commit advances, each with the version its plan was made on: the commit is refused
     whole (``domain.errors.WorkflowChanged``) unless each stored version still is that one, and moves each
     on by one. Upserting a workflow never changes its version (a new one starts at 0)."""
+    tick: ScheduleTick | None = None
+    """A periodic schedule's tick fired by this commit (its job among ``jobs``): the commit is refused
+    whole (``domain.errors.Conflict``) when the schedule moved on or the tick was fired already."""
 
     def stale_version(self, stored: Mapping[str, int]) -> str | None:
         """Why this commit's plan is stale given the ``stored`` versions of its workflows (a workflow missing
@@ -74,6 +78,8 @@ class JobFilter(msgspec.Struct, frozen=True, kw_only=True):
     state: JobState | None = None
     task: str | None = None
     workflow_id: str | None = None
+    schedule: str | None = None
+    """The jobs a periodic schedule of this name created (its ticks and its runs on request)."""
 
 
 class JobPage(msgspec.Struct, frozen=True, kw_only=True):
