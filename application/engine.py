@@ -12,7 +12,9 @@ from application.maintenance import Maintenance
 from application.peers import Peers
 from application.ports import Clock, EngineHooks, EventBus, IdSource, JobRepository, Runner
 from application.ports.peers import PeerLink
+from application.ports.schedule_store import ScheduleStore
 from application.registry import TaskRegistry
+from application.schedules import ScheduleService
 from application.workflows import WorkflowEngine
 
 
@@ -57,6 +59,7 @@ class Engine:
         settings: EngineSettings,
         hooks: Sequence[EngineHooks] = (),
         peers: Peers | None = None,
+        schedules: ScheduleService | None = None,
     ) -> None:
         self.repo = repo
         self.registry = registry
@@ -71,6 +74,8 @@ class Engine:
         self.peers = peers
         """What the other engines of its storage are told and tell it (None: nothing, as when alone)."""
         self._hooks = list(hooks)
+        self.schedules = schedules
+        """Periodic schedules, fired while the engine runs jobs (None: this engine has none)."""
 
     @classmethod
     def assemble(
@@ -84,6 +89,7 @@ class Engine:
         ids: IdSource,
         settings: EngineSettings,
         link: PeerLink | None = None,
+        schedule_store: ScheduleStore | None = None,
     ) -> Engine:
         """An engine with its services built from these parts, as the container wires them (``link``: to
         the other engines of its storage, if any)."""
@@ -111,6 +117,11 @@ class Engine:
             dispatcher=dispatcher,
             peers=peers,
         )
+        schedules = None
+        if schedule_store is not None:
+            schedules = new_schedule_service(
+                store=schedule_store, jobs=jobs, registry=registry, clock=clock, ids=ids, settings=settings
+            )
         return cls(
             repo=repo,
             registry=registry,
@@ -122,6 +133,7 @@ class Engine:
             jobs=jobs,
             settings=settings,
             peers=peers,
+            schedules=schedules,
         )
 
     @property
@@ -144,8 +156,13 @@ class Engine:
                 await self.peers.start(dispatching=self.settings.run_jobs)
             if self.settings.run_jobs:
                 await self.dispatcher.start(recover_all_leases=self.settings.exclusive_storage)
+                if self.schedules is not None:
+                    await self.schedules.start()
         except BaseException:
             try:
+                if self.schedules is not None:
+                    await self.schedules.stop()
+                await self.dispatcher.stop()
                 if self.peers is not None:
                     await self.peers.stop()
             finally:
@@ -161,6 +178,8 @@ class Engine:
             return
         self._started = False
         try:
+            if self.schedules is not None:  # no new tick once stopping: the next start (any engine) fires it
+                await self.schedules.stop()
             await self.maintenance.stop()
             await self.dispatcher.stop(grace)
         finally:
@@ -237,6 +256,27 @@ def new_job_service(
         wake=dispatcher.wake,
         cancel_running=dispatcher.cancel_running if peers is None else peers.cancel_running,
         starter=dispatcher,
+    )
+
+
+def new_schedule_service(
+    *,
+    store: ScheduleStore,
+    jobs: JobService,
+    registry: TaskRegistry,
+    clock: Clock,
+    ids: IdSource,
+    settings: EngineSettings,
+) -> ScheduleService:
+    """The schedules of one engine; on storage other engines share, re-read every ``poll_seconds`` (another
+    engine's changes wake no one here)."""
+    return ScheduleService(
+        store=store,
+        jobs=jobs,
+        registry=registry,
+        clock=clock,
+        ids=ids,
+        reread_seconds=None if settings.exclusive_storage else settings.poll_seconds,
     )
 
 

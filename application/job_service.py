@@ -12,6 +12,7 @@ from application.events import Event
 from application.new_jobs import new_job
 from application.outcomes import revoked_error
 from application.ports import Clock, EventBus, Guard, IdSource, JobFilter, JobPage, ServiceStore, Starter
+from application.ports.schedule_store import ScheduleTick
 from application.registry import TaskRegistry
 from application.workflows import WORKFLOW_RETRIES, Advance, WorkflowEngine
 from domain.canvas import Canvas, Signature, check_schedule, final_id, leaves, path_of_chord
@@ -71,6 +72,14 @@ class JobService:
         the dispatcher has a free slot and nothing else is due, else queued."""
         advance = Advance()
         await self._workflows.record(advance, job)
+        await self._apply_new(advance)
+
+    async def queue_tick(self, job: Job, tick: ScheduleTick) -> None:
+        """Commit a periodic schedule's job (from :meth:`new_job`) with its tick, as :meth:`queue_new` does:
+        refused whole (``Conflict``) when the tick was fired already or its schedule moved on."""
+        advance = Advance()
+        await self._workflows.record(advance, job)
+        advance.commit.tick = tick
         await self._apply_new(advance)
 
     def new_job(self, signature: Signature, *, lineage: Lineage | None = None) -> Job:

@@ -69,6 +69,9 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True):
     created_at: float = 0.0
     updated_at: float = 0.0
     last_tick: float | None = None
+    declared: bool = False
+    """Declared in code (``embedded_engine(schedules=...)``, ``beat_schedule``): reconciled at start, removed
+    when no longer declared. Schedules made through the API or the CLI are never removed that way."""
 
     def check(self) -> Schedule:
         """This schedule if it is well formed; ValueError naming what is not."""
@@ -85,6 +88,9 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True):
         if self.every is not None and (not math.isfinite(self.every) or self.every < MIN_EVERY_SECONDS):
             raise ValueError(f"every must be a number of seconds, at least {MIN_EVERY_SECONDS:g}")
         zone(self.timezone)
+        unknown = sorted(set(self.options) - set(SCHEDULE_OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown schedule option(s) {', '.join(unknown)}: use {', '.join(SCHEDULE_OPTIONS)}")
         if self.missed not in MISSED_POLICIES:
             raise ValueError(f"missed must be one of {', '.join(MISSED_POLICIES)}, not {self.missed!r}")
         for label, value in (("start_at", self.start_at), ("end_at", self.end_at)):
@@ -105,6 +111,20 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True):
         """Whether ``other`` declares the same schedule (what is sent, when), whatever its stored state."""
         return all(getattr(self, field) == getattr(other, field) for field in DEFINITION_FIELDS)
 
+
+SCHEDULE_OPTIONS: Final = (
+    "queue",
+    "routing_key",
+    "priority",
+    "expires",
+    "time_limit",
+    "soft_time_limit",
+    "max_retries",
+    "headers",
+    "ignore_result",
+)
+"""``apply_async`` options a schedule's jobs may carry; ``expires`` is in seconds after the tick, as Celery
+beat users give it."""
 
 DEFINITION_FIELDS: Final = (
     "task",
@@ -220,10 +240,11 @@ def _latest_due(schedule: Schedule, due: float, now: float) -> tuple[float, int]
 
 def first_due(schedule: Schedule, now: float) -> float | None:
     """The next tick of a schedule being created, changed or resumed at ``now``: the first after ``now``
-    (a tick exactly at ``now`` counts), or None when disabled or finished."""
+    (as Celery beat, an interval first runs one interval after it is set; ``start_at`` counts when it is
+    later), or None when disabled or finished."""
     if not schedule.enabled:
         return None
-    return tick_after(schedule, math.nextafter(now, -math.inf))
+    return tick_after(schedule, now)
 
 
 def iso_tick(tick: float) -> str:

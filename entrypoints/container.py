@@ -9,21 +9,30 @@ from dependency_injector import containers, providers
 
 from adapters.asyncio_runner import AsyncioRunner
 from adapters.event_bus import InProcessEventBus
-from adapters.memory_job_repository import InMemoryJobRepository
+from adapters.memory_job_repository import InMemoryJobRepository, InMemoryScheduleStore
 from adapters.memory_project_repository import InMemoryProjectRepository
 from adapters.no_peers import NoPeers
 from adapters.offline_text_generator import OfflineTextGenerator
 from adapters.prometheus_metrics import PrometheusMetrics
-from adapters.sqlite import SqliteJobRepository, SqliteProjectRepository
+from adapters.sqlite import SqliteJobRepository, SqliteProjectRepository, SqliteScheduleStore
 from adapters.sqlite import maintenance as sqlite_maintenance
 from adapters.sqlite_errors import storage_failure as sqlite_storage_failure
 from adapters.system import SystemClock, UuidSource
 from application.article_pipeline import ArticlePipeline
-from application.engine import Engine, EngineSettings, new_dispatcher, new_job_service, new_maintenance, new_peers
+from application.engine import (
+    Engine,
+    EngineSettings,
+    new_dispatcher,
+    new_job_service,
+    new_maintenance,
+    new_peers,
+    new_schedule_service,
+)
 from application.health import HealthService
 from application.ports import Clock, EventBus, IdSource, JobRepository
 from application.ports.peers import PeerLink
 from application.ports.project_repository import ProjectRepository
+from application.ports.schedule_store import ScheduleStore
 from application.ports.storage import StorageUnavailable, no_translation
 from application.ports.text_generator import TextGenerator
 from application.registry import TaskRegistry
@@ -81,6 +90,12 @@ def postgres_project_repository(repo: PostgresJobRepository) -> ProjectRepositor
     from adapters.postgres import PostgresProjectRepository
 
     return PostgresProjectRepository(repo)
+
+
+def postgres_schedule_store(repo: PostgresJobRepository) -> ScheduleStore:
+    from adapters.postgres import PostgresScheduleStore
+
+    return PostgresScheduleStore(repo)
 
 
 def postgres_peer_link(repo: PostgresJobRepository) -> PeerLink:
@@ -229,6 +244,22 @@ class Container(containers.DeclarativeContainer):
         dispatcher=dispatcher,
         peers=peers,
     )
+    # Periodic schedules live beside the jobs (their ticks are fired by the job repository's commits).
+    schedule_store = providers.Selector(
+        settings.provided.persistence,
+        sqlite=providers.Singleton(SqliteScheduleStore, repo),
+        memory=providers.Singleton(InMemoryScheduleStore, repo),
+        postgres=providers.Singleton(postgres_schedule_store, repo),
+    )
+    schedules = providers.Singleton(
+        new_schedule_service,
+        store=schedule_store,
+        jobs=job_service,
+        registry=registry,
+        clock=clock,
+        ids=ids,
+        settings=engine_settings,
+    )
     # Celery-style calls from plain threads: every repository offers blocking reads and says itself whether
     # a thread may commit (SQLite yes; memory and PostgreSQL no: those commits go through the loop).
     # PostgreSQL's are its reader on a loop and thread of their own (asyncpg has no blocking API).
@@ -251,6 +282,7 @@ class Container(containers.DeclarativeContainer):
         settings=engine_settings,
         hooks=providers.List(thread_bridge),
         peers=peers,
+        schedules=schedules,
     )
     # What /ready and /metrics read: the engine's state, the jobs running here, the storage's counts by state
     # (shared by every replica on one database), stuck threads; and which replica answers.

@@ -105,8 +105,10 @@ def test_start_and_end_bound_the_ticks() -> None:
     assert tick_after(daily, at(2026, 5, 3, 12)) is None
 
 
-def test_first_due_counts_a_tick_at_now_and_none_when_disabled() -> None:
-    assert first_due(every(10, anchor=100.0), 120.0) == 120.0
+def test_first_due_is_the_first_tick_after_now_and_none_when_disabled() -> None:
+    assert first_due(every(10, anchor=100.0), 100.0) == 110.0
+    assert first_due(every(10, anchor=100.0), 120.0) == 130.0
+    assert first_due(every(10, anchor=0.0, start_at=500.0), 120.0) == 500.0
     assert first_due(every(10, anchor=100.0, enabled=False), 120.0) is None
 
 
