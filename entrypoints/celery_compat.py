@@ -18,6 +18,7 @@ from entrypoints import celery_states as states
 from entrypoints.compat import builtins as _builtins
 from entrypoints.compat import signals
 from entrypoints.compat.app import current_app
+from entrypoints.compat.beat import crontab
 from entrypoints.compat.binding import NoEngineRunning
 from entrypoints.compat.canvas import (
     ImproperlyConfigured,
@@ -69,6 +70,7 @@ __all__ = [
     "chord",
     "chunks",
     "create_compatible_task",
+    "crontab",
     "current_app",
     "default_registry",
     "embedded_engine",

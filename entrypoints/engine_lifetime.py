@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from application.engine import Engine
 from application.ports.storage import StorageLocked, StorageUnavailable
 from entrypoints import article_runtime
 from entrypoints.compat import binding
+from entrypoints.compat.app import current_app
+from entrypoints.compat.beat import schedules_from_beat
 from entrypoints.container import Container
 from entrypoints.settings import Settings, redacted_url
 
@@ -55,13 +58,26 @@ async def check_storage(container: Container, *, when_locked: str = "") -> str |
     return None
 
 
+def declare_schedules(engine: Engine, schedules: Mapping[str, Any] | None = None) -> None:
+    """Give the engine the schedules declared in code (``schedules`` and ``current_app.conf.beat_schedule``,
+    Celery beat's shape) to reconcile when it starts; nothing when neither was declared."""
+    conf = current_app.conf
+    if engine.schedules is None or (schedules is None and not conf.beat_declared):
+        return
+    entries = {**conf.beat_schedule, **(schedules or {})}
+    engine.schedules.declared = schedules_from_beat(entries, timezone=conf.timezone)
+
+
 @asynccontextmanager
-async def running_engine(container: Container, *, grace: float | None = None) -> AsyncIterator[Engine]:
+async def running_engine(
+    container: Container, *, grace: float | None = None, schedules: Mapping[str, Any] | None = None
+) -> AsyncIterator[Engine]:
     """The container's engine, started, with Celery-style calls and the ``ai.*`` tasks using it; on the way
     out running jobs get ``grace`` seconds (``shutdown_grace`` unless given) and the rest is left to
-    recovery at the next start."""
+    recovery at the next start. ``schedules``: see :func:`declare_schedules`."""
     settings: Settings = container.settings()
     engine = container.engine()
+    declare_schedules(engine, schedules)
     pipeline = container.pipeline()
     await engine.start()
     binding.activate(engine, asyncio.get_running_loop())

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import Literal
+from typing import Any, Literal
 
 from application.engine import Engine
 from entrypoints.container import Container
@@ -22,6 +22,7 @@ async def embedded_engine(
     container: Container | None = None,
     database_url: str | None = None,
     run_jobs: bool = True,
+    schedules: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Engine]:
     """Start an engine in the running loop: PostgreSQL at ``database_url`` if given, else SQLite at
     ``db_path``, or in memory when both are None.
@@ -32,6 +33,11 @@ async def embedded_engine(
 
     Imports ``task_modules`` so their tasks register; while the block runs, ``.delay()``,
     ``AsyncResult`` and the canvas calls use this engine. Leaving the block stops it.
+
+    ``schedules``: periodic schedules in Celery's ``beat_schedule`` shape (``{"name": {"task": ...,
+    "schedule": crontab(...) | seconds | timedelta, "args": ...}}``), with those of
+    ``current_app.conf.beat_schedule``; reconciled with the stored ones at start (added, changed and
+    removed ones are logged). TypeError/ValueError on a malformed entry, before anything starts.
     """
     for module in task_modules:
         importlib.import_module(module)
@@ -47,5 +53,7 @@ async def embedded_engine(
             run_jobs=run_jobs,
         )
         container = Container(settings=settings)
-    async with running_engine(container, grace=0.0) as engine:  # leaving the block stops it at once
+    async with running_engine(
+        container, grace=0.0, schedules=schedules
+    ) as engine:  # leaving the block stops it at once
         yield engine
