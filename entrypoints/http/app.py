@@ -13,6 +13,7 @@ from application.health import HealthService
 from application.job_service import JobService
 from application.ports import EventBus
 from application.registry import TaskRegistry
+from application.schedules import ScheduleService
 from entrypoints.container import Container
 from entrypoints.engine_lifetime import import_task_modules, running_engine
 from entrypoints.http import fast_path as jobs_fast_path
@@ -23,6 +24,7 @@ from entrypoints.http.jobs import JobController
 from entrypoints.http.openapi import ClosedStructSchemaPlugin, document_optional_bodies, openapi_config
 from entrypoints.http.problems import exception_handlers
 from entrypoints.http.projects import ProjectController
+from entrypoints.http.schedules import ScheduleController
 from entrypoints.http.system import health, metrics, ready, tasks
 from entrypoints.http.workflows import WorkflowController
 from entrypoints.settings import Settings
@@ -46,7 +48,16 @@ def create_app(container: Container | None = None, *, fast_path: bool = True) ->
             yield
 
     app = Litestar(
-        route_handlers=[JobController, WorkflowController, ProjectController, health, ready, metrics, tasks],
+        route_handlers=[
+            JobController,
+            WorkflowController,
+            ProjectController,
+            ScheduleController,
+            health,
+            ready,
+            metrics,
+            tasks,
+        ],
         dependencies=services(container),
         exception_handlers=exception_handlers(container.storage_errors()),
         before_request=require_json_body,
@@ -88,11 +99,15 @@ def services(container: Container) -> dict[str, Provide]:
     def article_pipeline() -> ArticlePipeline:
         return container.pipeline()
 
+    def schedule_service() -> ScheduleService:
+        return container.schedules()
+
     providers: dict[str, Callable[[], object]] = {
         "jobs": job_service,
         "bus": event_bus,
         "health_service": health_service,
         "registry": task_registry,
         "pipeline": article_pipeline,
+        "schedules": schedule_service,
     }
     return {name: Provide(provider, sync_to_thread=False) for name, provider in providers.items()}

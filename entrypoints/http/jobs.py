@@ -70,6 +70,9 @@ class JobController(Controller):
         ] = None,
         task: FromQuery[str | None] = None,
         workflow_id: FromQuery[str | None] = None,
+        schedule: Annotated[
+            str | None, QueryParameter(description="Only jobs created by this periodic schedule")
+        ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
         cursor: Annotated[
             str | None,
@@ -78,13 +81,19 @@ class JobController(Controller):
             ),
         ] = None,
     ) -> JobPageOut:
-        """Filter by ``state``, ``task`` or ``workflow_id``; page with ``cursor`` = the last ``next_cursor``."""
+        """Filter by ``state``, ``task``, ``workflow_id`` or ``schedule``; page with ``cursor`` = the last
+        ``next_cursor``."""
         if job_state is not None and job_state not in JobState.__members__:
             raise ValidationException(f"state must be one of {', '.join(JobState.__members__)}, got {job_state!r}")
         if cursor is not None and not CURSOR.fullmatch(cursor):
             raise ValidationException(f"cursor must be a next_cursor from an earlier page, got {cursor!r}")
         page = await jobs.list(
-            JobFilter(state=JobState(job_state) if job_state else None, task=task, workflow_id=workflow_id),
+            JobFilter(
+                state=JobState(job_state) if job_state else None,
+                task=task,
+                workflow_id=workflow_id,
+                schedule=schedule,
+            ),
             limit=limit,
             cursor=cursor,
         )

@@ -87,6 +87,8 @@ class JobOut(msgspec.Struct, kw_only=True):
     due_at: str
     started_at: str | None
     finished_at: str | None
+    schedule: Annotated[str | None, Meta(description="The periodic schedule that created the job")]
+    tick: Annotated[str | None, Meta(description="The schedule's tick the job stands for (ISO 8601, UTC)")]
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
@@ -112,6 +114,8 @@ class JobOut(msgspec.Struct, kw_only=True):
             due_at=iso(job.due_at),
             started_at=iso_or_none(job.started_at),
             finished_at=iso_or_none(job.finished_at),
+            schedule=job.options.schedule,
+            tick=job.options.tick,
         )
 
 

@@ -114,13 +114,23 @@ def test_the_refusals_of_each_operation() -> None:
         ("POST", "/projects"),
         ("PUT", "/projects/{project_id}/plan"),
         ("POST", "/projects/{project_id}/article"),
+        ("POST", "/schedules"),
+        ("PATCH", "/schedules/{name}"),
     }
-    assert documenting("422") == {("POST", "/jobs"), ("POST", "/workflows")}
+    assert documenting("422") == {
+        ("POST", "/jobs"),
+        ("POST", "/workflows"),
+        ("POST", "/schedules"),
+        ("PATCH", "/schedules/{name}"),
+        ("POST", "/schedules/{name}/run"),
+    }
     assert documenting("409") == {
         ("POST", "/jobs/{job_id}/cancel"),
         ("POST", "/jobs/{job_id}/retry"),
         ("POST", "/workflows/{workflow_id}/cancel"),
         ("POST", "/projects/{project_id}/article"),
+        ("POST", "/schedules"),
+        ("PATCH", "/schedules/{name}"),
     }
     assert documenting("503") >= WRITES | {("GET", "/ready")}
     assert documenting("503") == every - {("GET", "/health"), ("GET", "/tasks")}  # all that reads storage
