@@ -1,4 +1,4 @@
-"""The client sub-commands of ``geekblog``: submit, status, watch, cancel, retry, jobs, workflow, tasks.
+"""The client sub-commands of ``geekblog``: submit, status, watch, cancel, retry, jobs, workflow, tasks, schedules.
 
 Each talks to the service at ``--url`` (else ``GEEKBLOG_URL``, else ``http://127.0.0.1:8000``) with the
 token in ``GEEKBLOG_API_TOKEN``; ``--json`` prints the service's JSON as it sent it. Errors are one
@@ -30,6 +30,7 @@ from entrypoints.client.render import (
     workflow_details,
     workflow_summary,
 )
+from entrypoints.client.schedules import add_schedule_commands
 from entrypoints.client.watchers import JobView, JsonLines, WorkflowView
 from entrypoints.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE
 
@@ -98,6 +99,7 @@ def add_client_commands(subparsers: SubParsers) -> None:
     jobs.add_argument("--state", type=str.upper, choices=JOB_STATES, help="only jobs in this state")
     jobs.add_argument("--task", help="only runs of this task")
     jobs.add_argument("--workflow-id", metavar="ID", help="only the steps of this workflow")
+    jobs.add_argument("--schedule", metavar="NAME", help="only the jobs of this periodic schedule")
     jobs.add_argument("--limit", type=_limit, default=20, help="at most this many (1..500, default 20)")
     jobs.add_argument("--cursor", help="the next_cursor of an earlier page")
     jobs.set_defaults(handler=_command(run_jobs))
@@ -121,6 +123,7 @@ def add_client_commands(subparsers: SubParsers) -> None:
     tasks.set_defaults(handler=_command(run_tasks))
 
     add_article_command(subparsers, common, _command)
+    add_schedule_commands(subparsers, common, _command)
 
 
 def _add_wait(parser: argparse.ArgumentParser, text: str) -> None:
@@ -196,7 +199,7 @@ def run_retry(args: argparse.Namespace, client: ApiClient) -> int:
 
 def run_jobs(args: argparse.Namespace, client: ApiClient) -> int:
     params: dict[str, str | int] = {"limit": args.limit}
-    filters = {"state": args.state, "task": args.task, "workflow_id": args.workflow_id}
+    filters = {"state": args.state, "task": args.task, "workflow_id": args.workflow_id, "schedule": args.schedule}
     params.update({name: value for name, value in filters.items() if value is not None})
     if args.cursor is not None:
         params["cursor"] = args.cursor
