@@ -231,6 +231,8 @@ class InMemoryJobRepository(JobRepository):
         for job_id in gone_jobs:
             del self._jobs[job_id]
             del self._seq[job_id]
+        for key in [key for key, job_id in self.ticks.items() if key[1] < finished_before and job_id not in self._jobs]:
+            del self.ticks[key]
         return len(gone_jobs) + len(gone_workflows)
 
     async def count_by_state(self, states: Collection[str] | None = None) -> dict[str, int]:

@@ -196,10 +196,14 @@ class ScheduleService:
             names.add(wanted.name)
             stored = await self._store.get(wanted.name)
             if stored is None:
-                created = await self.create(wanted)
-                report.added.append(wanted.name)
-                log.info("schedule %r added: %s, task %s", wanted.name, created.describe, wanted.task)
-                continue
+                try:
+                    created = await self.create(wanted)
+                except ScheduleExists:  # another engine starting at the same time added it
+                    stored = await self.get(wanted.name)
+                else:
+                    report.added.append(wanted.name)
+                    log.info("schedule %r added: %s, task %s", wanted.name, created.describe, wanted.task)
+                    continue
             same = all(
                 getattr(wanted, field) == getattr(stored, field) for field in DEFINITION_FIELDS if field != "enabled"
             )

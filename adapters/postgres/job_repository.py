@@ -25,6 +25,7 @@ from adapters.postgres.schema import (
     LEASED_SQL,
     NEXT_DUE_SQL,
     PURGE_JOBS_SQL,
+    PURGE_TICKS_SQL,
     PURGE_WORKFLOWS_SQL,
 )
 from adapters.postgres.writer import Kind, PostgresWriter
@@ -152,6 +153,7 @@ class PostgresJobRepository(JobRepository):
         cutoff = (float(finished_before),)
         workflows: int = await self._writer.submit(Kind.EXECUTE, [(PURGE_WORKFLOWS_SQL, cutoff)])
         jobs: int = await self._writer.submit(Kind.EXECUTE, [(PURGE_JOBS_SQL, cutoff)])
+        await self._writer.submit(Kind.EXECUTE, [(PURGE_TICKS_SQL, cutoff)])
         return workflows + jobs
 
     # --- reads --------------------------------------------------------------------------------------------

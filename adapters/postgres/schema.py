@@ -248,6 +248,12 @@ PURGE_JOBS_SQL: Final = f"""
       AND (workflow_id IS NULL OR NOT EXISTS (SELECT 1 FROM workflows WHERE workflows.id = jobs.workflow_id))
 """
 """Finished jobs older than the cutoff that are not part of a workflow that is still kept."""
+PURGE_TICKS_SQL: Final = """
+    DELETE FROM schedule_ticks
+    WHERE tick < $1 AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.id = schedule_ticks.job_id)
+"""
+"""Records of schedule ticks older than the cutoff whose job is gone (a schedule's revision, not these rows,
+keeps its past ticks from firing again)."""
 
 
 async def migrate(connection: PoolConnectionProxy[asyncpg.Record], where: str) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from typing import Any, Final
 import msgspec
 
 from adapters.sqlite.errors import one_line
-from adapters.sqlite.maintenance import PURGE_JOBS_SQL, PURGE_WORKFLOWS_SQL
+from adapters.sqlite.maintenance import PURGE_JOBS_SQL, PURGE_TICKS_SQL, PURGE_WORKFLOWS_SQL
 from adapters.sqlite.rows import job_from_row, to_json, workflow_from_row
 from adapters.sqlite.schema import JOB_SELECT, WORKFLOW_SELECT, placeholders
 from adapters.sqlite.writer import Kind, SqliteWriter
@@ -233,6 +233,7 @@ class SqliteJobRepository(JobRepository):
         cutoff = {"cutoff": float(finished_before)}
         workflows = await self._writer.execute([(PURGE_WORKFLOWS_SQL, cutoff)])
         jobs = await self._writer.execute([(PURGE_JOBS_SQL, cutoff)])
+        await self._writer.execute([(PURGE_TICKS_SQL, cutoff)])
         return workflows + jobs
 
     async def count_by_state(self, states: Collection[str] | None = None) -> dict[str, int]:

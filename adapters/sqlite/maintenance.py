@@ -38,6 +38,13 @@ PURGE_JOBS_SQL: Final = f"""
 """
 """Finished jobs older than the cutoff that are not part of a workflow that is still kept."""
 
+PURGE_TICKS_SQL: Final = """
+    DELETE FROM schedule_ticks
+    WHERE tick < :cutoff AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.id = schedule_ticks.job_id)
+"""
+"""Records of schedule ticks older than the cutoff whose job is gone (a schedule's revision, not these rows,
+keeps its past ticks from firing again)."""
+
 
 COMPANION_SUFFIXES: Final = ("", "-wal", "-shm", "-journal", ".lock")
 """The database file itself and the files beside it that belong to it: SQLite's WAL, shared memory and
@@ -65,6 +72,8 @@ def purge(connection: sqlite3.Connection, cutoff: float) -> PurgeCounts:
     with connection:
         workflows = connection.execute(PURGE_WORKFLOWS_SQL, {"cutoff": cutoff}).rowcount
         jobs = connection.execute(PURGE_JOBS_SQL, {"cutoff": cutoff}).rowcount
+        if connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'schedule_ticks'").fetchone():
+            connection.execute(PURGE_TICKS_SQL, {"cutoff": cutoff})
     return PurgeCounts(jobs=jobs, workflows=workflows)
 
 

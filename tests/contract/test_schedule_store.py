@@ -17,6 +17,7 @@ from application.ports.schedule_store import ScheduleStore, ScheduleTick
 from domain.errors import Conflict
 from domain.job import CallOptions, Job
 from domain.schedule import Schedule
+from domain.states import JobState
 from tests.contract.conftest import REPOSITORIES, _new_repository
 
 
@@ -209,3 +210,18 @@ async def test_two_engines_on_one_postgres_database_never_double_a_tick(postgres
     finally:
         await first.close()
         await second.close()
+
+
+async def test_purge_drops_the_tick_records_of_purged_jobs_only(stores: tuple[JobRepository, ScheduleStore]) -> None:
+    repo, store = stores
+    await store.add(schedule())
+    await repo.commit(fire("old", revision=None, tick=110.0))
+    await repo.commit(fire("kept", revision=None, tick=120.0))
+    old = await repo.get("old")
+    assert old is not None
+    await repo.commit(Commit(jobs=[old.moved_to(JobState.STARTED).succeeded(1, now=150.0)]))
+    assert await repo.purge(200.0) == 1
+    assert [j.id for j in (await repo.list_jobs(JobFilter(schedule="s"), limit=5)).items] == ["kept"]
+    await repo.commit(fire("again", revision=None, tick=110.0))  # its record went with its job
+    with pytest.raises(Conflict):
+        await repo.commit(fire("twice", revision=None, tick=120.0))  # a kept job keeps its record

@@ -138,3 +138,28 @@ async def test_engines_on_one_postgres_database_fire_each_tick_once(postgres_url
     finally:
         for engine in engines:
             await engine.stop()
+
+
+async def test_engines_starting_together_reconcile_the_same_declarations(postgres_url: str) -> None:
+    await empty_tables(postgres_url)
+    clock = FakeClock(1_000.0)
+    declared = [
+        Schedule(name="s", task="add", args=[1, 2], every=10.0),
+        Schedule(name="n", task="add", args=[1, 2], cron="0 3 * * *"),
+    ]
+    engines = []
+    for name in ("a", "b", "c"):
+        repo = PostgresJobRepository(postgres_url)
+        engine = engine_on(repo, PostgresScheduleStore(repo), clock, name, shared=True)
+        schedules(engine).declared = declared
+        engines.append(engine)
+    await asyncio.gather(*(engine.start() for engine in engines))
+    try:
+        stored = await schedules(engines[0]).list_schedules()
+        assert [s.name for s in stored] == ["n", "s"] and all(s.declared for s in stored)
+        clock.current = 1_010.0
+        await asyncio.gather(*(schedules(engine).next_pass() for engine in engines))
+        assert await ticks(engines[0]) == [iso_tick(1_010.0)]
+    finally:
+        for engine in engines:
+            await engine.stop()
