@@ -120,7 +120,7 @@ class Engine:
         schedules = None
         if schedule_store is not None:
             schedules = new_schedule_service(
-                store=schedule_store, jobs=jobs, registry=registry, clock=clock, ids=ids, settings=settings
+                store=schedule_store, jobs=jobs, registry=registry, clock=clock, ids=ids, settings=settings, peers=peers
             )
         return cls(
             repo=repo,
@@ -267,17 +267,23 @@ def new_schedule_service(
     clock: Clock,
     ids: IdSource,
     settings: EngineSettings,
+    peers: Peers | None = None,
 ) -> ScheduleService:
-    """The schedules of one engine; on storage other engines share, re-read every ``poll_seconds`` (another
-    engine's changes wake no one here)."""
-    return ScheduleService(
+    """The schedules of one engine. With other engines on its storage (``peers``), a change here wakes their
+    schedulers (the "work queued" packet) and theirs wakes this one; a re-read every ``poll_seconds`` is the
+    safety net for a lost packet."""
+    service = ScheduleService(
         store=store,
         jobs=jobs,
         registry=registry,
         clock=clock,
         ids=ids,
         reread_seconds=None if settings.exclusive_storage else settings.poll_seconds,
+        tell_others=None if peers is None else peers.say_work_queued,
     )
+    if peers is not None:
+        peers.also_woken.append(service.wake)
+    return service
 
 
 def new_peers(

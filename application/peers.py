@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from application.dispatcher import Dispatcher
 from application.events import Event
@@ -57,6 +58,8 @@ class Peers(PeerInbox):
         self.cancel_timeout = cancel_timeout
         """How long a cancel waits for the engine running the job to answer before it stores the revocation
         itself (that engine is presumably gone)."""
+        self.also_woken: list[Callable[[], None]] = []
+        """Woken too when another engine says work was queued (the scheduler: a schedule changed there)."""
         self._relaying = False
         self._queued: set[str] = set()  # jobs queued in this turn of the loop (see _announce)
         self._poll: asyncio.Task[None] | None = None
@@ -126,6 +129,13 @@ class Peers(PeerInbox):
 
     def work_queued(self) -> None:
         self._dispatcher.wake()
+        for wake in self.also_woken:
+            wake()
+
+    def say_work_queued(self) -> None:
+        """Tell the other engines work was queued (or schedules changed): they look again now."""
+        if self._open:
+            self.link.work_queued()
 
     def deliver(self, event: Event) -> None:
         self._bus.deliver(event)

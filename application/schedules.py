@@ -6,8 +6,9 @@ when one changes here. Each due schedule's tick is fired by ONE commit that stor
 :class:`~application.ports.schedule_store.ScheduleTick`), through the dispatcher like any submission, so
 the job starts at once when a slot is free. A restart, a SIGKILL at any moment or another engine firing
 the same tick can therefore neither double nor lose it: whoever commits first wins, the others' commits
-are refused whole. Another engine's changes (on PostgreSQL) are seen at the next wake-up or within
-``reread_seconds``, a slow safety re-read (the engines' NOTIFY packets do not carry schedule changes).
+are refused whole. On storage several engines share, a change here tells the others (``tell_others``:
+the engines' "work queued" packet, which wakes their schedulers too), and ``reread_seconds`` is the slow
+safety re-read for a lost packet.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -76,6 +77,7 @@ class ScheduleService:
         clock: Clock,
         ids: IdSource,
         reread_seconds: float | None = None,
+        tell_others: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._jobs = jobs
@@ -83,6 +85,7 @@ class ScheduleService:
         self._clock = clock
         self._ids = ids
         self._reread = reread_seconds
+        self._tell_others = tell_others
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._passes: list[asyncio.Future[None]] = []
@@ -110,7 +113,7 @@ class ScheduleService:
         fresh = msgspec.structs.replace(fresh, next_due_at=first_due(fresh, now))
         if not await self._store.add(fresh):
             raise ScheduleExists(schedule.name)
-        self.wake()
+        self._changed()
         return fresh
 
     async def get(self, name: str) -> Schedule:
@@ -151,7 +154,7 @@ class ScheduleService:
                 changed, next_due_at=next_due, updated_at=now, revision=self._ids.new_id()
             )
             if await self._store.replace(changed, revision=stored.revision):
-                self.wake()
+                self._changed()
                 return changed
         raise Conflict(f"schedule {name!r} kept changing while being updated")
 
@@ -165,7 +168,7 @@ class ScheduleService:
     async def delete(self, name: str) -> None:
         if not await self._store.delete(name):
             raise NotFound("schedule", name)
-        self.wake()
+        self._changed()
 
     async def run_now(self, name: str) -> Job:
         """A job of the schedule now, besides its ticks (which are unchanged); its ``tick`` is now."""
@@ -218,14 +221,20 @@ class ScheduleService:
             if stored.declared and stored.name not in names and await self._store.delete(stored.name):
                 report.removed.append(stored.name)
                 log.info("schedule %r removed: no longer declared", stored.name)
-        self.wake()
+        self._changed()
         return report
 
     # --- the scheduler --------------------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Look at the schedules again now (one was created, changed, or the clock moved in a test)."""
+        """Look at the schedules again now (one changed, here or on another engine; or a test moved the clock)."""
         self._wake.set()
+
+    def _changed(self) -> None:
+        """A schedule changed here: this engine's scheduler and the other engines' look again now."""
+        self.wake()
+        if self._tell_others is not None:
+            self._tell_others()
 
     async def start(self) -> None:
         """Reconcile the declared schedules, then run the scheduler until :meth:`stop`."""

@@ -259,6 +259,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         ids=ids,
         settings=engine_settings,
+        peers=peers,
     )
     # Celery-style calls from plain threads: every repository offers blocking reads and says itself whether
     # a thread may commit (SQLite yes; memory and PostgreSQL no: those commits go through the loop).
