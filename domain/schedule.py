@@ -31,6 +31,9 @@ MISSED_POLICIES: Final = ("skip", "run_once")
 GRACE_SECONDS: Final[float] = 60.0
 """How late a tick may fire and still be on time (a slow start, a restart of a few seconds)."""
 
+LATEST_TIME: Final[float] = 253_402_300_799.0
+"""The last second of year 9999 (UTC): the latest ``start_at``/``end_at``."""
+
 MIN_EVERY_SECONDS: Final[float] = 1.0
 """The shortest interval a schedule accepts: one job a second."""
 
@@ -85,7 +88,7 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("a schedule needs exactly one of cron and every")
         if self.cron is not None:
             check_cron(self.cron)
-        if self.every is not None and (not math.isfinite(self.every) or self.every < MIN_EVERY_SECONDS):
+        if self.every is not None and not MIN_EVERY_SECONDS <= self.every <= LATEST_TIME:
             raise ValueError(f"every must be a number of seconds, at least {MIN_EVERY_SECONDS:g}")
         zone(self.timezone)
         unknown = sorted(set(self.options) - set(SCHEDULE_OPTIONS))
@@ -94,8 +97,8 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True):
         if self.missed not in MISSED_POLICIES:
             raise ValueError(f"missed must be one of {', '.join(MISSED_POLICIES)}, not {self.missed!r}")
         for label, value in (("start_at", self.start_at), ("end_at", self.end_at)):
-            if value is not None and not math.isfinite(value):
-                raise ValueError(f"{label} must be a finite time")
+            if value is not None and not 0 <= value <= LATEST_TIME:
+                raise ValueError(f"{label} must be a time between 1970 and 9999")
         if self.start_at is not None and self.end_at is not None and self.end_at < self.start_at:
             raise ValueError("end_at is before start_at")
         return self

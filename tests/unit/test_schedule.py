@@ -175,6 +175,9 @@ def msgspec_replace(schedule: Schedule, **changes: object) -> Schedule:
         ({"cron": "* * * * *", "timezone": "Mars/Olympus"}, "unknown time zone"),
         ({"cron": "* * * * *", "missed": "burst"}, "missed must be"),
         ({"cron": "* * * * *", "start_at": 10.0, "end_at": 5.0}, "before start_at"),
+        ({"cron": "* * * * *", "start_at": 1e20}, "between 1970 and 9999"),
+        ({"cron": "* * * * *", "end_at": float("inf")}, "between 1970 and 9999"),
+        ({"every": float("inf")}, "every must be"),
         ({"cron": "* * * * *", "name": ""}, "schedule name"),
     ],
 )

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -234,3 +236,47 @@ async def test_declared_schedules_are_reconciled_and_logged(
         assert report.unchanged == ["s", "new"] and not report.added and not report.removed
     finally:
         await again.stop()
+
+
+async def test_cron_ticks_fire_across_both_dst_changes_as_cron_does(engine: Engine, clock: FakeClock) -> None:
+    paris = ZoneInfo("Europe/Paris")
+    clock.current = datetime(2026, 3, 28, 23, 0, tzinfo=paris).timestamp()
+    await service(engine).create(
+        Schedule(name="s", task="add", args=[1, 2], cron="30 * * * *", timezone="Europe/Paris")
+    )
+    await service(engine).create(
+        Schedule(name="d", task="add", args=[1, 2], cron="30 2 * * *", timezone="Europe/Paris")
+    )
+    end = datetime(2026, 3, 29, 4, 0, tzinfo=paris).timestamp()
+    while (due := await next_due(engine)) < end:  # the clock goes from one tick to the next
+        clock.current = due
+        await service(engine).next_pass()
+    assert [local(job) for job in await jobs_of(engine, "s")] == [
+        "2026-03-28T23:30:00+01:00",
+        "2026-03-29T00:30:00+01:00",
+        "2026-03-29T01:30:00+01:00",
+        "2026-03-29T03:30:00+02:00",  # 02:30 does not exist that night: one hour, one run, no double
+    ]
+    assert [local(job) for job in await jobs_of(engine, "d")] == ["2026-03-29T03:00:00+02:00"]  # after the gap
+
+    await service(engine).delete("s")
+    clock.current = datetime(2026, 10, 24, 12, 0, tzinfo=paris).timestamp()
+    await service(engine).pause("d")
+    await service(engine).resume("d")  # planned again from now
+    for _ in range(2):
+        due = (await service(engine).get("d")).next_due_at
+        assert due is not None
+        clock.current = due
+        await service(engine).next_pass()
+    ran = [local(job) for job in await jobs_of(engine, "d")][1:]
+    assert ran == ["2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"]  # the repeated hour runs it once
+
+
+async def next_due(engine: Engine) -> float:
+    return min(s.next_due_at for s in await service(engine).list_schedules() if s.next_due_at is not None)
+
+
+def local(job: Job) -> str:
+    assert job.options.tick is not None
+    moment = datetime.fromisoformat(job.options.tick.replace("Z", "+00:00"))
+    return moment.astimezone(ZoneInfo("Europe/Paris")).isoformat()
