@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import msgspec
 
@@ -74,17 +74,22 @@ class InMemoryJobRepository(JobRepository):
         if job.state in QUEUED_STATES:
             heapq.heappush(self._queue, (-job.priority, job.due_at, self._seq[job.id], job.id))
 
-    async def claim(self, *, owner: str, now: float, limit: int, lease_until: float) -> list[Job]:
+    async def claim(
+        self, *, owner: str, now: float, limit: int, lease_until: float, queues: Mapping[str, int] | None = None
+    ) -> list[Job]:
         claimed: list[Job] = []
         deferred: list[tuple[int, float, int, str]] = []
+        room = None if queues is None else dict(queues)
         while self._queue and len(claimed) < limit:
             entry = heapq.heappop(self._queue)
             if not self._is_live(entry):
                 continue
             job = self._jobs[entry[3]]
-            if job.due_at > now:
+            if job.due_at > now or (room is not None and room.get(job.queue, 0) <= 0):
                 deferred.append(entry)
                 continue
+            if room is not None:
+                room[job.queue] -= 1
             started = job.started(owner=owner, now=now, lease_until=lease_until)
             self._jobs[job.id] = started
             claimed.append(started)
@@ -154,12 +159,19 @@ class InMemoryJobRepository(JobRepository):
         items = items[:limit]
         return JobPage(items=items, next_cursor=str(self._seq[items[-1].id]) if more and items else None)
 
-    async def next_due_at(self) -> float | None:
+    async def next_due_at(self, queues: Collection[str] | None = None) -> float | None:
         live = [entry for entry in self._queue if self._is_live(entry)]
         if len(live) != len(self._queue):
             self._queue = live
             heapq.heapify(self._queue)
-        return min((entry[1] for entry in live), default=None)
+        return min((entry[1] for entry in live if queues is None or self._jobs[entry[3]].queue in queues), default=None)
+
+    async def queue_depths(self) -> dict[str, int]:
+        depths: dict[str, int] = {}
+        for job in self._jobs.values():
+            if job.state in QUEUED_STATES:
+                depths[job.queue] = depths.get(job.queue, 0) + 1
+        return depths
 
     def _is_live(self, entry: tuple[int, float, int, str]) -> bool:
         job = self._jobs.get(entry[3])

@@ -8,6 +8,7 @@ import msgspec
 
 from domain.canvas import Canvas
 from domain.errors import InvalidTransition
+from domain.queues import effective_queue
 from domain.states import JobState, can_transition
 
 
@@ -108,6 +109,11 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     waiting_on: str | None = None
     root_id: str | None = None
     options: CallOptions = NO_OPTIONS
+
+    @property
+    def queue(self) -> str:
+        """The named queue the job waits in (see :func:`domain.queues.effective_queue`)."""
+        return effective_queue(self.options.queue, self.options.routing_key)
 
     @property
     def retries(self) -> int:

@@ -10,7 +10,7 @@ then earliest ``due_at``, then first stored.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 
 import asyncpg
@@ -23,9 +23,11 @@ from adapters.postgres.schema import (
     FORGET_SQL,
     JOB_SELECT,
     LEASED_SQL,
+    NEXT_DUE_IN_SQL,
     NEXT_DUE_SQL,
     PURGE_JOBS_SQL,
     PURGE_WORKFLOWS_SQL,
+    QUEUE_DEPTHS_SQL,
 )
 from adapters.postgres.writer import Kind, PostgresWriter
 from application.ports import Commit, JobFilter, JobPage, JobRepository
@@ -124,11 +126,18 @@ class PostgresJobRepository(JobRepository):
                 raise NotStorable(f"PostgreSQL cannot store it: {one_line(exc)}") from None
             raise
 
-    async def claim(self, *, owner: str, now: float, limit: int, lease_until: float) -> list[Job]:
+    async def claim(
+        self, *, owner: str, now: float, limit: int, lease_until: float, queues: Mapping[str, int] | None = None
+    ) -> list[Job]:
         self._writer.check_open()
-        if limit <= 0:
+        if queues is not None:
+            queues = {name: room for name, room in queues.items() if room > 0}
+        if limit <= 0 or queues == {}:
             return []
-        claimed: list[Job] = await self._writer.submit(Kind.CLAIM, (float(now), owner, float(lease_until), limit))
+        payload: tuple[Any, ...] = (float(now), owner, float(lease_until), limit)
+        if queues is not None:
+            payload += (list(queues), list(queues.values()))
+        claimed: list[Job] = await self._writer.submit(Kind.CLAIM, payload)
         return claimed
 
     async def save_progress(self, job_id: str, owner: str, progress: Progress) -> bool:
@@ -197,9 +206,15 @@ class PostgresJobRepository(JobRepository):
         next_cursor = str(rows[-1][-1]) if more and rows else None
         return JobPage(items=[job_from_row(row) for row in rows], next_cursor=next_cursor)
 
-    async def next_due_at(self) -> float | None:
-        due: float | None = await self._writer.fetchval(NEXT_DUE_SQL)
+    async def next_due_at(self, queues: Collection[str] | None = None) -> float | None:
+        if queues is None:
+            due: float | None = await self._writer.fetchval(NEXT_DUE_SQL)
+        else:
+            due = await self._writer.fetchval(NEXT_DUE_IN_SQL, list(queues))
         return due
+
+    async def queue_depths(self) -> dict[str, int]:
+        return {row[0]: row[1] for row in await self._writer.fetch(QUEUE_DEPTHS_SQL)}
 
     async def leased_jobs(self, *, expired_before: float) -> list[Job]:
         return [job_from_row(row) for row in await self._writer.fetch(LEASED_SQL, float(expired_before))]

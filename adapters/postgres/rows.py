@@ -82,6 +82,7 @@ def job_row(job: Job) -> tuple[Any, ...]:
         job.root_id,
         None if job.options == NO_OPTIONS else to_json(job.options),
         job.options.parent_id,
+        job.queue,
     )
 
 

@@ -108,6 +108,15 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE workflows ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
     """,
+    # 4 (named queues): a job's queue (Job.queue, derived from its options) as a column, so a claim picks
+    # from the queues an engine serves by index.
+    f"""
+    ALTER TABLE jobs ADD COLUMN queue TEXT NOT NULL DEFAULT 'default';
+    UPDATE jobs SET queue = coalesce(
+        nullif(options::json ->> 'queue', ''), nullif(options::json ->> 'routing_key', ''), 'default'
+    ) WHERE options IS NOT NULL;
+    CREATE INDEX jobs_claim_queue ON jobs (queue, priority DESC, due_at, seq) WHERE state IN {_QUEUED};
+    """,
 )
 """Schema migrations: ``MIGRATIONS[i]`` takes the database from version ``i`` to ``i + 1``."""
 
@@ -171,6 +180,11 @@ WORKFLOW_COLUMNS: Final[tuple[str, ...]] = (
 if Job.__struct_fields__ != JOB_COLUMNS or Workflow.__struct_fields__ != WORKFLOW_COLUMNS:  # pragma: no cover
     raise RuntimeError("the PostgreSQL schema no longer matches Job/Workflow: add a migration and update the columns")
 
+DERIVED_JOB_COLUMNS: Final[tuple[str, ...]] = ("parent_id", "queue")
+"""Columns written from a job's other fields (``options.parent_id``, :attr:`Job.queue`), after its own."""
+JOB_ROW_COLUMNS: Final[tuple[str, ...]] = (*JOB_COLUMNS, *DERIVED_JOB_COLUMNS)
+"""What :func:`adapters.postgres.rows.job_row` gives, in order."""
+
 JOB_SELECT: Final = ", ".join(JOB_COLUMNS)
 WORKFLOW_SELECT: Final = ", ".join(WORKFLOW_COLUMNS)
 
@@ -182,7 +196,7 @@ def _upsert_sql(table: str, columns: tuple[str, ...]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) ON CONFLICT (id) DO UPDATE SET {updates}"
 
 
-UPSERT_JOB: Final = _upsert_sql("jobs", (*JOB_COLUMNS, "parent_id"))
+UPSERT_JOB: Final = _upsert_sql("jobs", JOB_ROW_COLUMNS)
 UPSERT_WORKFLOW: Final = _upsert_sql("workflows", WORKFLOW_COLUMNS)
 GUARD_SQL: Final = "SELECT id, state, lease_owner FROM jobs WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
 """The guarded jobs, locked until the commit ends (in id order, so two writers never deadlock on them)."""
@@ -207,9 +221,33 @@ CLAIM_SQL: Final = f"""
 """
 """Take due queued jobs, skipping rows another transaction holds; RETURNING's order is unspecified (the
 caller sorts by priority, due time, seq)."""
+CLAIM_QUEUES_SQL: Final = f"""
+    WITH picked AS (
+        SELECT candidate.id FROM unnest($5::text[], $6::bigint[]) AS served(queue, room)
+        CROSS JOIN LATERAL (
+            SELECT id, priority, due_at, seq FROM jobs
+            WHERE state IN {_QUEUED} AND due_at <= $1 AND queue = served.queue
+            ORDER BY priority DESC, due_at, seq
+            LIMIT least(served.room, $4)
+            FOR UPDATE SKIP LOCKED
+        ) AS candidate
+        ORDER BY candidate.priority DESC, candidate.due_at, candidate.seq
+        LIMIT $4
+    )
+    UPDATE jobs
+    SET state = 'STARTED', started_at = $1, attempts = jobs.attempts + 1,
+        lease_owner = $2, lease_expires_at = $3, progress = NULL
+    FROM picked
+    WHERE jobs.id = picked.id
+    RETURNING {", ".join(f"jobs.{column}" for column in JOB_COLUMNS)}, jobs.seq
+"""
+""":data:`CLAIM_SQL` from the named queues ``$5`` only, at most ``$6[i]`` from the queue ``$5[i]`` (rows locked
+for a queue past the overall limit stay queued, unlocked when the statement ends)."""
 PROGRESS_SQL: Final = "UPDATE jobs SET progress = $1 WHERE id = $2 AND lease_owner = $3"
 RENEW_SQL: Final = "UPDATE jobs SET lease_expires_at = $1 WHERE id = ANY($2::text[]) AND lease_owner = $3"
 NEXT_DUE_SQL: Final = f"SELECT min(due_at) FROM jobs WHERE state IN {_QUEUED}"
+NEXT_DUE_IN_SQL: Final = f"SELECT min(due_at) FROM jobs WHERE state IN {_QUEUED} AND queue = ANY($1::text[])"
+QUEUE_DEPTHS_SQL: Final = f"SELECT queue, count(*) FROM jobs WHERE state IN {_QUEUED} GROUP BY queue"
 LEASED_SQL: Final = (
     f"SELECT {JOB_SELECT} FROM jobs WHERE state = 'STARTED' AND lease_owner IS NOT NULL AND lease_expires_at < $1"
     " ORDER BY seq"

@@ -12,9 +12,10 @@ import asyncpg
 
 from adapters.postgres.rows import CommitRows, claimed_jobs
 from adapters.postgres.schema import (
+    CLAIM_QUEUES_SQL,
     CLAIM_SQL,
     GUARD_SQL,
-    JOB_COLUMNS,
+    JOB_ROW_COLUMNS,
     PROGRESS_SQL,
     RENEW_SQL,
     UPSERT_JOB,
@@ -47,9 +48,9 @@ __all__ = [
 
 _GUARDED_UPDATE: Final = (
     "UPDATE jobs SET "
-    + ", ".join(f"{column} = ${index}" for index, column in enumerate((*JOB_COLUMNS, "parent_id")[1:], start=2))
-    + f" WHERE id = $1 AND (${len(JOB_COLUMNS) + 2}::text IS NULL OR lease_owner = ${len(JOB_COLUMNS) + 2})"
-    + f" AND (${len(JOB_COLUMNS) + 3}::text[] IS NULL OR state = ANY(${len(JOB_COLUMNS) + 3}::text[]))"
+    + ", ".join(f"{column} = ${index}" for index, column in enumerate(JOB_ROW_COLUMNS[1:], start=2))
+    + f" WHERE id = $1 AND (${len(JOB_ROW_COLUMNS) + 1}::text IS NULL OR lease_owner = ${len(JOB_ROW_COLUMNS) + 1})"
+    + f" AND (${len(JOB_ROW_COLUMNS) + 2}::text[] IS NULL OR state = ANY(${len(JOB_ROW_COLUMNS) + 2}::text[]))"
 )
 """A guarded commit of the guarded job's own row, when it is all the commit writes: the row is written only
 where the guard holds (its owner, its states), checked on the row as it is when the update locks it."""
@@ -57,7 +58,7 @@ _CURRENT_SQL: Final = "SELECT state, lease_owner FROM jobs WHERE id = $1"
 
 
 async def claim_alone(connection: Connection, payload: Any) -> list[Any]:
-    return claimed_jobs(await connection.fetch(CLAIM_SQL, *payload))
+    return claimed_jobs(await connection.fetch(CLAIM_SQL if len(payload) == 4 else CLAIM_QUEUES_SQL, *payload))
 
 
 async def progress_alone(connection: Connection, payload: Any) -> bool:

@@ -189,7 +189,12 @@ CLAIM_SQL: Final = f"""
     RETURNING {JOB_SELECT}
 """
 """Placeholders, not json_each: with ``IN (?, ...)`` SQLite looks each id up in its index."""
-QUEUED_SQL: Final = "SELECT id, priority, due_at, seq FROM jobs WHERE state IN ('PENDING', 'RETRY') ORDER BY seq"
+QUEUED_SQL: Final = (
+    "SELECT id, priority, due_at, seq, coalesce(nullif(json_extract(options, '$.queue'), ''),"
+    " nullif(json_extract(options, '$.routing_key'), ''), 'default')"
+    " FROM jobs WHERE state IN ('PENDING', 'RETRY') ORDER BY seq"
+)
+"""The queued jobs, each with its named queue (``domain.queues.effective_queue`` in SQL)."""
 PROGRESS_SQL: Final = "UPDATE jobs SET progress = ? WHERE id = ? AND lease_owner = ? RETURNING seq"
 RENEW_SQL: Final = "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?"
 

@@ -14,7 +14,7 @@ Three write paths share the writing connection under one lock: inline on the eve
 
 Reads use a separate connection, called inline (no thread hop): in WAL mode a reader sees the last
 committed state and never blocks the writer. Queued jobs are also indexed in memory
-(:class:`~adapters.sqlite.due_index.DueIndex`), kept in step with every commit, so a claim with
+(:class:`~adapters.sqlite.due_index.QueueIndexes`), kept in step with every commit, so a claim with
 nothing due costs no query at all.
 """
 
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from adapters.sqlite import files
-from adapters.sqlite.due_index import DueIndex
+from adapters.sqlite.due_index import QueueIndexes
 from adapters.sqlite.errors import NotADatabase, StorageClosed, StorageError, one_line
 from adapters.sqlite.rows import CommitRows
 from adapters.sqlite.schema import QUEUED_SQL, migrate
@@ -125,7 +125,7 @@ class SqliteWriter:
         self._thread_commits = 0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self.due = DueIndex()
+        self.due = QueueIndexes()
         self.due_lock = threading.Lock()  # commits from other threads update the index too
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
@@ -185,10 +185,10 @@ class SqliteWriter:
         self.lock_path = Path(f"{self.real_path}.lock")
 
     def _index_queued_jobs(self) -> None:
-        self.due = DueIndex()
+        self.due = QueueIndexes()
         last = 0
-        for job_id, priority, due_at, seq in self.read(QUEUED_SQL):
-            self.due.put(job_id, priority, due_at, order=seq)
+        for job_id, priority, due_at, seq, queue in self.read(QUEUED_SQL):
+            self.due.put(job_id, priority, due_at, queue, order=seq)
             last = seq
         self.due.start_order_after(last)
 
@@ -388,11 +388,11 @@ class SqliteWriter:
 
     def _note_queue_changes(self, rows: CommitRows) -> None:
         with self.due_lock:
-            for job_id, priority, due_at in rows.queue_changes:
+            for job_id, priority, due_at, queue in rows.queue_changes:
                 if priority is None or due_at is None:
                     self.due.discard(job_id)
                 else:
-                    self.due.put(job_id, priority, due_at)
+                    self.due.put(job_id, priority, due_at, queue)
 
     def _write_batch(self, items: list[tuple[Kind, Any]], *, patient: bool = False) -> list[Any]:
         """The batch in one transaction; an outcome (or exception) per item. ``patient``: wait up to

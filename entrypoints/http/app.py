@@ -23,7 +23,7 @@ from entrypoints.http.jobs import JobController
 from entrypoints.http.openapi import ClosedStructSchemaPlugin, document_optional_bodies, openapi_config
 from entrypoints.http.problems import exception_handlers
 from entrypoints.http.projects import ProjectController
-from entrypoints.http.system import health, metrics, ready, tasks
+from entrypoints.http.system import health, metrics, queues, ready, tasks
 from entrypoints.http.workflows import WorkflowController
 from entrypoints.settings import Settings
 from entrypoints.version import VERSION
@@ -46,7 +46,7 @@ def create_app(container: Container | None = None, *, fast_path: bool = True) ->
             yield
 
     app = Litestar(
-        route_handlers=[JobController, WorkflowController, ProjectController, health, ready, metrics, tasks],
+        route_handlers=[JobController, WorkflowController, ProjectController, health, ready, metrics, queues, tasks],
         dependencies=services(container),
         exception_handlers=exception_handlers(container.storage_errors()),
         before_request=require_json_body,

@@ -10,14 +10,15 @@ import msgspec
 from msgspec import Meta
 
 from domain.canvas import MAX_COUNTDOWN
+from domain.queues import QUEUE_NAME_PATTERN, QUEUE_NAME_RULE
 
 QueueName = Annotated[
     str,
     Meta(
-        min_length=1,
-        max_length=200,
-        pattern=r"^\S+$",
-        description="Celery's queue / routing key: stored on the job and shown (scheduling by queue is to come)",
+        # Checked by the domain, not here: a malformed name is a 422 naming the option (as every queue control).
+        description="A named queue (Celery's queue / routing key): the job waits in `queue`, else in the queue"
+        " its `routing_key` names, else in `default`; engines serve the queues of GEEKBLOG_QUEUES. A name is"
+        f" {QUEUE_NAME_RULE} (`{QUEUE_NAME_PATTERN}`); any other string is refused with a 422",
     ),
 ]
 Countdown = Annotated[float, Meta(ge=0, le=MAX_COUNTDOWN, description="Seconds to wait before starting")]

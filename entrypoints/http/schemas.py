@@ -80,7 +80,10 @@ class JobOut(msgspec.Struct, kw_only=True):
     workflow_id: str | None
     root_id: str | None
     node: str | None
-    queue: Annotated[str | None, Meta(description="Celery's queue (null: the default queue)")]
+    queue: Annotated[
+        str,
+        Meta(description="The named queue the job waits in: its `queue` option, else its `routing_key`, else default"),
+    ]
     routing_key: str | None
     parent_id: Annotated[str | None, Meta(description="Celery's parent_id: the task that sent this one")]
     created_at: str
@@ -105,7 +108,7 @@ class JobOut(msgspec.Struct, kw_only=True):
             workflow_id=job.workflow_id,
             root_id=job.root_id,
             node=job.node,
-            queue=job.options.queue,
+            queue=job.queue,
             routing_key=job.options.routing_key,
             parent_id=job.options.parent_id,
             created_at=iso(job.created_at),
@@ -227,6 +230,18 @@ class Readiness(msgspec.Struct, kw_only=True):
             shared_queue=None if shared is None else SharedQueue(waiting=shared.waiting, running=shared.running),
             running_here=report.running_here,
         )
+
+
+class QueueOut(msgspec.Struct, kw_only=True):
+    """A named queue: its waiting jobs (every replica on one database counts the same) and whether the
+    replica answering serves it."""
+
+    name: str
+    waiting: Annotated[int, Meta(ge=0, description="PENDING or RETRY jobs of the queue, scheduled ones included")]
+    served_here: Annotated[bool, Meta(description="whether the replica answering takes jobs from it")]
+    concurrency_here: Annotated[
+        int | None, Meta(description="its limit in the replica answering (GEEKBLOG_QUEUES); null: none of its own")
+    ]
 
 
 def iso(timestamp: float) -> str:

@@ -1,0 +1,55 @@
+"""Named queues: which queue a job waits in, and the ``name[:concurrency],...`` lists engines serve.
+
+Celery routes a message to a queue through its routes; here a job names its queue itself: its ``queue``
+option, else its ``routing_key`` (with Celery's default direct exchange a routing key names the queue
+of the same name), else :data:`DEFAULT_QUEUE`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+DEFAULT_QUEUE: Final = "default"
+
+QUEUE_NAME_PATTERN: Final = r"^[A-Za-z0-9_.@/+-]{1,200}$"
+"""What a queue name may be: 1 to 200 letters, digits and ``_ . @ / + -`` (no spaces, commas or colons)."""
+QUEUE_NAME_RULE: Final = "1 to 200 letters, digits or _ . @ / + - (no spaces, commas or colons)"
+_NAME: Final = re.compile(QUEUE_NAME_PATTERN)
+
+
+def effective_queue(queue: str | None, routing_key: str | None) -> str:
+    """The queue a job with these options waits in."""
+    return queue or routing_key or DEFAULT_QUEUE
+
+
+def check_queue_name(name: object, what: str = "queue") -> str:
+    """``name`` if it is a valid queue name; TypeError / ValueError saying why not."""
+    if not isinstance(name, str):
+        raise TypeError(f"{what} must be a str, got {type(name).__name__}")
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"{what} {name!r} is not a queue name: {QUEUE_NAME_RULE}")
+    return name
+
+
+def parse_queues(text: str) -> dict[str, int | None]:
+    """``"default:8,ai:2"`` as ``{"default": 8, "ai": 2}``; a name without ``:n`` is None (limited only
+    by the engine's total concurrency, as is any queue's). ValueError with a clear message when a name is
+    malformed or repeated, or a concurrency is not a whole number of at least 1."""
+    queues: dict[str, int | None] = {}
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            raise ValueError(f"{text!r}: an empty queue name (expected name[:concurrency],...)")
+        name, sep, count = item.partition(":")
+        check_queue_name(name.strip())
+        name = name.strip()
+        if name in queues:
+            raise ValueError(f"{text!r}: queue {name!r} is named twice")
+        limit: int | None = None
+        if sep:
+            if not re.fullmatch(r"[0-9]{1,9}", count.strip()) or int(count) < 1:
+                raise ValueError(f"{text!r}: the concurrency of {name!r} must be a whole number of at least 1")
+            limit = int(count.strip())
+        queues[name] = limit
+    return queues
