@@ -28,6 +28,7 @@ class InMemoryJobRepository(JobRepository):
         self._workflow_jobs: dict[str, list[str]] = {}
         self._children: dict[str, list[str]] = {}
         self._queue: list[tuple[int, float, int, str]] = []  # (-priority, due_at, seq, id); stale entries skipped
+        self._holding: dict[str, set[str]] = {}  # concurrency key -> the STARTED jobs with it
         self._counter = itertools.count(1)
 
     async def open(self) -> None:
@@ -70,6 +71,11 @@ class InMemoryJobRepository(JobRepository):
                 self._children.setdefault(job.options.parent_id, []).append(job.id)
             if job.workflow_id is not None:
                 self._workflow_jobs.setdefault(job.workflow_id, []).append(job.id)
+        previous = self._jobs.get(job.id)
+        if previous is not None and previous.concurrency is not None:
+            self._holding.get(previous.concurrency[0], set()).discard(job.id)
+        if job.state == JobState.STARTED and job.concurrency is not None:
+            self._holding.setdefault(job.concurrency[0], set()).add(job.id)
         self._jobs[job.id] = job
         if job.state in QUEUED_STATES:
             heapq.heappush(self._queue, (-job.priority, job.due_at, self._seq[job.id], job.id))
@@ -85,13 +91,13 @@ class InMemoryJobRepository(JobRepository):
             if not self._is_live(entry):
                 continue
             job = self._jobs[entry[3]]
-            if job.due_at > now or (room is not None and room.get(job.queue, 0) <= 0):
+            if job.due_at > now or (room is not None and room.get(job.queue, 0) <= 0) or self._blocked(job):
                 deferred.append(entry)
                 continue
             if room is not None:
                 room[job.queue] -= 1
             started = job.started(owner=owner, now=now, lease_until=lease_until)
-            self._jobs[job.id] = started
+            self._put(started)
             claimed.append(started)
         for entry in deferred:
             heapq.heappush(self._queue, entry)
@@ -164,7 +170,19 @@ class InMemoryJobRepository(JobRepository):
         if len(live) != len(self._queue):
             self._queue = live
             heapq.heapify(self._queue)
-        return min((entry[1] for entry in live if queues is None or self._jobs[entry[3]].queue in queues), default=None)
+        return min(
+            (
+                entry[1]
+                for entry in live
+                if (queues is None or self._jobs[entry[3]].queue in queues) and not self._blocked(self._jobs[entry[3]])
+            ),
+            default=None,
+        )
+
+    def _blocked(self, job: Job) -> bool:
+        """Whether ``job``'s concurrency key is held by as many STARTED jobs as its limit allows."""
+        control = job.concurrency
+        return control is not None and len(self._holding.get(control[0], ())) >= control[1]
 
     async def queue_depths(self) -> dict[str, int]:
         depths: dict[str, int] = {}

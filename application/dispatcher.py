@@ -386,10 +386,12 @@ class Dispatcher(HandOver):
         await self._workflows.record(advance, job, result_size=result_size)
         if hand_over and advance.commit.jobs[1:]:
             await self.start_new(advance)
+            if any(map(_lets_a_key_go, advance.commit.jobs)):  # a replaced job finished with its workflow
+                self.wake()
             return
         await self._workflows.apply(advance)
-        if advance.commit.jobs[1:]:
-            self.wake()
+        if advance.commit.jobs[1:] or _lets_a_key_go(job):
+            self.wake()  # new jobs stored, or a concurrency key let go: jobs waiting on it may start
         elif job.state in (JobState.RETRY, JobState.PENDING):
             self.queued([job])
 
@@ -410,3 +412,8 @@ class Dispatcher(HandOver):
         if not held:
             raise JobCancelled("lease lost")
         self._bus.publish(Event.of_progress(job, progress, self._clock.now()))
+
+
+def _lets_a_key_go(job: Job) -> bool:
+    """Whether storing ``job`` lets its concurrency key go (jobs waiting on it may start)."""
+    return job.concurrency is not None and job.state != JobState.STARTED

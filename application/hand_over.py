@@ -86,6 +86,7 @@ class HandOver:
             and new.attempts == 0
             and new.due_at <= now
             and self.queues.serves(new.queue)
+            and not self._held_back(new)
         ]
         if not candidates:
             return []
@@ -103,6 +104,11 @@ class HandOver:
         self._slots.give(taken - len(handed))
         return handed
 
+    @staticmethod
+    def _held_back(job: Job) -> bool:
+        """A job with a concurrency key is claimed from storage, where its key's holders are counted."""
+        return job.concurrency is not None
+
     def _reserve(self, wanted: int, now: float) -> int:
         """Up to ``wanted`` free slots for jobs claimed as they are stored; none while not dispatching or
         while a job in storage may be due (it comes first). Any thread (:class:`RunSlots` is atomic)."""
@@ -119,7 +125,9 @@ class HandOver:
         Once it is committed, :meth:`launch_claimed` (on the loop) starts it; if it is not stored,
         :meth:`unclaim`."""
         now = self._clock.now()
-        if job.due_at > now or not self.queues.serves(job.queue) or self._reserve(1, now) == 0:
+        if job.due_at > now or not self.queues.serves(job.queue) or self._held_back(job):
+            return None
+        if self._reserve(1, now) == 0:
             return None
         if not self.queues.take_one(job.queue):  # its queue is full: it waits
             self._slots.give()

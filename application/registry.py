@@ -38,6 +38,11 @@ class TaskDefinition:
     parameters: tuple[str, ...] = ()
     typing: bool = True
     """False (Celery's ``typing=False``): arguments are not checked at submission, only when run."""
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    """The task's own concurrency key and limit (a call's ``concurrency_key`` replaces both)."""
+    rate_limit: str | None = None
+    """Celery's ``rate_limit`` (``"10/m"``): how often jobs of this task may start, on every engine together."""
 
     @cached_property
     def is_async(self) -> bool:

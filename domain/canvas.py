@@ -13,7 +13,7 @@ import msgspec
 
 from domain.errors import InvalidCallOption, InvalidCanvas, InvalidSchedule
 from domain.json_values import INT_MAX, INT_MIN, ensure_json
-from domain.queues import check_queue_name
+from domain.queues import check_concurrency, check_queue_name
 
 
 class Signature(msgspec.Struct, frozen=True, kw_only=True, tag="signature", tag_field="type", omit_defaults=True):
@@ -48,6 +48,8 @@ class Signature(msgspec.Struct, frozen=True, kw_only=True, tag="signature", tag_
     properties: dict[str, Any] | None = None
     argsrepr: str | None = None
     kwargsrepr: str | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
 
 class Chain(msgspec.Struct, frozen=True, kw_only=True, tag="chain", tag_field="type"):
@@ -128,6 +130,10 @@ def check_call_options(signature: Signature) -> None:
                 check_queue_name(value, name)
             except (TypeError, ValueError) as exc:
                 raise InvalidCallOption(f"{signature.task}: {exc}") from None
+    try:
+        check_concurrency(signature.concurrency_key, signature.concurrency_limit)
+    except (TypeError, ValueError) as exc:
+        raise InvalidCallOption(f"{signature.task}: {exc}") from None
 
 
 def _short(value: object) -> str:

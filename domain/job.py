@@ -48,6 +48,8 @@ class CallOptions(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     Celery's message properties given at submission (``app_id`` ...); ``argsrepr``/``kwargsrepr``
     stand for the arguments in log lines. ``redelivered``: the job went back to the queue unfinished
     (a ``Reject(requeue=True)``, a lost worker), as a broker redelivers an unacknowledged message.
+    ``concurrency_key``/``concurrency_limit``: at most that many STARTED jobs with the key at once (1 when
+    no limit is given); ``rate_limit``: the task's Celery rate limit (``"10/m"``) when the job was made.
     """
 
     eta: float | None = None
@@ -70,6 +72,9 @@ class CallOptions(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     argsrepr: str | None = None
     kwargsrepr: str | None = None
     redelivered: bool = False
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    rate_limit: str | None = None
 
 
 NO_OPTIONS: Final = CallOptions()
@@ -114,6 +119,12 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     def queue(self) -> str:
         """The named queue the job waits in (see :func:`domain.queues.effective_queue`)."""
         return effective_queue(self.options.queue, self.options.routing_key)
+
+    @property
+    def concurrency(self) -> tuple[str, int] | None:
+        """``(key, limit)`` when the job has a concurrency key: at most ``limit`` such jobs STARTED at once."""
+        key = self.options.concurrency_key
+        return None if key is None else (key, self.options.concurrency_limit or 1)
 
     @property
     def retries(self) -> int:

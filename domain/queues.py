@@ -53,3 +53,25 @@ def parse_queues(text: str) -> dict[str, int | None]:
             limit = int(count.strip())
         queues[name] = limit
     return queues
+
+
+MAX_CONCURRENCY_LIMIT: Final = 10_000
+
+
+def check_concurrency(key: object, limit: object) -> None:
+    """Refuse a malformed concurrency key (a str of 1 to 200 printable characters) or limit (an int of 1 to
+    10,000, given only with a key): TypeError / ValueError saying why."""
+    if key is None:
+        if limit is not None:
+            raise ValueError("concurrency_limit needs a concurrency_key")
+        return
+    if not isinstance(key, str):
+        raise TypeError(f"concurrency_key must be a str, got {type(key).__name__}")
+    if not 1 <= len(key) <= 200 or not key.isprintable():
+        raise ValueError(f"concurrency_key must be 1 to 200 printable characters, got {key[:40]!r}")
+    if limit is None:
+        return
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError(f"concurrency_limit must be an int, got {type(limit).__name__}")
+    if not 1 <= limit <= MAX_CONCURRENCY_LIMIT:
+        raise ValueError(f"concurrency_limit must be 1 to {MAX_CONCURRENCY_LIMIT}, got {limit}")

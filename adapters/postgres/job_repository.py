@@ -18,7 +18,7 @@ import asyncpg
 from adapters.postgres.blocking import PostgresBlockingReader
 from adapters.postgres.errors import one_line
 from adapters.postgres.reads import children_of, job_by_id, jobs_by_ids, workflow_by_id
-from adapters.postgres.rows import INT64, CommitRows, encoded, job_from_row
+from adapters.postgres.rows import INT64, Claimed, CommitRows, encoded, job_from_row
 from adapters.postgres.schema import (
     FORGET_SQL,
     JOB_SELECT,
@@ -137,8 +137,11 @@ class PostgresJobRepository(JobRepository):
         payload: tuple[Any, ...] = (float(now), owner, float(lease_until), limit)
         if queues is not None:
             payload += (list(queues), list(queues.values()))
-        claimed: list[Job] = await self._writer.submit(Kind.CLAIM, payload)
-        return claimed
+        claimed: list[Claimed] = await self._writer.submit(Kind.CLAIM, payload)
+        if any(item.job.concurrency is not None for item in claimed):
+            put_back = set(await self._writer.submit(Kind.KEYS, (owner, claimed)))
+            return [item.job for item in claimed if item.job.id not in put_back]
+        return [item.job for item in claimed]
 
     async def save_progress(self, job_id: str, owner: str, progress: Progress) -> bool:
         self._writer.check_open()

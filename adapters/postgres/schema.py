@@ -108,14 +108,21 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE workflows ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
     """,
-    # 4 (named queues): a job's queue (Job.queue, derived from its options) as a column, so a claim picks
-    # from the queues an engine serves by index.
+    # 4 (queue controls): a job's named queue (Job.queue) and concurrency key and limit (Job.concurrency),
+    # derived from its options, as columns: a claim picks from the queues an engine serves by index, and
+    # counts the STARTED jobs holding a key by index.
     f"""
     ALTER TABLE jobs ADD COLUMN queue TEXT NOT NULL DEFAULT 'default';
-    UPDATE jobs SET queue = coalesce(
-        nullif(options::json ->> 'queue', ''), nullif(options::json ->> 'routing_key', ''), 'default'
-    ) WHERE options IS NOT NULL;
+    ALTER TABLE jobs ADD COLUMN concurrency_key TEXT;
+    ALTER TABLE jobs ADD COLUMN concurrency_limit BIGINT;
+    UPDATE jobs SET
+        queue = coalesce(nullif(options::json ->> 'queue', ''), nullif(options::json ->> 'routing_key', ''), 'default'),
+        concurrency_key = options::json ->> 'concurrency_key',
+        concurrency_limit = CASE WHEN options::json ->> 'concurrency_key' IS NOT NULL
+            THEN coalesce((options::json ->> 'concurrency_limit')::bigint, 1) END
+    WHERE options IS NOT NULL;
     CREATE INDEX jobs_claim_queue ON jobs (queue, priority DESC, due_at, seq) WHERE state IN {_QUEUED};
+    CREATE INDEX jobs_holding ON jobs (concurrency_key) WHERE state = 'STARTED' AND concurrency_key IS NOT NULL;
     """,
 )
 """Schema migrations: ``MIGRATIONS[i]`` takes the database from version ``i`` to ``i + 1``."""
@@ -180,8 +187,9 @@ WORKFLOW_COLUMNS: Final[tuple[str, ...]] = (
 if Job.__struct_fields__ != JOB_COLUMNS or Workflow.__struct_fields__ != WORKFLOW_COLUMNS:  # pragma: no cover
     raise RuntimeError("the PostgreSQL schema no longer matches Job/Workflow: add a migration and update the columns")
 
-DERIVED_JOB_COLUMNS: Final[tuple[str, ...]] = ("parent_id", "queue")
-"""Columns written from a job's other fields (``options.parent_id``, :attr:`Job.queue`), after its own."""
+DERIVED_JOB_COLUMNS: Final[tuple[str, ...]] = ("parent_id", "queue", "concurrency_key", "concurrency_limit")
+"""Columns written from a job's other fields (``options.parent_id``, :attr:`Job.queue`, :attr:`Job.concurrency`),
+after its own."""
 JOB_ROW_COLUMNS: Final[tuple[str, ...]] = (*JOB_COLUMNS, *DERIVED_JOB_COLUMNS)
 """What :func:`adapters.postgres.rows.job_row` gives, in order."""
 
@@ -204,29 +212,43 @@ VERSIONS_SQL: Final = "SELECT id, version FROM workflows WHERE id = ANY($1::text
 """The versions of the workflows a run of commits advances, locked until it ends: another engine's advance
 of one of them waits, then reads the version this one stored (and is refused if it planned on the older)."""
 VERSION_SQL: Final = "UPDATE workflows SET version = $1 WHERE id = $2"
-CLAIM_SQL: Final = f"""
-    WITH picked AS (
-        SELECT id FROM jobs
-        WHERE state IN {_QUEUED} AND due_at <= $1
-        ORDER BY priority DESC, due_at, seq
-        LIMIT $4
-        FOR UPDATE SKIP LOCKED
-    )
+_KEY_HAS_ROOM: Final = """(concurrency_key IS NULL OR concurrency_limit > (
+    SELECT count(*) FROM jobs AS holder
+    WHERE holder.state = 'STARTED' AND holder.concurrency_key = jobs.concurrency_key
+))"""
+"""A queued job's concurrency key has room, as this statement's snapshot sees it (a claim checks again
+under the key's lock: see ``KEY_LOCK_SQL``)."""
+_CLAIMED: Final = f"""
     UPDATE jobs
     SET state = 'STARTED', started_at = $1, attempts = jobs.attempts + 1,
         lease_owner = $2, lease_expires_at = $3, progress = NULL
     FROM picked
     WHERE jobs.id = picked.id
-    RETURNING {", ".join(f"jobs.{column}" for column in JOB_COLUMNS)}, jobs.seq
+    RETURNING {", ".join(f"jobs.{column}" for column in JOB_COLUMNS)}, jobs.seq,
+        picked.was_state, picked.was_started_at, picked.was_progress
+"""
+CLAIM_SQL: Final = f"""
+    WITH picked AS (
+        SELECT id, state AS was_state, started_at AS was_started_at, progress AS was_progress FROM jobs
+        WHERE state IN {_QUEUED} AND due_at <= $1 AND {_KEY_HAS_ROOM}
+        ORDER BY priority DESC, due_at, seq
+        LIMIT $4
+        FOR UPDATE SKIP LOCKED
+    )
+    {_CLAIMED}
 """
 """Take due queued jobs, skipping rows another transaction holds; RETURNING's order is unspecified (the
-caller sorts by priority, due time, seq)."""
+caller sorts by priority, due time, seq). Each row also says what the job was before (state, started_at,
+progress), to put it back if its concurrency key turns out to be full."""
 CLAIM_QUEUES_SQL: Final = f"""
     WITH picked AS (
-        SELECT candidate.id FROM unnest($5::text[], $6::bigint[]) AS served(queue, room)
+        SELECT candidate.id, candidate.was_state, candidate.was_started_at, candidate.was_progress
+        FROM unnest($5::text[], $6::bigint[]) AS served(queue, room)
         CROSS JOIN LATERAL (
-            SELECT id, priority, due_at, seq FROM jobs
-            WHERE state IN {_QUEUED} AND due_at <= $1 AND queue = served.queue
+            SELECT id, priority, due_at, seq, state AS was_state, started_at AS was_started_at,
+                progress AS was_progress
+            FROM jobs
+            WHERE state IN {_QUEUED} AND due_at <= $1 AND queue = served.queue AND {_KEY_HAS_ROOM}
             ORDER BY priority DESC, due_at, seq
             LIMIT least(served.room, $4)
             FOR UPDATE SKIP LOCKED
@@ -234,19 +256,33 @@ CLAIM_QUEUES_SQL: Final = f"""
         ORDER BY candidate.priority DESC, candidate.due_at, candidate.seq
         LIMIT $4
     )
-    UPDATE jobs
-    SET state = 'STARTED', started_at = $1, attempts = jobs.attempts + 1,
-        lease_owner = $2, lease_expires_at = $3, progress = NULL
-    FROM picked
-    WHERE jobs.id = picked.id
-    RETURNING {", ".join(f"jobs.{column}" for column in JOB_COLUMNS)}, jobs.seq
+    {_CLAIMED}
 """
 """:data:`CLAIM_SQL` from the named queues ``$5`` only, at most ``$6[i]`` from the queue ``$5[i]`` (rows locked
 for a queue past the overall limit stay queued, unlocked when the statement ends)."""
 PROGRESS_SQL: Final = "UPDATE jobs SET progress = $1 WHERE id = $2 AND lease_owner = $3"
 RENEW_SQL: Final = "UPDATE jobs SET lease_expires_at = $1 WHERE id = ANY($2::text[]) AND lease_owner = $3"
-NEXT_DUE_SQL: Final = f"SELECT min(due_at) FROM jobs WHERE state IN {_QUEUED}"
-NEXT_DUE_IN_SQL: Final = f"SELECT min(due_at) FROM jobs WHERE state IN {_QUEUED} AND queue = ANY($1::text[])"
+NEXT_DUE_SQL: Final = f"SELECT due_at FROM jobs WHERE state IN {_QUEUED} AND {_KEY_HAS_ROOM} ORDER BY due_at LIMIT 1"
+NEXT_DUE_IN_SQL: Final = (
+    f"SELECT due_at FROM jobs WHERE state IN {_QUEUED} AND queue = ANY($1::text[]) AND {_KEY_HAS_ROOM}"
+    " ORDER BY due_at LIMIT 1"
+)
+KEY_LOCK_SQL: Final = (
+    "SELECT pg_advisory_xact_lock(hashtextextended('geekblog concurrency key ' || key, 0))"
+    " FROM unnest($1::text[]) AS key ORDER BY key"
+)
+"""Each of these concurrency keys locked until the transaction ends, in key order (no deadlock between two
+claims): claims that took jobs of one key check it one after the other."""
+KEY_HOLDERS_SQL: Final = (
+    "SELECT concurrency_key, count(*) FROM jobs WHERE state = 'STARTED' AND concurrency_key = ANY($1::text[])"
+    " AND NOT (id = ANY($2::text[])) GROUP BY concurrency_key"
+)
+"""The STARTED jobs holding each key, but for the ones being checked."""
+UNCLAIM_SQL: Final = (
+    "UPDATE jobs SET state = $2, started_at = $3, progress = $4, attempts = attempts - 1, lease_owner = NULL,"
+    " lease_expires_at = NULL WHERE id = $1 AND lease_owner = $5"
+)
+"""A claimed job put back as it was: its concurrency key had no room for it after all."""
 QUEUE_DEPTHS_SQL: Final = f"SELECT queue, count(*) FROM jobs WHERE state IN {_QUEUED} GROUP BY queue"
 LEASED_SQL: Final = (
     f"SELECT {JOB_SELECT} FROM jobs WHERE state = 'STARTED' AND lease_owner IS NOT NULL AND lease_expires_at < $1"

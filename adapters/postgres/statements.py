@@ -16,8 +16,11 @@ from adapters.postgres.schema import (
     CLAIM_SQL,
     GUARD_SQL,
     JOB_ROW_COLUMNS,
+    KEY_HOLDERS_SQL,
+    KEY_LOCK_SQL,
     PROGRESS_SQL,
     RENEW_SQL,
+    UNCLAIM_SQL,
     UPSERT_JOB,
     UPSERT_WORKFLOW,
     VERSION_SQL,
@@ -36,6 +39,7 @@ __all__ = [
     "Statements",
     "apply_commits",
     "changed",
+    "check_keys",
     "claim_alone",
     "execute_statements",
     "guarded_alone",
@@ -59,6 +63,31 @@ _CURRENT_SQL: Final = "SELECT state, lease_owner FROM jobs WHERE id = $1"
 
 async def claim_alone(connection: Connection, payload: Any) -> list[Any]:
     return claimed_jobs(await connection.fetch(CLAIM_SQL if len(payload) == 4 else CLAIM_QUEUES_SQL, *payload))
+
+
+async def check_keys(connection: Connection, payload: Any) -> list[str]:
+    """Inside a transaction: lock the concurrency keys of jobs just claimed (``payload``: the owner and the
+    :class:`Claimed` jobs, in claim order), count the other STARTED jobs holding each, and put back the
+    claimed jobs past their key's limit; the ids put back.
+
+    Claims that took jobs of one key check it one after the other (the key's lock), each seeing what the
+    ones before committed: a job stays claimed only if its key's other holders leave it room."""
+    owner, claimed = payload
+    keyed = [item for item in claimed if item.job.concurrency is not None]
+    keys = sorted({item.job.concurrency[0] for item in keyed})
+    await connection.execute(KEY_LOCK_SQL, keys)
+    ids = [item.job.id for item in keyed]
+    holders = {row[0]: row[1] for row in await connection.fetch(KEY_HOLDERS_SQL, keys, ids)}
+    put_back: list[tuple[Any, ...]] = []
+    for item in keyed:
+        key, limit = item.job.concurrency
+        if holders.get(key, 0) < limit:
+            holders[key] = holders.get(key, 0) + 1
+        else:
+            put_back.append((item.job.id, item.was_state, item.was_started_at, item.was_progress, owner))
+    if put_back:
+        await connection.executemany(UNCLAIM_SQL, put_back)
+    return [row[0] for row in put_back]
 
 
 async def progress_alone(connection: Connection, payload: Any) -> bool:

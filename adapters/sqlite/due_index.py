@@ -9,7 +9,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from bisect import insort
-from collections.abc import Collection, Mapping
+from collections.abc import Callable
 
 
 class DueIndex:
@@ -55,8 +55,11 @@ class DueIndex:
     def key(self, job_id: str) -> tuple[int, float, int] | None:
         return self._live.get(job_id)
 
-    def take_due(self, now: float, limit: int) -> list[tuple[str, tuple[int, float, int]]]:
-        """Remove and return up to ``limit`` jobs due at ``now``, in claim order, with their keys."""
+    def take_due(
+        self, now: float, limit: int, refuse: Callable[[str, tuple[int, float, int]], bool] | None = None
+    ) -> list[tuple[str, tuple[int, float, int]]]:
+        """Remove and return up to ``limit`` jobs due at ``now``, in claim order, with their keys. A due job
+        that ``refuse`` is true for is removed too, and not returned (its caller sets it aside)."""
         taken: list[tuple[str, tuple[int, float, int]]] = []
         for priority in reversed(list(self._priorities)):
             heap = self._heaps[priority]
@@ -68,7 +71,9 @@ class DueIndex:
                 if due_at > now:
                     break
                 heapq.heappop(heap)
-                taken.append((job_id, self._live.pop(job_id)))
+                entry = self._live.pop(job_id)
+                if refuse is None or not refuse(job_id, entry):
+                    taken.append((job_id, entry))
             if not heap:
                 del self._heaps[priority]
                 self._priorities.remove(priority)
@@ -95,80 +100,3 @@ class DueIndex:
             elif earliest is None or heap[0][0] < earliest:
                 earliest = heap[0][0]
         return earliest
-
-
-Taken = list[tuple[str, tuple[int, float, int], str]]
-"""Jobs taken by :meth:`QueueIndexes.take_due`: id, key (priority, due_at, order) and queue."""
-
-
-class QueueIndexes:
-    """A :class:`DueIndex` per named queue, ordered across queues by one counter, so a claim from several
-    queues takes them in the same order a single index would (highest priority, earliest due, first queued)."""
-
-    def __init__(self) -> None:
-        self._indexes: dict[str, DueIndex] = {}
-        self._queue_of: dict[str, str] = {}
-        self._order = itertools.count()
-
-    def __len__(self) -> int:
-        return len(self._queue_of)
-
-    def __contains__(self, job_id: object) -> bool:
-        return job_id in self._queue_of
-
-    def start_order_after(self, order: int) -> None:
-        self._order = itertools.count(order + 1)
-
-    def put(self, job_id: str, priority: int, due_at: float, queue: str, order: int | None = None) -> None:
-        """Queue ``job_id`` in ``queue`` (or move it, if its queue, priority or due time changed)."""
-        current = self._queue_of.get(job_id)
-        if current is not None and current != queue:
-            self.discard(job_id)
-        index = self._indexes.get(queue)
-        if index is None:
-            index = self._indexes[queue] = DueIndex()
-        self._queue_of[job_id] = queue
-        key = index.key(job_id)
-        if key is not None and key[:2] == (priority, due_at):
-            return
-        index.put(job_id, priority, due_at, next(self._order) if order is None else order)
-
-    def discard(self, job_id: str) -> None:
-        queue = self._queue_of.pop(job_id, None)
-        if queue is not None:
-            self._indexes[queue].discard(job_id)
-
-    def take_due(self, now: float, limit: int, queues: Mapping[str, int] | None = None) -> Taken:
-        """Remove and return up to ``limit`` jobs due at ``now``, in claim order; ``queues``: only from these
-        queues, at most ``queues[name]`` from each (None: from any)."""
-        wanted = {name: limit for name in self._indexes} if queues is None else queues
-        taken: Taken = []
-        for name, room in wanted.items():
-            index = self._indexes.get(name)
-            if index is not None and room > 0:
-                taken.extend((job_id, key, name) for job_id, key in index.take_due(now, min(room, limit)))
-        taken.sort(key=lambda item: (-item[1][0], item[1][1], item[1][2]))
-        for job_id, _, _ in taken:
-            del self._queue_of[job_id]
-        self.restore(taken[limit:])
-        return taken[:limit]
-
-    def restore(self, taken: Taken) -> None:
-        """Put back jobs taken by :meth:`take_due` whose claim did not happen."""
-        for job_id, (priority, due_at, order), queue in taken:
-            if job_id not in self._queue_of:  # not queued again meanwhile
-                self._queue_of[job_id] = queue
-                self._indexes.setdefault(queue, DueIndex()).restore([(job_id, (priority, due_at, order))])
-
-    def next_due(self, queues: Collection[str] | None = None) -> float | None:
-        """The earliest due time of any queued job (of ``queues``, when given), or None."""
-        times = [
-            due
-            for name, index in self._indexes.items()
-            if (queues is None or name in queues) and (due := index.next_due()) is not None
-        ]
-        return min(times, default=None)
-
-    def depths(self) -> dict[str, int]:
-        """Queued jobs per queue, queues with none left out."""
-        return {name: len(index) for name, index in self._indexes.items() if len(index)}

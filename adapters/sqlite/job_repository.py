@@ -127,6 +127,10 @@ class SqliteJobRepository(JobRepository):
             with self._writer.due_lock:
                 self._writer.due.restore(taken)
             raise
+        if len(claimed) < len(ids):  # some changed meanwhile: those hold no key
+            stored = {job.id for job in claimed}
+            with self._writer.due_lock:
+                self._writer.due.not_claimed([job_id for job_id in ids if job_id not in stored])
         return claimed
 
     async def save_progress(self, job_id: str, owner: str, progress: Progress) -> bool:

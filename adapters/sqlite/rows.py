@@ -154,6 +154,13 @@ class CommitRows:
             raise NotStorable(f"cannot be encoded as JSON: {one_line(exc)}") from None
         self.job_keys = [(job.id, str(job.state), job.lease_owner) for job in commit.jobs]
         self.queue_changes = [
-            (job.id, job.priority, job.due_at, job.queue) if job.state in QUEUED_STATES else (job.id, None, None, "")
+            (
+                job.id,
+                job.priority if job.state in QUEUED_STATES else None,
+                job.due_at,
+                job.queue,
+                job.concurrency,
+                job.state == JobState.STARTED,
+            )
             for job in commit.jobs
         ]

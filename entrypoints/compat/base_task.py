@@ -76,6 +76,8 @@ class Task:
     priority: int | None = None
     queue: str | None = None
     expires: Any = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
     bind: bool = True
     """Whether ``run`` gets the task as ``self``: always for a class-based task's method."""
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 from application.registry import TaskDefinition, TaskRegistry
+from domain.queues import check_concurrency
 from domain.retry_policy import RetryPolicy
 from entrypoints.compat.base_task import Task
 from entrypoints.compat.instrumentation import instrumented
@@ -60,6 +61,8 @@ _TASK_OPTIONS = frozenset(
         "priority",
         "queue",
         "expires",
+        "concurrency_key",
+        "concurrency_limit",
         "registry",
         "pydantic",
         "pydantic_strict",
@@ -156,6 +159,7 @@ def register_task(task: Task, registry: TaskRegistry | None = None) -> Task:
     if not task.name:
         task.name = f"{cls.__module__}.{cls.__name__}"
     _check_options({key: getattr(task, key) for key in ("serializer", "acks_late", "max_retries")})
+    check_concurrency(task.concurrency_key, task.concurrency_limit)
     run = task.run
     parameters = list(inspect.signature(run).parameters)
     lost = task.retry_on_worker_lost
@@ -183,6 +187,8 @@ def register_task(task: Task, registry: TaskRegistry | None = None) -> Task:
         doc=inspect.getdoc(getattr(task, "__wrapped__", run)) if task.bind else inspect.getdoc(run),
         parameters=tuple(parameters),
         typing=bool(task.typing),
+        concurrency_key=task.concurrency_key,
+        concurrency_limit=task.concurrency_limit,
     )
     task.definition = definition
     task.defaults = {key: getattr(task, key) for key in ("queue", "expires") if getattr(task, key) is not None}

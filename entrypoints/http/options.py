@@ -25,6 +25,16 @@ Countdown = Annotated[float, Meta(ge=0, le=MAX_COUNTDOWN, description="Seconds t
 Priority = Annotated[int, Meta(ge=-1000, le=1000, description="Higher runs first")]
 MaxRetries = Annotated[int, Meta(ge=0, le=1000)]
 TimeLimit = Annotated[float, Meta(gt=0, description="Hard time limit in seconds")]
+ConcurrencyKey = Annotated[
+    str,
+    Meta(
+        description="At most `concurrency_limit` STARTED jobs with this key at once (e.g. `project:42`); the others"
+        " wait queued, in claim order, on every engine of one database. 1 to 200 printable characters, else a 422"
+    ),
+]
+ConcurrencyLimit = Annotated[
+    int, Meta(description="How many jobs with `concurrency_key` may run at once: 1 to 10000 (default 1), else a 422")
+]
 
 
 class CanvasOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -36,6 +46,8 @@ class CanvasOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     time_limit: TimeLimit | None = None
     queue: QueueName | None = None
     routing_key: QueueName | None = None
+    concurrency_key: ConcurrencyKey | None = None
+    concurrency_limit: ConcurrencyLimit | None = None
 
 
 class JobOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -48,6 +60,8 @@ class JobOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     time_limit: TimeLimit | None = None
     queue: QueueName | None = None
     routing_key: QueueName | None = None
+    concurrency_key: ConcurrencyKey | None = None
+    concurrency_limit: ConcurrencyLimit | None = None
 
 
 def canvas_options(options: object) -> CanvasOptions:

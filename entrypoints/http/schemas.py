@@ -52,6 +52,8 @@ class JobSubmission(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             time_limit=self.options.time_limit,
             queue=self.options.queue,
             routing_key=self.options.routing_key,
+            concurrency_key=self.options.concurrency_key,
+            concurrency_limit=self.options.concurrency_limit,
         )
 
 
@@ -85,6 +87,9 @@ class JobOut(msgspec.Struct, kw_only=True):
         Meta(description="The named queue the job waits in: its `queue` option, else its `routing_key`, else default"),
     ]
     routing_key: str | None
+    concurrency_key: Annotated[str | None, Meta(description="At most `concurrency_limit` jobs with it run at once")]
+    concurrency_limit: Annotated[int | None, Meta(description="null when there is no concurrency_key")]
+    rate_limit: Annotated[str | None, Meta(description="The task's Celery rate limit when the job was made (10/m)")]
     parent_id: Annotated[str | None, Meta(description="Celery's parent_id: the task that sent this one")]
     created_at: str
     due_at: str
@@ -110,6 +115,9 @@ class JobOut(msgspec.Struct, kw_only=True):
             node=job.node,
             queue=job.queue,
             routing_key=job.options.routing_key,
+            concurrency_key=job.options.concurrency_key,
+            concurrency_limit=None if job.concurrency is None else job.concurrency[1],
+            rate_limit=job.options.rate_limit,
             parent_id=job.options.parent_id,
             created_at=iso(job.created_at),
             due_at=iso(job.due_at),

@@ -98,3 +98,38 @@ class TestQueueSettings:
         with pytest.raises(SystemExit):
             parser.parse_args(["worker", "--queues", "ai:none"])
         assert "concurrency of 'ai'" in capsys.readouterr().err
+
+
+class TestConcurrencyKeysOverHttp:
+    async def test_the_key_and_limit_are_stored_and_shown(self, client: AsyncTestClient[Litestar]) -> None:
+        job = await post_job(client, concurrency_key="project:42", concurrency_limit=2)
+        shown = (await client.get(f"/jobs/{job['id']}")).json()
+        assert (shown["concurrency_key"], shown["concurrency_limit"]) == ("project:42", 2)
+        plain = await post_job(client, concurrency_key="project:43")
+        assert (plain["concurrency_key"], plain["concurrency_limit"]) == ("project:43", 1), "the limit defaults to 1"
+        none = await post_job(client)
+        assert (none["concurrency_key"], none["concurrency_limit"]) == (None, None)
+
+    @pytest.mark.parametrize(
+        "options",
+        [
+            {"concurrency_key": ""},
+            {"concurrency_key": "x" * 201},
+            {"concurrency_key": "a\nb"},
+            {"concurrency_key": "k", "concurrency_limit": 0},
+            {"concurrency_key": "k", "concurrency_limit": 10_001},
+            {"concurrency_limit": 2},
+        ],
+    )
+    async def test_a_malformed_one_is_a_422(self, client: AsyncTestClient[Litestar], options: dict[str, Any]) -> None:
+        response = await client.post("/jobs", json={"task": "geekblog.add", "args": [1, 2], "options": options})
+        assert response.status_code == 422, response.text
+        assert "concurrency" in response.json()["detail"]
+        node = {"task": "geekblog.add", "args": [1, 2], "options": options}
+        response = await client.post("/workflows", json={"canvas": {"group": [node]}})
+        assert response.status_code == 422, response.text
+
+    async def test_the_openapi_document_describes_them(self, client: AsyncTestClient[Litestar]) -> None:
+        schema = (await client.get("/schema/openapi.json")).json()["components"]["schemas"]
+        assert {"concurrency_key", "concurrency_limit"} <= set(schema["JobOptions"]["properties"])
+        assert {"concurrency_key", "concurrency_limit", "rate_limit"} <= set(schema["JobOut"]["properties"])
