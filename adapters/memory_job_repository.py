@@ -29,6 +29,7 @@ class InMemoryJobRepository(JobRepository):
         self._children: dict[str, list[str]] = {}
         self._queue: list[tuple[int, float, int, str]] = []  # (-priority, due_at, seq, id); stale entries skipped
         self._holding: dict[str, set[str]] = {}  # concurrency key -> the STARTED jobs with it
+        self._next_start: dict[str, float] = {}  # rate-limited task -> when the next of its jobs may start
         self._counter = itertools.count(1)
 
     async def open(self) -> None:
@@ -94,6 +95,12 @@ class InMemoryJobRepository(JobRepository):
             if job.due_at > now or (room is not None and room.get(job.queue, 0) <= 0) or self._blocked(job):
                 deferred.append(entry)
                 continue
+            interval = job.rate_interval
+            if interval is not None:
+                if self._next_start.get(job.task, now) > now:
+                    deferred.append(entry)
+                    continue
+                self._next_start[job.task] = now + interval
             if room is not None:
                 room[job.queue] -= 1
             started = job.started(owner=owner, now=now, lease_until=lease_until)
@@ -172,12 +179,18 @@ class InMemoryJobRepository(JobRepository):
             heapq.heapify(self._queue)
         return min(
             (
-                entry[1]
+                self._may_start_at(self._jobs[entry[3]])
                 for entry in live
                 if (queues is None or self._jobs[entry[3]].queue in queues) and not self._blocked(self._jobs[entry[3]])
             ),
             default=None,
         )
+
+    def _may_start_at(self, job: Job) -> float:
+        """When a queued job may start: its due time, or later when its task's rate limit says so."""
+        if job.rate_interval is None:
+            return job.due_at
+        return max(job.due_at, self._next_start.get(job.task, job.due_at))
 
     def _blocked(self, job: Job) -> bool:
         """Whether ``job``'s concurrency key is held by as many STARTED jobs as its limit allows."""

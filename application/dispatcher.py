@@ -110,6 +110,12 @@ class Dispatcher(HandOver):
         return len(self._running)
 
     @property
+    def next_due(self) -> float | None:
+        """When the dispatcher next looks for due work unless woken sooner (None: only when woken), as last
+        known: a job waiting on its task's rate limit makes it the time that limit allows the next start."""
+        return self._due.next_due
+
+    @property
     def reserved_slots(self) -> int:
         """Slots held by jobs claimed but not launched (yet): 0 whenever nothing is being started."""
         return self._slots.taken - len(self._running)

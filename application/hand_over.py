@@ -71,7 +71,10 @@ class HandOver:
     def queued(self, jobs: list[Job]) -> None:
         """This engine just stored ``jobs`` queued: claimed at once when one is due now; else the loop
         only wakes up sooner (:meth:`DueWork.stored`)."""
-        self._due.stored([job.due_at for job in jobs if self.queues.serves(job.queue)], self._clock.now())
+        served = [job for job in jobs if self.queues.serves(job.queue)]
+        self._due.stored([job.due_at for job in served], self._clock.now())
+        if any(job.options.rate_limit is not None for job in served):
+            self._due.unknown = True  # its rate limit may put its start later: the next drained claim reads it
         self._wake.set()
 
     def _hand_over(self, advance: Advance) -> list[Job]:
@@ -106,8 +109,9 @@ class HandOver:
 
     @staticmethod
     def _held_back(job: Job) -> bool:
-        """A job with a concurrency key is claimed from storage, where its key's holders are counted."""
-        return job.concurrency is not None
+        """A job with a concurrency key or a rate limit is claimed from storage, where its key's holders are
+        counted and its task's last start is known."""
+        return job.concurrency is not None or job.options.rate_limit is not None
 
     def _reserve(self, wanted: int, now: float) -> int:
         """Up to ``wanted`` free slots for jobs claimed as they are stored; none while not dispatching or

@@ -8,7 +8,7 @@ import msgspec
 
 from domain.canvas import Canvas
 from domain.errors import InvalidTransition
-from domain.queues import effective_queue
+from domain.queues import effective_queue, rate_interval
 from domain.states import JobState, can_transition
 
 
@@ -125,6 +125,11 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
         """``(key, limit)`` when the job has a concurrency key: at most ``limit`` such jobs STARTED at once."""
         key = self.options.concurrency_key
         return None if key is None else (key, self.options.concurrency_limit or 1)
+
+    @property
+    def rate_interval(self) -> float | None:
+        """Seconds between two starts of this task's jobs (its ``rate_limit``, on every engine); None: no limit."""
+        return None if self.options.rate_limit is None else rate_interval(self.options.rate_limit)
 
     @property
     def retries(self) -> int:

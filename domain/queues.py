@@ -75,3 +75,37 @@ def check_concurrency(key: object, limit: object) -> None:
         raise TypeError(f"concurrency_limit must be an int, got {type(limit).__name__}")
     if not 1 <= limit <= MAX_CONCURRENCY_LIMIT:
         raise ValueError(f"concurrency_limit must be 1 to {MAX_CONCURRENCY_LIMIT}, got {limit}")
+
+
+_RATE_UNITS: Final = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_RATE: Final = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(?:/\s*([smh])\s*)?")
+
+
+def rate_interval(rate_limit: object) -> float | None:
+    """Seconds between two starts for Celery's ``rate_limit`` (``celery.utils.time.rate``): ``"10/m"``,
+    ``"2/h"``, ``"0.5/s"``, or a number (a string or not) meaning per second; None when there is no limit
+    (None, 0, ``"0/m"``). Celery gives each task a token bucket of capacity 1, so tasks start at most once
+    per interval, with no burst: the interval is ``1 / (tasks per second)``. TypeError / ValueError when
+    malformed."""
+    if rate_limit is None:
+        return None
+    if isinstance(rate_limit, bool) or not isinstance(rate_limit, (str, int, float)):
+        raise TypeError(f"rate_limit must be a str such as '10/m' or a number, got {type(rate_limit).__name__}")
+    if isinstance(rate_limit, str):
+        match = _RATE.fullmatch(rate_limit)
+        if match is None:
+            raise ValueError(
+                f"rate_limit {rate_limit[:40]!r} is not a rate: a number of tasks, optionally /s, /m or /h"
+                " ('10/m'; a number alone is per second)"
+            )
+        per_second = float(match.group(1)) / _RATE_UNITS[match.group(2) or "s"]
+    else:
+        per_second = float(rate_limit)
+    if per_second != per_second or per_second < 0 or per_second == float("inf"):
+        raise ValueError(f"rate_limit must be a finite number of tasks, not below 0, got {rate_limit!r}")
+    if per_second == 0:
+        return None
+    interval = 1.0 / per_second
+    if interval > 366 * 86_400:
+        raise ValueError(f"rate_limit {rate_limit!r} allows less than one task a year")
+    return interval

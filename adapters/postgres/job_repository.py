@@ -138,8 +138,8 @@ class PostgresJobRepository(JobRepository):
         if queues is not None:
             payload += (list(queues), list(queues.values()))
         claimed: list[Claimed] = await self._writer.submit(Kind.CLAIM, payload)
-        if any(item.job.concurrency is not None for item in claimed):
-            put_back = set(await self._writer.submit(Kind.KEYS, (owner, claimed)))
+        if any(item.job.concurrency is not None or item.job.rate_interval is not None for item in claimed):
+            put_back = set(await self._writer.submit(Kind.CONTROLS, (owner, float(now), claimed)))
             return [item.job for item in claimed if item.job.id not in put_back]
         return [item.job for item in claimed]
 

@@ -85,6 +85,7 @@ def job_row(job: Job) -> tuple[Any, ...]:
         job.options.parent_id,
         job.queue,
         *(job.concurrency or (None, None)),
+        job.rate_interval,
     )
 
 

@@ -108,13 +108,15 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE workflows ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
     """,
-    # 4 (queue controls): a job's named queue (Job.queue) and concurrency key and limit (Job.concurrency),
-    # derived from its options, as columns: a claim picks from the queues an engine serves by index, and
-    # counts the STARTED jobs holding a key by index.
+    # 4 (queue controls): a job's named queue (Job.queue), concurrency key and limit (Job.concurrency) and
+    # seconds between starts of its task (Job.rate_interval), derived from its options, as columns: a claim
+    # picks from the queues an engine serves by index and counts the STARTED jobs holding a key by index;
+    # rate_limits holds when each rate-limited task may start a job next, for every engine.
     f"""
     ALTER TABLE jobs ADD COLUMN queue TEXT NOT NULL DEFAULT 'default';
     ALTER TABLE jobs ADD COLUMN concurrency_key TEXT;
     ALTER TABLE jobs ADD COLUMN concurrency_limit BIGINT;
+    ALTER TABLE jobs ADD COLUMN rate_interval DOUBLE PRECISION;
     UPDATE jobs SET
         queue = coalesce(nullif(options::json ->> 'queue', ''), nullif(options::json ->> 'routing_key', ''), 'default'),
         concurrency_key = options::json ->> 'concurrency_key',
@@ -123,13 +125,15 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     WHERE options IS NOT NULL;
     CREATE INDEX jobs_claim_queue ON jobs (queue, priority DESC, due_at, seq) WHERE state IN {_QUEUED};
     CREATE INDEX jobs_holding ON jobs (concurrency_key) WHERE state = 'STARTED' AND concurrency_key IS NOT NULL;
+    CREATE INDEX jobs_rate_limited ON jobs (task, due_at) WHERE state IN {_QUEUED} AND rate_interval IS NOT NULL;
+    CREATE TABLE rate_limits (task TEXT PRIMARY KEY, next_start DOUBLE PRECISION NOT NULL);
     """,
 )
 """Schema migrations: ``MIGRATIONS[i]`` takes the database from version ``i`` to ``i + 1``."""
 
 SCHEMA_VERSION: Final[int] = len(MIGRATIONS)
 
-TABLES: Final[tuple[str, ...]] = ("jobs", "workflows", "projects", "project_sections")
+TABLES: Final[tuple[str, ...]] = ("jobs", "workflows", "projects", "project_sections", "rate_limits")
 """Every table holding data (not the migrations' own)."""
 
 MIGRATION_LOCK: Final[int] = int.from_bytes(b"geekblog", "big")
@@ -187,9 +191,15 @@ WORKFLOW_COLUMNS: Final[tuple[str, ...]] = (
 if Job.__struct_fields__ != JOB_COLUMNS or Workflow.__struct_fields__ != WORKFLOW_COLUMNS:  # pragma: no cover
     raise RuntimeError("the PostgreSQL schema no longer matches Job/Workflow: add a migration and update the columns")
 
-DERIVED_JOB_COLUMNS: Final[tuple[str, ...]] = ("parent_id", "queue", "concurrency_key", "concurrency_limit")
-"""Columns written from a job's other fields (``options.parent_id``, :attr:`Job.queue`, :attr:`Job.concurrency`),
-after its own."""
+DERIVED_JOB_COLUMNS: Final[tuple[str, ...]] = (
+    "parent_id",
+    "queue",
+    "concurrency_key",
+    "concurrency_limit",
+    "rate_interval",
+)
+"""Columns written from a job's other fields (``options.parent_id``, :attr:`Job.queue`, :attr:`Job.concurrency`,
+:attr:`Job.rate_interval`), after its own."""
 JOB_ROW_COLUMNS: Final[tuple[str, ...]] = (*JOB_COLUMNS, *DERIVED_JOB_COLUMNS)
 """What :func:`adapters.postgres.rows.job_row` gives, in order."""
 
@@ -218,6 +228,11 @@ _KEY_HAS_ROOM: Final = """(concurrency_key IS NULL OR concurrency_limit > (
 ))"""
 """A queued job's concurrency key has room, as this statement's snapshot sees it (a claim checks again
 under the key's lock: see ``KEY_LOCK_SQL``)."""
+_RATE_ALLOWS: Final = """(rate_interval IS NULL OR NOT EXISTS (
+    SELECT 1 FROM rate_limits WHERE rate_limits.task = jobs.task AND rate_limits.next_start > $1
+))"""
+"""A queued job's task may start a job at ``$1`` by its rate limit, as this statement's snapshot sees it (a
+claim takes the start for real with ``RATE_TAKE_SQL``)."""
 _CLAIMED: Final = f"""
     UPDATE jobs
     SET state = 'STARTED', started_at = $1, attempts = jobs.attempts + 1,
@@ -230,7 +245,7 @@ _CLAIMED: Final = f"""
 CLAIM_SQL: Final = f"""
     WITH picked AS (
         SELECT id, state AS was_state, started_at AS was_started_at, progress AS was_progress FROM jobs
-        WHERE state IN {_QUEUED} AND due_at <= $1 AND {_KEY_HAS_ROOM}
+        WHERE state IN {_QUEUED} AND due_at <= $1 AND {_KEY_HAS_ROOM} AND {_RATE_ALLOWS}
         ORDER BY priority DESC, due_at, seq
         LIMIT $4
         FOR UPDATE SKIP LOCKED
@@ -248,7 +263,7 @@ CLAIM_QUEUES_SQL: Final = f"""
             SELECT id, priority, due_at, seq, state AS was_state, started_at AS was_started_at,
                 progress AS was_progress
             FROM jobs
-            WHERE state IN {_QUEUED} AND due_at <= $1 AND queue = served.queue AND {_KEY_HAS_ROOM}
+            WHERE state IN {_QUEUED} AND due_at <= $1 AND queue = served.queue AND {_KEY_HAS_ROOM} AND {_RATE_ALLOWS}
             ORDER BY priority DESC, due_at, seq
             LIMIT least(served.room, $4)
             FOR UPDATE SKIP LOCKED
@@ -262,11 +277,33 @@ CLAIM_QUEUES_SQL: Final = f"""
 for a queue past the overall limit stay queued, unlocked when the statement ends)."""
 PROGRESS_SQL: Final = "UPDATE jobs SET progress = $1 WHERE id = $2 AND lease_owner = $3"
 RENEW_SQL: Final = "UPDATE jobs SET lease_expires_at = $1 WHERE id = ANY($2::text[]) AND lease_owner = $3"
-NEXT_DUE_SQL: Final = f"SELECT due_at FROM jobs WHERE state IN {_QUEUED} AND {_KEY_HAS_ROOM} ORDER BY due_at LIMIT 1"
-NEXT_DUE_IN_SQL: Final = (
-    f"SELECT due_at FROM jobs WHERE state IN {_QUEUED} AND queue = ANY($1::text[]) AND {_KEY_HAS_ROOM}"
-    " ORDER BY due_at LIMIT 1"
+
+
+def _next_due(served: str) -> str:
+    return f"""
+    SELECT min(at) FROM (
+        (SELECT due_at AS at FROM jobs
+         WHERE state IN {_QUEUED} AND rate_interval IS NULL AND {_KEY_HAS_ROOM} {served}
+         ORDER BY due_at LIMIT 1)
+        UNION ALL
+        (SELECT greatest(min(jobs.due_at), max(rate_limits.next_start)) FROM jobs
+         LEFT JOIN rate_limits ON rate_limits.task = jobs.task
+         WHERE state IN {_QUEUED} AND rate_interval IS NOT NULL AND {_KEY_HAS_ROOM} {served}
+         GROUP BY jobs.task)
+    ) AS candidates
+"""
+
+
+NEXT_DUE_SQL: Final = _next_due("")
+"""When the next queued job may start: its due time, or later when its task's rate limit says so (jobs
+waiting on a full concurrency key left out: a holder letting it go wakes the engines)."""
+NEXT_DUE_IN_SQL: Final = _next_due("AND queue = ANY($1::text[])")
+RATE_TAKE_SQL: Final = (
+    "INSERT INTO rate_limits (task, next_start) VALUES ($1, $2) ON CONFLICT (task) DO UPDATE"
+    " SET next_start = excluded.next_start WHERE rate_limits.next_start <= $3 RETURNING task"
 )
+"""Take the start of a job of task ``$1`` at ``$3``, the next one allowed at ``$2``; no row when a start was
+taken since (the row lock orders claims of one task: each sees the next_start the one before stored)."""
 KEY_LOCK_SQL: Final = (
     "SELECT pg_advisory_xact_lock(hashtextextended('geekblog concurrency key ' || key, 0))"
     " FROM unnest($1::text[]) AS key ORDER BY key"

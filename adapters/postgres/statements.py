@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import asyncpg
 
-from adapters.postgres.rows import CommitRows, claimed_jobs
+from adapters.postgres.rows import Claimed, CommitRows, claimed_jobs
 from adapters.postgres.schema import (
     CLAIM_QUEUES_SQL,
     CLAIM_SQL,
@@ -19,6 +19,7 @@ from adapters.postgres.schema import (
     KEY_HOLDERS_SQL,
     KEY_LOCK_SQL,
     PROGRESS_SQL,
+    RATE_TAKE_SQL,
     RENEW_SQL,
     UNCLAIM_SQL,
     UPSERT_JOB,
@@ -39,7 +40,7 @@ __all__ = [
     "Statements",
     "apply_commits",
     "changed",
-    "check_keys",
+    "check_controls",
     "claim_alone",
     "execute_statements",
     "guarded_alone",
@@ -65,29 +66,44 @@ async def claim_alone(connection: Connection, payload: Any) -> list[Any]:
     return claimed_jobs(await connection.fetch(CLAIM_SQL if len(payload) == 4 else CLAIM_QUEUES_SQL, *payload))
 
 
-async def check_keys(connection: Connection, payload: Any) -> list[str]:
-    """Inside a transaction: lock the concurrency keys of jobs just claimed (``payload``: the owner and the
-    :class:`Claimed` jobs, in claim order), count the other STARTED jobs holding each, and put back the
-    claimed jobs past their key's limit; the ids put back.
+async def check_controls(connection: Connection, payload: Any) -> list[str]:
+    """Inside a transaction: check the concurrency keys and rate limits of jobs just claimed (``payload``: the
+    owner, the claim's ``now`` and the :class:`Claimed` jobs, in claim order), and put back the jobs they
+    refuse, as they were; the ids put back.
 
-    Claims that took jobs of one key check it one after the other (the key's lock), each seeing what the
-    ones before committed: a job stays claimed only if its key's other holders leave it room."""
-    owner, claimed = payload
+    Keys first: each is locked (in key order), its other STARTED holders counted, and the jobs past its limit
+    refused; claims that took jobs of one key check it one after the other, each seeing what the ones before
+    committed. Then rate limits: per task (in task order) one start is taken in ``rate_limits`` if its next
+    start has come (the row's lock orders the claims of one task), and the task's other jobs are refused."""
+    owner, now, claimed = payload
+    refused: list[Claimed] = []
     keyed = [item for item in claimed if item.job.concurrency is not None]
-    keys = sorted({item.job.concurrency[0] for item in keyed})
-    await connection.execute(KEY_LOCK_SQL, keys)
-    ids = [item.job.id for item in keyed]
-    holders = {row[0]: row[1] for row in await connection.fetch(KEY_HOLDERS_SQL, keys, ids)}
-    put_back: list[tuple[Any, ...]] = []
-    for item in keyed:
-        key, limit = item.job.concurrency
-        if holders.get(key, 0) < limit:
-            holders[key] = holders.get(key, 0) + 1
-        else:
-            put_back.append((item.job.id, item.was_state, item.was_started_at, item.was_progress, owner))
-    if put_back:
-        await connection.executemany(UNCLAIM_SQL, put_back)
-    return [row[0] for row in put_back]
+    if keyed:
+        keys = sorted({item.job.concurrency[0] for item in keyed})
+        await connection.execute(KEY_LOCK_SQL, keys)
+        ids = [item.job.id for item in keyed]
+        holders = {row[0]: row[1] for row in await connection.fetch(KEY_HOLDERS_SQL, keys, ids)}
+        for item in keyed:
+            key, limit = item.job.concurrency
+            if holders.get(key, 0) < limit:
+                holders[key] = holders.get(key, 0) + 1
+            else:
+                refused.append(item)
+    by_task: dict[str, list[Claimed]] = {}
+    refused_by_key = {item.job.id for item in refused}
+    for item in claimed:
+        if item.job.rate_interval is not None and item.job.id not in refused_by_key:
+            by_task.setdefault(item.job.task, []).append(item)
+    for task in sorted(by_task):
+        first, *others = by_task[task]
+        interval = first.job.rate_interval
+        if await connection.fetchval(RATE_TAKE_SQL, task, now + interval, now) is None:
+            others.insert(0, first)
+        refused.extend(others)
+    if refused:
+        rows = [(item.job.id, item.was_state, item.was_started_at, item.was_progress, owner) for item in refused]
+        await connection.executemany(UNCLAIM_SQL, rows)
+    return [item.job.id for item in refused]
 
 
 async def progress_alone(connection: Connection, payload: Any) -> bool:

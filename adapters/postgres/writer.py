@@ -40,7 +40,7 @@ from adapters.postgres.schema import migrate
 from adapters.postgres.statements import (
     Statements,
     apply_commits,
-    check_keys,
+    check_controls,
     claim_alone,
     execute_statements,
     guarded_alone,
@@ -79,8 +79,9 @@ class Kind(enum.Enum):
     PROGRESS = enum.auto()
     RENEW = enum.auto()
     EXECUTE = enum.auto()
-    KEYS = enum.auto()
-    """The concurrency keys of jobs just claimed, checked under their locks (always in a transaction)."""
+    CONTROLS = enum.auto()
+    """The concurrency keys and rate limits of jobs just claimed, checked under their locks (always in a
+    transaction)."""
 
 
 class _Op:
@@ -376,8 +377,8 @@ class PostgresWriter:
             elif kind is Kind.RENEW:
                 await renew_alone(connection, payload)
                 outcomes.append(None)
-            elif kind is Kind.KEYS:
-                outcomes.append(await check_keys(connection, payload))
+            elif kind is Kind.CONTROLS:
+                outcomes.append(await check_controls(connection, payload))
             else:
                 outcomes.append(await execute_statements(connection, payload))
             index += 1

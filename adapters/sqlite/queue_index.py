@@ -18,6 +18,8 @@ Taken = list[tuple[str, Entry, str]]
 """Jobs taken by :meth:`QueueIndexes.take_due`: id, place and queue."""
 Control = tuple[str, int]
 """A job's concurrency key and limit."""
+Rate = tuple[str, float]
+"""A job's task and the seconds between two starts of that task's jobs (its rate limit)."""
 
 
 class QueueIndexes:
@@ -26,7 +28,8 @@ class QueueIndexes:
 
     A due job whose concurrency key is full (as many jobs hold it as its limit allows) is *parked* by the
     claim that meets it: out of the indexes, so next-due reads do not see it, until a job holding that key
-    lets it go.
+    lets it go. A due job whose task's rate limit allows no start yet is parked until that time, which is
+    then its next-due time.
     """
 
     def __init__(self) -> None:
@@ -37,6 +40,10 @@ class QueueIndexes:
         self._holding: dict[str, set[str]] = {}  # key -> STARTED jobs (and jobs being claimed) holding it
         self._held: dict[str, str] = {}  # job id -> the key it holds
         self._parked: dict[str, dict[str, Entry]] = {}  # key -> parked job id -> its place
+        self._rates: dict[str, Rate] = {}  # queued jobs of rate-limited tasks
+        self._next_start: dict[str, float] = {}  # rate-limited task -> when the next of its jobs may start
+        self._rate_parked: dict[str, dict[str, Entry]] = {}  # task -> parked job id -> its place
+        self._tokens: dict[str, tuple[str, float | None]] = {}  # job taken -> (task, next start before it)
 
     def __len__(self) -> int:
         return len(self._queue_of)
@@ -56,11 +63,14 @@ class QueueIndexes:
         *,
         order: int | None = None,
         control: Control | None = None,
+        rate: Rate | None = None,
     ) -> None:
         """Queue ``job_id`` in ``queue`` (or move it, if its queue, priority or due time changed)."""
         self.release(job_id)
         current = self._queue_of.get(job_id)
-        if current is not None and (current != queue or self._controls.get(job_id) != control):
+        if current is not None and (
+            current != queue or self._controls.get(job_id) != control or self._rates.get(job_id) != rate
+        ):
             self.discard(job_id)
         self._unpark_one(job_id)
         index = self._indexes.get(queue)
@@ -69,6 +79,9 @@ class QueueIndexes:
         self._queue_of[job_id] = queue
         if control is not None:
             self._controls[job_id] = control
+        self._tokens.pop(job_id, None)
+        if rate is not None:
+            self._rates[job_id] = rate
         place = index.key(job_id)
         if place is not None and place[:2] == (priority, due_at):
             return
@@ -81,6 +94,8 @@ class QueueIndexes:
             self._indexes[queue].discard(job_id)
         self._unpark_one(job_id)
         self._controls.pop(job_id, None)
+        self._rates.pop(job_id, None)
+        self._tokens.pop(job_id, None)
         self.release(job_id)
 
     def started(self, job_id: str, key: str) -> None:
@@ -120,34 +135,47 @@ class QueueIndexes:
         only while its key has room (those taken here counted) and then holds it, until :meth:`restore` or
         :meth:`discard`; the others met are parked."""
         wanted = {name: limit for name in self._indexes} if queues is None else queues
+        self._unpark_rates(now)
         counted: dict[str, int] = {}
+        started: set[str] = set()  # rate-limited tasks a job of which is taken here
         refused: list[tuple[str, Entry]] = []
+        waiting: list[tuple[str, Entry]] = []
 
         def refuse(job_id: str, place: Entry) -> bool:
             control = self._controls.get(job_id)
-            if control is None:
-                return False
-            key, key_limit = control
-            if self.holders(key) + counted.get(key, 0) >= key_limit:
+            if control is not None and self.holders(control[0]) + counted.get(control[0], 0) >= control[1]:
                 refused.append((job_id, place))
                 return True
-            counted[key] = counted.get(key, 0) + 1
+            rate = self._rates.get(job_id)
+            if rate is not None and (rate[0] in started or self._next_start.get(rate[0], now) > now):
+                waiting.append((job_id, place))
+                return True
+            if control is not None:
+                counted[control[0]] = counted.get(control[0], 0) + 1
+            if rate is not None:
+                started.add(rate[0])
             return False
 
         taken: Taken = []
         for name, room in wanted.items():
             index = self._indexes.get(name)
             if index is not None and room > 0:
-                found = index.take_due(now, min(room, limit), refuse if self._controls else None)
+                found = index.take_due(now, min(room, limit), refuse if self._controls or self._rates else None)
                 taken.extend((job_id, place, name) for job_id, place in found)
         for job_id, place in refused:
             self._parked.setdefault(self._controls[job_id][0], {})[job_id] = place
+        for job_id, place in waiting:
+            self._rate_parked.setdefault(self._rates[job_id][0], {})[job_id] = place
         taken.sort(key=lambda item: (-item[1][0], item[1][1], item[1][2]))
         for job_id, _, _ in taken:
             del self._queue_of[job_id]
             control = self._controls.get(job_id)
             if control is not None:
                 self.hold(job_id, control[0])
+            rate = self._rates.get(job_id)
+            if rate is not None:
+                self._tokens[job_id] = (rate[0], self._next_start.get(rate[0]))
+                self._next_start[rate[0]] = now + rate[1]
         self.restore(taken[limit:])
         return taken[:limit]
 
@@ -155,6 +183,7 @@ class QueueIndexes:
         """Put back jobs taken by :meth:`take_due` whose claim did not happen."""
         for job_id, place, queue in taken:
             self.release(job_id)
+            self._give_token_back(job_id)
             if job_id not in self._queue_of:  # not queued again meanwhile
                 self._queue_of[job_id] = queue
                 self._indexes.setdefault(queue, DueIndex()).restore([(job_id, place)])
@@ -164,6 +193,7 @@ class QueueIndexes:
         for job_id in job_ids:
             if job_id not in self._queue_of:
                 self.release(job_id)
+                self._give_token_back(job_id)
 
     def next_due(self, queues: Collection[str] | None = None) -> float | None:
         """The earliest due time of the queued jobs not parked (of ``queues``, when given), or None."""
@@ -171,6 +201,11 @@ class QueueIndexes:
             due
             for name, index in self._indexes.items()
             if (queues is None or name in queues) and (due := index.next_due()) is not None
+        ]
+        times += [  # jobs waiting for their task's rate limit: due when it allows the next start
+            self._next_start.get(task, 0.0)
+            for task, parked in self._rate_parked.items()
+            if any(queues is None or self._queue_of.get(job_id) in queues for job_id in parked)
         ]
         return min(times, default=None)
 
@@ -193,3 +228,27 @@ class QueueIndexes:
         parked = None if control is None else self._parked.get(control[0])
         if parked is not None:
             parked.pop(job_id, None)
+        rate = self._rates.get(job_id)
+        if rate is not None and job_id in self._rate_parked.get(rate[0], {}):
+            del self._rate_parked[rate[0]][job_id]
+            if not self._rate_parked[rate[0]]:
+                del self._rate_parked[rate[0]]
+
+    def _unpark_rates(self, now: float) -> None:
+        """Jobs parked for a rate limit that allows a start now go back to their queue's index."""
+        for task in [task for task in self._rate_parked if self._next_start.get(task, now) <= now]:
+            for job_id, place in self._rate_parked.pop(task).items():
+                queue = self._queue_of.get(job_id)
+                if queue is not None:
+                    self._indexes.setdefault(queue, DueIndex()).restore([(job_id, place)])
+
+    def _give_token_back(self, job_id: str) -> None:
+        """A job taken was not claimed after all: its task's next start is as it was before."""
+        token = self._tokens.pop(job_id, None)
+        if token is None:
+            return
+        task, before = token
+        if before is None:
+            self._next_start.pop(task, None)
+        else:
+            self._next_start[task] = before

@@ -161,6 +161,7 @@ class CommitRows:
                 job.queue,
                 job.concurrency,
                 job.state == JobState.STARTED,
+                None if (interval := job.rate_interval) is None else (job.task, interval),
             )
             for job in commit.jobs
         ]

@@ -192,11 +192,12 @@ CLAIM_SQL: Final = f"""
 QUEUED_SQL: Final = (
     "SELECT id, priority, due_at, seq, coalesce(nullif(json_extract(options, '$.queue'), ''),"
     " nullif(json_extract(options, '$.routing_key'), ''), 'default'),"
-    " json_extract(options, '$.concurrency_key'), json_extract(options, '$.concurrency_limit')"
+    " json_extract(options, '$.concurrency_key'), json_extract(options, '$.concurrency_limit'),"
+    " task, json_extract(options, '$.rate_limit')"
     " FROM jobs WHERE state IN ('PENDING', 'RETRY') ORDER BY seq"
 )
-"""The queued jobs, each with its named queue (``domain.queues.effective_queue`` in SQL) and concurrency
-key and limit."""
+"""The queued jobs, each with its named queue (``domain.queues.effective_queue`` in SQL), concurrency key
+and limit, task and rate limit."""
 HOLDING_SQL: Final = (
     "SELECT id, json_extract(options, '$.concurrency_key') FROM jobs INDEXED BY jobs_state"
     " WHERE state = 'STARTED' AND json_extract(options, '$.concurrency_key') IS NOT NULL"

@@ -39,6 +39,7 @@ from adapters.sqlite.schema import HOLDING_SQL, QUEUED_SQL, migrate
 from adapters.sqlite.transaction import Kind, Params, checkpoint, is_busy, run_transaction
 from application.ports import Commit
 from domain.errors import NotStorable
+from domain.queues import rate_interval
 
 __all__ = ["MAX_BATCH", "Kind", "Params", "SqliteWriter"]
 
@@ -187,8 +188,17 @@ class SqliteWriter:
     def _index_queued_jobs(self) -> None:
         self.due = QueueIndexes()
         last = 0
-        for job_id, priority, due_at, seq, queue, key, limit in self.read(QUEUED_SQL):
-            self.due.put(job_id, priority, due_at, queue, order=seq, control=None if key is None else (key, limit or 1))
+        for job_id, priority, due_at, seq, queue, key, limit, task, rate_limit in self.read(QUEUED_SQL):
+            interval = rate_interval(rate_limit)
+            self.due.put(
+                job_id,
+                priority,
+                due_at,
+                queue,
+                order=seq,
+                control=None if key is None else (key, limit or 1),
+                rate=None if interval is None else (task, interval),
+            )
             last = seq
         for job_id, key in self.read(HOLDING_SQL):
             self.due.hold(job_id, key)
@@ -390,9 +400,9 @@ class SqliteWriter:
 
     def _note_queue_changes(self, rows: CommitRows) -> None:
         with self.due_lock:
-            for job_id, priority, due_at, queue, control, started in rows.queue_changes:
+            for job_id, priority, due_at, queue, control, started, rate in rows.queue_changes:
                 if priority is not None:
-                    self.due.put(job_id, priority, due_at, queue, control=control)
+                    self.due.put(job_id, priority, due_at, queue, control=control, rate=rate)
                 elif started and control is not None:
                     self.due.started(job_id, control[0])
                 else:

@@ -197,6 +197,9 @@ class TaskOut(msgspec.Struct, kw_only=True):
                 "retry_backoff": policy.retry_backoff,
                 "retry_backoff_max": policy.retry_backoff_max,
                 "retry_jitter": policy.retry_jitter,
+                "rate_limit": definition.rate_limit,
+                "concurrency_key": definition.concurrency_key,
+                "concurrency_limit": definition.concurrency_limit,
             },
         )
 

@@ -1,6 +1,7 @@
-"""Concurrency keys across engines on one PostgreSQL database: repositories on their own connection pools claim
-at the same time, and no key ever has more STARTED jobs than its limit (each claim checks its keys under
-their advisory locks, and puts back what the others took first)."""
+"""Concurrency keys and rate limits across engines on one PostgreSQL database: repositories on their own
+connection pools claim at the same time, and no key ever has more STARTED jobs than its limit (each claim
+checks its keys under their advisory locks, and puts back what the others took first), and a rate-limited
+task starts one job per interval in all (each claim takes its start in ``rate_limits`` under the row lock)."""
 
 from __future__ import annotations
 
@@ -83,3 +84,23 @@ async def test_claims_from_several_engines_at_once_never_pass_a_keys_limit(
         assert len(waiting) == len(jobs) - sum(LIMITS.values())
         assert all(job.attempts == 0 and job.lease_owner is None for job in waiting), "put back as they were"
         await empty_tables(postgres_url)
+
+
+async def test_a_rate_limit_holds_across_engines_claiming_at_once(
+    repos: list[PostgresJobRepository], postgres_url: str
+) -> None:
+    options = CallOptions(rate_limit="1/m")
+    jobs = [Job(id=f"mail-{i}", task="mail", due_at=NOW, created_at=NOW, options=options) for i in range(30)]
+    await repos[0].commit(Commit(jobs=jobs))
+    for minute in range(3):
+        now = NOW + 60 * minute
+        results = await asyncio.gather(
+            *(
+                repo.claim(owner=f"engine-{index}-{lane}", now=now, limit=3, lease_until=now + 600)
+                for index, repo in enumerate(repos)
+                for lane in range(3)
+            )
+        )
+        assert sum(len(found) for found in results) == 1, f"minute {minute}: one start per minute, on every engine"
+        assert await repos[1].next_due_at() == now + 60
+    assert await started_per_key(postgres_url) == {None: 3}

@@ -15,6 +15,7 @@ from entrypoints.cli import build_parser
 from entrypoints.http.app import create_app
 from entrypoints.settings import Settings, SettingsError
 from tests.integration.conftest import Storage
+from tests.integration.test_queue_controls_python import limited
 
 
 @pytest.fixture
@@ -133,3 +134,19 @@ class TestConcurrencyKeysOverHttp:
         schema = (await client.get("/schema/openapi.json")).json()["components"]["schemas"]
         assert {"concurrency_key", "concurrency_limit"} <= set(schema["JobOptions"]["properties"])
         assert {"concurrency_key", "concurrency_limit", "rate_limit"} <= set(schema["JobOut"]["properties"])
+
+
+class TestRateLimitsOverHttp:
+    async def test_a_tasks_rate_limit_is_shown_on_it_and_on_its_jobs(self, client: AsyncTestClient[Litestar]) -> None:
+        tasks = {task["name"]: task for task in (await client.get("/tasks")).json()}
+        assert tasks[limited.name]["options"]["rate_limit"] == "100/s"
+        response = await client.post("/jobs", json={"task": limited.name, "args": [1]})
+        assert response.status_code == 202
+        shown = (await client.get(f"/jobs/{response.json()['id']}")).json()
+        assert shown["rate_limit"] == "100/s"
+
+    async def test_rate_limit_is_no_call_option_as_in_celery(self, client: AsyncTestClient[Litestar]) -> None:
+        response = await client.post(
+            "/jobs", json={"task": limited.name, "args": [1], "options": {"rate_limit": "1/s"}}
+        )
+        assert response.status_code == 400 and "rate_limit" in response.text
