@@ -78,7 +78,6 @@ def check_concurrency(key: object, limit: object) -> None:
 
 
 _RATE_UNITS: Final = {"s": 1.0, "m": 60.0, "h": 3600.0}
-_RATE: Final = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(?:/\s*([smh])\s*)?")
 
 
 def rate_interval(rate_limit: object) -> float | None:
@@ -92,13 +91,14 @@ def rate_interval(rate_limit: object) -> float | None:
     if isinstance(rate_limit, bool) or not isinstance(rate_limit, (str, int, float)):
         raise TypeError(f"rate_limit must be a str such as '10/m' or a number, got {type(rate_limit).__name__}")
     if isinstance(rate_limit, str):
-        match = _RATE.fullmatch(rate_limit)
-        if match is None:
+        count, _, unit = rate_limit.partition("/")  # as celery.utils.time.rate reads it
+        try:
+            per_second = float(count) / _RATE_UNITS[unit.strip() or "s"]
+        except (ValueError, KeyError):
             raise ValueError(
                 f"rate_limit {rate_limit[:40]!r} is not a rate: a number of tasks, optionally /s, /m or /h"
                 " ('10/m'; a number alone is per second)"
-            )
-        per_second = float(match.group(1)) / _RATE_UNITS[match.group(2) or "s"]
+            ) from None
     else:
         per_second = float(rate_limit)
     if per_second != per_second or per_second < 0 or per_second == float("inf"):

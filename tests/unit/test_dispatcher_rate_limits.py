@@ -113,6 +113,7 @@ class TestRateLimitSyntax:
             (0.5, 2.0),
             ("0.5/s", 2.0),
             (" 100 / m ", 0.6),
+            ("1e3/s", 0.001),
             ("0/m", None),
             (0, None),
             (None, None),
@@ -121,7 +122,7 @@ class TestRateLimitSyntax:
     def test_celerys_forms(self, rate: object, interval: float | None) -> None:
         assert rate_interval(rate) == (None if interval is None else pytest.approx(interval))
 
-    @pytest.mark.parametrize("rate", ["10/d", "ten/m", "", "/m", "-1/m", "1/m/s", "1e3/s", "nan"])
+    @pytest.mark.parametrize("rate", ["10/d", "ten/m", "", "/m", "-1/m", "1/m/s", "nan", "inf/s", "1e-9/h"])
     def test_malformed_ones_are_a_value_error(self, rate: str) -> None:
         with pytest.raises(ValueError, match="rate"):
             rate_interval(rate)
