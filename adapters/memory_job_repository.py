@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import msgspec
 
@@ -30,6 +30,8 @@ class InMemoryJobRepository(JobRepository):
         self._workflow_jobs: dict[str, list[str]] = {}
         self._children: dict[str, list[str]] = {}
         self._queue: list[tuple[int, float, int, str]] = []  # (-priority, due_at, seq, id); stale entries skipped
+        self._holding: dict[str, set[str]] = {}  # concurrency key -> the STARTED jobs with it
+        self._next_start: dict[str, float] = {}  # rate-limited task -> when the next of its jobs may start
         self._counter = itertools.count(1)
         self.schedules: dict[str, Schedule] = {}
         """The schedules of :class:`InMemoryScheduleStore` (a commit's tick advances them)."""
@@ -90,23 +92,39 @@ class InMemoryJobRepository(JobRepository):
                 self._children.setdefault(job.options.parent_id, []).append(job.id)
             if job.workflow_id is not None:
                 self._workflow_jobs.setdefault(job.workflow_id, []).append(job.id)
+        previous = self._jobs.get(job.id)
+        if previous is not None and previous.concurrency is not None:
+            self._holding.get(previous.concurrency[0], set()).discard(job.id)
+        if job.state == JobState.STARTED and job.concurrency is not None:
+            self._holding.setdefault(job.concurrency[0], set()).add(job.id)
         self._jobs[job.id] = job
         if job.state in QUEUED_STATES:
             heapq.heappush(self._queue, (-job.priority, job.due_at, self._seq[job.id], job.id))
 
-    async def claim(self, *, owner: str, now: float, limit: int, lease_until: float) -> list[Job]:
+    async def claim(
+        self, *, owner: str, now: float, limit: int, lease_until: float, queues: Mapping[str, int] | None = None
+    ) -> list[Job]:
         claimed: list[Job] = []
         deferred: list[tuple[int, float, int, str]] = []
+        room = None if queues is None else dict(queues)
         while self._queue and len(claimed) < limit:
             entry = heapq.heappop(self._queue)
             if not self._is_live(entry):
                 continue
             job = self._jobs[entry[3]]
-            if job.due_at > now:
+            if job.due_at > now or (room is not None and room.get(job.queue, 0) <= 0) or self._blocked(job):
                 deferred.append(entry)
                 continue
+            interval = job.rate_interval
+            if interval is not None:
+                if self._next_start.get(job.task, now) > now:
+                    deferred.append(entry)
+                    continue
+                self._next_start[job.task] = now + interval
+            if room is not None:
+                room[job.queue] -= 1
             started = job.started(owner=owner, now=now, lease_until=lease_until)
-            self._jobs[job.id] = started
+            self._put(started)
             claimed.append(started)
         for entry in deferred:
             heapq.heappush(self._queue, entry)
@@ -176,12 +194,37 @@ class InMemoryJobRepository(JobRepository):
         items = items[:limit]
         return JobPage(items=items, next_cursor=str(self._seq[items[-1].id]) if more and items else None)
 
-    async def next_due_at(self) -> float | None:
+    async def next_due_at(self, queues: Collection[str] | None = None) -> float | None:
         live = [entry for entry in self._queue if self._is_live(entry)]
         if len(live) != len(self._queue):
             self._queue = live
             heapq.heapify(self._queue)
-        return min((entry[1] for entry in live), default=None)
+        return min(
+            (
+                self._may_start_at(self._jobs[entry[3]])
+                for entry in live
+                if (queues is None or self._jobs[entry[3]].queue in queues) and not self._blocked(self._jobs[entry[3]])
+            ),
+            default=None,
+        )
+
+    def _may_start_at(self, job: Job) -> float:
+        """When a queued job may start: its due time, or later when its task's rate limit says so."""
+        if job.rate_interval is None:
+            return job.due_at
+        return max(job.due_at, self._next_start.get(job.task, job.due_at))
+
+    def _blocked(self, job: Job) -> bool:
+        """Whether ``job``'s concurrency key is held by as many STARTED jobs as its limit allows."""
+        control = job.concurrency
+        return control is not None and len(self._holding.get(control[0], ())) >= control[1]
+
+    async def queue_depths(self) -> dict[str, int]:
+        depths: dict[str, int] = {}
+        for job in self._jobs.values():
+            if job.state in QUEUED_STATES:
+                depths[job.queue] = depths.get(job.queue, 0) + 1
+        return depths
 
     def _is_live(self, entry: tuple[int, float, int, str]) -> bool:
         job = self._jobs.get(entry[3])

@@ -49,9 +49,16 @@ class PrometheusMetrics:
         self._sums[task] += seconds
         self._counts[task] += 1
 
-    def render(self, *, running: int, states: dict[str, int], stuck_threads: int = 0) -> str:
-        """The exposition text, with the gauges passed in: ``running`` in this replica, ``states`` of the
-        shared storage."""
+    def render(
+        self,
+        *,
+        running: int,
+        states: dict[str, int],
+        stuck_threads: int = 0,
+        queue_depths: dict[str, int] | None = None,
+    ) -> str:
+        """The exposition text, with the gauges passed in: ``running`` in this replica, ``states`` and
+        ``queue_depths`` (queued jobs per named queue) of the shared storage."""
         waiting = states.get("PENDING", 0) + states.get("RETRY", 0)
         lines = [
             "# HELP geekblog_replica_info The replica answering (GEEKBLOG_REPLICA) and the storage it uses.",
@@ -91,6 +98,15 @@ class PrometheusMetrics:
             "# TYPE geekblog_shared_jobs gauge",
         ]
         lines += [f'geekblog_shared_jobs{{state="{state}"}} {count}' for state, count in sorted(states.items())]
+        lines += [
+            "# HELP geekblog_shared_queue_depth Jobs waiting to run (PENDING or RETRY) in the shared storage, by"
+            " named queue: the same on every replica.",
+            "# TYPE geekblog_shared_queue_depth gauge",
+        ]
+        lines += [
+            f'geekblog_shared_queue_depth{{queue="{_label(queue)}"}} {count}'
+            for queue, count in sorted((queue_depths or {}).items())
+        ]
         lines += [  # the names before replicas were told apart, kept for existing dashboards
             "# HELP geekblog_jobs_running Deprecated: geekblog_replica_jobs_running.",
             "# TYPE geekblog_jobs_running gauge",

@@ -14,12 +14,29 @@ from application.ports import Clock, EventBus, IdSource, JobStore
 from application.ports.project_repository import ProjectPage, ProjectRepository
 from application.ports.text_generator import GenerationFailed, GenerationRequest, TextGenerator
 from domain.article import MergeStrategy, assemble, merge_plans, section_headings, section_id
+from domain.canvas import Signature
 from domain.errors import NotFound
 from domain.job import Progress
 from domain.project import Plan, Project, ProjectStatus, Section
 from domain.states import JobState, is_terminal
 
 MAX_SECTIONS = 12
+ORCHESTRATOR = "ai.full_article_workflow"
+"""The task that runs a project's whole article workflow (``entrypoints.article_tasks``)."""
+
+
+def project_key(project_id: str) -> str:
+    """The concurrency key of a project's article workflows: one runs at a time, a second one waits."""
+    return f"project:{project_id}"
+
+
+def article_workflow(project_id: str, strategy: MergeStrategy) -> Signature:
+    """The call that runs a project's article workflow. Its concurrency key (:func:`project_key`, limit 1) is
+    held from its start until the workflow it replaces itself with has finished, so one project never runs
+    two article workflows at once, on any engine: a second one waits queued for the first to end."""
+    return Signature(task=ORCHESTRATOR, args=[project_id, strategy.value], concurrency_key=project_key(project_id))
+
+
 _SETTLED = frozenset({ProjectStatus.NEW, ProjectStatus.FINISHED, ProjectStatus.FAILED})
 
 

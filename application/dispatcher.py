@@ -13,34 +13,34 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import msgspec
-
+from application.claims import QueueClaims
 from application.due_work import DueWork
 from application.events import Event
 from application.execution import ENGINE_STOPPING, JobCancelled, JobContext, ReplaceRequested
+from application.hand_over import HandOver
 from application.keyed_locks import KeyedLocks
 from application.outcomes import error_info, revoked_error
 from application.ports import Clock, DispatcherStore, EventBus, Guard, Runner
 from application.ports.job_trace import JobTrace
 from application.recovery import recover_lost, renew_leases
 from application.registry import TaskRegistry
-from application.run_slots import RunSlots
+from application.run_slots import QueueSlots, RunSlots
 from application.task_run import MaxRetriesExceededError, TaskRun
 from application.workflows import WORKFLOW_RETRIES, Advance, WorkflowEngine
 from domain.errors import Conflict, DomainError, NotJsonValue, NotStorable, ResultNotStorable, WorkflowChanged
 from domain.job import ErrorInfo, Job, Progress
 from domain.json_values import json_size
-from domain.states import QUEUED_STATES, JobState
+from domain.states import JobState
 
 __all__ = ["Dispatcher", "JobTrace", "MaxRetriesExceededError"]
 
 log = logging.getLogger(__name__)
 
 
-class Dispatcher:
+class Dispatcher(HandOver):
     """Runs queued jobs: at most ``max_concurrent`` at once, highest priority and oldest first."""
 
     def __init__(
@@ -56,6 +56,7 @@ class Dispatcher:
         max_concurrent: int = 10,
         lease_seconds: float = 60.0,
         random_fraction: Callable[[], float] = random.random,
+        queues: Mapping[str, int | None] | None = None,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
@@ -78,6 +79,9 @@ class Dispatcher:
         self._running: dict[str, tuple[asyncio.Task[None], JobContext]] = {}
         self._finishing: set[asyncio.Task[Any]] = set()
         self._slots = RunSlots(max_concurrent)  # held by running jobs and jobs claimed, not launched yet
+        self.queues = QueueSlots(queues)
+        """The named queues served (None: all) and their own limits within ``max_concurrent``."""
+        self._claims = QueueClaims(repo, self.queues, owner=owner, lease_seconds=lease_seconds)
         self._workflow_commits = KeyedLocks()
         self._due = DueWork()  # whether due jobs may wait in storage, unclaimed (see _reserve)
         self._revoked_unlaunched: set[tuple[str, float | None]] = set()  # claims revoked; see revoking_unlaunched
@@ -106,6 +110,12 @@ class Dispatcher:
         return len(self._running)
 
     @property
+    def next_due(self) -> float | None:
+        """When the dispatcher next looks for due work unless woken sooner (None: only when woken), as last
+        known: a job waiting on its task's rate limit makes it the time that limit allows the next start."""
+        return self._due.next_due
+
+    @property
     def reserved_slots(self) -> int:
         """Slots held by jobs claimed but not launched (yet): 0 whenever nothing is being started."""
         return self._slots.taken - len(self._running)
@@ -125,7 +135,7 @@ class Dispatcher:
         by an earlier process is dead now; otherwise only expired leases are.
         """
         await self.recover(math.inf if recover_all_leases else self._clock.now())
-        await self._due.drained(self._repo.next_due_at, self._clock.now())
+        await self._due.drained(self._claims.next_due_at, self._clock.now())
         self._accepting = True
         self._loop_task = asyncio.create_task(self._loop(), name="geekblog-dispatcher")
         self._renew_task = asyncio.create_task(
@@ -198,9 +208,7 @@ class Dispatcher:
                 now = self._clock.now()
                 self._due.claiming()
                 try:
-                    claimed = await self._repo.claim(
-                        owner=self.owner, now=now, limit=free, lease_until=now + self._lease_seconds
-                    )
+                    claimed = await self._claims.claim(now, free)
                 except asyncio.CancelledError:
                     self._slots.give(free)  # stopping: the next start finds every slot free
                     raise
@@ -215,7 +223,7 @@ class Dispatcher:
             if free > 0 and len(claimed) == free:
                 continue
             if free > len(claimed):
-                await self._due.drained(self._repo.next_due_at, now)
+                await self._due.drained(self._claims.next_due_at, now)
             now = self._clock.now()
             timeout: float | None = None
             if self._due.may_be_due(now):  # claim again at once, or (no slot was free) once a slot frees;
@@ -223,6 +231,13 @@ class Dispatcher:
             elif self._due.next_due is not None:
                 timeout = self._due.next_due - now
             await self._sleep(timeout)
+
+    def _give(self, job: Job, *, announce: bool = True) -> None:
+        """Give back the slots ``job`` held (the engine's and its queue's)."""
+        if self.queues.give_one(job.queue) and announce:  # due jobs may wait in that queue, unclaimed
+            self._due.announced()
+            self._wake.set()
+        self._slots.give()
 
     async def _sleep(self, timeout: float | None) -> None:
         if timeout is not None and timeout <= 0:
@@ -235,7 +250,7 @@ class Dispatcher:
         """Run ``job``, claimed by this engine, in the slot it holds."""
         if (job.id, job.started_at) in self._revoked_unlaunched:  # revoked once claimed: never runs
             self._revoked_unlaunched.discard((job.id, job.started_at))
-            self._slots.give()
+            self._give(job)
             return
         expires = job.options.expires
         if self.trace is not None:
@@ -243,7 +258,7 @@ class Dispatcher:
         if expires is not None and self._clock.now() > expires:  # Celery revokes an expired task unrun
             error = ErrorInfo(type="TaskRevokedError", message=f"job {job.id} ({job.task}) expired")
             revoked = job.failed(error, now=self._clock.now(), state=JobState.REVOKED)
-            self._slots.give()
+            self._give(job)
             self._store_later(revoked, Guard(job_id=job.id, owner=self.owner))
             return
         context = JobContext(job, asyncio.get_running_loop(), self._report_progress)
@@ -273,8 +288,9 @@ class Dispatcher:
             self._finishing.discard(finishing)  # type: ignore[arg-type,unused-ignore]
 
     def _stopped_running(self, job_id: str) -> None:
-        if self._running.pop(job_id, None) is not None:
-            self._slots.give()
+        entry = self._running.pop(job_id, None)
+        if entry is not None:
+            self._give(entry[1].job)
 
     async def _persist(self, job: Job, changed: Job | ReplaceRequested) -> None:
         """Store what the job did, retrying while storage fails (locked, full) for up to ``store_patience``
@@ -376,109 +392,14 @@ class Dispatcher:
         await self._workflows.record(advance, job, result_size=result_size)
         if hand_over and advance.commit.jobs[1:]:
             await self.start_new(advance)
+            if any(map(_lets_a_key_go, advance.commit.jobs)):  # a replaced job finished with its workflow
+                self.wake()
             return
         await self._workflows.apply(advance)
-        if advance.commit.jobs[1:]:
-            self.wake()
+        if advance.commit.jobs[1:] or _lets_a_key_go(job):
+            self.wake()  # new jobs stored, or a concurrency key let go: jobs waiting on it may start
         elif job.state in (JobState.RETRY, JobState.PENDING):
             self.queued([job])
-
-    async def start_new(self, advance: Advance) -> None:
-        """Commit ``advance``, which queues new jobs (a submission, a workflow's first or next steps);
-        those due now start at once when slots are free, claimed in that same commit (see
-        :meth:`_hand_over`), the others wait for a claim."""
-        handed = self._hand_over(advance)
-        try:
-            await self._workflows.apply(advance)
-        except BaseException:
-            self._release(len(handed))
-            raise
-        for started in handed:
-            self._launch_or_requeue(started)
-        queued = [job for job in advance.commit.jobs if job.state in QUEUED_STATES]
-        if queued:
-            self.queued(queued)
-
-    def queued(self, jobs: list[Job]) -> None:
-        """This engine just stored ``jobs`` queued: claimed at once when one is due now; else the loop
-        only wakes up sooner (:meth:`DueWork.stored`)."""
-        self._due.stored([job.due_at for job in jobs], self._clock.now())
-        self._wake.set()
-
-    def _hand_over(self, advance: Advance) -> list[Job]:
-        """Turn the new due jobs of ``advance`` into jobs claimed by this engine, as many as there are
-        free slots, so they start right after the commit: a submission or a chain step costs one
-        transaction, not two. Only when nothing else is due, so no queued job is overtaken."""
-        now = self._clock.now()
-        candidates = [
-            index
-            for index, new in enumerate(advance.commit.jobs)
-            if new.state == JobState.PENDING and new.attempts == 0 and new.due_at <= now
-        ]
-        if not candidates:
-            return []
-        candidates.sort(key=lambda index: -advance.commit.jobs[index].priority)
-        taken = self._reserve(len(candidates), now)
-        handed: list[Job] = []
-        for index in candidates[:taken]:
-            started = self._claimed_here(advance.commit.jobs[index], now)
-            advance.commit.jobs[index] = started
-            handed.append(started)
-        return handed
-
-    def _reserve(self, wanted: int, now: float) -> int:
-        """Up to ``wanted`` free slots for jobs claimed as they are stored; none while not dispatching or
-        while a job in storage may be due (it comes first). Any thread (:class:`RunSlots` is atomic)."""
-        if not self._accepting or not self.running or self._due.may_be_due(now):
-            return 0
-        return self._slots.take(wanted)
-
-    def _claimed_here(self, job: Job, now: float) -> Job:  # as a claim from the queue leaves it
-        return job.started(owner=self.owner, now=now, lease_until=now + self._lease_seconds)
-
-    def _release(self, reserved: int) -> None:  # slots reserved for claims that were not stored
-        self._slots.give(reserved)
-
-    def claim_new(self, job: Job) -> Job | None:
-        """For a submitter about to store the new ``job`` itself (from any thread): the job claimed by
-        this engine, to store that way, when a slot is free and nothing else is due; None otherwise.
-        Once it is committed, :meth:`launch_claimed` (on the loop) starts it; if it is not stored,
-        :meth:`unclaim`."""
-        now = self._clock.now()
-        if job.due_at > now or self._reserve(1, now) == 0:
-            return None
-        return self._claimed_here(job, now)
-
-    def launch_claimed(self, started: Job) -> None:
-        """On the loop: start a job :meth:`claim_new` claimed, now committed, in the slot it holds."""
-        self._launch_or_requeue(started)
-
-    def _launch_or_requeue(self, started: Job) -> None:
-        """Start a job claimed as it was stored; if this engine began stopping meanwhile, put it back
-        in the queue as it was (no attempt counted: it never ran), so the next start runs it."""
-        if self._accepting:
-            self._launch(started)
-            return
-        self._slots.give()
-        queued = msgspec.structs.replace(
-            started.requeued(now=self._clock.now()), attempts=started.attempts - 1, due_at=started.due_at
-        )
-        self._store_later(queued, Guard(job_id=started.id, owner=self.owner))
-
-    def _store_later(self, job: Job, guard: Guard) -> None:
-        """Store ``job`` from synchronous code on the loop (finished before the engine stops)."""
-        store = asyncio.ensure_future(self._store(job, guard))
-        self._finishing.add(store)
-        store.add_done_callback(self._stored_later)
-
-    def _stored_later(self, store: asyncio.Future[None]) -> None:
-        self._finishing.discard(store)
-        if not store.cancelled() and store.exception() is not None:
-            log.warning("a job's new state was not stored and is left to recovery (%s)", store.exception())
-
-    def unclaim(self) -> None:
-        """The job :meth:`claim_new` claimed was not stored: free its slot. Any thread."""
-        self._release(1)
 
     async def _report_progress(self, job: Job, progress: Progress) -> None:
         """Store and publish progress. Progress is best effort: storage trouble never fails the job; meta
@@ -497,3 +418,8 @@ class Dispatcher:
         if not held:
             raise JobCancelled("lease lost")
         self._bus.publish(Event.of_progress(job, progress, self._clock.now()))
+
+
+def _lets_a_key_go(job: Job) -> bool:
+    """Whether storing ``job`` lets its concurrency key go (jobs waiting on it may start)."""
+    return job.concurrency is not None and job.state != JobState.STARTED

@@ -37,6 +37,8 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
     poll_seconds: float = 5.0
     cancel_timeout: float = 5.0
     run_jobs: bool = True
+    queues: dict[str, int | None] | None = None
+    """The named queues the dispatcher serves, each with its own concurrency or None; None: every queue."""
 
 
 class Engine:
@@ -217,6 +219,7 @@ def new_dispatcher(
         owner=ids.new_id(),
         max_concurrent=settings.max_concurrent_tasks,
         lease_seconds=settings.lease_seconds,
+        queues=settings.queues,
     )
 
 

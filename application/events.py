@@ -29,6 +29,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     attempts: int = 0
     started_at: float | None = None
     root_id: str | None = None
+    concurrency_key: str | None = None
+    """The job's concurrency key: a job that stops holding one lets the jobs waiting on it start."""
 
     @property
     def terminal(self) -> bool:
@@ -48,6 +50,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
             attempts=job.attempts,
             started_at=job.started_at,
             root_id=job.root_id,
+            concurrency_key=job.options.concurrency_key,
         )
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 import msgspec
@@ -56,6 +57,16 @@ class Readiness(msgspec.Struct, frozen=True, kw_only=True):
     shared_queue: SharedQueue | None
 
 
+class QueueReport(msgspec.Struct, frozen=True, kw_only=True):
+    """One named queue: its queued jobs in the shared storage, and whether (and how) this replica serves it."""
+
+    name: str
+    waiting: int
+    served_here: bool
+    concurrency_here: int | None
+    """This replica's limit for the queue (``GEEKBLOG_QUEUES``); None: only the replica's total limits it."""
+
+
 class HealthService:
     """Readiness and the metrics text, read from the engine's parts (given by the container).
 
@@ -72,7 +83,11 @@ class HealthService:
         metrics: Metrics,
         replica: str,
         storage: str,
+        queues: Mapping[str, int | None] | None = None,
+        runs_jobs: bool = True,
     ) -> None:
+        self._served = queues
+        self._runs_jobs = runs_jobs
         self.replica = replica
         self.storage = storage
         self._engine = engine
@@ -112,4 +127,19 @@ class HealthService:
             running=self._dispatcher.active_jobs,
             states=await self._repo.count_by_state(),
             stuck_threads=self._runner.stuck,
+            queue_depths=await self._repo.queue_depths(),
         )
+
+    async def queues(self) -> list[QueueReport]:
+        """Every named queue that has queued jobs or that this replica serves, by name."""
+        depths = await self._repo.queue_depths()
+        served = {} if self._served is None else dict(self._served)
+        return [
+            QueueReport(
+                name=name,
+                waiting=depths.get(name, 0),
+                served_here=self._runs_jobs and (self._served is None or name in served),
+                concurrency_here=served.get(name) if self._runs_jobs else None,
+            )
+            for name in sorted({*depths, *served})
+        ]

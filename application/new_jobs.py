@@ -6,10 +6,17 @@ options), as Celery merges a call's options over its task's.
 
 from __future__ import annotations
 
-from application.registry import TaskRegistry
+from application.registry import TaskDefinition, TaskRegistry
 from domain.canvas import Signature
 from domain.job import CallOptions, Job
 from domain.workflow import Lineage
+
+
+def _concurrency(signature: Signature, definition: TaskDefinition) -> tuple[str | None, int | None]:
+    """The call's concurrency key and limit, else the task's."""
+    if signature.concurrency_key is not None:
+        return signature.concurrency_key, signature.concurrency_limit
+    return definition.concurrency_key, definition.concurrency_limit
 
 
 def new_job(
@@ -35,6 +42,7 @@ def new_job(
         due_at = now + signature.countdown
     else:
         due_at = now
+    key, limit = _concurrency(signature, definition)
     options = CallOptions(
         eta=due_at if due_at != now else None,
         expires=signature.expires,
@@ -56,6 +64,9 @@ def new_job(
         properties=signature.properties,
         argsrepr=signature.argsrepr,
         kwargsrepr=signature.kwargsrepr,
+        concurrency_key=key,
+        concurrency_limit=limit,
+        rate_limit=definition.rate_limit,
     )
     return Job(
         id=job_id,

@@ -96,7 +96,8 @@ class Peers(PeerInbox):
         self.link.relay(event)
         if event.kind != "job" or event.progress is not None:
             return
-        if event.state in QUEUED_STATES:
+        if event.state in QUEUED_STATES or (event.concurrency_key is not None and event.terminal):
+            # queued work, or a concurrency key let go: the jobs waiting on it may start on another engine
             if not self._queued:
                 asyncio.get_running_loop().call_soon(self._announce)
             self._queued.add(event.id)

@@ -10,6 +10,7 @@ from typing import Any
 
 from application.execution import RETRY_OPTION_NAMES, RetryOptions, RetryRequested
 from domain.errors import InvalidArguments, UnknownTask
+from domain.queues import check_concurrency, rate_interval
 from domain.retry_policy import RetryPolicy
 
 
@@ -38,6 +39,17 @@ class TaskDefinition:
     parameters: tuple[str, ...] = ()
     typing: bool = True
     """False (Celery's ``typing=False``): arguments are not checked at submission, only when run."""
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    """The task's own concurrency key and limit (a call's ``concurrency_key`` replaces both)."""
+    rate_limit: str | None = None
+    """Celery's ``rate_limit`` (``"10/m"``): how often jobs of this task may start, on every engine together."""
+
+    def __post_init__(self) -> None:
+        rate_interval(self.rate_limit)  # a malformed rate limit is refused at registration
+        if self.rate_limit is not None:
+            object.__setattr__(self, "rate_limit", str(self.rate_limit).strip())
+        check_concurrency(self.concurrency_key, self.concurrency_limit)
 
     @cached_property
     def is_async(self) -> bool:

@@ -13,6 +13,7 @@ import msgspec
 
 from domain.errors import InvalidCallOption, InvalidCanvas, InvalidSchedule
 from domain.json_values import INT_MAX, INT_MIN, ensure_json
+from domain.queues import check_concurrency, check_queue_name
 
 
 class Signature(msgspec.Struct, frozen=True, kw_only=True, tag="signature", tag_field="type", omit_defaults=True):
@@ -47,6 +48,8 @@ class Signature(msgspec.Struct, frozen=True, kw_only=True, tag="signature", tag_
     properties: dict[str, Any] | None = None
     argsrepr: str | None = None
     kwargsrepr: str | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
 
 class Chain(msgspec.Struct, frozen=True, kw_only=True, tag="chain", tag_field="type"):
@@ -105,8 +108,9 @@ def check_schedule(signature: Signature) -> None:
 
 
 def check_call_options(signature: Signature) -> None:
-    """Refuse a priority or ``max_retries`` outside the 64-bit signed range (``max_retries`` negative), or a
-    ``time_limit`` that is not a positive number of seconds up to ten years."""
+    """Refuse a priority or ``max_retries`` outside the 64-bit signed range (``max_retries`` negative), a
+    ``time_limit`` that is not a positive number of seconds up to ten years, or a ``queue`` / ``routing_key``
+    that is not a queue name (:func:`domain.queues.check_queue_name`)."""
     priority, max_retries, time_limit = signature.priority, signature.max_retries, signature.time_limit
     if priority is not None and (isinstance(priority, bool) or not INT_MIN <= priority <= INT_MAX):
         raise InvalidCallOption(f"{signature.task}: priority must be an integer of 64 bits, got {_short(priority)}")
@@ -119,6 +123,17 @@ def check_call_options(signature: Signature) -> None:
             f"{signature.task}: time_limit must be a positive number of seconds up to {MAX_COUNTDOWN:.0f}, "
             f"got {_short(time_limit)}"
         )
+    for name in ("queue", "routing_key"):
+        value = getattr(signature, name)
+        if value is not None:
+            try:
+                check_queue_name(value, name)
+            except (TypeError, ValueError) as exc:
+                raise InvalidCallOption(f"{signature.task}: {exc}") from None
+    try:
+        check_concurrency(signature.concurrency_key, signature.concurrency_limit)
+    except (TypeError, ValueError) as exc:
+        raise InvalidCallOption(f"{signature.task}: {exc}") from None
 
 
 def _short(value: object) -> str:

@@ -8,6 +8,7 @@ import msgspec
 
 from domain.canvas import Canvas
 from domain.errors import InvalidTransition
+from domain.queues import effective_queue, rate_interval
 from domain.states import JobState, can_transition
 
 
@@ -49,6 +50,8 @@ class CallOptions(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     (a ``Reject(requeue=True)``, a lost worker), as a broker redelivers an unacknowledged message.
     ``schedule`` and ``tick``: the periodic schedule that created the job and the tick it stands for
     (ISO-8601, UTC; the time of the request for a run on request).
+    ``concurrency_key``/``concurrency_limit``: at most that many STARTED jobs with the key at once (1 when
+    no limit is given); ``rate_limit``: the task's Celery rate limit (``"10/m"``) when the job was made.
     """
 
     eta: float | None = None
@@ -73,6 +76,9 @@ class CallOptions(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     redelivered: bool = False
     schedule: str | None = None
     tick: str | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    rate_limit: str | None = None
 
 
 NO_OPTIONS: Final = CallOptions()
@@ -112,6 +118,22 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     waiting_on: str | None = None
     root_id: str | None = None
     options: CallOptions = NO_OPTIONS
+
+    @property
+    def queue(self) -> str:
+        """The named queue the job waits in (see :func:`domain.queues.effective_queue`)."""
+        return effective_queue(self.options.queue, self.options.routing_key)
+
+    @property
+    def concurrency(self) -> tuple[str, int] | None:
+        """``(key, limit)`` when the job has a concurrency key: at most ``limit`` such jobs STARTED at once."""
+        key = self.options.concurrency_key
+        return None if key is None else (key, self.options.concurrency_limit or 1)
+
+    @property
+    def rate_interval(self) -> float | None:
+        """Seconds between two starts of this task's jobs (its ``rate_limit``, on every engine); None: no limit."""
+        return None if self.options.rate_limit is None else rate_interval(self.options.rate_limit)
 
     @property
     def retries(self) -> int:

@@ -75,5 +75,7 @@ async def sections(self: Any, project_id: str) -> None:
 
 @create_compatible_task(name="ai.full_article_workflow", bind=True)
 def full_article_workflow(self: Any, project_id: str, strategy: str = "keep") -> None:
-    """The whole pipeline: planning, the parallel sections, assembly, finishing."""
+    """The whole pipeline: planning, the parallel sections, assembly, finishing. Submit it as
+    ``application.article_pipeline.article_workflow`` does (``POST /projects/{id}/article``), with
+    ``concurrency_key=f"project:{project_id}"``: one project then never runs two of these at once."""
     self.replace(chain(planning.si(project_id, strategy), sections.si(project_id), finishing.si(project_id)))

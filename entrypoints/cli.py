@@ -34,6 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="jobs running at once (default GEEKBLOG_MAX_CONCURRENT_TASKS, else 10)",
     )
+    worker.add_argument(
+        "--queues",
+        "-Q",
+        type=_queue_list,
+        metavar="NAME[:N],...",
+        help="the named queues to take jobs from, each at most N at once if given, e.g. ai:2,default"
+        " (default GEEKBLOG_QUEUES, else every queue)",
+    )
     worker.set_defaults(handler=run_worker)
     database = argparse.ArgumentParser(add_help=False)
     database.add_argument(
@@ -91,16 +99,28 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_worker(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
-        if args.concurrency is not None:
-            import msgspec
+        import msgspec
 
+        if args.concurrency is not None:
             settings = msgspec.structs.replace(settings, max_concurrent_tasks=args.concurrency)
+        if args.queues is not None:
+            settings = msgspec.structs.replace(settings, queues=args.queues)
     except SettingsError as exc:
         print(f"geekblog: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from entrypoints.worker import work
 
     return work(settings)
+
+
+def _queue_list(text: str) -> str:
+    from domain.queues import parse_queues
+
+    try:
+        parse_queues(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _positive_int(text: str) -> int:

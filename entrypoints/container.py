@@ -170,6 +170,7 @@ class Container(containers.DeclarativeContainer):
         poll_seconds=settings.provided.poll_seconds,
         cancel_timeout=settings.provided.cancel_timeout,
         run_jobs=settings.provided.run_jobs,
+        queues=settings.provided.queue_limits,
         # Only a SQLite file is this engine's alone (its lock file): on PostgreSQL another engine may hold
         # the leases found at start, so they are recovered only once they expire.
         exclusive_storage=providers.Callable(lambda s: s.persistence != "postgres", settings),
@@ -296,4 +297,6 @@ class Container(containers.DeclarativeContainer):
         metrics=metrics,
         replica=settings.provided.replica,
         storage=settings.provided.persistence,
+        queues=settings.provided.queue_limits,
+        runs_jobs=settings.provided.run_jobs,
     )

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
+from domain.queues import parse_queues
+
 PREFIX = "GEEKBLOG_"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 REPLICA_MAX_LENGTH = 128
@@ -60,6 +62,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     persistence: Literal["sqlite", "memory", "postgres"] = "sqlite"
     """Where jobs live; ``postgres`` whenever ``database_url`` is set (SQLite stays the default)."""
     max_concurrent_tasks: int = 10
+    queues: str | None = None
+    """The named queues this process's engine serves, ``name[:concurrency],...`` (``default:8,ai:2``): it claims
+    jobs of these queues only, at most ``concurrency`` of a queue at once (a name alone: up to
+    ``max_concurrent_tasks``), and never more than ``max_concurrent_tasks`` in all. Unset: every queue."""
     mode: Literal["production", "development"] = "production"
     task_modules: tuple[str, ...] = ()
     api_token: str | None = None
@@ -111,6 +117,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if self.max_concurrent_tasks < 1:
             raise SettingsError(f"{PREFIX}MAX_CONCURRENT_TASKS must be at least 1, got {self.max_concurrent_tasks}")
+        if self.queues is not None:
+            try:
+                parse_queues(self.queues)
+            except (TypeError, ValueError) as exc:
+                raise SettingsError(f"{PREFIX}QUEUES: {exc}") from None
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"{PREFIX}PORT must be a TCP port (0-65535), got {self.port}")
         if self.shutdown_grace < 0:
@@ -176,6 +187,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(f"{PREFIX}REPLICA {problem}")
         if self.persistence == "sqlite" and not self.db_path:
             raise SettingsError(f"{PREFIX}DB_PATH must not be empty with {PREFIX}PERSISTENCE=sqlite")
+
+    @property
+    def queue_limits(self) -> dict[str, int | None] | None:
+        """``queues`` parsed: each served queue's own concurrency (None: no limit of its own); None: every queue."""
+        return None if self.queues is None else parse_queues(self.queues)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -71,7 +71,8 @@ async def _work(container: Container) -> int:
             async with running_engine(container):
                 print(
                     f"GeekBlog Tasks worker: replica {settings.replica}, {storage_description(settings)},"
-                    f" concurrency {settings.max_concurrent_tasks}; SIGTERM or Ctrl-C stops it"
+                    f" concurrency {settings.max_concurrent_tasks}, queues {settings.queues or 'all'};"
+                    " SIGTERM or Ctrl-C stops it"
                     f" (running jobs get {settings.shutdown_grace:g} s)",
                     flush=True,
                 )

@@ -10,7 +10,7 @@ then earliest ``due_at``, then first stored.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 
 import asyncpg
@@ -18,15 +18,17 @@ import asyncpg
 from adapters.postgres.blocking import PostgresBlockingReader
 from adapters.postgres.errors import one_line
 from adapters.postgres.reads import children_of, job_by_id, jobs_by_ids, workflow_by_id
-from adapters.postgres.rows import INT64, CommitRows, encoded, job_from_row
+from adapters.postgres.rows import INT64, Claimed, CommitRows, encoded, job_from_row
 from adapters.postgres.schema import (
     FORGET_SQL,
     JOB_SELECT,
     LEASED_SQL,
+    NEXT_DUE_IN_SQL,
     NEXT_DUE_SQL,
     PURGE_JOBS_SQL,
     PURGE_TICKS_SQL,
     PURGE_WORKFLOWS_SQL,
+    QUEUE_DEPTHS_SQL,
 )
 from adapters.postgres.writer import Kind, PostgresWriter
 from application.ports import Commit, JobFilter, JobPage, JobRepository
@@ -125,12 +127,22 @@ class PostgresJobRepository(JobRepository):
                 raise NotStorable(f"PostgreSQL cannot store it: {one_line(exc)}") from None
             raise
 
-    async def claim(self, *, owner: str, now: float, limit: int, lease_until: float) -> list[Job]:
+    async def claim(
+        self, *, owner: str, now: float, limit: int, lease_until: float, queues: Mapping[str, int] | None = None
+    ) -> list[Job]:
         self._writer.check_open()
-        if limit <= 0:
+        if queues is not None:
+            queues = {name: room for name, room in queues.items() if room > 0}
+        if limit <= 0 or queues == {}:
             return []
-        claimed: list[Job] = await self._writer.submit(Kind.CLAIM, (float(now), owner, float(lease_until), limit))
-        return claimed
+        payload: tuple[Any, ...] = (float(now), owner, float(lease_until), limit)
+        if queues is not None:
+            payload += (list(queues), list(queues.values()))
+        claimed: list[Claimed] = await self._writer.submit(Kind.CLAIM, payload)
+        if any(item.job.concurrency is not None or item.job.rate_interval is not None for item in claimed):
+            put_back = set(await self._writer.submit(Kind.CONTROLS, (owner, float(now), claimed)))
+            return [item.job for item in claimed if item.job.id not in put_back]
+        return [item.job for item in claimed]
 
     async def save_progress(self, job_id: str, owner: str, progress: Progress) -> bool:
         self._writer.check_open()
@@ -202,9 +214,15 @@ class PostgresJobRepository(JobRepository):
         next_cursor = str(rows[-1][-1]) if more and rows else None
         return JobPage(items=[job_from_row(row) for row in rows], next_cursor=next_cursor)
 
-    async def next_due_at(self) -> float | None:
-        due: float | None = await self._writer.fetchval(NEXT_DUE_SQL)
+    async def next_due_at(self, queues: Collection[str] | None = None) -> float | None:
+        if queues is None:
+            due: float | None = await self._writer.fetchval(NEXT_DUE_SQL)
+        else:
+            due = await self._writer.fetchval(NEXT_DUE_IN_SQL, list(queues))
         return due
+
+    async def queue_depths(self) -> dict[str, int]:
+        return {row[0]: row[1] for row in await self._writer.fetch(QUEUE_DEPTHS_SQL)}
 
     async def leased_jobs(self, *, expired_before: float) -> list[Job]:
         return [job_from_row(row) for row in await self._writer.fetch(LEASED_SQL, float(expired_before))]

@@ -4,12 +4,13 @@ a commit encoded before it reaches the writer (so what cannot be stored is refus
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import asyncpg
 import msgspec
 
 from adapters.postgres.errors import one_line
+from adapters.postgres.schema import JOB_COLUMNS
 from application.ports import Commit
 from domain.canvas import Canvas
 from domain.errors import NotStorable
@@ -82,6 +83,9 @@ def job_row(job: Job) -> tuple[Any, ...]:
         job.root_id,
         None if job.options == NO_OPTIONS else to_json(job.options),
         job.options.parent_id,
+        job.queue,
+        *(job.concurrency or (None, None)),
+        job.rate_interval,
     )
 
 
@@ -146,10 +150,21 @@ def workflow_from_row(row: asyncpg.Record) -> Workflow:
     )
 
 
-def claimed_jobs(rows: Sequence[asyncpg.Record]) -> list[Job]:
-    """Claimed rows (job columns, then ``seq``) in claim order: priority, due time, first stored."""
-    ordered = sorted(rows, key=lambda row: (-row[5], row[6], row[-1]))
-    return [job_from_row(row) for row in ordered]
+class Claimed(NamedTuple):
+    """A job a claim took, and what it was before (to put it back if its concurrency key has no room)."""
+
+    job: Job
+    was_state: str
+    was_started_at: float | None
+    was_progress: str | None
+
+
+def claimed_jobs(rows: Sequence[asyncpg.Record]) -> list[Claimed]:
+    """Claimed rows (job columns, ``seq``, then the job's state, started_at and progress before the claim) in
+    claim order: priority, due time, first stored."""
+    seq = len(JOB_COLUMNS)
+    ordered = sorted(rows, key=lambda row: (-row[5], row[6], row[seq]))
+    return [Claimed(job_from_row(row), row[seq + 1], row[seq + 2], row[seq + 3]) for row in ordered]
 
 
 class CommitRows:

@@ -126,12 +126,40 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (schedule, tick)
     );
     """,
+    # 5 (queue controls): a job's named queue (Job.queue), concurrency key and limit (Job.concurrency) and
+    # seconds between starts of its task (Job.rate_interval), derived from its options, as columns: a claim
+    # picks from the queues an engine serves by index and counts the STARTED jobs holding a key by index;
+    # rate_limits holds when each rate-limited task may start a job next, for every engine.
+    f"""
+    ALTER TABLE jobs ADD COLUMN queue TEXT NOT NULL DEFAULT 'default';
+    ALTER TABLE jobs ADD COLUMN concurrency_key TEXT;
+    ALTER TABLE jobs ADD COLUMN concurrency_limit BIGINT;
+    ALTER TABLE jobs ADD COLUMN rate_interval DOUBLE PRECISION;
+    UPDATE jobs SET
+        queue = coalesce(nullif(options::json ->> 'queue', ''), nullif(options::json ->> 'routing_key', ''), 'default'),
+        concurrency_key = options::json ->> 'concurrency_key',
+        concurrency_limit = CASE WHEN options::json ->> 'concurrency_key' IS NOT NULL
+            THEN coalesce((options::json ->> 'concurrency_limit')::bigint, 1) END
+    WHERE options IS NOT NULL;
+    CREATE INDEX jobs_claim_queue ON jobs (queue, priority DESC, due_at, seq) WHERE state IN {_QUEUED};
+    CREATE INDEX jobs_holding ON jobs (concurrency_key) WHERE state = 'STARTED' AND concurrency_key IS NOT NULL;
+    CREATE INDEX jobs_rate_limited ON jobs (task, due_at) WHERE state IN {_QUEUED} AND rate_interval IS NOT NULL;
+    CREATE TABLE rate_limits (task TEXT PRIMARY KEY, next_start DOUBLE PRECISION NOT NULL);
+    """,
 )
 """Schema migrations: ``MIGRATIONS[i]`` takes the database from version ``i`` to ``i + 1``."""
 
 SCHEMA_VERSION: Final[int] = len(MIGRATIONS)
 
-TABLES: Final[tuple[str, ...]] = ("jobs", "workflows", "projects", "project_sections", "schedules", "schedule_ticks")
+TABLES: Final[tuple[str, ...]] = (
+    "jobs",
+    "workflows",
+    "projects",
+    "project_sections",
+    "schedules",
+    "schedule_ticks",
+    "rate_limits",
+)
 """Every table holding data (not the migrations' own)."""
 
 MIGRATION_LOCK: Final[int] = int.from_bytes(b"geekblog", "big")
@@ -189,6 +217,18 @@ WORKFLOW_COLUMNS: Final[tuple[str, ...]] = (
 if Job.__struct_fields__ != JOB_COLUMNS or Workflow.__struct_fields__ != WORKFLOW_COLUMNS:  # pragma: no cover
     raise RuntimeError("the PostgreSQL schema no longer matches Job/Workflow: add a migration and update the columns")
 
+DERIVED_JOB_COLUMNS: Final[tuple[str, ...]] = (
+    "parent_id",
+    "queue",
+    "concurrency_key",
+    "concurrency_limit",
+    "rate_interval",
+)
+"""Columns written from a job's other fields (``options.parent_id``, :attr:`Job.queue`, :attr:`Job.concurrency`,
+:attr:`Job.rate_interval`), after its own."""
+JOB_ROW_COLUMNS: Final[tuple[str, ...]] = (*JOB_COLUMNS, *DERIVED_JOB_COLUMNS)
+"""What :func:`adapters.postgres.rows.job_row` gives, in order."""
+
 JOB_SELECT: Final = ", ".join(JOB_COLUMNS)
 WORKFLOW_SELECT: Final = ", ".join(WORKFLOW_COLUMNS)
 
@@ -200,7 +240,7 @@ def _upsert_sql(table: str, columns: tuple[str, ...]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) ON CONFLICT (id) DO UPDATE SET {updates}"
 
 
-UPSERT_JOB: Final = _upsert_sql("jobs", (*JOB_COLUMNS, "parent_id"))
+UPSERT_JOB: Final = _upsert_sql("jobs", JOB_ROW_COLUMNS)
 UPSERT_WORKFLOW: Final = _upsert_sql("workflows", WORKFLOW_COLUMNS)
 GUARD_SQL: Final = "SELECT id, state, lease_owner FROM jobs WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
 """The guarded jobs, locked until the commit ends (in id order, so two writers never deadlock on them)."""
@@ -208,26 +248,109 @@ VERSIONS_SQL: Final = "SELECT id, version FROM workflows WHERE id = ANY($1::text
 """The versions of the workflows a run of commits advances, locked until it ends: another engine's advance
 of one of them waits, then reads the version this one stored (and is refused if it planned on the older)."""
 VERSION_SQL: Final = "UPDATE workflows SET version = $1 WHERE id = $2"
-CLAIM_SQL: Final = f"""
-    WITH picked AS (
-        SELECT id FROM jobs
-        WHERE state IN {_QUEUED} AND due_at <= $1
-        ORDER BY priority DESC, due_at, seq
-        LIMIT $4
-        FOR UPDATE SKIP LOCKED
-    )
+_KEY_HAS_ROOM: Final = """NOT (concurrency_key IS NOT NULL AND (concurrency_key, concurrency_limit) IN (
+    SELECT held.concurrency_key, full_at FROM (
+        SELECT concurrency_key, count(*) AS holders FROM jobs AS holder
+        WHERE holder.state = 'STARTED' AND holder.concurrency_key IS NOT NULL GROUP BY concurrency_key
+    ) AS held, generate_series(1, held.holders) AS full_at
+))"""
+"""A queued job's concurrency key has room, as this statement's snapshot sees it (a claim checks again
+under the key's lock: see ``KEY_LOCK_SQL``): its (key, limit) is not among the full ones, (key, 1 ..
+holders). An uncorrelated ``IN``: PostgreSQL reads the holders once per statement into a hash, where a
+correlated count per queued row made the claim on 4,000 queued jobs 2.5 times as long."""
+_RATE_ALLOWS: Final = """NOT (rate_interval IS NOT NULL AND task IN (
+    SELECT rate_limits.task FROM rate_limits WHERE rate_limits.next_start > $1
+))"""
+"""A queued job's task may start a job at ``$1`` by its rate limit, as this statement's snapshot sees it (a
+claim takes the start for real with ``RATE_TAKE_SQL``)."""
+_CLAIMED: Final = f"""
     UPDATE jobs
     SET state = 'STARTED', started_at = $1, attempts = jobs.attempts + 1,
         lease_owner = $2, lease_expires_at = $3, progress = NULL
     FROM picked
     WHERE jobs.id = picked.id
-    RETURNING {", ".join(f"jobs.{column}" for column in JOB_COLUMNS)}, jobs.seq
+    RETURNING {", ".join(f"jobs.{column}" for column in JOB_COLUMNS)}, jobs.seq,
+        picked.was_state, picked.was_started_at, picked.was_progress
+"""
+CLAIM_SQL: Final = f"""
+    WITH picked AS (
+        SELECT id, state AS was_state, started_at AS was_started_at, progress AS was_progress FROM jobs
+        WHERE state IN {_QUEUED} AND due_at <= $1 AND {_KEY_HAS_ROOM} AND {_RATE_ALLOWS}
+        ORDER BY priority DESC, due_at, seq
+        LIMIT $4
+        FOR UPDATE SKIP LOCKED
+    )
+    {_CLAIMED}
 """
 """Take due queued jobs, skipping rows another transaction holds; RETURNING's order is unspecified (the
-caller sorts by priority, due time, seq)."""
+caller sorts by priority, due time, seq). Each row also says what the job was before (state, started_at,
+progress), to put it back if its concurrency key turns out to be full."""
+CLAIM_QUEUES_SQL: Final = f"""
+    WITH picked AS (
+        SELECT candidate.id, candidate.was_state, candidate.was_started_at, candidate.was_progress
+        FROM unnest($5::text[], $6::bigint[]) AS served(queue, room)
+        CROSS JOIN LATERAL (
+            SELECT id, priority, due_at, seq, state AS was_state, started_at AS was_started_at,
+                progress AS was_progress
+            FROM jobs
+            WHERE state IN {_QUEUED} AND due_at <= $1 AND queue = served.queue AND {_KEY_HAS_ROOM} AND {_RATE_ALLOWS}
+            ORDER BY priority DESC, due_at, seq
+            LIMIT least(served.room, $4)
+            FOR UPDATE SKIP LOCKED
+        ) AS candidate
+        ORDER BY candidate.priority DESC, candidate.due_at, candidate.seq
+        LIMIT $4
+    )
+    {_CLAIMED}
+"""
+""":data:`CLAIM_SQL` from the named queues ``$5`` only, at most ``$6[i]`` from the queue ``$5[i]`` (rows locked
+for a queue past the overall limit stay queued, unlocked when the statement ends)."""
 PROGRESS_SQL: Final = "UPDATE jobs SET progress = $1 WHERE id = $2 AND lease_owner = $3"
 RENEW_SQL: Final = "UPDATE jobs SET lease_expires_at = $1 WHERE id = ANY($2::text[]) AND lease_owner = $3"
-NEXT_DUE_SQL: Final = f"SELECT min(due_at) FROM jobs WHERE state IN {_QUEUED}"
+
+
+def _next_due(served: str) -> str:
+    return f"""
+    SELECT min(at) FROM (
+        (SELECT due_at AS at FROM jobs
+         WHERE state IN {_QUEUED} AND rate_interval IS NULL AND {_KEY_HAS_ROOM} {served}
+         ORDER BY due_at LIMIT 1)
+        UNION ALL
+        (SELECT greatest(min(jobs.due_at), max(rate_limits.next_start)) FROM jobs
+         LEFT JOIN rate_limits ON rate_limits.task = jobs.task
+         WHERE state IN {_QUEUED} AND rate_interval IS NOT NULL AND {_KEY_HAS_ROOM} {served}
+         GROUP BY jobs.task)
+    ) AS candidates
+"""
+
+
+NEXT_DUE_SQL: Final = _next_due("")
+"""When the next queued job may start: its due time, or later when its task's rate limit says so (jobs
+waiting on a full concurrency key left out: a holder letting it go wakes the engines)."""
+NEXT_DUE_IN_SQL: Final = _next_due("AND queue = ANY($1::text[])")
+RATE_TAKE_SQL: Final = (
+    "INSERT INTO rate_limits (task, next_start) VALUES ($1, $2) ON CONFLICT (task) DO UPDATE"
+    " SET next_start = excluded.next_start WHERE rate_limits.next_start <= $3 RETURNING task"
+)
+"""Take the start of a job of task ``$1`` at ``$3``, the next one allowed at ``$2``; no row when a start was
+taken since (the row lock orders claims of one task: each sees the next_start the one before stored)."""
+KEY_LOCK_SQL: Final = (
+    "SELECT pg_advisory_xact_lock(hashtextextended('geekblog concurrency key ' || key, 0))"
+    " FROM unnest($1::text[]) AS key ORDER BY key"
+)
+"""Each of these concurrency keys locked until the transaction ends, in key order (no deadlock between two
+claims): claims that took jobs of one key check it one after the other."""
+KEY_HOLDERS_SQL: Final = (
+    "SELECT concurrency_key, count(*) FROM jobs WHERE state = 'STARTED' AND concurrency_key = ANY($1::text[])"
+    " AND NOT (id = ANY($2::text[])) GROUP BY concurrency_key"
+)
+"""The STARTED jobs holding each key, but for the ones being checked."""
+UNCLAIM_SQL: Final = (
+    "UPDATE jobs SET state = $2, started_at = $3, progress = $4, attempts = attempts - 1, lease_owner = NULL,"
+    " lease_expires_at = NULL WHERE id = $1 AND lease_owner = $5"
+)
+"""A claimed job put back as it was: its concurrency key had no room for it after all."""
+QUEUE_DEPTHS_SQL: Final = f"SELECT queue, count(*) FROM jobs WHERE state IN {_QUEUED} GROUP BY queue"
 LEASED_SQL: Final = (
     f"SELECT {JOB_SELECT} FROM jobs WHERE state = 'STARTED' AND lease_owner IS NOT NULL AND lease_expires_at < $1"
     " ORDER BY seq"

@@ -10,13 +10,18 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import asyncpg
 
-from adapters.postgres.rows import CommitRows, claimed_jobs
+from adapters.postgres.rows import Claimed, CommitRows, claimed_jobs
 from adapters.postgres.schema import (
+    CLAIM_QUEUES_SQL,
     CLAIM_SQL,
     GUARD_SQL,
-    JOB_COLUMNS,
+    JOB_ROW_COLUMNS,
+    KEY_HOLDERS_SQL,
+    KEY_LOCK_SQL,
     PROGRESS_SQL,
+    RATE_TAKE_SQL,
     RENEW_SQL,
+    UNCLAIM_SQL,
     UPSERT_JOB,
     UPSERT_WORKFLOW,
     VERSION_SQL,
@@ -36,6 +41,7 @@ __all__ = [
     "Statements",
     "apply_commits",
     "changed",
+    "check_controls",
     "claim_alone",
     "execute_statements",
     "guarded_alone",
@@ -48,9 +54,9 @@ __all__ = [
 
 _GUARDED_UPDATE: Final = (
     "UPDATE jobs SET "
-    + ", ".join(f"{column} = ${index}" for index, column in enumerate((*JOB_COLUMNS, "parent_id")[1:], start=2))
-    + f" WHERE id = $1 AND (${len(JOB_COLUMNS) + 2}::text IS NULL OR lease_owner = ${len(JOB_COLUMNS) + 2})"
-    + f" AND (${len(JOB_COLUMNS) + 3}::text[] IS NULL OR state = ANY(${len(JOB_COLUMNS) + 3}::text[]))"
+    + ", ".join(f"{column} = ${index}" for index, column in enumerate(JOB_ROW_COLUMNS[1:], start=2))
+    + f" WHERE id = $1 AND (${len(JOB_ROW_COLUMNS) + 1}::text IS NULL OR lease_owner = ${len(JOB_ROW_COLUMNS) + 1})"
+    + f" AND (${len(JOB_ROW_COLUMNS) + 2}::text[] IS NULL OR state = ANY(${len(JOB_ROW_COLUMNS) + 2}::text[]))"
 )
 """A guarded commit of the guarded job's own row, when it is all the commit writes: the row is written only
 where the guard holds (its owner, its states), checked on the row as it is when the update locks it."""
@@ -58,7 +64,47 @@ _CURRENT_SQL: Final = "SELECT state, lease_owner FROM jobs WHERE id = $1"
 
 
 async def claim_alone(connection: Connection, payload: Any) -> list[Any]:
-    return claimed_jobs(await connection.fetch(CLAIM_SQL, *payload))
+    return claimed_jobs(await connection.fetch(CLAIM_SQL if len(payload) == 4 else CLAIM_QUEUES_SQL, *payload))
+
+
+async def check_controls(connection: Connection, payload: Any) -> list[str]:
+    """Inside a transaction: check the concurrency keys and rate limits of jobs just claimed (``payload``: the
+    owner, the claim's ``now`` and the :class:`Claimed` jobs, in claim order), and put back the jobs they
+    refuse, as they were; the ids put back.
+
+    Keys first: each is locked (in key order), its other STARTED holders counted, and the jobs past its limit
+    refused; claims that took jobs of one key check it one after the other, each seeing what the ones before
+    committed. Then rate limits: per task (in task order) one start is taken in ``rate_limits`` if its next
+    start has come (the row's lock orders the claims of one task), and the task's other jobs are refused."""
+    owner, now, claimed = payload
+    refused: list[Claimed] = []
+    keyed = [item for item in claimed if item.job.concurrency is not None]
+    if keyed:
+        keys = sorted({item.job.concurrency[0] for item in keyed})
+        await connection.execute(KEY_LOCK_SQL, keys)
+        ids = [item.job.id for item in keyed]
+        holders = {row[0]: row[1] for row in await connection.fetch(KEY_HOLDERS_SQL, keys, ids)}
+        for item in keyed:
+            key, limit = item.job.concurrency
+            if holders.get(key, 0) < limit:
+                holders[key] = holders.get(key, 0) + 1
+            else:
+                refused.append(item)
+    by_task: dict[str, list[Claimed]] = {}
+    refused_by_key = {item.job.id for item in refused}
+    for item in claimed:
+        if item.job.rate_interval is not None and item.job.id not in refused_by_key:
+            by_task.setdefault(item.job.task, []).append(item)
+    for task in sorted(by_task):
+        first, *others = by_task[task]
+        interval = first.job.rate_interval
+        if await connection.fetchval(RATE_TAKE_SQL, task, now + interval, now) is None:
+            others.insert(0, first)
+        refused.extend(others)
+    if refused:
+        rows = [(item.job.id, item.was_state, item.was_started_at, item.was_progress, owner) for item in refused]
+        await connection.executemany(UNCLAIM_SQL, rows)
+    return [item.job.id for item in refused]
 
 
 async def progress_alone(connection: Connection, payload: Any) -> bool:

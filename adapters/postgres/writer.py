@@ -40,6 +40,7 @@ from adapters.postgres.schema import migrate
 from adapters.postgres.statements import (
     Statements,
     apply_commits,
+    check_controls,
     claim_alone,
     execute_statements,
     guarded_alone,
@@ -78,6 +79,9 @@ class Kind(enum.Enum):
     PROGRESS = enum.auto()
     RENEW = enum.auto()
     EXECUTE = enum.auto()
+    CONTROLS = enum.auto()
+    """The concurrency keys and rate limits of jobs just claimed, checked under their locks (always in a
+    transaction)."""
 
 
 class _Op:
@@ -373,6 +377,8 @@ class PostgresWriter:
             elif kind is Kind.RENEW:
                 await renew_alone(connection, payload)
                 outcomes.append(None)
+            elif kind is Kind.CONTROLS:
+                outcomes.append(await check_controls(connection, payload))
             else:
                 outcomes.append(await execute_statements(connection, payload))
             index += 1

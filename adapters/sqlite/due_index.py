@@ -9,6 +9,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from bisect import insort
+from collections.abc import Callable
 
 
 class DueIndex:
@@ -54,8 +55,11 @@ class DueIndex:
     def key(self, job_id: str) -> tuple[int, float, int] | None:
         return self._live.get(job_id)
 
-    def take_due(self, now: float, limit: int) -> list[tuple[str, tuple[int, float, int]]]:
-        """Remove and return up to ``limit`` jobs due at ``now``, in claim order, with their keys."""
+    def take_due(
+        self, now: float, limit: int, refuse: Callable[[str, tuple[int, float, int]], bool] | None = None
+    ) -> list[tuple[str, tuple[int, float, int]]]:
+        """Remove and return up to ``limit`` jobs due at ``now``, in claim order, with their keys. A due job
+        that ``refuse`` is true for is removed too, and not returned (its caller sets it aside)."""
         taken: list[tuple[str, tuple[int, float, int]]] = []
         for priority in reversed(list(self._priorities)):
             heap = self._heaps[priority]
@@ -67,7 +71,9 @@ class DueIndex:
                 if due_at > now:
                     break
                 heapq.heappop(heap)
-                taken.append((job_id, self._live.pop(job_id)))
+                entry = self._live.pop(job_id)
+                if refuse is None or not refuse(job_id, entry):
+                    taken.append((job_id, entry))
             if not heap:
                 del self._heaps[priority]
                 self._priorities.remove(priority)

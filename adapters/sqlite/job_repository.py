@@ -8,7 +8,7 @@ of queued jobs, so a claim with nothing due costs no query at all.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -109,15 +109,17 @@ class SqliteJobRepository(JobRepository):
         see :meth:`SqliteWriter.commit_from_thread`."""
         return self._writer.commit_from_thread(commit)
 
-    async def claim(self, *, owner: str, now: float, limit: int, lease_until: float) -> list[Job]:
+    async def claim(
+        self, *, owner: str, now: float, limit: int, lease_until: float, queues: Mapping[str, int] | None = None
+    ) -> list[Job]:
         self._writer.check_open()
         if limit <= 0:
             return []
         with self._writer.due_lock:
-            taken = self._writer.due.take_due(now, limit)
+            taken = self._writer.due.take_due(now, limit, queues)
         if not taken:
             return []
-        ids = [job_id for job_id, _ in taken]
+        ids = [job_id for job_id, _, _ in taken]
         params = (now, owner, lease_until, *ids)
         try:
             claimed: list[Job] = await self._writer.submit(Kind.CLAIM, (params, ids))
@@ -125,6 +127,10 @@ class SqliteJobRepository(JobRepository):
             with self._writer.due_lock:
                 self._writer.due.restore(taken)
             raise
+        if len(claimed) < len(ids):  # some changed meanwhile: those hold no key
+            stored = {job.id for job in claimed}
+            with self._writer.due_lock:
+                self._writer.due.not_claimed([job_id for job_id in ids if job_id not in stored])
         return claimed
 
     async def save_progress(self, job_id: str, owner: str, progress: Progress) -> bool:
@@ -211,9 +217,13 @@ class SqliteJobRepository(JobRepository):
         next_cursor = str(rows[-1][-1]) if more and rows else None
         return JobPage(items=[job_from_row(row) for row in rows], next_cursor=next_cursor)
 
-    async def next_due_at(self) -> float | None:
+    async def next_due_at(self, queues: Collection[str] | None = None) -> float | None:
         with self._writer.due_lock:
-            return self._writer.due.next_due()
+            return self._writer.due.next_due(queues)
+
+    async def queue_depths(self) -> dict[str, int]:
+        with self._writer.due_lock:  # the index holds exactly the queued jobs (one engine owns the file)
+            return self._writer.due.depths()
 
     async def leased_jobs(self, *, expired_before: float) -> list[Job]:
         rows = self._writer.read(

@@ -156,6 +156,14 @@ class CommitRows:
             raise NotStorable(f"cannot be encoded as JSON: {one_line(exc)}") from None
         self.job_keys = [(job.id, str(job.state), job.lease_owner) for job in commit.jobs]
         self.queue_changes = [
-            (job.id, job.priority, job.due_at) if job.state in QUEUED_STATES else (job.id, None, None)
+            (
+                job.id,
+                job.priority if job.state in QUEUED_STATES else None,
+                job.due_at,
+                job.queue,
+                job.concurrency,
+                job.state == JobState.STARTED,
+                None if (interval := job.rate_interval) is None else (job.task, interval),
+            )
             for job in commit.jobs
         ]

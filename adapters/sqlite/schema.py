@@ -207,7 +207,20 @@ CLAIM_SQL: Final = f"""
     RETURNING {JOB_SELECT}
 """
 """Placeholders, not json_each: with ``IN (?, ...)`` SQLite looks each id up in its index."""
-QUEUED_SQL: Final = "SELECT id, priority, due_at, seq FROM jobs WHERE state IN ('PENDING', 'RETRY') ORDER BY seq"
+QUEUED_SQL: Final = (
+    "SELECT id, priority, due_at, seq, coalesce(nullif(json_extract(options, '$.queue'), ''),"
+    " nullif(json_extract(options, '$.routing_key'), ''), 'default'),"
+    " json_extract(options, '$.concurrency_key'), json_extract(options, '$.concurrency_limit'),"
+    " task, json_extract(options, '$.rate_limit')"
+    " FROM jobs WHERE state IN ('PENDING', 'RETRY') ORDER BY seq"
+)
+"""The queued jobs, each with its named queue (``domain.queues.effective_queue`` in SQL), concurrency key
+and limit, task and rate limit."""
+HOLDING_SQL: Final = (
+    "SELECT id, json_extract(options, '$.concurrency_key') FROM jobs INDEXED BY jobs_state"
+    " WHERE state = 'STARTED' AND json_extract(options, '$.concurrency_key') IS NOT NULL"
+)
+"""The STARTED jobs holding a concurrency key."""
 PROGRESS_SQL: Final = "UPDATE jobs SET progress = ? WHERE id = ? AND lease_owner = ? RETURNING seq"
 RENEW_SQL: Final = "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?"
 TICK_FIRED_SQL: Final = "SELECT 1 FROM schedule_ticks WHERE schedule = ? AND tick = ?"

@@ -14,7 +14,7 @@ Three write paths share the writing connection under one lock: inline on the eve
 
 Reads use a separate connection, called inline (no thread hop): in WAL mode a reader sees the last
 committed state and never blocks the writer. Queued jobs are also indexed in memory
-(:class:`~adapters.sqlite.due_index.DueIndex`), kept in step with every commit, so a claim with
+(:class:`~adapters.sqlite.queue_index.QueueIndexes`), kept in step with every commit, so a claim with
 nothing due costs no query at all.
 """
 
@@ -32,13 +32,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from adapters.sqlite import files
-from adapters.sqlite.due_index import DueIndex
 from adapters.sqlite.errors import NotADatabase, StorageClosed, StorageError, one_line
+from adapters.sqlite.queue_index import QueueIndexes
 from adapters.sqlite.rows import CommitRows
-from adapters.sqlite.schema import QUEUED_SQL, migrate
+from adapters.sqlite.schema import HOLDING_SQL, QUEUED_SQL, migrate
 from adapters.sqlite.transaction import Kind, Params, checkpoint, is_busy, run_transaction
 from application.ports import Commit
 from domain.errors import NotStorable
+from domain.queues import rate_interval
 
 __all__ = ["MAX_BATCH", "Kind", "Params", "SqliteWriter"]
 
@@ -125,7 +126,7 @@ class SqliteWriter:
         self._thread_commits = 0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self.due = DueIndex()
+        self.due = QueueIndexes()
         self.due_lock = threading.Lock()  # commits from other threads update the index too
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
@@ -185,11 +186,22 @@ class SqliteWriter:
         self.lock_path = Path(f"{self.real_path}.lock")
 
     def _index_queued_jobs(self) -> None:
-        self.due = DueIndex()
+        self.due = QueueIndexes()
         last = 0
-        for job_id, priority, due_at, seq in self.read(QUEUED_SQL):
-            self.due.put(job_id, priority, due_at, order=seq)
+        for job_id, priority, due_at, seq, queue, key, limit, task, rate_limit in self.read(QUEUED_SQL):
+            interval = rate_interval(rate_limit)
+            self.due.put(
+                job_id,
+                priority,
+                due_at,
+                queue,
+                order=seq,
+                control=None if key is None else (key, limit or 1),
+                rate=None if interval is None else (task, interval),
+            )
             last = seq
+        for job_id, key in self.read(HOLDING_SQL):
+            self.due.hold(job_id, key)
         self.due.start_order_after(last)
 
     async def close(self) -> None:
@@ -388,11 +400,13 @@ class SqliteWriter:
 
     def _note_queue_changes(self, rows: CommitRows) -> None:
         with self.due_lock:
-            for job_id, priority, due_at in rows.queue_changes:
-                if priority is None or due_at is None:
-                    self.due.discard(job_id)
+            for job_id, priority, due_at, queue, control, started, rate in rows.queue_changes:
+                if priority is not None:
+                    self.due.put(job_id, priority, due_at, queue, control=control, rate=rate)
+                elif started and control is not None:
+                    self.due.started(job_id, control[0])
                 else:
-                    self.due.put(job_id, priority, due_at)
+                    self.due.discard(job_id)
 
     def _write_batch(self, items: list[tuple[Kind, Any]], *, patient: bool = False) -> list[Any]:
         """The batch in one transaction; an outcome (or exception) per item. ``patient``: wait up to

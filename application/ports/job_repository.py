@@ -131,13 +131,18 @@ class JobStore(Protocol):
 class JobQueue(Protocol):
     """The queue side: atomic claims of due jobs, leases held while they run, and their recovery."""
 
-    async def claim(self, *, owner: str, now: float, limit: int, lease_until: float) -> list[Job]:
+    async def claim(
+        self, *, owner: str, now: float, limit: int, lease_until: float, queues: Mapping[str, int] | None = None
+    ) -> list[Job]:
         """Atomically take up to ``limit`` due queued jobs: highest priority first, then earliest
-        ``due_at``, then first submitted. They come back STARTED, attempt counted, leased to ``owner``."""
+        ``due_at``, then first submitted. They come back STARTED, attempt counted, leased to ``owner``.
+
+        ``queues``: only jobs of these named queues (:attr:`Job.queue`), at most ``queues[name]`` of each;
+        None: any queue."""
         ...
 
-    async def next_due_at(self) -> float | None:
-        """The earliest ``due_at`` of any queued job, or None when the queue is empty."""
+    async def next_due_at(self, queues: Collection[str] | None = None) -> float | None:
+        """The earliest ``due_at`` of any queued job (of one of ``queues``, when given), or None when none."""
         ...
 
     async def save_progress(self, job_id: str, owner: str, progress: Progress) -> bool:
@@ -161,6 +166,10 @@ class JobQueries(Protocol):
     async def count_by_state(self, states: Collection[str] | None = None) -> dict[str, int]:
         """Jobs per state (states with none left out); only the ``states`` given, if any: a count of the
         unfinished ones reads their index, not every finished job kept (``/ready`` asks that way)."""
+        ...
+
+    async def queue_depths(self) -> dict[str, int]:
+        """Queued jobs (PENDING or RETRY) per named queue, queues with none left out."""
         ...
 
 

@@ -13,4 +13,13 @@ class Metrics(Protocol):
 
     def observe(self, event: Event) -> None: ...
 
-    def render(self, *, running: int, states: dict[str, int], stuck_threads: int = 0) -> str: ...
+    def render(
+        self,
+        *,
+        running: int,
+        states: dict[str, int],
+        stuck_threads: int = 0,
+        queue_depths: dict[str, int] | None = None,
+    ) -> str:
+        """``queue_depths``: the queued jobs of the shared storage per named queue."""
+        ...

@@ -25,8 +25,8 @@ class Starter(Protocol):
         """On the loop: start a job claimed by :meth:`claim_new`, now committed."""
         ...
 
-    def unclaim(self) -> None:
-        """A job claimed by :meth:`claim_new` was not stored."""
+    def unclaim(self, job: Job) -> None:
+        """``job``, claimed by :meth:`claim_new`, was not stored."""
         ...
 
     def revoking_unlaunched(self, job: Job) -> None:

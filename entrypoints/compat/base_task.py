@@ -76,6 +76,10 @@ class Task:
     priority: int | None = None
     queue: str | None = None
     expires: Any = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    rate_limit: str | int | float | None = None
+    """Celery's ``rate_limit`` (``"10/m"``): its jobs start at most at that rate, on every engine together."""
     bind: bool = True
     """Whether ``run`` gets the task as ``self``: always for a class-based task's method."""
 

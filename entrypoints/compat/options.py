@@ -21,6 +21,8 @@ SUPPORTED: frozenset[str] = frozenset(
         "soft_time_limit",
         "queue",
         "routing_key",
+        "concurrency_key",
+        "concurrency_limit",
         "headers",
         "ignore_result",
         "shadow",
@@ -43,7 +45,17 @@ are stored and shown in ``request.properties``."""
 
 _PROPERTIES = ("app_id", "reply_to", "correlation_id", "content_type", "content_encoding")
 
-_AS_IS = ("priority", "max_retries", "time_limit", "soft_time_limit", "queue", "routing_key", "shadow")
+_AS_IS = (
+    "priority",
+    "max_retries",
+    "time_limit",
+    "soft_time_limit",
+    "queue",
+    "routing_key",
+    "shadow",
+    "concurrency_key",
+    "concurrency_limit",
+)
 
 
 def check_options(options: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 from application.registry import TaskDefinition, TaskRegistry
+from domain.queues import check_concurrency, rate_interval
 from domain.retry_policy import RetryPolicy
 from entrypoints.compat.base_task import Task
 from entrypoints.compat.instrumentation import instrumented
@@ -60,6 +61,9 @@ _TASK_OPTIONS = frozenset(
         "priority",
         "queue",
         "expires",
+        "concurrency_key",
+        "concurrency_limit",
+        "rate_limit",
         "registry",
         "pydantic",
         "pydantic_strict",
@@ -67,7 +71,7 @@ _TASK_OPTIONS = frozenset(
         "pydantic_dump_kwargs",
     }
 )
-"""The decorator's options. Others (``rate_limit`` ...) raise TypeError, never dropped."""
+"""The decorator's options. Others raise TypeError, never dropped."""
 
 _PYDANTIC_OPTIONS = ("pydantic", "pydantic_strict", "pydantic_context", "pydantic_dump_kwargs")
 
@@ -156,6 +160,8 @@ def register_task(task: Task, registry: TaskRegistry | None = None) -> Task:
     if not task.name:
         task.name = f"{cls.__module__}.{cls.__name__}"
     _check_options({key: getattr(task, key) for key in ("serializer", "acks_late", "max_retries")})
+    check_concurrency(task.concurrency_key, task.concurrency_limit)
+    rate_interval(task.rate_limit)
     run = task.run
     parameters = list(inspect.signature(run).parameters)
     lost = task.retry_on_worker_lost
@@ -183,6 +189,9 @@ def register_task(task: Task, registry: TaskRegistry | None = None) -> Task:
         doc=inspect.getdoc(getattr(task, "__wrapped__", run)) if task.bind else inspect.getdoc(run),
         parameters=tuple(parameters),
         typing=bool(task.typing),
+        concurrency_key=task.concurrency_key,
+        concurrency_limit=task.concurrency_limit,
+        rate_limit=None if task.rate_limit is None else str(task.rate_limit),
     )
     task.definition = definition
     task.defaults = {key: getattr(task, key) for key in ("queue", "expires") if getattr(task, key) is not None}

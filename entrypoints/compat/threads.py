@@ -120,7 +120,7 @@ class ThreadBridge:
             stored = access is not None and access.commit_from_thread(Commit(jobs=[claimed or job]))
         finally:
             if not stored and claimed is not None and starter is not None:
-                starter.unclaim()
+                starter.unclaim(claimed)
         if not stored:  # stored by the loop, as a submission there: claimed in its commit when a slot is free
             self._on_loop(self._jobs.queue_new(job))
             return job

@@ -25,7 +25,7 @@ from entrypoints.http.openapi import ClosedStructSchemaPlugin, document_optional
 from entrypoints.http.problems import exception_handlers
 from entrypoints.http.projects import ProjectController
 from entrypoints.http.schedules import ScheduleController
-from entrypoints.http.system import health, metrics, ready, tasks
+from entrypoints.http.system import health, metrics, queues, ready, tasks
 from entrypoints.http.workflows import WorkflowController
 from entrypoints.settings import Settings
 from entrypoints.version import VERSION
@@ -56,6 +56,7 @@ def create_app(container: Container | None = None, *, fast_path: bool = True) ->
             health,
             ready,
             metrics,
+            queues,
             tasks,
         ],
         dependencies=services(container),

@@ -17,7 +17,18 @@ from domain.json_values import ensure_json
 from entrypoints.http.options import canvas_options
 
 _SIGNATURE_KEYS = frozenset({"task", "args", "kwargs", "immutable", "options"})
-_OPTION_KEYS = frozenset({"countdown", "priority", "max_retries", "time_limit", "queue", "routing_key"})
+_OPTION_KEYS = frozenset(
+    {
+        "countdown",
+        "priority",
+        "max_retries",
+        "time_limit",
+        "queue",
+        "routing_key",
+        "concurrency_key",
+        "concurrency_limit",
+    }
+)
 
 
 class _Budget:
@@ -112,7 +123,21 @@ def _signature(value: dict[str, Any], where: str) -> Signature:
         time_limit=checked.time_limit,
         queue=checked.queue,
         routing_key=checked.routing_key,
+        concurrency_key=checked.concurrency_key,
+        concurrency_limit=checked.concurrency_limit,
     )
+
+
+_OPTION_NAMES = (
+    "countdown",
+    "priority",
+    "max_retries",
+    "time_limit",
+    "queue",
+    "routing_key",
+    "concurrency_key",
+    "concurrency_limit",
+)
 
 
 def canvas_to_json(canvas: Canvas) -> dict[str, Any]:
@@ -121,7 +146,7 @@ def canvas_to_json(canvas: Canvas) -> dict[str, Any]:
         node: dict[str, Any] = {"task": canvas.task, "args": canvas.args, "kwargs": canvas.kwargs}
         if canvas.immutable:
             node["immutable"] = True
-        names = ("countdown", "priority", "max_retries", "time_limit", "queue", "routing_key")
+        names = _OPTION_NAMES
         options = {name: getattr(canvas, name) for name in names}
         options = {name: value for name, value in options.items() if value is not None}
         if options:

@@ -10,20 +10,31 @@ import msgspec
 from msgspec import Meta
 
 from domain.canvas import MAX_COUNTDOWN
+from domain.queues import QUEUE_NAME_PATTERN, QUEUE_NAME_RULE
 
 QueueName = Annotated[
     str,
     Meta(
-        min_length=1,
-        max_length=200,
-        pattern=r"^\S+$",
-        description="Celery's queue / routing key: stored on the job and shown (scheduling by queue is to come)",
+        # Checked by the domain, not here: a malformed name is a 422 naming the option (as every queue control).
+        description="A named queue (Celery's queue / routing key): the job waits in `queue`, else in the queue"
+        " its `routing_key` names, else in `default`; engines serve the queues of GEEKBLOG_QUEUES. A name is"
+        f" {QUEUE_NAME_RULE} (`{QUEUE_NAME_PATTERN}`); any other string is refused with a 422",
     ),
 ]
 Countdown = Annotated[float, Meta(ge=0, le=MAX_COUNTDOWN, description="Seconds to wait before starting")]
 Priority = Annotated[int, Meta(ge=-1000, le=1000, description="Higher runs first")]
 MaxRetries = Annotated[int, Meta(ge=0, le=1000)]
 TimeLimit = Annotated[float, Meta(gt=0, description="Hard time limit in seconds")]
+ConcurrencyKey = Annotated[
+    str,
+    Meta(
+        description="At most `concurrency_limit` STARTED jobs with this key at once (e.g. `project:42`); the others"
+        " wait queued, in claim order, on every engine of one database. 1 to 200 printable characters, else a 422"
+    ),
+]
+ConcurrencyLimit = Annotated[
+    int, Meta(description="How many jobs with `concurrency_key` may run at once: 1 to 10000 (default 1), else a 422")
+]
 
 
 class CanvasOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -35,6 +46,8 @@ class CanvasOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     time_limit: TimeLimit | None = None
     queue: QueueName | None = None
     routing_key: QueueName | None = None
+    concurrency_key: ConcurrencyKey | None = None
+    concurrency_limit: ConcurrencyLimit | None = None
 
 
 class JobOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -47,6 +60,8 @@ class JobOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     time_limit: TimeLimit | None = None
     queue: QueueName | None = None
     routing_key: QueueName | None = None
+    concurrency_key: ConcurrencyKey | None = None
+    concurrency_limit: ConcurrencyLimit | None = None
 
 
 def canvas_options(options: object) -> CanvasOptions:

@@ -19,6 +19,7 @@ from application.ports.storage import (
 from domain.errors import (
     Conflict,
     InvalidArguments,
+    InvalidCallOption,
     InvalidCanvas,
     InvalidSchedule,
     InvalidTransition,
@@ -60,6 +61,7 @@ _TABLE: list[tuple[type[BaseException], int, str, str]] = [
     (UnknownTask, 422, "Unknown task", "unknown-task"),
     (InvalidCanvas, 422, "Invalid canvas", "invalid-canvas"),
     (NotJsonValue, 422, "Not JSON data", "not-json"),
+    (InvalidCallOption, 422, "Invalid call option", "invalid-call-option"),
     (InvalidSchedule, 422, "Invalid schedule", "invalid-schedule"),
     (InvalidArguments, 422, "Arguments do not fit the task", "invalid-arguments"),
     (InvalidTransition, 409, "Conflict with the job's state", "invalid-transition"),

@@ -9,11 +9,10 @@ from litestar.exceptions import ValidationException
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from application.article_pipeline import ArticlePipeline
+from application.article_pipeline import ArticlePipeline, article_workflow
 from application.job_service import JobService
 from application.ports import EventBus
 from domain.article import MergeStrategy
-from domain.canvas import Signature
 from domain.errors import Conflict, NotFound
 from domain.project import ProjectStatus
 from domain.states import is_terminal
@@ -31,7 +30,6 @@ from entrypoints.http.schemas import (
 )
 from entrypoints.http.streams import encode, stream
 
-ORCHESTRATOR = "ai.full_article_workflow"
 _DONE = frozenset({ProjectStatus.FINISHED.value, ProjectStatus.FAILED.value})
 
 NO_PROJECT = {404: "No project has this id"}
@@ -122,7 +120,7 @@ class ProjectController(Controller):
             if current is not None and not is_terminal(current.state):
                 raise Conflict(f"project {project_id} is already being written by workflow {current.id}")
         strategy = MergeStrategy((data or ArticleRequest()).plan)
-        workflow = await jobs.submit_canvas(Signature(task=ORCHESTRATOR, args=[project_id, strategy.value]))
+        workflow = await jobs.submit_canvas(article_workflow(project_id, strategy))
         await pipeline.started(project_id, workflow.id)
         return ArticleStarted(
             workflow_id=workflow.id,

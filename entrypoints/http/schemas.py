@@ -52,6 +52,8 @@ class JobSubmission(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             time_limit=self.options.time_limit,
             queue=self.options.queue,
             routing_key=self.options.routing_key,
+            concurrency_key=self.options.concurrency_key,
+            concurrency_limit=self.options.concurrency_limit,
         )
 
 
@@ -80,8 +82,14 @@ class JobOut(msgspec.Struct, kw_only=True):
     workflow_id: str | None
     root_id: str | None
     node: str | None
-    queue: Annotated[str | None, Meta(description="Celery's queue (null: the default queue)")]
+    queue: Annotated[
+        str,
+        Meta(description="The named queue the job waits in: its `queue` option, else its `routing_key`, else default"),
+    ]
     routing_key: str | None
+    concurrency_key: Annotated[str | None, Meta(description="At most `concurrency_limit` jobs with it run at once")]
+    concurrency_limit: Annotated[int | None, Meta(description="null when there is no concurrency_key")]
+    rate_limit: Annotated[str | None, Meta(description="The task's Celery rate limit when the job was made (10/m)")]
     parent_id: Annotated[str | None, Meta(description="Celery's parent_id: the task that sent this one")]
     created_at: str
     due_at: str
@@ -107,8 +115,11 @@ class JobOut(msgspec.Struct, kw_only=True):
             workflow_id=job.workflow_id,
             root_id=job.root_id,
             node=job.node,
-            queue=job.options.queue,
+            queue=job.queue,
             routing_key=job.options.routing_key,
+            concurrency_key=job.options.concurrency_key,
+            concurrency_limit=None if job.concurrency is None else job.concurrency[1],
+            rate_limit=job.options.rate_limit,
             parent_id=job.options.parent_id,
             created_at=iso(job.created_at),
             due_at=iso(job.due_at),
@@ -190,6 +201,9 @@ class TaskOut(msgspec.Struct, kw_only=True):
                 "retry_backoff": policy.retry_backoff,
                 "retry_backoff_max": policy.retry_backoff_max,
                 "retry_jitter": policy.retry_jitter,
+                "rate_limit": definition.rate_limit,
+                "concurrency_key": definition.concurrency_key,
+                "concurrency_limit": definition.concurrency_limit,
             },
         )
 
@@ -231,6 +245,18 @@ class Readiness(msgspec.Struct, kw_only=True):
             shared_queue=None if shared is None else SharedQueue(waiting=shared.waiting, running=shared.running),
             running_here=report.running_here,
         )
+
+
+class QueueOut(msgspec.Struct, kw_only=True):
+    """A named queue: its waiting jobs (every replica on one database counts the same) and whether the
+    replica answering serves it."""
+
+    name: str
+    waiting: Annotated[int, Meta(ge=0, description="PENDING or RETRY jobs of the queue, scheduled ones included")]
+    served_here: Annotated[bool, Meta(description="whether the replica answering takes jobs from it")]
+    concurrency_here: Annotated[
+        int | None, Meta(description="its limit in the replica answering (GEEKBLOG_QUEUES); null: none of its own")
+    ]
 
 
 def iso(timestamp: float) -> str:

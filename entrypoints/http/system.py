@@ -9,7 +9,7 @@ from application.health import HealthService
 from application.registry import TaskRegistry
 from entrypoints.http.injection import Injected
 from entrypoints.http.openapi import NOT_READY, problems
-from entrypoints.http.schemas import Health, Readiness, TaskOut
+from entrypoints.http.schemas import Health, QueueOut, Readiness, TaskOut
 
 REPLICA_HEADER = "X-GeekBlog-Replica"
 _REPLICA_DOC = [
@@ -59,6 +59,18 @@ async def metrics(health_service: Injected[HealthService]) -> Response[str]:
     return Response(  # Litestar adds "; charset=utf-8" to the media type
         text, media_type="text/plain; version=0.0.4", headers={REPLICA_HEADER: health_service.replica}
     )
+
+
+@get("/queues", tags=["system"], summary="Named queues", responses=problems(503), response_headers=_REPLICA_DOC)
+async def queues(health_service: Injected[HealthService]) -> Response[list[QueueOut]]:
+    """Each named queue holding queued jobs or served by the replica answering: its depth (the same on
+    every replica) and whether, and at most how many at once, this replica runs its jobs."""
+    reports = await health_service.queues()
+    body = [
+        QueueOut(name=r.name, waiting=r.waiting, served_here=r.served_here, concurrency_here=r.concurrency_here)
+        for r in reports
+    ]
+    return Response(body, headers={REPLICA_HEADER: health_service.replica})
 
 
 @get("/tasks", tags=["tasks"], summary="List registered tasks", sync_to_thread=False, responses=problems())

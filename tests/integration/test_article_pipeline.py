@@ -89,6 +89,22 @@ class TestFullArticle:
         workflow = (await client.get(f"/workflows/{workflow_id}")).json()
         assert workflow["state"] == "SUCCESS" and workflow["result"]["project_id"] == project_id
 
+    async def test_one_project_never_runs_two_workflows_at_once(self, client: AsyncTestClient[Litestar]) -> None:
+        project_id = (await client.post("/projects", json={"topic": "Locks", "sections": 2})).json()["id"]
+        first = (await client.post(f"/projects/{project_id}/article")).json()["workflow_id"]
+        key = f"project:{project_id}"
+        canvas = {"task": "ai.full_article_workflow", "args": [project_id], "options": {"concurrency_key": key}}
+        second = (await client.post("/workflows", json={"canvas": canvas})).json()["id"]  # past the 409 check
+        roots = []
+        for workflow_id in (first, second):
+            deadline = time.monotonic() + 20
+            while (flow := (await client.get(f"/workflows/{workflow_id}")).json())["state"] != "SUCCESS":
+                assert time.monotonic() < deadline and flow["state"] not in ("FAILURE", "REVOKED"), flow
+                await asyncio.sleep(0.02)
+            roots.append((await client.get(f"/jobs/{flow['nodes'][0]['job_id']}")).json())
+        assert [(root["concurrency_key"], root["concurrency_limit"]) for root in roots] == [(key, 1), (key, 1)]
+        assert interval(roots[1])[0] >= interval(roots[0])[1], "the second waited for the first to end"
+
     async def test_running_the_workflow_again_redoes_nothing(self, client: AsyncTestClient[Litestar]) -> None:
         project_id = (await client.post("/projects", json={"topic": "Caching", "sections": 2})).json()["id"]
         await client.post(f"/projects/{project_id}/article")

@@ -63,7 +63,7 @@ class TestSubmitJob:
         flow = (await client.post("/workflows", json={"canvas": canvas})).json()
         assert flow["canvas"]["chain"][0]["options"] == {"queue": "q1"}
         bad = await client.post("/jobs", json={"task": "geekblog.add", "args": [1, 1], "options": {"queue": "a b"}})
-        assert bad.status_code == 400
+        assert bad.status_code == 422, "issue 14: a malformed queue control is a 422"
 
     async def test_countdown_and_eta_set_when_it_is_due(self, client: AsyncTestClient[Litestar]) -> None:
         later = (

@@ -43,7 +43,14 @@ class RecordingMetrics:
     def observe(self, event: Event) -> None:
         return None
 
-    def render(self, *, running: int, states: dict[str, int], stuck_threads: int = 0) -> str:
+    def render(
+        self,
+        *,
+        running: int,
+        states: dict[str, int],
+        stuck_threads: int = 0,
+        queue_depths: dict[str, int] | None = None,
+    ) -> str:
         self.rendered.append({"running": running, "states": states, "stuck_threads": stuck_threads})
         return "text"
 
