@@ -55,6 +55,10 @@ class JobService:
         """The dispatcher this service starts new jobs through (None: it only queues them)."""
         return self._starter
 
+    def now(self) -> float:
+        """The engine's clock: what relative times given at submission (``expires`` in seconds) count from."""
+        return self._clock.now()
+
     async def submit(self, signature: Signature, *, lineage: Lineage | None = None) -> Job:
         """Store one job for ``signature``; returns once it is committed (acknowledged = durable).
 

@@ -24,7 +24,7 @@ class Submitted(NamedTuple):
 
 async def submit_job(jobs: JobService, submission: JobSubmission) -> Submitted:
     """Submit the job (committed before this returns); the answer of a ``202``."""
-    job = await jobs.submit(submission.signature())
+    job = await jobs.submit(submission.signature(jobs.now()))
     return Submitted(location=f"/jobs/{job.id}", body=_encode(JobOut.of(job)))
 
 

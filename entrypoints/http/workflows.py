@@ -42,7 +42,7 @@ class WorkflowController(Controller):
     )
     async def submit(self, data: JSONBody[WorkflowSubmission], jobs: Injected[JobService]) -> Response[WorkflowOut]:
         """Store the canvas and the steps that can start at once, in one commit, before answering."""
-        workflow = await jobs.submit_canvas(canvas_from_json(data.canvas))
+        workflow = await jobs.submit_canvas(canvas_from_json(data.canvas, now=jobs.now()))
         steps = await jobs.workflow_jobs(workflow.id)
         return Response(
             WorkflowOut.of(workflow, steps), status_code=202, headers={"Location": f"/workflows/{workflow.id}"}
