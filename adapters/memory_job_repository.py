@@ -8,8 +8,8 @@ from collections.abc import Collection, Sequence
 
 import msgspec
 
-from application.ports import Commit, JobFilter, JobPage, JobRepository
-from domain.errors import Conflict, NotStorable, WorkflowChanged
+from application.ports import Commit, IdempotencyKey, JobFilter, JobPage, JobRepository
+from domain.errors import Conflict, IdempotencyKeyTaken, NotStorable, WorkflowChanged
 from domain.job import Job, Progress
 from domain.states import QUEUED_STATES, JobState, is_terminal
 from domain.workflow import Workflow
@@ -29,6 +29,7 @@ class InMemoryJobRepository(JobRepository):
         self._children: dict[str, list[str]] = {}
         self._queue: list[tuple[int, float, int, str]] = []  # (-priority, due_at, seq, id); stale entries skipped
         self._counter = itertools.count(1)
+        self._keys: dict[str, IdempotencyKey] = {}
 
     async def open(self) -> None:
         return None
@@ -49,6 +50,10 @@ class InMemoryJobRepository(JobRepository):
         stale = commit.stale_version(versions)
         if stale is not None:
             raise WorkflowChanged(stale)
+        if commit.idempotency is not None:
+            if commit.idempotency.key in self._keys:
+                raise IdempotencyKeyTaken(commit.idempotency.key)
+            self._keys[commit.idempotency.key] = commit.idempotency
         for workflow in commit.workflows:
             stored = self._workflows.get(workflow.id)
             version = 0 if stored is None else stored.version
@@ -127,6 +132,15 @@ class InMemoryJobRepository(JobRepository):
     async def get_workflow(self, workflow_id: str) -> Workflow | None:
         return self._workflows.get(workflow_id)
 
+    async def idempotency_key(self, key: str) -> IdempotencyKey | None:
+        return self._keys.get(key)
+
+    def _free_keys(self, kind: str, targets: Collection[str]) -> None:
+        """Delete the idempotency keys that created these jobs or workflows (deleted now)."""
+        if targets and self._keys:
+            gone = set(targets)
+            self._keys = {key: held for key, held in self._keys.items() if held.kind != kind or held.target not in gone}
+
     def peek_workflow(self, workflow_id: str) -> Workflow | None:
         return self._workflows.get(workflow_id)
 
@@ -183,6 +197,7 @@ class InMemoryJobRepository(JobRepository):
         del self._seq[job_id]
         if job.workflow_id is not None and job_id in self._workflow_jobs.get(job.workflow_id, []):
             self._workflow_jobs[job.workflow_id].remove(job_id)
+        self._free_keys("job", [job_id])
         return True
 
     async def purge(self, finished_before: float) -> int:
@@ -209,6 +224,8 @@ class InMemoryJobRepository(JobRepository):
         for job_id in gone_jobs:
             del self._jobs[job_id]
             del self._seq[job_id]
+        self._free_keys("workflow", gone_workflows)
+        self._free_keys("job", gone_jobs)
         return len(gone_jobs) + len(gone_workflows)
 
     async def count_by_state(self, states: Collection[str] | None = None) -> dict[str, int]:

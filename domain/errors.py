@@ -72,6 +72,28 @@ class IdInUse(DomainError, ValueError):
         self.ident = ident
 
 
+class IdempotencyKeyTaken(DomainError):
+    """A commit carrying an idempotency key was refused whole: the key is stored already (another
+    submission, maybe a concurrent one, used it). The caller reads what that submission stored."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"idempotency key {key!r} is already used")
+        self.key = key
+
+
+class IdempotencyKeyReused(DomainError, ValueError):
+    """An idempotency key (``Idempotency-Key``, ``idempotency_key=``) given again with a different request
+    than the one it was first used for, while what that request created is kept."""
+
+    def __init__(self, key: str, used_for: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} was used for a different request (it created {used_for}): "
+            "a key stands for one request; use a new key for a new request"
+        )
+        self.key = key
+        self.used_for = used_for
+
+
 class InvalidCallOption(InvalidSchedule):
     """A call option (priority, max_retries, time limit) outside the range the engine can store and honour."""
 

@@ -431,7 +431,7 @@ def _statement_alone(items: list[tuple[Kind, Any]]) -> Alone | None:
     if kind is not Kind.COMMIT:
         return None
     commit: CommitRows = payload
-    if commit.workflow_versions:
+    if commit.workflow_versions or commit.idempotency is not None:
         return None
     if commit.guard is None:
         if commit.job_rows and commit.workflow_rows:
