@@ -9,13 +9,33 @@ from collections.abc import Awaitable, Callable, Sequence
 import msgspec
 
 from application.events import Event
+from application.idempotency import KEY_ATTEMPTS, Idempotency, check_idempotency_key, key_for
 from application.new_jobs import new_job
 from application.outcomes import revoked_error
-from application.ports import Clock, EventBus, Guard, IdSource, JobFilter, JobPage, ServiceStore, Starter
+from application.ports import (
+    Clock,
+    EventBus,
+    Guard,
+    IdempotencyKey,
+    IdSource,
+    JobFilter,
+    JobPage,
+    ServiceStore,
+    Starter,
+)
 from application.registry import TaskRegistry
 from application.workflows import WORKFLOW_RETRIES, Advance, WorkflowEngine
 from domain.canvas import Canvas, Signature, check_schedule, final_id, leaves, path_of_chord
-from domain.errors import Conflict, IdInUse, InvalidCanvas, InvalidTransition, NotFound, WorkflowChanged
+from domain.errors import (
+    Conflict,
+    IdempotencyKeyReused,
+    IdempotencyKeyTaken,
+    IdInUse,
+    InvalidCanvas,
+    InvalidTransition,
+    NotFound,
+    WorkflowChanged,
+)
 from domain.job import ErrorInfo, Job, Progress
 from domain.json_values import ensure_json, json_size
 from domain.states import FAILED_STATES, JobState, is_terminal
@@ -70,10 +90,59 @@ class JobService:
         await self.queue_new(job)
         return job
 
-    async def queue_new(self, job: Job) -> None:
+    async def submit_once(
+        self, signature: Signature, idempotency: Idempotency, *, lineage: Lineage | None = None
+    ) -> tuple[Job, bool]:
+        """:meth:`submit` under an idempotency key: ``(job, True)`` when this call stored it (the key in the
+        same commit), ``(job as it is now, False)`` when an earlier call with the same key and fingerprint
+        did. Raises :class:`IdempotencyKeyReused` when the key was used for another request. Of concurrent
+        calls with one key (on any engine of the storage), one stores its job; the others return it."""
+        check_idempotency_key(idempotency.key)
+        for _ in range(KEY_ATTEMPTS):
+            found = await self._keyed(idempotency, "job")
+            if isinstance(found, Job):
+                return found, False
+            job = self.new_job(signature, lineage=lineage)
+            if signature.id is not None:
+                await self.check_reusable([signature.id])
+            try:
+                await self.queue_new(job, idempotency=key_for(idempotency, "job", job.id, job.created_at))
+            except IdempotencyKeyTaken:
+                continue  # stored by a concurrent call meanwhile: read it
+            return job, True
+        raise Conflict(f"idempotency key {idempotency.key!r} kept changing hands")
+
+    async def submit_canvas_once(self, canvas: Canvas, idempotency: Idempotency) -> tuple[Workflow, bool]:
+        """:meth:`submit_canvas` under an idempotency key, as :meth:`submit_once` does for a job."""
+        check_idempotency_key(idempotency.key)
+        for _ in range(KEY_ATTEMPTS):
+            found = await self._keyed(idempotency, "workflow")
+            if isinstance(found, Workflow):
+                return found, False
+            try:
+                return await self.submit_canvas(canvas, idempotency=idempotency), True
+            except IdempotencyKeyTaken:
+                continue
+        raise Conflict(f"idempotency key {idempotency.key!r} kept changing hands")
+
+    async def _keyed(self, idempotency: Idempotency, kind: str) -> Snapshot | None:
+        """What an earlier submission with this key stored (None if the key is free); raises
+        :class:`IdempotencyKeyReused` if that submission was another request."""
+        held = await self._repo.idempotency_key(idempotency.key)
+        if held is None:
+            return None
+        if held.fingerprint != idempotency.fingerprint or held.kind != kind:
+            raise IdempotencyKeyReused(idempotency.key, f"{held.kind} {held.target}")
+        if held.kind == "job":
+            return await self._repo.get(held.target)
+        return await self._repo.get_workflow(held.target)
+
+    async def queue_new(self, job: Job, *, idempotency: IdempotencyKey | None = None) -> None:
         """Commit a new job (from :meth:`new_job`, its id checked): claimed in that commit and started when
-        the dispatcher has a free slot and nothing else is due, else queued."""
+        the dispatcher has a free slot and nothing else is due, else queued. With ``idempotency``, the key
+        is stored in that commit (:class:`IdempotencyKeyTaken` and nothing stored if it is taken)."""
         advance = Advance()
+        advance.commit.idempotency = idempotency
         await self._workflows.record(advance, job)
         await self._apply_new(advance)
 
@@ -115,7 +184,12 @@ class JobService:
             self._wake()
 
     async def submit_canvas(
-        self, canvas: Canvas, *, workflow_id: str | None = None, lineage: Lineage | None = None
+        self,
+        canvas: Canvas,
+        *,
+        workflow_id: str | None = None,
+        lineage: Lineage | None = None,
+        idempotency: Idempotency | None = None,
     ) -> Workflow:
         """Store a workflow and the jobs that can start at once, in one commit. The stored canvas (the
         workflow's) has an id on every task call and group. Every node is checked as a lone job would be
@@ -133,6 +207,8 @@ class JobService:
                 workflow_id = wanted
         advance = Advance()
         workflow = await self._workflows.start(advance, canvas, workflow_id=workflow_id, lineage=lineage)
+        if idempotency is not None:  # see submit_canvas_once
+            advance.commit.idempotency = key_for(idempotency, "workflow", workflow.id, workflow.created_at)
         await self._apply_new(advance)
         return workflow
 

@@ -81,6 +81,10 @@ class IdempotencyKeyTaken(DomainError):
         self.key = key
 
 
+class InvalidIdempotencyKey(DomainError, ValueError):
+    """An idempotency key that is empty, too long or not printable ASCII."""
+
+
 class IdempotencyKeyReused(DomainError, ValueError):
     """An idempotency key (``Idempotency-Key``, ``idempotency_key=``) given again with a different request
     than the one it was first used for, while what that request created is kept."""

@@ -117,6 +117,8 @@ def test_the_refusals_of_each_operation() -> None:
     }
     assert documenting("422") == {("POST", "/jobs"), ("POST", "/workflows")}
     assert documenting("409") == {
+        ("POST", "/jobs"),  # an Idempotency-Key used for another request
+        ("POST", "/workflows"),
         ("POST", "/jobs/{job_id}/cancel"),
         ("POST", "/jobs/{job_id}/retry"),
         ("POST", "/workflows/{workflow_id}/cancel"),
@@ -130,6 +132,12 @@ def test_the_refusals_of_each_operation() -> None:
     assert DOCUMENT["paths"]["/ready"]["get"]["responses"]["200"]["content"] == {
         "application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}
     }
+    for path in ("/jobs", "/workflows"):  # a repeated keyed submission: 200 with what the first one created
+        operation = DOCUMENT["paths"][path]["post"]
+        assert {"200", "202"} <= set(operation["responses"])
+        [header] = [parameter for parameter in operation["parameters"] if parameter["in"] == "header"]
+        assert header["name"] == "Idempotency-Key" and header["required"] is False
+        assert header["schema"]["maxLength"] == 255
     for path in ("/ready", "/metrics"):  # which replica answered: documented on both
         assert "X-GeekBlog-Replica" in DOCUMENT["paths"][path]["get"]["responses"]["200"]["headers"]
 
