@@ -4,9 +4,13 @@ stores a key with what it creates, in the same commit, and answers a repeat with
 
 from __future__ import annotations
 
-from typing import Final, Literal, NamedTuple
+import hashlib
+from typing import Any, Final, Literal, NamedTuple
+
+import msgspec
 
 from application.ports import IdempotencyKey
+from domain.canvas import Canvas
 from domain.errors import InvalidIdempotencyKey
 
 MAX_KEY_LENGTH: Final = 255
@@ -51,3 +55,31 @@ def key_for(idempotency: Idempotency, kind: Literal["job", "workflow"], target: 
     return IdempotencyKey(
         key=idempotency.key, fingerprint=idempotency.fingerprint, kind=kind, target=target, created_at=now
     )
+
+
+def submission_key(key: object, canvas: Canvas) -> Idempotency | None:
+    """The :class:`Idempotency` of a Python submission of ``canvas`` under ``key`` (None: no key); raises
+    :class:`InvalidIdempotencyKey` for a malformed key."""
+    return None if key is None else Idempotency(check_idempotency_key(key), canvas_fingerprint(canvas))
+
+
+def canvas_fingerprint(canvas: Canvas) -> str:
+    """The fingerprint of a submission of ``canvas`` (a lone call or a whole canvas) from Python: its canonical
+    JSON (keys sorted), every call's ``expires`` left out (an ``expires`` in seconds becomes a different time
+    at each call, and a repeat is the same request)."""
+    plain = _without_expiry(msgspec.to_builtins(canvas))
+    return hashlib.sha256(msgspec.json.encode(plain, order="sorted")).hexdigest()
+
+
+def _without_expiry(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_without_expiry(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if node.get("type") == "signature":
+        node = {key: value for key, value in node.items() if key != "expires"}
+        for key in ("link", "link_error"):
+            if key in node:
+                node[key] = _without_expiry(node[key])
+        return node
+    return {key: _without_expiry(value) for key, value in node.items()}

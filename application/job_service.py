@@ -112,15 +112,20 @@ class JobService:
             return job, True
         raise Conflict(f"idempotency key {idempotency.key!r} kept changing hands")
 
-    async def submit_canvas_once(self, canvas: Canvas, idempotency: Idempotency) -> tuple[Workflow, bool]:
-        """:meth:`submit_canvas` under an idempotency key, as :meth:`submit_once` does for a job."""
+    async def submit_canvas_once(
+        self, canvas: Canvas, idempotency: Idempotency | None, *, lineage: Lineage | None = None
+    ) -> tuple[Workflow, bool]:
+        """:meth:`submit_canvas` under an idempotency key, as :meth:`submit_once` does for a job (without
+        one, :meth:`submit_canvas`)."""
+        if idempotency is None:
+            return await self.submit_canvas(canvas, lineage=lineage), True
         check_idempotency_key(idempotency.key)
         for _ in range(KEY_ATTEMPTS):
             found = await self._keyed(idempotency, "workflow")
             if isinstance(found, Workflow):
                 return found, False
             try:
-                return await self.submit_canvas(canvas, idempotency=idempotency), True
+                return await self.submit_canvas(canvas, lineage=lineage, idempotency=idempotency), True
             except IdempotencyKeyTaken:
                 continue
         raise Conflict(f"idempotency key {idempotency.key!r} kept changing hands")
