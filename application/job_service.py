@@ -86,7 +86,9 @@ class JobService:
         """
         job = self.new_job(signature, lineage=lineage)
         if signature.id is not None:
-            await self.check_reusable([signature.id])
+            pending = await self.check_reusable([signature.id], call=job)
+            if pending is not None:  # the same call under its unfinished id: sent twice, stored once
+                return pending
         await self.queue_new(job)
         return job
 
@@ -163,15 +165,17 @@ class JobService:
         job_id = signature.id or self._ids.new_id()
         return new_job(self._registry, job_id, signature, self._clock.now(), lineage=lineage)
 
-    async def check_reusable(self, ids: list[str]) -> None:
+    async def check_reusable(self, ids: list[str], *, call: Job | None = None) -> Job | None:
         """Refuse task ids given at submission that name a job still in use: one not finished, or one of a
-        workflow not finished. A finished one is replaced, as Celery's backend overwrites a result."""
+        workflow not finished. A finished one is replaced, as Celery's backend overwrites a result. ``call``:
+        the lone job about to be stored under ``ids[0]``; if that id names an unfinished lone job of the same
+        call (task, arguments), that job is returned instead of refused (see :func:`reused_in_use`)."""
         if not ids:
-            return
+            return None
         jobs = await self._repo.get_many(ids)
         workflow_ids = {job.workflow_id for job in jobs.values() if job.workflow_id is not None}
         workflows = {wid: await self._repo.get_workflow(wid) for wid in workflow_ids}
-        reused_in_use(list(jobs.values()), workflows)
+        return reused_in_use(list(jobs.values()), workflows, call=call)
 
     def announce(self, submitted: Sequence[tuple[Job, Job | None]]) -> None:
         """On the loop: publish jobs stored by submitters that commit themselves (``(job, claimed)``:
@@ -451,15 +455,30 @@ class JobService:
         self._wake()
 
 
-def reused_in_use(jobs: Sequence[Job], workflows: dict[str, Workflow | None]) -> None:
+def reused_in_use(jobs: Sequence[Job], workflows: dict[str, Workflow | None], *, call: Job | None = None) -> Job | None:
     """Raise :class:`IdInUse` for the first of ``jobs`` (found under ids given at submission) still in use:
-    not finished, or in a workflow (of ``workflows``, by id) not finished."""
+    not finished, or in a workflow (of ``workflows``, by id) not finished. Except the same ``call`` again: an
+    unfinished lone job with its id, task and arguments is returned (a task sent twice under one
+    ``task_id`` while the first is queued or running is stored once, as an idempotent submission)."""
     for job in jobs:
         if not is_terminal(job.state):
-            raise IdInUse(job.id)
+            if call is not None and job.workflow_id is None and _same_call(job, call):
+                return job
+            raise IdInUse(job.id, job.task)
         workflow = workflows.get(job.workflow_id) if job.workflow_id is not None else None
         if workflow is not None and not is_terminal(workflow.state):
             raise IdInUse(job.id)
+    return None
+
+
+def _same_call(stored: Job, call: Job) -> bool:
+    """Whether ``call`` asks for what ``stored`` is (compared as stored: JSON, a tuple is a list)."""
+    return stored.id == call.id and _encode([stored.task, stored.args, stored.kwargs]) == _encode(
+        [call.task, call.args, call.kwargs]
+    )
+
+
+_encode = msgspec.json.Encoder(order="sorted").encode
 
 
 class EngineStopped(RuntimeError):

@@ -65,10 +65,14 @@ class WorkflowChanged(Conflict):
 
 class IdInUse(DomainError, ValueError):
     """A task id given at submission (``task_id=``, ``freeze()``) names a job still in use (not finished,
-    or part of a workflow not finished); a finished job's id may be given again, replacing it."""
+    or part of a workflow not finished) by another call; a finished job's id may be given again, replacing
+    it, and the same lone call again while it is unfinished is stored once."""
 
-    def __init__(self, ident: str) -> None:
-        super().__init__(f"task id {ident!r} names a job that has not finished: it cannot be given to another call")
+    def __init__(self, ident: str, task: str | None = None) -> None:
+        held = f" (a call of {task})" if task is not None else ""
+        super().__init__(
+            f"task id {ident!r} names a job that has not finished{held}: it cannot be given to another call"
+        )
         self.ident = ident
 
 

@@ -16,7 +16,7 @@ import entrypoints.builtin_tasks  # noqa: F401  (geekblog.add)
 from application.engine import Engine
 from application.idempotency import Idempotency
 from domain.canvas import Signature
-from domain.errors import IdempotencyKeyReused, InvalidIdempotencyKey
+from domain.errors import IdempotencyKeyReused, IdInUse, InvalidIdempotencyKey
 from entrypoints.celery_compat import AsyncResult, chain
 from entrypoints.container import Container
 from entrypoints.settings import Settings
@@ -118,3 +118,34 @@ async def test_two_replicas_submitting_under_one_key_at_once_store_one_job(
         assert len({job.id for job, _ in answers}) == 1, answers
         assert sorted(created for _, created in answers) == [False, False, False, True]
     assert await first.repo.count_by_state() == {"PENDING": 10}
+
+
+class TestTaskIds:
+    """``task_id=`` keeps Celery's meaning (the id of the job; a finished one given again runs again, replacing
+    it); while the job under the id is unfinished, the same call again is stored once, another call refused."""
+
+    async def test_the_same_call_under_an_unfinished_id_is_stored_once(self, engine: Engine) -> None:
+        first = await add.apply_async((1, 2), task_id="report-7", countdown=60)
+        again = await add.apply_async([1, 2], task_id="report-7", countdown=60)
+        from_thread = await asyncio.to_thread(add.apply_async, (1, 2), task_id="report-7", countdown=60)
+        assert first.id == again.id == from_thread.id == "report-7"
+        assert await engine.repo.count_by_state() == {"PENDING": 1}
+
+    async def test_another_call_under_an_unfinished_id_is_refused_naming_it(self, engine: Engine) -> None:
+        await add.apply_async((1, 2), task_id="report-8", countdown=60)
+        for call in (
+            lambda: add.apply_async((2, 2), task_id="report-8"),
+            lambda: asyncio.to_thread(add.apply_async, (2, 2), task_id="report-8"),
+        ):
+            with pytest.raises(IdInUse, match=r"'report-8'.*compat\.add") as raised:
+                await call()
+            assert isinstance(raised.value, ValueError)
+        stored = await engine.repo.get("report-8")
+        assert stored is not None and stored.args == [1, 2]
+
+    async def test_a_finished_id_given_again_runs_again_as_in_celery(self, engine: Engine) -> None:
+        first = await add.apply_async((1, 2), task_id="report-9")
+        assert await first.get(timeout=5) == 3
+        again = await add.apply_async((1, 2), task_id="report-9")
+        assert again.id == "report-9" and await again.get(timeout=5) == 3
+        assert compat_tasks.CALLS == [("add", (1, 2)), ("add", (1, 2))]
