@@ -105,6 +105,9 @@ class JobService:
             if isinstance(found, Job):
                 return found, False
             job = self.new_job(signature, lineage=lineage)
+            job = msgspec.structs.replace(
+                job, options=msgspec.structs.replace(job.options, idempotency_key=idempotency.key)
+            )
             if signature.id is not None:
                 await self.check_reusable([signature.id])
             try:

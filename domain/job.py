@@ -47,6 +47,7 @@ class CallOptions(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     Celery's message properties given at submission (``app_id`` ...); ``argsrepr``/``kwargsrepr``
     stand for the arguments in log lines. ``redelivered``: the job went back to the queue unfinished
     (a ``Reject(requeue=True)``, a lost worker), as a broker redelivers an unacknowledged message.
+    ``idempotency_key``: the key the job was submitted under (HTTP ``Idempotency-Key``, ``idempotency_key=``).
     """
 
     eta: float | None = None
@@ -69,6 +70,7 @@ class CallOptions(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     argsrepr: str | None = None
     kwargsrepr: str | None = None
     redelivered: bool = False
+    idempotency_key: str | None = None
 
 
 NO_OPTIONS: Final = CallOptions()

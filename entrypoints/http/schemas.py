@@ -92,6 +92,7 @@ class JobOut(msgspec.Struct, kw_only=True):
     ]
     started_at: str | None
     finished_at: str | None
+    idempotency_key: Annotated[str | None, Meta(description="The Idempotency-Key it was submitted under")]
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
@@ -118,6 +119,7 @@ class JobOut(msgspec.Struct, kw_only=True):
             expires=iso_or_none(job.options.expires),
             started_at=iso_or_none(job.started_at),
             finished_at=iso_or_none(job.finished_at),
+            idempotency_key=job.options.idempotency_key,
         )
 
 

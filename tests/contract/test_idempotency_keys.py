@@ -12,7 +12,7 @@ import pytest
 from application.ports import Commit, Guard, IdempotencyKey, JobRepository
 from domain.canvas import Signature
 from domain.errors import Conflict, IdempotencyKeyTaken
-from domain.job import Job
+from domain.job import CallOptions, Job
 from domain.states import JobState
 from domain.workflow import Workflow
 
@@ -28,9 +28,10 @@ def key(name: str, target: str, *, kind: Literal["job", "workflow"] = "job", fin
 class TestStoring:
     async def test_a_key_is_stored_with_its_job_and_read_back_whole(self, repo: JobRepository) -> None:
         held = key("k-1", "a")
-        await repo.commit(Commit(jobs=[job("a")], idempotency=held))
+        await repo.commit(Commit(jobs=[job("a", options=CallOptions(idempotency_key="k-1"))], idempotency=held))
         assert await repo.idempotency_key("k-1") == held
-        assert await repo.get("a") is not None
+        stored = await repo.get("a")
+        assert stored is not None and stored.options.idempotency_key == "k-1"  # shown with the job
         assert await repo.idempotency_key("k-2") is None
 
     async def test_a_key_stored_already_refuses_the_whole_commit(self, repo: JobRepository) -> None:

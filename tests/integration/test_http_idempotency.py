@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from litestar.testing import AsyncTestClient
 
 from entrypoints.http.app import create_app
 from tests.integration import compat_tasks
-from tests.integration.conftest import Storage
+from tests.integration.conftest import Storage, new_storage
 from tests.integration.test_http_api import settled
 
 ADD = {"task": "compat.add", "args": [2, 3]}
@@ -48,6 +49,7 @@ class TestJobs:
         first = await client.post("/jobs", json=ADD, headers=keyed("order-1"))
         assert first.status_code == 202
         job = first.json()
+        assert job["idempotency_key"] == "order-1"
         done = await settled(client, first.headers["location"], {"SUCCESS"})
         # The same request: keys in another order, other spacing, defaults spelt out.
         same = json.dumps({"kwargs": {}, "args": [2, 3], "task": "compat.add"}, indent=2)
@@ -72,7 +74,9 @@ class TestJobs:
         assert await count_jobs(client) == 1
 
     async def test_without_a_key_every_request_is_a_new_job(self, client: AsyncTestClient[Litestar]) -> None:
-        ids = {(await client.post("/jobs", json=LATER)).json()["id"] for _ in range(2)}
+        plain = [(await client.post("/jobs", json=LATER)).json() for _ in range(2)]
+        assert [job["idempotency_key"] for job in plain] == [None, None]
+        ids = {job["id"] for job in plain}
         keyed_ids = {(await client.post("/jobs", json=LATER, headers=keyed(f"k{i}"))).json()["id"] for i in range(2)}
         assert len(ids | keyed_ids) == 4
 
@@ -135,3 +139,24 @@ class TestWorkflows:
         assert sorted(answer.status_code for answer in answers) == [200] * 5 + [202]
         assert len({answer.json()["id"] for answer in answers}) == 1
         assert await count_jobs(client) == 1
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def durable(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    return await new_storage(request.param, request, tmp_path)
+
+
+async def test_the_key_and_the_expiry_survive_a_restart(durable: Storage) -> None:
+    body = {"task": "compat.add", "args": [2, 3], "options": {"countdown": 60, "expires": 120}}
+    container = durable.container(task_modules=("tests.integration.compat_tasks",))
+    async with AsyncTestClient(create_app(container)) as before:
+        first = await before.post("/jobs", json=body, headers=keyed("across"))
+        assert first.status_code == 202
+    again = durable.container(task_modules=("tests.integration.compat_tasks",))
+    async with AsyncTestClient(create_app(again)) as after:
+        shown = (await after.get(first.headers["location"])).json()
+        assert shown["expires"] == first.json()["expires"] and shown["idempotency_key"] == "across"
+        repeat = await after.post("/jobs", json=body, headers=keyed("across"))
+        assert repeat.status_code == 200 and repeat.json()["id"] == shown["id"]
+        other = await after.post("/jobs", json={**body, "args": [3, 3]}, headers=keyed("across"))
+        assert other.status_code == 409

@@ -37,6 +37,8 @@ class TestTasks:
         await first.get(timeout=5)
         again = await add.apply_async((1, 2), idempotency_key="nightly-1", expires=60)  # expires is not the call
         assert again.id == first.id
+        stored = await engine.repo.get(first.id)
+        assert stored is not None and stored.options.idempotency_key == "nightly-1"
         signature = add.s(1, 2).set(idempotency_key="nightly-1")
         assert (await signature.apply_async()).id == first.id
         await ran_once(engine, again)
