@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from application.idempotency import submission_key
+from application.idempotency import Idempotency, canvas_fingerprint, check_idempotency_key
 from domain import canvas as model
 from domain.json_values import ensure_json
 from entrypoints.compat import binding
@@ -293,15 +293,20 @@ def submit_keyed(spec: model.Signature, key: Any, *, ignored: bool = False) -> A
     """``apply_async(idempotency_key=key)``: the first call with ``key`` stores the job with the key, in one
     commit; the same call again (same task, arguments and options but ``expires``) returns the handle of that
     job, for as long as it is kept; another call under the key raises ``IdempotencyKeyReused`` (a ValueError).
-    Through the engine's loop from any thread (the key is read before the job is stored)."""
-    idempotency = submission_key(key, spec)
+    Through the engine's loop from any thread (the key is read before the job is stored). Celery's
+    ``after_task_publish`` is sent only by the call that stored the job."""
+    idempotency = Idempotency(check_idempotency_key(key), canvas_fingerprint(spec))
     lineage = _lineage()
     ensure_json(spec.args, f"{spec.task} args")
     ensure_json(spec.kwargs, f"{spec.task} kwargs")
+    if spec.id is None and _publish_receivers():  # as submit_signature: the publish signals name the id
+        spec = msgspec.structs.replace(spec, id=str(uuid.uuid4()))
+    published = _publishing(spec, lineage)
 
     async def submit(engine: Any) -> AsyncResult:
-        assert idempotency is not None
-        job, _ = await engine.jobs.submit_once(spec, idempotency, lineage=lineage)
+        job, created = await engine.jobs.submit_once(spec, idempotency, lineage=lineage)
+        if created:
+            published()
         return AsyncResult(job.id, ignored=ignored)
 
     return binding.call(submit)

@@ -18,6 +18,7 @@ from application.idempotency import Idempotency
 from domain.canvas import Signature
 from domain.errors import IdempotencyKeyReused, IdInUse, InvalidIdempotencyKey
 from entrypoints.celery_compat import AsyncResult, chain
+from entrypoints.compat import signals
 from entrypoints.container import Container
 from entrypoints.settings import Settings
 from tests.integration import compat_tasks
@@ -42,6 +43,28 @@ class TestTasks:
         signature = add.s(1, 2).set(idempotency_key="nightly-1")
         assert (await signature.apply_async()).id == first.id
         await ran_once(engine, again)
+
+    async def test_publish_signals_name_the_job_and_after_publish_comes_once(self, engine: Engine) -> None:
+        sent: list[tuple[str, str]] = []
+
+        def before(headers: dict[str, Any], **_: Any) -> None:
+            sent.append(("before", headers["id"]))
+
+        def after(headers: dict[str, Any], **_: Any) -> None:
+            sent.append(("after", headers["id"]))
+
+        signals.before_task_publish.connect(before, weak=False)
+        signals.after_task_publish.connect(after, weak=False)
+        try:
+            first = await add.apply_async((1, 2), idempotency_key="signalled")
+            again = await add.apply_async((1, 2), idempotency_key="signalled")
+        finally:
+            signals.before_task_publish.disconnect(before)
+            signals.after_task_publish.disconnect(after)
+        assert again.id == first.id
+        assert sent[:2] == [("before", first.id), ("after", first.id)]
+        assert [kind for kind, _ in sent] == ["before", "after", "before"]  # the repeat stored nothing
+        await ran_once(engine, first)
 
     async def test_another_call_under_the_key_raises(self, engine: Engine) -> None:
         first = await add.apply_async((1, 2), idempotency_key="k")
