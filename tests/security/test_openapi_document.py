@@ -250,3 +250,12 @@ async def test_not_ready_is_the_documented_503() -> None:
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/json"
     assert response.json()["status"] == "unavailable"
+
+
+def test_expires_documents_both_of_its_forms() -> None:
+    """``expires`` is seconds (bounded, as countdown) or a time; the number keeps its bounds inside ``oneOf``."""
+    for schema in ("JobOptions", "JobOut"):
+        assert "expires" in DOCUMENT["components"]["schemas"][schema]["properties"]
+    number, moment, null = DOCUMENT["components"]["schemas"]["JobOptions"]["properties"]["expires"]["oneOf"]
+    assert number == {"type": "number", "minimum": 0, "maximum": 316224000.0, "description": "Seconds from submission"}
+    assert moment == {"type": "string", "format": "date-time"} and null == {"type": "null"}
