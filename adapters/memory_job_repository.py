@@ -8,9 +8,9 @@ from collections.abc import Collection, Mapping, Sequence
 
 import msgspec
 
-from application.ports import Commit, JobFilter, JobPage, JobRepository
+from application.ports import Commit, IdempotencyKey, JobFilter, JobPage, JobRepository
 from application.ports.schedule_store import ScheduleStore, ScheduleTick
-from domain.errors import Conflict, NotStorable, WorkflowChanged
+from domain.errors import Conflict, IdempotencyKeyTaken, NotStorable, WorkflowChanged
 from domain.job import Job, Progress
 from domain.schedule import Schedule
 from domain.states import QUEUED_STATES, JobState, is_terminal
@@ -37,6 +37,7 @@ class InMemoryJobRepository(JobRepository):
         """The schedules of :class:`InMemoryScheduleStore` (a commit's tick advances them)."""
         self.ticks: dict[tuple[str, float], str] = {}
         """Fired (schedule, tick) pairs and their job ids."""
+        self._keys: dict[str, IdempotencyKey] = {}
 
     async def open(self) -> None:
         return None
@@ -57,8 +58,12 @@ class InMemoryJobRepository(JobRepository):
         stale = commit.stale_version(versions)
         if stale is not None:
             raise WorkflowChanged(stale)
+        if commit.idempotency is not None and commit.idempotency.key in self._keys:
+            raise IdempotencyKeyTaken(commit.idempotency.key)
         if commit.tick is not None:
             self._fire(commit.tick)
+        if commit.idempotency is not None:
+            self._keys[commit.idempotency.key] = commit.idempotency
         for workflow in commit.workflows:
             stored = self._workflows.get(workflow.id)
             version = 0 if stored is None else stored.version
@@ -165,6 +170,15 @@ class InMemoryJobRepository(JobRepository):
     async def get_workflow(self, workflow_id: str) -> Workflow | None:
         return self._workflows.get(workflow_id)
 
+    async def idempotency_key(self, key: str) -> IdempotencyKey | None:
+        return self._keys.get(key)
+
+    def _free_keys(self, kind: str, targets: Collection[str]) -> None:
+        """Delete the idempotency keys that created these jobs or workflows (deleted now)."""
+        if targets and self._keys:
+            gone = set(targets)
+            self._keys = {key: held for key, held in self._keys.items() if held.kind != kind or held.target not in gone}
+
     def peek_workflow(self, workflow_id: str) -> Workflow | None:
         return self._workflows.get(workflow_id)
 
@@ -248,6 +262,7 @@ class InMemoryJobRepository(JobRepository):
         del self._seq[job_id]
         if job.workflow_id is not None and job_id in self._workflow_jobs.get(job.workflow_id, []):
             self._workflow_jobs[job.workflow_id].remove(job_id)
+        self._free_keys("job", [job_id])
         return True
 
     async def purge(self, finished_before: float) -> int:
@@ -276,6 +291,8 @@ class InMemoryJobRepository(JobRepository):
             del self._seq[job_id]
         for key in [key for key, job_id in self.ticks.items() if key[1] < finished_before and job_id not in self._jobs]:
             del self.ticks[key]
+        self._free_keys("workflow", gone_workflows)
+        self._free_keys("job", gone_jobs)
         return len(gone_jobs) + len(gone_workflows)
 
     async def count_by_state(self, states: Collection[str] | None = None) -> dict[str, int]:

@@ -9,14 +9,34 @@ from collections.abc import Awaitable, Callable, Sequence
 import msgspec
 
 from application.events import Event
+from application.idempotency import KEY_ATTEMPTS, Idempotency, check_idempotency_key, key_for
 from application.new_jobs import new_job
 from application.outcomes import revoked_error
-from application.ports import Clock, EventBus, Guard, IdSource, JobFilter, JobPage, ServiceStore, Starter
+from application.ports import (
+    Clock,
+    EventBus,
+    Guard,
+    IdempotencyKey,
+    IdSource,
+    JobFilter,
+    JobPage,
+    ServiceStore,
+    Starter,
+)
 from application.ports.schedule_store import ScheduleTick
 from application.registry import TaskRegistry
 from application.workflows import WORKFLOW_RETRIES, Advance, WorkflowEngine
 from domain.canvas import Canvas, Signature, check_schedule, final_id, leaves, path_of_chord
-from domain.errors import Conflict, IdInUse, InvalidCanvas, InvalidTransition, NotFound, WorkflowChanged
+from domain.errors import (
+    Conflict,
+    IdempotencyKeyReused,
+    IdempotencyKeyTaken,
+    IdInUse,
+    InvalidCanvas,
+    InvalidTransition,
+    NotFound,
+    WorkflowChanged,
+)
 from domain.job import ErrorInfo, Job, Progress
 from domain.json_values import ensure_json, json_size
 from domain.states import FAILED_STATES, JobState, is_terminal
@@ -56,6 +76,10 @@ class JobService:
         """The dispatcher this service starts new jobs through (None: it only queues them)."""
         return self._starter
 
+    def now(self) -> float:
+        """The engine's clock: what relative times given at submission (``expires`` in seconds) count from."""
+        return self._clock.now()
+
     async def submit(self, signature: Signature, *, lineage: Lineage | None = None) -> Job:
         """Store one job for ``signature``; returns once it is committed (acknowledged = durable).
 
@@ -63,14 +87,73 @@ class JobService:
         """
         job = self.new_job(signature, lineage=lineage)
         if signature.id is not None:
-            await self.check_reusable([signature.id])
+            pending = await self.check_reusable([signature.id], call=job)
+            if pending is not None:  # the same call under its unfinished id: sent twice, stored once
+                return pending
         await self.queue_new(job)
         return job
 
-    async def queue_new(self, job: Job) -> None:
+    async def submit_once(
+        self, signature: Signature, idempotency: Idempotency, *, lineage: Lineage | None = None
+    ) -> tuple[Job, bool]:
+        """:meth:`submit` under an idempotency key: ``(job, True)`` when this call stored it (the key in the
+        same commit), ``(job as it is now, False)`` when an earlier call with the same key and fingerprint
+        did. Raises :class:`IdempotencyKeyReused` when the key was used for another request. Of concurrent
+        calls with one key (on any engine of the storage), one stores its job; the others return it."""
+        check_idempotency_key(idempotency.key)
+        for _ in range(KEY_ATTEMPTS):
+            found = await self._keyed(idempotency, "job")
+            if isinstance(found, Job):
+                return found, False
+            job = self.new_job(signature, lineage=lineage)
+            job = msgspec.structs.replace(
+                job, options=msgspec.structs.replace(job.options, idempotency_key=idempotency.key)
+            )
+            if signature.id is not None:
+                await self.check_reusable([signature.id])
+            try:
+                await self.queue_new(job, idempotency=key_for(idempotency, "job", job.id, job.created_at))
+            except IdempotencyKeyTaken:
+                continue  # stored by a concurrent call meanwhile: read it
+            return job, True
+        raise Conflict(f"idempotency key {idempotency.key!r} kept changing hands")
+
+    async def submit_canvas_once(
+        self, canvas: Canvas, idempotency: Idempotency | None, *, lineage: Lineage | None = None
+    ) -> tuple[Workflow, bool]:
+        """:meth:`submit_canvas` under an idempotency key, as :meth:`submit_once` does for a job (without
+        one, :meth:`submit_canvas`)."""
+        if idempotency is None:
+            return await self.submit_canvas(canvas, lineage=lineage), True
+        check_idempotency_key(idempotency.key)
+        for _ in range(KEY_ATTEMPTS):
+            found = await self._keyed(idempotency, "workflow")
+            if isinstance(found, Workflow):
+                return found, False
+            try:
+                return await self.submit_canvas(canvas, lineage=lineage, idempotency=idempotency), True
+            except IdempotencyKeyTaken:
+                continue
+        raise Conflict(f"idempotency key {idempotency.key!r} kept changing hands")
+
+    async def _keyed(self, idempotency: Idempotency, kind: str) -> Snapshot | None:
+        """What an earlier submission with this key stored (None if the key is free); raises
+        :class:`IdempotencyKeyReused` if that submission was another request."""
+        held = await self._repo.idempotency_key(idempotency.key)
+        if held is None:
+            return None
+        if held.fingerprint != idempotency.fingerprint or held.kind != kind:
+            raise IdempotencyKeyReused(idempotency.key, f"{held.kind} {held.target}")
+        if held.kind == "job":
+            return await self._repo.get(held.target)
+        return await self._repo.get_workflow(held.target)
+
+    async def queue_new(self, job: Job, *, idempotency: IdempotencyKey | None = None) -> None:
         """Commit a new job (from :meth:`new_job`, its id checked): claimed in that commit and started when
-        the dispatcher has a free slot and nothing else is due, else queued."""
+        the dispatcher has a free slot and nothing else is due, else queued. With ``idempotency``, the key
+        is stored in that commit (:class:`IdempotencyKeyTaken` and nothing stored if it is taken)."""
         advance = Advance()
+        advance.commit.idempotency = idempotency
         await self._workflows.record(advance, job)
         await self._apply_new(advance)
 
@@ -94,15 +177,17 @@ class JobService:
         job_id = signature.id or self._ids.new_id()
         return new_job(self._registry, job_id, signature, self._clock.now(), lineage=lineage)
 
-    async def check_reusable(self, ids: list[str]) -> None:
+    async def check_reusable(self, ids: list[str], *, call: Job | None = None) -> Job | None:
         """Refuse task ids given at submission that name a job still in use: one not finished, or one of a
-        workflow not finished. A finished one is replaced, as Celery's backend overwrites a result."""
+        workflow not finished. A finished one is replaced, as Celery's backend overwrites a result. ``call``:
+        the lone job about to be stored under ``ids[0]``; if that id names an unfinished lone job of the same
+        call (task, arguments), that job is returned instead of refused (see :func:`reused_in_use`)."""
         if not ids:
-            return
+            return None
         jobs = await self._repo.get_many(ids)
         workflow_ids = {job.workflow_id for job in jobs.values() if job.workflow_id is not None}
         workflows = {wid: await self._repo.get_workflow(wid) for wid in workflow_ids}
-        reused_in_use(list(jobs.values()), workflows)
+        return reused_in_use(list(jobs.values()), workflows, call=call)
 
     def announce(self, submitted: Sequence[tuple[Job, Job | None]]) -> None:
         """On the loop: publish jobs stored by submitters that commit themselves (``(job, claimed)``:
@@ -120,7 +205,12 @@ class JobService:
             self._wake()
 
     async def submit_canvas(
-        self, canvas: Canvas, *, workflow_id: str | None = None, lineage: Lineage | None = None
+        self,
+        canvas: Canvas,
+        *,
+        workflow_id: str | None = None,
+        lineage: Lineage | None = None,
+        idempotency: Idempotency | None = None,
     ) -> Workflow:
         """Store a workflow and the jobs that can start at once, in one commit. The stored canvas (the
         workflow's) has an id on every task call and group. Every node is checked as a lone job would be
@@ -138,6 +228,8 @@ class JobService:
                 workflow_id = wanted
         advance = Advance()
         workflow = await self._workflows.start(advance, canvas, workflow_id=workflow_id, lineage=lineage)
+        if idempotency is not None:  # see submit_canvas_once
+            advance.commit.idempotency = key_for(idempotency, "workflow", workflow.id, workflow.created_at)
         await self._apply_new(advance)
         return workflow
 
@@ -375,15 +467,30 @@ class JobService:
         self._wake()
 
 
-def reused_in_use(jobs: Sequence[Job], workflows: dict[str, Workflow | None]) -> None:
+def reused_in_use(jobs: Sequence[Job], workflows: dict[str, Workflow | None], *, call: Job | None = None) -> Job | None:
     """Raise :class:`IdInUse` for the first of ``jobs`` (found under ids given at submission) still in use:
-    not finished, or in a workflow (of ``workflows``, by id) not finished."""
+    not finished, or in a workflow (of ``workflows``, by id) not finished. Except the same ``call`` again: an
+    unfinished lone job with its id, task and arguments is returned (a task sent twice under one
+    ``task_id`` while the first is queued or running is stored once, as an idempotent submission)."""
     for job in jobs:
         if not is_terminal(job.state):
-            raise IdInUse(job.id)
+            if call is not None and job.workflow_id is None and _same_call(job, call):
+                return job
+            raise IdInUse(job.id, job.task)
         workflow = workflows.get(job.workflow_id) if job.workflow_id is not None else None
         if workflow is not None and not is_terminal(workflow.state):
             raise IdInUse(job.id)
+    return None
+
+
+def _same_call(stored: Job, call: Job) -> bool:
+    """Whether ``call`` asks for what ``stored`` is (compared as stored: JSON, a tuple is a list)."""
+    return stored.id == call.id and _encode([stored.task, stored.args, stored.kwargs]) == _encode(
+        [call.task, call.args, call.kwargs]
+    )
+
+
+_encode = msgspec.json.Encoder(order="sorted").encode
 
 
 class EngineStopped(RuntimeError):

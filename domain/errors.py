@@ -65,11 +65,41 @@ class WorkflowChanged(Conflict):
 
 class IdInUse(DomainError, ValueError):
     """A task id given at submission (``task_id=``, ``freeze()``) names a job still in use (not finished,
-    or part of a workflow not finished); a finished job's id may be given again, replacing it."""
+    or part of a workflow not finished) by another call; a finished job's id may be given again, replacing
+    it, and the same lone call again while it is unfinished is stored once."""
 
-    def __init__(self, ident: str) -> None:
-        super().__init__(f"task id {ident!r} names a job that has not finished: it cannot be given to another call")
+    def __init__(self, ident: str, task: str | None = None) -> None:
+        held = f" (a call of {task})" if task is not None else ""
+        super().__init__(
+            f"task id {ident!r} names a job that has not finished{held}: it cannot be given to another call"
+        )
         self.ident = ident
+
+
+class IdempotencyKeyTaken(DomainError):
+    """A commit carrying an idempotency key was refused whole: the key is stored already (another
+    submission, maybe a concurrent one, used it). The caller reads what that submission stored."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"idempotency key {key!r} is already used")
+        self.key = key
+
+
+class InvalidIdempotencyKey(DomainError, ValueError):
+    """An idempotency key that is empty, too long or not printable ASCII."""
+
+
+class IdempotencyKeyReused(DomainError, ValueError):
+    """An idempotency key (``Idempotency-Key``, ``idempotency_key=``) given again with a different request
+    than the one it was first used for, while what that request created is kept."""
+
+    def __init__(self, key: str, used_for: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} was used for a different request (it created {used_for}): "
+            "a key stands for one request; use a new key for a new request"
+        )
+        self.key = key
+        self.used_for = used_for
 
 
 class InvalidCallOption(InvalidSchedule):

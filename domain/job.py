@@ -52,6 +52,7 @@ class CallOptions(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     (ISO-8601, UTC; the time of the request for a run on request).
     ``concurrency_key``/``concurrency_limit``: at most that many STARTED jobs with the key at once (1 when
     no limit is given); ``rate_limit``: the task's Celery rate limit (``"10/m"``) when the job was made.
+    ``idempotency_key``: the key the job was submitted under (HTTP ``Idempotency-Key``, ``idempotency_key=``).
     """
 
     eta: float | None = None
@@ -79,6 +80,7 @@ class CallOptions(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
     rate_limit: str | None = None
+    idempotency_key: str | None = None
 
 
 NO_OPTIONS: Final = CallOptions()

@@ -21,6 +21,7 @@ from adapters.postgres.reads import children_of, job_by_id, jobs_by_ids, workflo
 from adapters.postgres.rows import INT64, Claimed, CommitRows, encoded, job_from_row
 from adapters.postgres.schema import (
     FORGET_SQL,
+    IDEMPOTENCY_COLUMNS,
     JOB_SELECT,
     LEASED_SQL,
     NEXT_DUE_IN_SQL,
@@ -31,7 +32,7 @@ from adapters.postgres.schema import (
     QUEUE_DEPTHS_SQL,
 )
 from adapters.postgres.writer import Kind, PostgresWriter
-from application.ports import Commit, JobFilter, JobPage, JobRepository
+from application.ports import Commit, IdempotencyKey, JobFilter, JobPage, JobRepository
 from domain.errors import NotStorable
 from domain.job import Job, Progress
 from domain.workflow import Workflow
@@ -39,6 +40,7 @@ from domain.workflow import Workflow
 __all__ = ["PostgresJobRepository"]
 
 _WORKFLOW_JOBS: Final = f"SELECT {JOB_SELECT} FROM jobs WHERE workflow_id = $1 ORDER BY seq"
+_KEY_SQL: Final = f"SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE key = $1"
 
 
 class PostgresJobRepository(JobRepository):
@@ -181,6 +183,13 @@ class PostgresJobRepository(JobRepository):
 
     async def get_workflow(self, workflow_id: str) -> Workflow | None:
         return await workflow_by_id(self._writer.fetch, workflow_id)
+
+    async def idempotency_key(self, key: str) -> IdempotencyKey | None:
+        rows = await self._writer.fetch(_KEY_SQL, key)
+        if not rows:
+            return None
+        key, fingerprint, kind, target, created_at = rows[0]
+        return IdempotencyKey(key=key, fingerprint=fingerprint, kind=kind, target=target, created_at=created_at)
 
     async def workflow_jobs(self, workflow_id: str) -> list[Job]:
         return [job_from_row(row) for row in await self._writer.fetch(_WORKFLOW_JOBS, workflow_id)]

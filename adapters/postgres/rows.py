@@ -170,7 +170,16 @@ def claimed_jobs(rows: Sequence[asyncpg.Record]) -> list[Claimed]:
 class CommitRows:
     """A commit, encoded by the caller: rows to upsert, and each job's (id, state, lease_owner) for guards."""
 
-    __slots__ = ("guard", "job_keys", "job_rows", "stale_version", "tick", "workflow_rows", "workflow_versions")
+    __slots__ = (
+        "guard",
+        "idempotency",
+        "job_keys",
+        "job_rows",
+        "stale_version",
+        "tick",
+        "workflow_rows",
+        "workflow_versions",
+    )
 
     def __init__(self, commit: Commit) -> None:
         self.guard = commit.guard
@@ -185,3 +194,7 @@ class CommitRows:
         except _ENCODING_ERRORS as exc:
             raise NotStorable(f"cannot be encoded as JSON: {one_line(exc)}") from None
         self.job_keys = [(job.id, str(job.state), job.lease_owner) for job in commit.jobs]
+        held = commit.idempotency
+        self.idempotency = (
+            None if held is None else (held.key, held.fingerprint, held.kind, held.target, float(held.created_at))
+        )

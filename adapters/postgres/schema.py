@@ -146,6 +146,30 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX jobs_rate_limited ON jobs (task, due_at) WHERE state IN {_QUEUED} AND rate_interval IS NOT NULL;
     CREATE TABLE rate_limits (task TEXT PRIMARY KEY, next_start DOUBLE PRECISION NOT NULL);
     """,
+    # 6: idempotency keys (Commit.idempotency), each kept as long as the job or workflow it created: the
+    # triggers free the keys of the rows a statement deletes (forget, purge).
+    """
+    CREATE TABLE idempotency_keys (
+        key TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX idempotency_keys_target ON idempotency_keys (target, kind);
+    CREATE FUNCTION geekblog_free_idempotency_keys() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        DELETE FROM idempotency_keys USING deleted
+        WHERE idempotency_keys.target = deleted.id AND idempotency_keys.kind = TG_ARGV[0];
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER jobs_free_idempotency_keys AFTER DELETE ON jobs
+        REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT EXECUTE FUNCTION geekblog_free_idempotency_keys('job');
+    CREATE TRIGGER workflows_free_idempotency_keys AFTER DELETE ON workflows
+        REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT
+        EXECUTE FUNCTION geekblog_free_idempotency_keys('workflow');
+    """,
 )
 """Schema migrations: ``MIGRATIONS[i]`` takes the database from version ``i`` to ``i + 1``."""
 
@@ -159,6 +183,7 @@ TABLES: Final[tuple[str, ...]] = (
     "schedules",
     "schedule_ticks",
     "rate_limits",
+    "idempotency_keys",
 )
 """Every table holding data (not the migrations' own)."""
 
@@ -248,6 +273,13 @@ VERSIONS_SQL: Final = "SELECT id, version FROM workflows WHERE id = ANY($1::text
 """The versions of the workflows a run of commits advances, locked until it ends: another engine's advance
 of one of them waits, then reads the version this one stored (and is refused if it planned on the older)."""
 VERSION_SQL: Final = "UPDATE workflows SET version = $1 WHERE id = $2"
+IDEMPOTENCY_COLUMNS: Final = "key, fingerprint, kind, target, created_at"
+INSERT_KEY_SQL: Final = (
+    f"INSERT INTO idempotency_keys ({IDEMPOTENCY_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+    " ON CONFLICT (key) DO NOTHING RETURNING key"
+)
+"""Store a key unless it is stored: a concurrent transaction inserting the same key makes this one wait
+for its outcome (then nothing is inserted if it committed), so one of two concurrent submissions wins."""
 _KEY_HAS_ROOM: Final = """NOT (concurrency_key IS NOT NULL AND (concurrency_key, concurrency_limit) IN (
     SELECT held.concurrency_key, full_at FROM (
         SELECT concurrency_key, count(*) AS holders FROM jobs AS holder

@@ -15,6 +15,7 @@ from adapters.postgres.schema import (
     CLAIM_QUEUES_SQL,
     CLAIM_SQL,
     GUARD_SQL,
+    INSERT_KEY_SQL,
     JOB_ROW_COLUMNS,
     KEY_HOLDERS_SQL,
     KEY_LOCK_SQL,
@@ -28,7 +29,7 @@ from adapters.postgres.schema import (
     VERSIONS_SQL,
 )
 from application.ports.schedule_store import ScheduleTick
-from domain.errors import Conflict, WorkflowChanged
+from domain.errors import Conflict, IdempotencyKeyTaken, WorkflowChanged
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -137,11 +138,13 @@ async def guarded_alone(connection: Connection, commit: CommitRows) -> Conflict 
     return Conflict(guard.problem(current) or f"job {guard.job_id} changed while its commit was checked")
 
 
-async def apply_commits(connection: Connection, commits: list[CommitRows]) -> list[Conflict | None]:
+async def apply_commits(connection: Connection, commits: list[CommitRows]) -> list[Exception | None]:
     """Apply a run of consecutive commits: one locking SELECT for all their guards, one upsert per table.
 
     The guards are checked in order against the stored rows as updated by the earlier commits of the run
-    (their rows carry each job's state and lease owner), exactly as if run one by one.
+    (their rows carry each job's state and lease owner), exactly as if run one by one. A commit's
+    idempotency key is inserted as its checks pass (:data:`INSERT_KEY_SQL`): one stored already, by an
+    earlier commit of the run or by another transaction, refuses that commit.
     """
     guarded = {commit.guard.job_id for commit in commits if commit.guard is not None}
     current: dict[str, tuple[str, str | None]] = {}
@@ -150,7 +153,7 @@ async def apply_commits(connection: Connection, commits: list[CommitRows]) -> li
         current = {row[0]: (row[1], row[2]) for row in rows}
     versions = await _stored_versions(connection, commits)
     bumped: dict[str, int] = {}
-    outcomes: list[Conflict | None] = []
+    outcomes: list[Exception | None] = []
     workflow_rows: list[tuple[Any, ...]] = []
     job_rows: list[tuple[Any, ...]] = []
     for commit in commits:
@@ -168,6 +171,9 @@ async def apply_commits(connection: Connection, commits: list[CommitRows]) -> li
             if refused is not None:
                 outcomes.append(refused)
                 continue
+        if commit.idempotency is not None and await connection.fetchval(INSERT_KEY_SQL, *commit.idempotency) is None:
+            outcomes.append(IdempotencyKeyTaken(commit.idempotency[0]))
+            continue
         for row in commit.workflow_rows:
             versions.setdefault(row[0], 0)  # inserted now, or kept as stored
         for workflow_id, version in commit.workflow_versions.items():

@@ -437,7 +437,7 @@ def _statement_alone(items: list[tuple[Kind, Any]]) -> Alone | None:
     if kind is not Kind.COMMIT:
         return None
     commit: CommitRows = payload
-    if commit.workflow_versions or commit.tick is not None:
+    if commit.workflow_versions or commit.tick is not None or commit.idempotency is not None:
         return None
     if commit.guard is None:
         if commit.job_rows and commit.workflow_rows:

@@ -17,9 +17,9 @@ import msgspec
 from adapters.sqlite.errors import one_line
 from adapters.sqlite.maintenance import PURGE_JOBS_SQL, PURGE_TICKS_SQL, PURGE_WORKFLOWS_SQL
 from adapters.sqlite.rows import job_from_row, to_json, workflow_from_row
-from adapters.sqlite.schema import JOB_SELECT, WORKFLOW_SELECT, placeholders
+from adapters.sqlite.schema import IDEMPOTENCY_COLUMNS, JOB_SELECT, WORKFLOW_SELECT, placeholders
 from adapters.sqlite.writer import Kind, SqliteWriter
-from application.ports import Commit, JobFilter, JobPage, JobRepository
+from application.ports import Commit, IdempotencyKey, JobFilter, JobPage, JobRepository
 from domain.errors import NotStorable
 from domain.job import Job, Progress
 from domain.workflow import Workflow
@@ -185,6 +185,13 @@ class SqliteJobRepository(JobRepository):
     def peek_workflow(self, workflow_id: str) -> Workflow | None:
         rows = self._writer.read(f"SELECT {WORKFLOW_SELECT} FROM workflows WHERE id = ?", (workflow_id,))
         return workflow_from_row(rows[0]) if rows else None
+
+    async def idempotency_key(self, key: str) -> IdempotencyKey | None:
+        rows = self._writer.read(f"SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE key = ?", (key,))
+        if not rows:
+            return None
+        key, fingerprint, kind, target, created_at = rows[0]
+        return IdempotencyKey(key=key, fingerprint=fingerprint, kind=kind, target=target, created_at=created_at)
 
     async def workflow_jobs(self, workflow_id: str) -> list[Job]:
         rows = self._writer.read(f"SELECT {JOB_SELECT} FROM jobs WHERE workflow_id = ? ORDER BY seq", (workflow_id,))

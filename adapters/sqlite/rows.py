@@ -135,6 +135,7 @@ class CommitRows:
 
     __slots__ = (
         "guard",
+        "idempotency",
         "job_keys",
         "job_rows",
         "queue_changes",
@@ -155,6 +156,10 @@ class CommitRows:
         except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
             raise NotStorable(f"cannot be encoded as JSON: {one_line(exc)}") from None
         self.job_keys = [(job.id, str(job.state), job.lease_owner) for job in commit.jobs]
+        held = commit.idempotency
+        self.idempotency = (
+            None if held is None else (held.key, held.fingerprint, held.kind, held.target, held.created_at)
+        )
         self.queue_changes = [
             (
                 job.id,

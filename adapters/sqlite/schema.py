@@ -132,6 +132,26 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (schedule, tick)
     ) WITHOUT ROWID;
     """,
+    # 10: idempotency keys (Commit.idempotency), each kept as long as the job or workflow it created: the
+    # triggers free a key when its target is deleted (forget, purge, `geekblog purge` on the file).
+    """
+    CREATE TABLE idempotency_keys (
+        key TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        created_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX idempotency_keys_target ON idempotency_keys (target, kind);
+    CREATE TRIGGER jobs_free_idempotency_keys AFTER DELETE ON jobs
+    BEGIN
+        DELETE FROM idempotency_keys WHERE target = old.id AND kind = 'job';
+    END;
+    CREATE TRIGGER workflows_free_idempotency_keys AFTER DELETE ON workflows
+    BEGIN
+        DELETE FROM idempotency_keys WHERE target = old.id AND kind = 'workflow';
+    END;
+    """,
 )
 """Schema migrations: ``MIGRATIONS[i]`` takes the database to ``PRAGMA user_version = i + 1``."""
 
@@ -198,6 +218,9 @@ UPSERT_WORKFLOW: Final = _upsert_sql("workflows", WORKFLOW_COLUMNS)
 GUARD_SQL: Final = "SELECT id, state, lease_owner FROM jobs WHERE id IN ({ids})"
 VERSIONS_SQL: Final = "SELECT id, version FROM workflows WHERE id IN ({ids})"
 VERSION_SQL: Final = "UPDATE workflows SET version = ? WHERE id = ?"
+IDEMPOTENCY_COLUMNS: Final = "key, fingerprint, kind, target, created_at"
+KEYS_SQL: Final = "SELECT key FROM idempotency_keys WHERE key IN ({ids})"
+INSERT_KEY_SQL: Final = f"INSERT INTO idempotency_keys ({IDEMPOTENCY_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
 # leased_jobs names its partial index: without ANALYZE statistics the planner prefers jobs_state.
 CLAIM_SQL: Final = f"""
     UPDATE jobs

@@ -13,7 +13,9 @@ from adapters.sqlite.schema import (
     ADVANCE_SCHEDULE_SQL,
     CLAIM_SQL,
     GUARD_SQL,
+    INSERT_KEY_SQL,
     INSERT_TICK_SQL,
+    KEYS_SQL,
     PROGRESS_SQL,
     RENEW_SQL,
     TICK_FIRED_SQL,
@@ -24,7 +26,7 @@ from adapters.sqlite.schema import (
     placeholders,
 )
 from application.ports.schedule_store import ScheduleTick
-from domain.errors import Conflict, WorkflowChanged
+from domain.errors import Conflict, IdempotencyKeyTaken, WorkflowChanged
 
 __all__ = ["Kind", "Params", "checkpoint", "is_busy", "run_transaction"]
 
@@ -69,11 +71,12 @@ def run_transaction(db: sqlite3.Connection, items: list[tuple[Kind, Any]]) -> li
     return outcomes
 
 
-def _apply_commits(db: sqlite3.Connection, commits: list[CommitRows]) -> list[Conflict | None]:
+def _apply_commits(db: sqlite3.Connection, commits: list[CommitRows]) -> list[Exception | None]:
     """Apply a run of consecutive commits: one SELECT for all their guards, one upsert per table.
 
     The guards are checked in order against the stored rows as updated by the earlier commits of
-    the run (their rows carry each job's state and lease owner), exactly as if run one by one.
+    the run (their rows carry each job's state and lease owner), exactly as if run one by one; so are
+    idempotency keys (one taken by an earlier commit of the run is taken).
     """
     guarded = {commit.guard.job_id for commit in commits if commit.guard is not None}
     current: dict[str, tuple[str, str | None]] = {}
@@ -82,8 +85,10 @@ def _apply_commits(db: sqlite3.Connection, commits: list[CommitRows]) -> list[Co
         rows = db.execute(GUARD_SQL.replace("{ids}", placeholders(len(ids))), ids).fetchall()
         current = {row[0]: (row[1], row[2]) for row in rows}
     versions = _stored_versions(db, commits)
+    taken = _stored_keys(db, commits)
+    key_rows: list[tuple[Any, ...]] = []
     bumped: dict[str, int] = {}
-    outcomes: list[Conflict | None] = []
+    outcomes: list[Exception | None] = []
     workflow_rows: list[tuple[Any, ...]] = []
     job_rows: list[tuple[Any, ...]] = []
     for commit in commits:
@@ -101,6 +106,12 @@ def _apply_commits(db: sqlite3.Connection, commits: list[CommitRows]) -> list[Co
             if refused is not None:
                 outcomes.append(refused)
                 continue
+        if commit.idempotency is not None:
+            if commit.idempotency[0] in taken:
+                outcomes.append(IdempotencyKeyTaken(commit.idempotency[0]))
+                continue
+            taken.add(commit.idempotency[0])
+            key_rows.append(commit.idempotency)
         for row in commit.workflow_rows:
             versions.setdefault(row[0], 0)  # inserted now, or kept as stored
         for workflow_id, version in commit.workflow_versions.items():
@@ -118,7 +129,17 @@ def _apply_commits(db: sqlite3.Connection, commits: list[CommitRows]) -> list[Co
         db.executemany(UPSERT_JOB, job_rows)
     if bumped:
         db.executemany(VERSION_SQL, [(version, workflow_id) for workflow_id, version in bumped.items()])
+    if key_rows:
+        db.executemany(INSERT_KEY_SQL, key_rows)
     return outcomes
+
+
+def _stored_keys(db: sqlite3.Connection, commits: list[CommitRows]) -> set[str]:
+    """Which of the idempotency keys the commits of a run carry are stored already (one SELECT)."""
+    keys = sorted({commit.idempotency[0] for commit in commits if commit.idempotency is not None})
+    if not keys:
+        return set()
+    return {row[0] for row in db.execute(KEYS_SQL.replace("{ids}", placeholders(len(keys))), keys)}
 
 
 def _stored_versions(db: sqlite3.Connection, commits: list[CommitRows]) -> dict[str, int]:

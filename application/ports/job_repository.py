@@ -9,7 +9,7 @@ and storage-neutral: callers on other threads than the loop's are the entry poin
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Protocol
+from typing import Literal, Protocol
 
 import msgspec
 
@@ -43,6 +43,22 @@ class Guard(msgspec.Struct, frozen=True, kw_only=True):
         return None
 
 
+class IdempotencyKey(msgspec.Struct, frozen=True, kw_only=True):
+    """A caller's key for one submission (HTTP ``Idempotency-Key``, Python ``idempotency_key=``), stored
+    with what that submission created, in the same commit.
+
+    ``fingerprint`` stands for the request (equal requests have equal fingerprints); ``kind`` and
+    ``target`` name the job or workflow it created. A key is kept as long as its target is: deleting
+    the target (``forget``, ``purge``) frees the key.
+    """
+
+    key: str
+    fingerprint: str
+    kind: Literal["job", "workflow"]
+    target: str
+    created_at: float
+
+
 class Commit(msgspec.Struct, kw_only=True):
     """Writes that land together or not at all: a job's outcome and the jobs it unblocks, say.
 
@@ -59,6 +75,14 @@ class Commit(msgspec.Struct, kw_only=True):
     tick: ScheduleTick | None = None
     """A periodic schedule's tick fired by this commit (its job among ``jobs``): the commit is refused
     whole (``domain.errors.Conflict``) when the schedule moved on or the tick was fired already."""
+
+    idempotency: IdempotencyKey | None = None
+    """A key to store with this commit: the commit is refused whole (``domain.errors.IdempotencyKeyTaken``)
+    when the key is stored already, also by a concurrent commit of another engine."""
+
+    def __post_init__(self) -> None:
+        if self.tick is not None and self.idempotency is not None:  # a tick is unique by itself
+            raise ValueError("a commit fires a schedule's tick or stores an idempotency key, not both")
 
     def stale_version(self, stored: Mapping[str, int]) -> str | None:
         """Why this commit's plan is stale given the ``stored`` versions of its workflows (a workflow missing
@@ -127,6 +151,10 @@ class JobStore(Protocol):
         started, the jobs its code submitted), in the order they were stored."""
         ...
 
+    async def idempotency_key(self, key: str) -> IdempotencyKey | None:
+        """The stored idempotency key ``key`` (see :attr:`Commit.idempotency`)."""
+        ...
+
 
 class JobQueue(Protocol):
     """The queue side: atomic claims of due jobs, leases held while they run, and their recovery."""
@@ -177,14 +205,15 @@ class Retention(Protocol):
     """Deleting finished work: one result on request, everything past its retention periodically."""
 
     async def forget(self, job_id: str) -> bool:
-        """Delete one finished job (Celery's ``AsyncResult.forget``); False if there was none to delete."""
+        """Delete one finished job (Celery's ``AsyncResult.forget``), and the idempotency key that created it;
+        False if there was none to delete."""
         ...
 
     async def purge(self, finished_before: float) -> int:
         """Delete finished jobs and workflows that finished before ``finished_before``; how many went.
 
         A workflow goes only once all its jobs are finished and old enough; a job of a workflow that is
-        kept stays with it.
+        kept stays with it. The idempotency keys that created what goes go with it (the keys are free again).
         """
         ...
 

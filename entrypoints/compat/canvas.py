@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any, cast
 
+from application.idempotency import submission_key
 from domain import canvas as model
 from domain.workflow import Workflow
 from entrypoints.compat import binding
@@ -62,12 +63,13 @@ class _Composite(Signature):
         from entrypoints.compat.graph import result_of
 
         check_options(options)
+        key = options.pop("idempotency_key", None)  # the submission's (see submit_keyed), not its calls'
         tree = model.partial(self._applied(options).to_canvas(), list(args or ()), dict(kwargs or {}))
         model.validate(tree)
-        lineage = _lineage()
+        lineage, keyed = _lineage(), submission_key(key, tree)
 
         async def submit(engine: Any) -> Any:
-            workflow = await engine.jobs.submit_canvas(tree, lineage=lineage)
+            workflow, _ = await engine.jobs.submit_canvas_once(tree, keyed, lineage=lineage)
             return result_of(workflow.canvas, workflow.id)
 
         return binding.call(submit)

@@ -35,13 +35,15 @@ SUPPORTED: frozenset[str] = frozenset(
         "body",
         "argsrepr",
         "kwargsrepr",
+        "idempotency_key",
         *("app_id", "reply_to", "correlation_id", "content_type", "content_encoding"),
     }
 )
 """Accepted options. ``serializer`` must be ``"json"``; ``add_to_parent`` is always true here;
 ``throw`` matters to eager runs only; ``group_id`` names a chord's header group; ``argsrepr`` /
 ``kwargsrepr`` stand for the arguments in log lines; the AMQP message properties (``app_id`` ...)
-are stored and shown in ``request.properties``."""
+are stored and shown in ``request.properties``. ``idempotency_key`` names a whole submission (``apply_async``
+of a task, a signature or a canvas): a repeat of the same call returns what the first one stored."""
 
 _PROPERTIES = ("app_id", "reply_to", "correlation_id", "content_type", "content_encoding")
 

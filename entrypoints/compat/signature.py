@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from application.idempotency import Idempotency, canvas_fingerprint, check_idempotency_key
 from domain import canvas as model
 from domain.json_values import ensure_json
 from entrypoints.compat import binding
@@ -211,9 +212,13 @@ class Signature(dict[str, Any]):
             check_time_limits(task)
         if current_app.conf.task_always_eager:
             return call.apply()
+        key = call.options.get("idempotency_key")
+        if key is not None:  # the submission's, not the call's: not part of the job
+            call = call._copy()
+            del call.options["idempotency_key"]
         spec = call.to_canvas()
         assert isinstance(spec, model.Signature)
-        return submit_signature(spec, ignored=bool(spec.ignore_result))
+        return submit_signature(spec, ignored=bool(spec.ignore_result), idempotency_key=key)
 
     def apply(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
         """Run it here and now (Celery's eager ``apply``); an eager result."""
@@ -229,6 +234,11 @@ class Signature(dict[str, Any]):
 
     def _call_options(self) -> dict[str, Any]:
         options = dict(self.options)
+        if options.get("idempotency_key") is not None:
+            raise TypeError(
+                f"{self.task}: idempotency_key names a whole submission: give it to the apply_async of the "
+                "canvas, not to one call in it"
+            )
         links = [_signature(link).to_canvas() for link in _callbacks(options.pop("link", None))]
         errbacks = [_signature(link).to_canvas() for link in _callbacks(options.pop("link_error", None))]
         return {**call_options(options), "immutable": self.immutable, "link": links, "link_error": errbacks}
@@ -249,11 +259,14 @@ class Signature(dict[str, Any]):
         return Signature(d)
 
 
-def submit_signature(spec: model.Signature, *, ignored: bool = False) -> Any:
+def submit_signature(spec: model.Signature, *, ignored: bool = False, idempotency_key: Any = None) -> Any:
     """Store one job for ``spec``; its handle (awaitable on the engine's loop, blocking elsewhere).
 
-    Arguments are checked here, before anything is awaited: a bad call raises at ``.delay()``.
+    Arguments are checked here, before anything is awaited: a bad call raises at ``.delay()``. With
+    ``idempotency_key``, see :func:`submit_keyed`.
     """
+    if idempotency_key is not None:
+        return submit_keyed(spec, idempotency_key, ignored=ignored)
     lineage = _lineage()
     ensure_json(spec.args, f"{spec.task} args")
     ensure_json(spec.kwargs, f"{spec.task} kwargs")
@@ -271,6 +284,29 @@ def submit_signature(spec: model.Signature, *, ignored: bool = False) -> Any:
     async def submit(engine: Any) -> AsyncResult:
         job = await engine.jobs.submit(spec, lineage=lineage)
         published()
+        return AsyncResult(job.id, ignored=ignored)
+
+    return binding.call(submit)
+
+
+def submit_keyed(spec: model.Signature, key: Any, *, ignored: bool = False) -> Any:
+    """``apply_async(idempotency_key=key)``: the first call with ``key`` stores the job with the key, in one
+    commit; the same call again (same task, arguments and options but ``expires``) returns the handle of that
+    job, for as long as it is kept; another call under the key raises ``IdempotencyKeyReused`` (a ValueError).
+    Through the engine's loop from any thread (the key is read before the job is stored). Celery's
+    ``after_task_publish`` is sent only by the call that stored the job."""
+    idempotency = Idempotency(check_idempotency_key(key), canvas_fingerprint(spec))
+    lineage = _lineage()
+    ensure_json(spec.args, f"{spec.task} args")
+    ensure_json(spec.kwargs, f"{spec.task} kwargs")
+    if spec.id is None and _publish_receivers():  # as submit_signature: the publish signals name the id
+        spec = msgspec.structs.replace(spec, id=str(uuid.uuid4()))
+    published = _publishing(spec, lineage)
+
+    async def submit(engine: Any) -> AsyncResult:
+        job, created = await engine.jobs.submit_once(spec, idempotency, lineage=lineage)
+        if created:
+            published()
         return AsyncResult(job.id, ignored=ignored)
 
     return binding.call(submit)

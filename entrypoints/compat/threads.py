@@ -111,8 +111,8 @@ class ThreadBridge:
         waiting for two thread switches; otherwise it goes through the loop.
         """
         job = self._jobs.new_job(signature, lineage=lineage)
-        if signature.id is not None:
-            self._check_reusable(signature.id)
+        if signature.id is not None and (pending := self._check_reusable(job)) is not None:
+            return pending  # the same call under its unfinished id: stored once
         access, starter = self._access, self._starter
         claimed = starter.claim_new(job) if starter is not None and access is not None else None
         stored = False
@@ -127,14 +127,13 @@ class ThreadBridge:
         self._announce_later(job, claimed)
         return job
 
-    def _check_reusable(self, job_id: str) -> None:
+    def _check_reusable(self, call: Job) -> Job | None:
         access = self._access
         if access is None:
-            self._on_loop(self._jobs.check_reusable([job_id]))
-            return
-        jobs = list(access.peek_many([job_id]).values())
+            return self._on_loop(self._jobs.check_reusable([call.id], call=call))
+        jobs = list(access.peek_many([call.id]).values())
         workflows = {job.workflow_id: access.peek_workflow(job.workflow_id) for job in jobs if job.workflow_id}
-        reused_in_use(jobs, workflows)
+        return reused_in_use(jobs, workflows, call=call)
 
     def _announce_later(self, job: Job, claimed: Job | None) -> None:
         """Tell the loop about a stored job. One wake-up of the loop announces every job submitted until

@@ -7,6 +7,8 @@ place in the canvas where it is.
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -14,12 +16,13 @@ import msgspec
 from domain.canvas import MAX_DEPTH, MAX_NODES, Canvas, Chain, Chord, Group, Signature, chain_of
 from domain.errors import InvalidCanvas
 from domain.json_values import ensure_json
-from entrypoints.http.options import canvas_options
+from entrypoints.http.options import canvas_options, expires_at
 
 _SIGNATURE_KEYS = frozenset({"task", "args", "kwargs", "immutable", "options"})
 _OPTION_KEYS = frozenset(
     {
         "countdown",
+        "expires",
         "priority",
         "max_retries",
         "time_limit",
@@ -32,8 +35,9 @@ _OPTION_KEYS = frozenset(
 
 
 class _Budget:
-    def __init__(self, max_nodes: int) -> None:
+    def __init__(self, max_nodes: int, now: float) -> None:
         self.left = max_nodes
+        self.now = now  # when the canvas was submitted: ``expires`` in seconds count from it
 
     def spend(self, where: str) -> None:
         self.left -= 1
@@ -41,9 +45,12 @@ class _Budget:
             raise InvalidCanvas(f"{where}: the canvas has more than {MAX_NODES} nodes")
 
 
-def canvas_from_json(value: Any, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> Canvas:
-    """The domain canvas for an HTTP canvas; raises :class:`InvalidCanvas` naming the bad node."""
-    return _parse(value, "canvas", 1, max_depth, _Budget(max_nodes))
+def canvas_from_json(
+    value: Any, *, now: float | None = None, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES
+) -> Canvas:
+    """The domain canvas for an HTTP canvas; raises :class:`InvalidCanvas` naming the bad node. ``now``
+    (the engine's clock; the system's if None) anchors every ``expires`` given in seconds."""
+    return _parse(value, "canvas", 1, max_depth, _Budget(max_nodes, time.time() if now is None else now))
 
 
 def _parse(value: Any, where: str, depth: int, max_depth: int, budget: _Budget) -> Canvas:
@@ -57,7 +64,7 @@ def _parse(value: Any, where: str, depth: int, max_depth: int, budget: _Budget) 
         raise InvalidCanvas(f"{where}: expected exactly one of task, chain, group or chord, got {sorted(value)}")
     kind = kinds[0]
     if kind == "task":
-        return _signature(value, where)
+        return _signature(value, where, budget.now)
     if len(value) != 1:
         raise InvalidCanvas(f"{where}: a {kind} node takes no other keys, got {sorted(value)}")
     if kind == "chord":
@@ -81,7 +88,7 @@ def _members(value: Any, where: str, depth: int, max_depth: int, budget: _Budget
     return [_parse(item, f"{where}[{index}]", depth + 1, max_depth, budget) for index, item in enumerate(value)]
 
 
-def _signature(value: dict[str, Any], where: str) -> Signature:
+def _signature(value: dict[str, Any], where: str, now: float) -> Signature:
     unknown = set(value) - _SIGNATURE_KEYS
     if unknown:
         raise InvalidCanvas(f"{where}: unknown key(s) {sorted(unknown)}")
@@ -118,6 +125,7 @@ def _signature(value: dict[str, Any], where: str) -> Signature:
         kwargs=kwargs,
         immutable=immutable,
         countdown=checked.countdown,
+        expires=expires_at(checked.expires, now),
         priority=checked.priority,
         max_retries=checked.max_retries,
         time_limit=checked.time_limit,
@@ -149,6 +157,8 @@ def canvas_to_json(canvas: Canvas) -> dict[str, Any]:
         names = _OPTION_NAMES
         options = {name: getattr(canvas, name) for name in names}
         options = {name: value for name, value in options.items() if value is not None}
+        if canvas.expires is not None:  # stored as epoch seconds: shown as the time it is
+            options["expires"] = _iso(canvas.expires)
         if options:
             node["options"] = options
         return node
@@ -157,3 +167,10 @@ def canvas_to_json(canvas: Canvas) -> dict[str, Any]:
     if isinstance(canvas, Group):
         return {"group": [canvas_to_json(member) for member in canvas.members]}
     return {"chord": {"header": [canvas_to_json(m) for m in canvas.header], "body": canvas_to_json(canvas.body)}}
+
+
+def _iso(timestamp: float) -> str | float:
+    try:
+        return datetime.fromtimestamp(timestamp, UTC).isoformat()
+    except (OverflowError, OSError, ValueError):  # a time no datetime can hold
+        return timestamp

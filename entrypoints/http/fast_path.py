@@ -12,7 +12,8 @@ handling, which renders it with the app's own handlers (``problems.py``).
 
 It hands the request on to the handler, with the body read so far replayed, whenever it is not sure to
 answer exactly as the handler would: a query string, a content type other than exactly
-``application/json`` (415 and its variants), a missing, repeated, zero or too large ``Content-Length``
+``application/json`` (415 and its variants), an ``Idempotency-Key`` header (keyed submissions are the
+handler's), a missing, repeated, zero or too large ``Content-Length``
 or a ``Transfer-Encoding`` (400, 413), a body that does not decode into a valid ``JobSubmission`` (400
 and its messages). All of that is decided before anything is stored, so a job is never submitted twice.
 
@@ -163,7 +164,7 @@ async def _read_body(scope: HTTPScope, receive: Receive, received: list[ReceiveM
             if content_length is not None:
                 raise Declined
             content_length = value
-        elif name == b"transfer-encoding":
+        elif name in (b"transfer-encoding", b"idempotency-key"):
             raise Declined
     if content_type != b"application/json" or content_length is None or not content_length.isdigit():
         raise Declined

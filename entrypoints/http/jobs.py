@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
-from litestar import Controller, MediaType, Response, get, post
+from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.exceptions import ValidationException
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
@@ -13,6 +13,7 @@ from application.job_service import JobService
 from application.ports import EventBus, JobFilter
 from domain.states import JobState, is_terminal
 from entrypoints.http.fast_path import FAST_PATH, READ, SUBMIT
+from entrypoints.http.idempotency import CONFLICT, KeyHeader, idempotency, repeated
 from entrypoints.http.injection import Injected
 from entrypoints.http.job_replies import read_job, submit_job
 from entrypoints.http.openapi import EVENT_STREAM, optional_string, problems
@@ -39,22 +40,35 @@ class JobController(Controller):
         status_code=202,
         summary="Submit a job",
         opt={FAST_PATH: SUBMIT},  # the plain submissions are answered by fast_path.JobsFastPath
-        responses=problems(
-            400,
-            413,
-            415,
-            422,
-            503,
-            described={
-                422: "The task is not registered, the arguments do not fit its signature or are not JSON data, "
-                "or the schedule (eta, countdown) is out of range"
-            },
-        ),
+        responses={
+            200: repeated(JobOut, "job"),
+            **problems(
+                400,
+                409,
+                413,
+                415,
+                422,
+                503,
+                described={
+                    409: CONFLICT,
+                    422: "The task is not registered, the arguments do not fit its signature or are not JSON data, "
+                    "the schedule (eta, countdown, expires) is out of range, or the Idempotency-Key is malformed",
+                },
+            ),
+        },
     )
-    async def submit(self, data: JSONBody[JobSubmission], jobs: Injected[JobService]) -> Response[JobOut]:
-        """Queue a run of a registered task. The job is committed before this answers."""
-        submitted = await submit_job(jobs, data)
-        return job_response(submitted.body, status_code=202, headers={"Location": submitted.location})
+    async def submit(
+        self,
+        data: JSONBody[JobSubmission],
+        jobs: Injected[JobService],
+        request: Request[Any, Any, Any],
+        idempotency_key: KeyHeader = None,
+    ) -> Response[JobOut]:
+        """Queue a run of a registered task. The job is committed before this answers. With an
+        ``Idempotency-Key``, the key is stored with the job in that commit; the same request again answers
+        ``200`` with that job as it is now, another request under the key ``409``."""
+        submitted = await submit_job(jobs, data, idempotency(request, "POST /jobs", data))
+        return job_response(submitted.body, status_code=submitted.status, headers={"Location": submitted.location})
 
     @get("/", summary="List jobs, newest first", responses=problems(400, 503))
     async def list_jobs(

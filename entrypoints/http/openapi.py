@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.openapi import OpenAPIConfig, ResponseSpec
-from litestar.openapi.spec import Components, RequestBody, Schema, SecurityScheme
+from litestar.openapi.spec import Components, OpenAPIType, RequestBody, Schema, SecurityScheme
 from litestar.routes import HTTPRoute
 
 from entrypoints.http.problems import PROBLEM_JSON, Problem
@@ -92,7 +92,25 @@ class ClosedStructSchemaPlugin(StructSchemaPlugin):
             prop = (schema.properties or {}).get(field.encode_name)
             if isinstance(prop, Schema):
                 self._keep_zero_bounds(_numeric(field.type), prop)
+                self._keep_number_arm(field.type, prop)
         return schema
+
+    @classmethod
+    def _keep_number_arm(cls, type_: Any, prop: Schema) -> None:
+        """A number or a time (``expires``): Litestar's ``oneOf`` keeps neither arm's bounds nor description;
+        the number arm gets its own back."""
+        if not isinstance(type_, msgspec.inspect.UnionType) or not prop.one_of:
+            return
+        arms = [arm for arm in type_.types if isinstance(arm, msgspec.inspect.Metadata)]
+        numbers = [arm for arm in arms if isinstance(arm.type, msgspec.inspect.FloatType)]
+        targets = [arm for arm in prop.one_of if isinstance(arm, Schema) and arm.type == OpenAPIType.NUMBER]
+        if len(arms) < 2 or len(numbers) != 1 or len(targets) != 1:  # a lone number keeps its bounds already
+            return
+        number, target = numbers[0], targets[0]
+        for constraint, keyword in cls._BOUNDS:
+            if getattr(number.type, constraint) is not None:
+                setattr(target, keyword, getattr(number.type, constraint))
+        target.description = (number.extra_json_schema or {}).get("description")
 
     @classmethod
     def _keep_zero_bounds(cls, type_: Any, prop: Schema) -> None:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 import msgspec
@@ -35,12 +35,18 @@ ConcurrencyKey = Annotated[
 ConcurrencyLimit = Annotated[
     int, Meta(description="How many jobs with `concurrency_key` may run at once: 1 to 10000 (default 1), else a 422")
 ]
+Expires = (
+    Annotated[float, Meta(ge=0, le=MAX_COUNTDOWN, description="Seconds from submission")]
+    | Annotated[datetime, Meta(description="A time (ISO 8601; UTC if no offset)")]
+)
+"""Celery's ``expires``: a job not started by then ends REVOKED ("expired") without running."""
 
 
 class CanvasOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The options of a task node in a canvas: those of ``JobOptions`` but ``eta``."""
 
     countdown: Countdown | None = None
+    expires: Expires | None = None
     priority: Priority | None = None
     max_retries: MaxRetries | None = None
     time_limit: TimeLimit | None = None
@@ -55,6 +61,7 @@ class JobOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     countdown: Countdown | None = None
     eta: Annotated[datetime, Meta(description="When to start (ISO 8601; UTC if no offset)")] | None = None
+    expires: Expires | None = None
     priority: Priority | None = None
     max_retries: MaxRetries | None = None
     time_limit: TimeLimit | None = None
@@ -68,3 +75,12 @@ def canvas_options(options: object) -> CanvasOptions:
     """``options`` converted as Litestar converts a ``JobOptions`` body (``strict=False``); raises
     :class:`msgspec.ValidationError` naming the bad option."""
     return msgspec.convert(options, CanvasOptions, strict=False)
+
+
+def expires_at(expires: float | datetime | None, now: float) -> float | None:
+    """Epoch seconds for an ``expires`` option: seconds from ``now``, or a time (naive is UTC)."""
+    if expires is None:
+        return None
+    if isinstance(expires, datetime):
+        return (expires if expires.tzinfo is not None else expires.replace(tzinfo=UTC)).timestamp()
+    return now + expires

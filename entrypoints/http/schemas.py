@@ -16,7 +16,7 @@ from domain.job import ErrorInfo, Job, Progress
 from domain.project import Plan, Project
 from domain.workflow import Workflow
 from entrypoints.http.canvas_json import canvas_to_json
-from entrypoints.http.options import JobOptions
+from entrypoints.http.options import JobOptions, expires_at
 
 # A page cursor (a next_cursor), as a query parameter: ASCII digits only, at most 18 of them.
 CURSOR_PATTERN = "^[0-9]{1,18}$"
@@ -37,7 +37,8 @@ class JobSubmission(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     kwargs: dict[str, Any] = msgspec.field(default_factory=dict)
     options: JobOptions = msgspec.field(default_factory=JobOptions)
 
-    def signature(self) -> Signature:
+    def signature(self, now: float) -> Signature:
+        """The call this body asks for; ``now`` (the engine's clock) anchors an ``expires`` in seconds."""
         eta = self.options.eta
         if eta is not None and eta.tzinfo is None:
             eta = eta.replace(tzinfo=UTC)
@@ -47,6 +48,7 @@ class JobSubmission(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             kwargs=self.kwargs,
             countdown=self.options.countdown,
             eta=eta.timestamp() if eta is not None else None,
+            expires=expires_at(self.options.expires, now),
             priority=self.options.priority,
             max_retries=self.options.max_retries,
             time_limit=self.options.time_limit,
@@ -93,10 +95,14 @@ class JobOut(msgspec.Struct, kw_only=True):
     parent_id: Annotated[str | None, Meta(description="Celery's parent_id: the task that sent this one")]
     created_at: str
     due_at: str
+    expires: Annotated[
+        str | None, Meta(description="Celery's expires: not started by then, the job ends REVOKED (expired) unrun")
+    ]
     started_at: str | None
     finished_at: str | None
     schedule: Annotated[str | None, Meta(description="The periodic schedule that created the job")]
     tick: Annotated[str | None, Meta(description="The schedule's tick the job stands for (ISO 8601, UTC)")]
+    idempotency_key: Annotated[str | None, Meta(description="The Idempotency-Key it was submitted under")]
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
@@ -123,10 +129,12 @@ class JobOut(msgspec.Struct, kw_only=True):
             parent_id=job.options.parent_id,
             created_at=iso(job.created_at),
             due_at=iso(job.due_at),
+            expires=iso_or_none(job.options.expires),
             started_at=iso_or_none(job.started_at),
             finished_at=iso_or_none(job.finished_at),
             schedule=job.options.schedule,
             tick=job.options.tick,
+            idempotency_key=job.options.idempotency_key,
         )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from litestar import Controller, Response, get, post
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
@@ -10,6 +12,7 @@ from application.job_service import JobService
 from application.ports import EventBus
 from domain.states import is_terminal
 from entrypoints.http.canvas_json import canvas_from_json
+from entrypoints.http.idempotency import CONFLICT, KeyHeader, idempotency, repeated
 from entrypoints.http.injection import Injected
 from entrypoints.http.openapi import EVENT_STREAM, problems
 from entrypoints.http.schemas import WorkflowOut, WorkflowSubmission
@@ -28,24 +31,45 @@ class WorkflowController(Controller):
         "/",
         status_code=202,
         summary="Submit a workflow",
-        responses=problems(
-            400,
-            413,
-            415,
-            422,
-            503,
-            described={
-                422: "The canvas is not a task, chain, group or chord (or is too deep or too large), names a task "
-                "that is not registered, or has arguments that do not fit a task or are not JSON data"
-            },
-        ),
+        responses={
+            200: repeated(WorkflowOut, "workflow"),
+            **problems(
+                400,
+                409,
+                413,
+                415,
+                422,
+                503,
+                described={
+                    409: CONFLICT,
+                    422: "The canvas is not a task, chain, group or chord (or is too deep or too large), names a "
+                    "task that is not registered, or has arguments that do not fit a task or are not JSON data; "
+                    "or the Idempotency-Key is malformed",
+                },
+            ),
+        },
     )
-    async def submit(self, data: JSONBody[WorkflowSubmission], jobs: Injected[JobService]) -> Response[WorkflowOut]:
-        """Store the canvas and the steps that can start at once, in one commit, before answering."""
-        workflow = await jobs.submit_canvas(canvas_from_json(data.canvas))
+    async def submit(
+        self,
+        data: JSONBody[WorkflowSubmission],
+        jobs: Injected[JobService],
+        request: Request[Any, Any, Any],
+        idempotency_key: KeyHeader = None,
+    ) -> Response[WorkflowOut]:
+        """Store the canvas and the steps that can start at once, in one commit, before answering. With an
+        ``Idempotency-Key``, as ``POST /jobs``: the key is stored in that commit, the same request again
+        answers ``200`` with that workflow as it is now, another request under the key ``409``."""
+        keyed = idempotency(request, "POST /workflows", data)
+        canvas = canvas_from_json(data.canvas, now=jobs.now())
+        if keyed is None:
+            workflow, created = await jobs.submit_canvas(canvas), True
+        else:
+            workflow, created = await jobs.submit_canvas_once(canvas, keyed)
         steps = await jobs.workflow_jobs(workflow.id)
         return Response(
-            WorkflowOut.of(workflow, steps), status_code=202, headers={"Location": f"/workflows/{workflow.id}"}
+            WorkflowOut.of(workflow, steps),
+            status_code=202 if created else 200,
+            headers={"Location": f"/workflows/{workflow.id}"},
         )
 
     @get(

@@ -125,6 +125,8 @@ def test_the_refusals_of_each_operation() -> None:
         ("POST", "/schedules/{name}/run"),
     }
     assert documenting("409") == {
+        ("POST", "/jobs"),  # an Idempotency-Key used for another request
+        ("POST", "/workflows"),
         ("POST", "/jobs/{job_id}/cancel"),
         ("POST", "/jobs/{job_id}/retry"),
         ("POST", "/workflows/{workflow_id}/cancel"),
@@ -140,6 +142,12 @@ def test_the_refusals_of_each_operation() -> None:
     assert DOCUMENT["paths"]["/ready"]["get"]["responses"]["200"]["content"] == {
         "application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}
     }
+    for path in ("/jobs", "/workflows"):  # a repeated keyed submission: 200 with what the first one created
+        operation = DOCUMENT["paths"][path]["post"]
+        assert {"200", "202"} <= set(operation["responses"])
+        [header] = [parameter for parameter in operation["parameters"] if parameter["in"] == "header"]
+        assert header["name"] == "Idempotency-Key" and header["required"] is False
+        assert header["schema"]["maxLength"] == 255
     for path in ("/ready", "/metrics"):  # which replica answered: documented on both
         assert "X-GeekBlog-Replica" in DOCUMENT["paths"][path]["get"]["responses"]["200"]["headers"]
 
@@ -252,3 +260,12 @@ async def test_not_ready_is_the_documented_503() -> None:
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/json"
     assert response.json()["status"] == "unavailable"
+
+
+def test_expires_documents_both_of_its_forms() -> None:
+    """``expires`` is seconds (bounded, as countdown) or a time; the number keeps its bounds inside ``oneOf``."""
+    for schema in ("JobOptions", "JobOut"):
+        assert "expires" in DOCUMENT["components"]["schemas"][schema]["properties"]
+    number, moment, null = DOCUMENT["components"]["schemas"]["JobOptions"]["properties"]["expires"]["oneOf"]
+    assert number == {"type": "number", "minimum": 0, "maximum": 316224000.0, "description": "Seconds from submission"}
+    assert moment == {"type": "string", "format": "date-time"} and null == {"type": "null"}
