@@ -157,6 +157,8 @@ class Claimed(NamedTuple):
     was_state: str
     was_started_at: float | None
     was_progress: str | None
+    seq: int = 0
+    """Its place in submission order (a key's waiting jobs start in that order)."""
 
 
 def claimed_jobs(rows: Sequence[asyncpg.Record]) -> list[Claimed]:
@@ -164,7 +166,7 @@ def claimed_jobs(rows: Sequence[asyncpg.Record]) -> list[Claimed]:
     claim order: priority, due time, first stored."""
     seq = len(JOB_COLUMNS)
     ordered = sorted(rows, key=lambda row: (-row[5], row[6], row[seq]))
-    return [Claimed(job_from_row(row), row[seq + 1], row[seq + 2], row[seq + 3]) for row in ordered]
+    return [Claimed(job_from_row(row), row[seq + 1], row[seq + 2], row[seq + 3], row[seq]) for row in ordered]
 
 
 class CommitRows:

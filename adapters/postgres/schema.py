@@ -170,6 +170,13 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT
         EXECUTE FUNCTION geekblog_free_idempotency_keys('workflow');
     """,
+    # 7: whether a STARTED job's concurrency key was granted to it (KEY_GRANT_SQL): a claim commits its jobs
+    # STARTED first and checks their keys in a second transaction, so a job claimed but not yet checked is
+    # told apart from one that holds its key (only those count against the limit).
+    """
+    ALTER TABLE jobs ADD COLUMN key_held BOOLEAN NOT NULL DEFAULT false;
+    UPDATE jobs SET key_held = true WHERE state = 'STARTED' AND concurrency_key IS NOT NULL;
+    """,
 )
 """Schema migrations: ``MIGRATIONS[i]`` takes the database from version ``i`` to ``i + 1``."""
 
@@ -298,7 +305,7 @@ claim takes the start for real with ``RATE_TAKE_SQL``)."""
 _CLAIMED: Final = f"""
     UPDATE jobs
     SET state = 'STARTED', started_at = $1, attempts = jobs.attempts + 1,
-        lease_owner = $2, lease_expires_at = $3, progress = NULL
+        lease_owner = $2, lease_expires_at = $3, progress = NULL, key_held = false
     FROM picked
     WHERE jobs.id = picked.id
     RETURNING {", ".join(f"jobs.{column}" for column in JOB_COLUMNS)}, jobs.seq,
@@ -373,10 +380,14 @@ KEY_LOCK_SQL: Final = (
 """Each of these concurrency keys locked until the transaction ends, in key order (no deadlock between two
 claims): claims that took jobs of one key check it one after the other."""
 KEY_HOLDERS_SQL: Final = (
-    "SELECT concurrency_key, count(*) FROM jobs WHERE state = 'STARTED' AND concurrency_key = ANY($1::text[])"
+    "SELECT concurrency_key, count(*) FILTER (WHERE key_held), array_agg(seq) FILTER (WHERE NOT key_held)"
+    " FROM jobs WHERE state = 'STARTED' AND concurrency_key = ANY($1::text[])"
     " AND NOT (id = ANY($2::text[])) GROUP BY concurrency_key"
 )
-"""The STARTED jobs holding each key, but for the ones being checked."""
+"""For each key, but for the jobs being checked: how many STARTED jobs hold it, and the ``seq`` of the STARTED
+jobs claimed by another engine that has not checked them yet (an earlier one of those goes first)."""
+KEY_GRANT_SQL: Final = "UPDATE jobs SET key_held = true WHERE id = ANY($1::text[])"
+"""The jobs a check let keep their concurrency key: they count against its limit until they leave STARTED."""
 UNCLAIM_SQL: Final = (
     "UPDATE jobs SET state = $2, started_at = $3, progress = $4, attempts = attempts - 1, lease_owner = NULL,"
     " lease_expires_at = NULL WHERE id = $1 AND lease_owner = $5"

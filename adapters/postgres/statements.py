@@ -17,6 +17,7 @@ from adapters.postgres.schema import (
     GUARD_SQL,
     INSERT_KEY_SQL,
     JOB_ROW_COLUMNS,
+    KEY_GRANT_SQL,
     KEY_HOLDERS_SQL,
     KEY_LOCK_SQL,
     PROGRESS_SQL,
@@ -73,10 +74,14 @@ async def check_controls(connection: Connection, payload: Any) -> list[str]:
     owner, the claim's ``now`` and the :class:`Claimed` jobs, in claim order), and put back the jobs they
     refuse, as they were; the ids put back.
 
-    Keys first: each is locked (in key order), its other STARTED holders counted, and the jobs past its limit
-    refused; claims that took jobs of one key check it one after the other, each seeing what the ones before
-    committed. Then rate limits: per task (in task order) one start is taken in ``rate_limits`` if its next
-    start has come (the row's lock orders the claims of one task), and the task's other jobs are refused."""
+    Keys first: each is locked (in key order), its holders counted, and the jobs past its limit refused;
+    claims that took jobs of one key check it one after the other, each seeing what the ones before
+    committed. A holder is a STARTED job a check granted the key (``key_held``); a job another engine
+    claimed but has not checked yet does not hold it, but goes first when it was submitted first (so two
+    engines claiming one key's jobs at once neither both back off nor start them out of order).
+
+    Then rate limits: per task (in task order) one start is taken in ``rate_limits`` if its next start has
+    come (the row's lock orders the claims of one task), and the task's other jobs are refused."""
     owner, now, claimed = payload
     refused: list[Claimed] = []
     keyed = [item for item in claimed if item.job.concurrency is not None]
@@ -84,13 +89,20 @@ async def check_controls(connection: Connection, payload: Any) -> list[str]:
         keys = sorted({item.job.concurrency[0] for item in keyed})
         await connection.execute(KEY_LOCK_SQL, keys)
         ids = [item.job.id for item in keyed]
-        holders = {row[0]: row[1] for row in await connection.fetch(KEY_HOLDERS_SQL, keys, ids)}
+        counted = await connection.fetch(KEY_HOLDERS_SQL, keys, ids)
+        holders: dict[str, int] = {row[0]: row[1] for row in counted}
+        unchecked: dict[str, list[int]] = {row[0]: row[2] or [] for row in counted}
+        granted: list[str] = []
         for item in keyed:
             key, limit = item.job.concurrency
-            if holders.get(key, 0) < limit:
+            ahead = holders.get(key, 0) + sum(1 for seq in unchecked.get(key, ()) if seq < item.seq)
+            if ahead < limit:
                 holders[key] = holders.get(key, 0) + 1
+                granted.append(item.job.id)
             else:
                 refused.append(item)
+        if granted:
+            await connection.execute(KEY_GRANT_SQL, granted)
     by_task: dict[str, list[Claimed]] = {}
     refused_by_key = {item.job.id for item in refused}
     for item in claimed:

@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from adapters.postgres import PostgresJobRepository
+from adapters.postgres.statements import check_controls, claim_alone
 from application.ports import Commit
 from domain.job import CallOptions, Job
 from domain.states import JobState
@@ -104,3 +105,43 @@ async def test_a_rate_limit_holds_across_engines_claiming_at_once(
         assert sum(len(found) for found in results) == 1, f"minute {minute}: one start per minute, on every engine"
         assert await repos[1].next_due_at() == now + 60
     assert await started_per_key(postgres_url) == {None: 3}
+
+
+async def test_two_claims_checked_after_both_committed_start_the_first_submitted(postgres_url: str) -> None:
+    """Engine B took the key's second job while engine A held the first's row, and both claims committed
+    before either checked the key: whichever checks first, the first submitted job gets the key and the
+    second goes back to the queue (before, the first to check counted the other's claim as a holder and put
+    its own job back, so the later job ran first; both checks counting each other would stall the key)."""
+    for b_checks_first in (True, False):
+        await empty_tables(postgres_url)
+        options = CallOptions(concurrency_key="project:9")
+        first, second = (Job(id=name, task="t", due_at=NOW, created_at=NOW, options=options) for name in ("k0", "k1"))
+        connections = [await asyncpg.connect(postgres_url) for _ in range(2)]
+        try:
+            setup = PostgresJobRepository(postgres_url)
+            await setup.open()
+            try:
+                await setup.commit(Commit(jobs=[first]))
+                await setup.commit(Commit(jobs=[second]))
+            finally:
+                await setup.close()
+            a, b = connections
+            claim_a = a.transaction()
+            await claim_a.start()
+            took_a = await claim_alone(a, (NOW, "engine-a", NOW + 60, 1))
+            took_b = await claim_alone(b, (NOW, "engine-b", NOW + 60, 2))  # skips k0's locked row, takes k1
+            await claim_a.commit()
+            assert [item.job.id for item in took_a] == ["k0"] and [item.job.id for item in took_b] == ["k1"]
+            order = [(b, "engine-b", took_b), (a, "engine-a", took_a)]
+            if not b_checks_first:
+                order.reverse()
+            put_back: dict[str, list[str]] = {}
+            for connection, owner, took in order:
+                async with connection.transaction():
+                    put_back[owner] = await check_controls(connection, (owner, NOW, took))
+            assert put_back == {"engine-a": [], "engine-b": ["k1"]}, f"b checks first: {b_checks_first}"
+            rows = {row[0]: row[1] for row in await a.fetch("SELECT id, state FROM jobs")}
+            assert rows == {"k0": "STARTED", "k1": "PENDING"}
+        finally:
+            for connection in connections:
+                await connection.close()
