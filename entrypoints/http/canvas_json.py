@@ -14,9 +14,9 @@ from typing import Any
 import msgspec
 
 from domain.canvas import MAX_DEPTH, MAX_NODES, Canvas, Chain, Chord, Group, Signature, chain_of
-from domain.errors import InvalidCanvas
+from domain.errors import InvalidCallOption, InvalidCanvas
 from domain.json_values import ensure_json
-from entrypoints.http.options import canvas_options, expires_at
+from entrypoints.http.options import canvas_options, expires_at, malformed_control
 
 _SIGNATURE_KEYS = frozenset({"task", "args", "kwargs", "immutable", "options"})
 _OPTION_KEYS = frozenset(
@@ -113,6 +113,9 @@ def _signature(value: dict[str, Any], where: str, now: float) -> Signature:
         detail, _, at = str(exc).rpartition(" - at `$")
         if not detail:
             detail, at = str(exc), ""
+        control = malformed_control(at.rstrip("`").removeprefix("."), detail)
+        if control is not None:
+            raise InvalidCallOption(f"{where}.options{at.rstrip('`')}: {control}") from None
         raise InvalidCanvas(f"{where}.options{at.rstrip('`')}: {detail}") from None
     try:
         ensure_json(args, f"{where}.args")

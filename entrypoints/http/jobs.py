@@ -52,7 +52,9 @@ class JobController(Controller):
                 described={
                     409: CONFLICT,
                     422: "The task is not registered, the arguments do not fit its signature or are not JSON data, "
-                    "the schedule (eta, countdown, expires) is out of range, or the Idempotency-Key is malformed",
+                    "the schedule (eta, countdown) is out of range, expires or a queue control (queue, routing_key, "
+                    "concurrency_key, concurrency_limit) is malformed (invalid-call-option, naming it), or the "
+                    "Idempotency-Key is malformed",
                 },
             ),
         },
