@@ -100,6 +100,7 @@ def add_client_commands(subparsers: SubParsers) -> None:
     jobs.add_argument("--task", help="only runs of this task")
     jobs.add_argument("--workflow-id", metavar="ID", help="only the steps of this workflow")
     jobs.add_argument("--schedule", metavar="NAME", help="only the jobs of this periodic schedule")
+    jobs.add_argument("--queue", metavar="NAME", help="only the jobs of this named queue")
     jobs.add_argument("--limit", type=_limit, default=20, help="at most this many (1..500, default 20)")
     jobs.add_argument("--cursor", help="the next_cursor of an earlier page")
     jobs.set_defaults(handler=_command(run_jobs))
@@ -199,7 +200,13 @@ def run_retry(args: argparse.Namespace, client: ApiClient) -> int:
 
 def run_jobs(args: argparse.Namespace, client: ApiClient) -> int:
     params: dict[str, str | int] = {"limit": args.limit}
-    filters = {"state": args.state, "task": args.task, "workflow_id": args.workflow_id, "schedule": args.schedule}
+    filters = {
+        "state": args.state,
+        "task": args.task,
+        "workflow_id": args.workflow_id,
+        "schedule": args.schedule,
+        "queue": args.queue,
+    }
     params.update({name: value for name, value in filters.items() if value is not None})
     if args.cursor is not None:
         params["cursor"] = args.cursor

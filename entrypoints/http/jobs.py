@@ -89,6 +89,10 @@ class JobController(Controller):
         schedule: Annotated[
             str | None, QueryParameter(description="Only jobs created by this periodic schedule")
         ] = None,
+        queue: Annotated[
+            str | None,
+            QueryParameter(description="Only jobs of this named queue (their `queue`, as GET /jobs/{id} shows it)"),
+        ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
         cursor: Annotated[
             str | None,
@@ -97,7 +101,7 @@ class JobController(Controller):
             ),
         ] = None,
     ) -> JobPageOut:
-        """Filter by ``state``, ``task``, ``workflow_id`` or ``schedule``; page with ``cursor`` = the last
+        """Filter by ``state``, ``task``, ``workflow_id``, ``schedule`` or ``queue``; page with ``cursor`` = the last
         ``next_cursor``."""
         if job_state is not None and job_state not in JobState.__members__:
             raise ValidationException(f"state must be one of {', '.join(JobState.__members__)}, got {job_state!r}")
@@ -109,6 +113,7 @@ class JobController(Controller):
                 task=task,
                 workflow_id=workflow_id,
                 schedule=schedule,
+                queue=queue,
             ),
             limit=limit,
             cursor=cursor,

@@ -53,6 +53,19 @@ class TestQueuesOverHttp:
             response = await client.post("/workflows", json={"canvas": {"chain": [canvas]}})
             assert response.status_code == 422, response.text
 
+    async def test_jobs_are_listed_by_queue(self, client: AsyncTestClient[Litestar]) -> None:
+        ai = await post_job(client, queue="ai")
+        routed = await post_job(client, routing_key="ai")
+        plain = await post_job(client)
+        listed = (await client.get("/jobs", params={"queue": "ai"})).json()
+        assert [job["id"] for job in listed["items"]] == [routed["id"], ai["id"]]
+        assert [job["id"] for job in (await client.get("/jobs?queue=default")).json()["items"]] == [plain["id"]]
+        assert (await client.get("/jobs", params={"queue": "ai", "state": "SUCCESS"})).json()["items"] == []
+        assert (await client.get("/jobs", params={"queue": "nowhere"})).json()["items"] == []
+        schema = (await client.get("/schema/openapi.json")).json()
+        parameters = schema["paths"]["/jobs"]["get"]["parameters"]
+        assert "queue" in {parameter["name"] for parameter in parameters}
+
     async def test_depths_per_queue_in_queues_and_metrics(self, client: AsyncTestClient[Litestar]) -> None:
         await post_job(client, queue="ai")
         await post_job(client, queue="ai")
