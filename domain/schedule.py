@@ -134,9 +134,11 @@ SCHEDULE_OPTIONS: Final = (
     "max_retries",
     "headers",
     "ignore_result",
+    "concurrency_key",
+    "concurrency_limit",
 )
 """``apply_async`` options a schedule's jobs may carry; ``expires`` is in seconds after the tick, as Celery
-beat users give it."""
+beat users give it; ``concurrency_key`` (with ``concurrency_limit``) makes a periodic job "one at a time"."""
 
 DEFINITION_FIELDS: Final = (
     "task",
