@@ -201,6 +201,8 @@ class InMemoryJobRepository(JobRepository):
                 continue
             if filter.schedule is not None and job.options.schedule != filter.schedule:
                 continue
+            if filter.queue is not None and job.queue != filter.queue:
+                continue
             items.append(job)
             if len(items) > limit:
                 break

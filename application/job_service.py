@@ -227,7 +227,13 @@ class JobService:
             if wanted is not None and await self._repo.get_workflow(wanted) is None:
                 workflow_id = wanted
         advance = Advance()
-        workflow = await self._workflows.start(advance, canvas, workflow_id=workflow_id, lineage=lineage)
+        workflow = await self._workflows.start(
+            advance,
+            canvas,
+            workflow_id=workflow_id,
+            lineage=lineage,
+            idempotency_key=None if idempotency is None else idempotency.key,
+        )
         if idempotency is not None:  # see submit_canvas_once
             advance.commit.idempotency = key_for(idempotency, "workflow", workflow.id, workflow.created_at)
         await self._apply_new(advance)

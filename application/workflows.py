@@ -155,11 +155,13 @@ class WorkflowEngine:
         parent: Job | None = None,
         workflow_id: str | None = None,
         lineage: Lineage | None = None,
+        idempotency_key: str | None = None,
     ) -> Workflow:
         """A new workflow for ``canvas``, with the jobs that can start at once, added to ``advance``.
 
         With ``parent``, the workflow replaces that running job (``self.replace``) and shares its root.
-        ``lineage`` says which task sent it (Celery's parent and root ids of its first steps).
+        ``lineage`` says which task sent it (Celery's parent and root ids of its first steps);
+        ``idempotency_key`` the key it is submitted under, kept with it.
         """
         now = self._clock.now()
         if parent is not None and lineage is None:
@@ -175,6 +177,7 @@ class WorkflowEngine:
             parent_job_id=parent.id if parent else None,
             root_id=(parent.root_id or parent.workflow_id or parent.id) if parent else None,
             lineage=lineage,
+            idempotency_key=idempotency_key,
         )
         state = WorkflowState(workflow, root_task_id=_root_task_id(workflow))
         self._states[workflow.id] = state

@@ -25,6 +25,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 from cronsim import CronSim, CronSimError
 
+from domain.canvas import MAX_COUNTDOWN
+
 MissedPolicy = Literal["skip", "run_once"]
 MISSED_POLICIES: Final = ("skip", "run_once")
 
@@ -94,6 +96,13 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True):
         unknown = sorted(set(self.options) - set(SCHEDULE_OPTIONS))
         if unknown:
             raise ValueError(f"unknown schedule option(s) {', '.join(unknown)}: use {', '.join(SCHEDULE_OPTIONS)}")
+        expires = self.options.get("expires")
+        if expires is not None and (
+            isinstance(expires, bool) or not isinstance(expires, (int, float)) or not 0 <= expires <= MAX_COUNTDOWN
+        ):
+            raise ValueError(
+                f"expires must be a number of seconds after the tick, from 0 to {MAX_COUNTDOWN:.0f}, got {expires!r}"
+            )
         if self.missed not in MISSED_POLICIES:
             raise ValueError(f"missed must be one of {', '.join(MISSED_POLICIES)}, not {self.missed!r}")
         for label, value in (("start_at", self.start_at), ("end_at", self.end_at)):
@@ -125,9 +134,11 @@ SCHEDULE_OPTIONS: Final = (
     "max_retries",
     "headers",
     "ignore_result",
+    "concurrency_key",
+    "concurrency_limit",
 )
 """``apply_async`` options a schedule's jobs may carry; ``expires`` is in seconds after the tick, as Celery
-beat users give it."""
+beat users give it; ``concurrency_key`` (with ``concurrency_limit``) makes a periodic job "one at a time"."""
 
 DEFINITION_FIELDS: Final = (
     "task",

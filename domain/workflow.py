@@ -42,6 +42,8 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True):
     version: int = 0
     """How many guarded advances were stored (storage counts them, see ``Commit.workflow_versions``): an
     advance planned on an older version was planned on stale outcomes and is refused."""
+    idempotency_key: str | None = None
+    """The key it was submitted under (HTTP ``Idempotency-Key``, ``idempotency_key=``), stored with it."""
 
     @property
     def root(self) -> str:

@@ -213,6 +213,9 @@ class PostgresJobRepository(JobRepository):
         if filter.schedule is not None:
             params.append(filter.schedule)
             clauses.append(f"id IN (SELECT job_id FROM schedule_ticks WHERE schedule = ${len(params)})")
+        if filter.queue is not None:
+            params.append(filter.queue)
+            clauses.append(f"queue = ${len(params)}")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         params.append(limit + 1)
         rows = await self._writer.fetch(

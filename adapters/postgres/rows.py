@@ -131,6 +131,7 @@ def workflow_row(workflow: Workflow) -> tuple[Any, ...]:
         workflow.root_id,
         _json_or_null(workflow.lineage),
         workflow.version,
+        workflow.idempotency_key,
     )
 
 
@@ -147,6 +148,7 @@ def workflow_from_row(row: asyncpg.Record) -> Workflow:
         root_id=row[8],
         lineage=None if row[9] is None else _lineage_decoder.decode(row[9]),
         version=row[10],
+        idempotency_key=row[11],
     )
 
 

@@ -177,6 +177,15 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE jobs ADD COLUMN key_held BOOLEAN NOT NULL DEFAULT false;
     UPDATE jobs SET key_held = true WHERE state = 'STARTED' AND concurrency_key IS NOT NULL;
     """,
+    # 8: a workflow's idempotency key (Workflow.idempotency_key), as a job keeps its own in its options;
+    # the workflows stored under a key before it are given theirs.
+    """
+    ALTER TABLE workflows ADD COLUMN idempotency_key TEXT;
+    UPDATE workflows SET idempotency_key = (
+        SELECT key FROM idempotency_keys WHERE target = workflows.id AND kind = 'workflow'
+    )
+    WHERE id IN (SELECT target FROM idempotency_keys WHERE kind = 'workflow');
+    """,
 )
 """Schema migrations: ``MIGRATIONS[i]`` takes the database from version ``i`` to ``i + 1``."""
 
@@ -244,6 +253,7 @@ WORKFLOW_COLUMNS: Final[tuple[str, ...]] = (
     "root_id",
     "lineage",
     "version",
+    "idempotency_key",
 )
 
 if Job.__struct_fields__ != JOB_COLUMNS or Workflow.__struct_fields__ != WORKFLOW_COLUMNS:  # pragma: no cover

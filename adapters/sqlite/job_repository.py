@@ -22,11 +22,17 @@ from adapters.sqlite.writer import Kind, SqliteWriter
 from application.ports import Commit, IdempotencyKey, JobFilter, JobPage, JobRepository
 from domain.errors import NotStorable
 from domain.job import Job, Progress
+from domain.queues import DEFAULT_QUEUE
 from domain.workflow import Workflow
 
 __all__ = ["SqliteJobRepository"]
 
 READ_CHUNK: Final[int] = 512
+# Job.queue in SQL (domain.queues.effective_queue): its queue, else its routing key, else the default queue.
+EFFECTIVE_QUEUE: Final = (
+    "COALESCE(NULLIF(json_extract(options, '$.queue'), ''), NULLIF(json_extract(options, '$.routing_key'), ''),"
+    f" '{DEFAULT_QUEUE}')"
+)
 """Ids per ``IN (...)`` read in :meth:`SqliteJobRepository.peek_many` (``ResultSet`` asks for up to 512)."""
 
 
@@ -216,6 +222,9 @@ class SqliteJobRepository(JobRepository):
         if filter.schedule is not None:
             clauses.append("id IN (SELECT job_id FROM schedule_ticks WHERE schedule = ?)")
             params.append(filter.schedule)
+        if filter.queue is not None:  # the queue lives in the options JSON (Job.queue)
+            clauses.append(f"{EFFECTIVE_QUEUE} = ?")
+            params.append(filter.queue)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         params.append(limit + 1)
         rows = self._writer.read(f"SELECT {JOB_SELECT}, seq FROM jobs {where} ORDER BY seq DESC LIMIT ?", params)

@@ -104,6 +104,8 @@ class JobFilter(msgspec.Struct, frozen=True, kw_only=True):
     workflow_id: str | None = None
     schedule: str | None = None
     """The jobs a periodic schedule of this name created (its ticks and its runs on request)."""
+    queue: str | None = None
+    """The jobs of this named queue (``Job.queue``: their ``queue``, else ``routing_key``, else default)."""
 
 
 class JobPage(msgspec.Struct, frozen=True, kw_only=True):

@@ -61,6 +61,24 @@ def add_client_commands(subparsers: SubParsers) -> None:
     submit.add_argument("--kwargs", metavar="JSON", help="keyword arguments as a JSON object, e.g. '{\"y\": 2}'")
     submit.add_argument("--countdown", metavar="S", type=_seconds, help="start no sooner than S seconds from now")
     submit.add_argument("--priority", metavar="N", type=int, help="higher runs first (-1000..1000)")
+    submit.add_argument("--queue", metavar="NAME", help="the named queue the job waits in (default: default)")
+    submit.add_argument(
+        "--expires", metavar="S", type=_seconds, help="not started within S seconds, the job ends REVOKED unrun"
+    )
+    submit.add_argument(
+        "--concurrency-key",
+        metavar="KEY",
+        help="at most --concurrency-limit jobs with this key run at once (e.g. project:42)",
+    )
+    submit.add_argument(
+        "--concurrency-limit", metavar="N", type=int, help="with --concurrency-key: how many at once (default 1)"
+    )
+    submit.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        type=_header_value,
+        help="submit once: the same command again prints the same job; another under the key is refused",
+    )
     _add_wait(submit, "wait for the job to finish and print its result (exit 1 if it fails)")
     submit.set_defaults(handler=_command(run_submit))
 
@@ -100,6 +118,7 @@ def add_client_commands(subparsers: SubParsers) -> None:
     jobs.add_argument("--task", help="only runs of this task")
     jobs.add_argument("--workflow-id", metavar="ID", help="only the steps of this workflow")
     jobs.add_argument("--schedule", metavar="NAME", help="only the jobs of this periodic schedule")
+    jobs.add_argument("--queue", metavar="NAME", help="only the jobs of this named queue")
     jobs.add_argument("--limit", type=_limit, default=20, help="at most this many (1..500, default 20)")
     jobs.add_argument("--cursor", help="the next_cursor of an earlier page")
     jobs.set_defaults(handler=_command(run_jobs))
@@ -140,10 +159,12 @@ def run_submit(args: argparse.Namespace, client: ApiClient) -> int:
         body["args"] = parse_json_argument(args.args, "ARGS", list, "a JSON array")
     if args.kwargs is not None:
         body["kwargs"] = parse_json_argument(args.kwargs, "--kwargs", dict, "a JSON object")
-    options = {name: getattr(args, name) for name in ("countdown", "priority") if getattr(args, name) is not None}
+    names = ("countdown", "priority", "queue", "expires", "concurrency_key", "concurrency_limit")
+    options = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if options:
         body["options"] = options
-    reply = client.post("/jobs", body)
+    key = args.idempotency_key
+    reply = client.post("/jobs", body, headers=None if key is None else {"Idempotency-Key": key})
     job = _document(reply)
     if not args.wait:
         _print(reply.text if args.json else str(job["id"]))
@@ -199,7 +220,13 @@ def run_retry(args: argparse.Namespace, client: ApiClient) -> int:
 
 def run_jobs(args: argparse.Namespace, client: ApiClient) -> int:
     params: dict[str, str | int] = {"limit": args.limit}
-    filters = {"state": args.state, "task": args.task, "workflow_id": args.workflow_id, "schedule": args.schedule}
+    filters = {
+        "state": args.state,
+        "task": args.task,
+        "workflow_id": args.workflow_id,
+        "schedule": args.schedule,
+        "queue": args.queue,
+    }
     params.update({name: value for name, value in filters.items() if value is not None})
     if args.cursor is not None:
         params["cursor"] = args.cursor
@@ -367,6 +394,13 @@ def _seconds(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
     return value
+
+
+def _header_value(text: str) -> str:
+    """An ``--idempotency-key``: printable ASCII, as an HTTP header carries it (the service checks the rest)."""
+    if not text.isascii() or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"expected printable ASCII characters, got {text!r}")
+    return text
 
 
 def _limit(text: str) -> int:

@@ -79,8 +79,8 @@ class ApiClient:
     def get(self, path: str, params: dict[str, str | int] | None = None) -> Reply:
         return self.request("GET", path, params=params)
 
-    def post(self, path: str, body: Any = None) -> Reply:
-        return self.request("POST", path, body=body)
+    def post(self, path: str, body: Any = None, *, headers: dict[str, str] | None = None) -> Reply:
+        return self.request("POST", path, body=body, headers=headers)
 
     def get_text(self, path: str) -> str:
         """The body of a ``GET`` that answers with text (Markdown), not JSON."""
@@ -90,12 +90,23 @@ class ApiClient:
             raise self._error(response)
         return response.text
 
-    def request(self, method: str, path: str, *, params: dict[str, str | int] | None = None, body: Any = None) -> Reply:
-        """Send one request; the decoded JSON answer, or an exception (see the class)."""
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str | int] | None = None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        """Send one request (with ``headers`` besides the client's own); the decoded JSON answer, or an
+        exception (see the class)."""
         content = None if body is None else json.dumps(body, allow_nan=False).encode()
-        headers = {"Content-Type": "application/json"} if content is not None else None
+        sent = dict(headers or {})
+        if content is not None:
+            sent["Content-Type"] = "application/json"
         with self._translate(method, path):
-            response = self._client.request(method, path, params=params, content=content, headers=headers)
+            response = self._client.request(method, path, params=params, content=content, headers=sent or None)
         if response.is_error:
             raise self._error(response)
         try:

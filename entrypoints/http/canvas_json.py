@@ -14,24 +14,23 @@ from typing import Any
 import msgspec
 
 from domain.canvas import MAX_DEPTH, MAX_NODES, Canvas, Chain, Chord, Group, Signature, chain_of
-from domain.errors import InvalidCanvas
+from domain.errors import InvalidCallOption, InvalidCanvas
 from domain.json_values import ensure_json
-from entrypoints.http.options import canvas_options, expires_at
+from entrypoints.http.options import canvas_options, expires_at, malformed_control
 
 _SIGNATURE_KEYS = frozenset({"task", "args", "kwargs", "immutable", "options"})
-_OPTION_KEYS = frozenset(
-    {
-        "countdown",
-        "expires",
-        "priority",
-        "max_retries",
-        "time_limit",
-        "queue",
-        "routing_key",
-        "concurrency_key",
-        "concurrency_limit",
-    }
+_OPTION_NAMES = (
+    "countdown",
+    "priority",
+    "max_retries",
+    "time_limit",
+    "queue",
+    "routing_key",
+    "concurrency_key",
+    "concurrency_limit",
 )
+"""The call options a canvas node takes, as they are shown back (``expires`` apart: stored as epoch seconds)."""
+_OPTION_KEYS = frozenset({*_OPTION_NAMES, "expires"})
 
 
 class _Budget:
@@ -113,6 +112,9 @@ def _signature(value: dict[str, Any], where: str, now: float) -> Signature:
         detail, _, at = str(exc).rpartition(" - at `$")
         if not detail:
             detail, at = str(exc), ""
+        control = malformed_control(at.rstrip("`").removeprefix("."), detail)
+        if control is not None:
+            raise InvalidCallOption(f"{where}.options{at.rstrip('`')}: {control}") from None
         raise InvalidCanvas(f"{where}.options{at.rstrip('`')}: {detail}") from None
     try:
         ensure_json(args, f"{where}.args")
@@ -134,18 +136,6 @@ def _signature(value: dict[str, Any], where: str, now: float) -> Signature:
         concurrency_key=checked.concurrency_key,
         concurrency_limit=checked.concurrency_limit,
     )
-
-
-_OPTION_NAMES = (
-    "countdown",
-    "priority",
-    "max_retries",
-    "time_limit",
-    "queue",
-    "routing_key",
-    "concurrency_key",
-    "concurrency_limit",
-)
 
 
 def canvas_to_json(canvas: Canvas) -> dict[str, Any]:

@@ -52,7 +52,9 @@ class JobController(Controller):
                 described={
                     409: CONFLICT,
                     422: "The task is not registered, the arguments do not fit its signature or are not JSON data, "
-                    "the schedule (eta, countdown, expires) is out of range, or the Idempotency-Key is malformed",
+                    "the schedule (eta, countdown) is out of range, expires or a queue control (queue, routing_key, "
+                    "concurrency_key, concurrency_limit) is malformed (invalid-call-option, naming it), or the "
+                    "Idempotency-Key is malformed",
                 },
             ),
         },
@@ -87,6 +89,10 @@ class JobController(Controller):
         schedule: Annotated[
             str | None, QueryParameter(description="Only jobs created by this periodic schedule")
         ] = None,
+        queue: Annotated[
+            str | None,
+            QueryParameter(description="Only jobs of this named queue (their `queue`, as GET /jobs/{id} shows it)"),
+        ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
         cursor: Annotated[
             str | None,
@@ -95,7 +101,7 @@ class JobController(Controller):
             ),
         ] = None,
     ) -> JobPageOut:
-        """Filter by ``state``, ``task``, ``workflow_id`` or ``schedule``; page with ``cursor`` = the last
+        """Filter by ``state``, ``task``, ``workflow_id``, ``schedule`` or ``queue``; page with ``cursor`` = the last
         ``next_cursor``."""
         if job_state is not None and job_state not in JobState.__members__:
             raise ValidationException(f"state must be one of {', '.join(JobState.__members__)}, got {job_state!r}")
@@ -107,6 +113,7 @@ class JobController(Controller):
                 task=task,
                 workflow_id=workflow_id,
                 schedule=schedule,
+                queue=queue,
             ),
             limit=limit,
             cursor=cursor,

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Final
 
 import msgspec
 from msgspec import Meta
 
 from domain.canvas import MAX_COUNTDOWN
-from domain.queues import QUEUE_NAME_PATTERN, QUEUE_NAME_RULE
+from domain.queues import MAX_CONCURRENCY_LIMIT, QUEUE_NAME_PATTERN, QUEUE_NAME_RULE
 
 QueueName = Annotated[
     str,
@@ -69,6 +69,25 @@ class JobOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     routing_key: QueueName | None = None
     concurrency_key: ConcurrencyKey | None = None
     concurrency_limit: ConcurrencyLimit | None = None
+
+
+CONTROL_RULES: Final = {
+    "expires": f"a number of seconds from 0 to {MAX_COUNTDOWN:.0f} or an ISO 8601 time",
+    "queue": f"a queue name: {QUEUE_NAME_RULE}",
+    "routing_key": f"a queue name: {QUEUE_NAME_RULE}",
+    "concurrency_key": "a string of 1 to 200 printable characters",
+    "concurrency_limit": f"an integer from 1 to {MAX_CONCURRENCY_LIMIT}",
+}
+"""The rule of each option refused with a 422 ``invalid-call-option`` (issue 14: every queue control and
+``expires``) even when msgspec refuses it while decoding (a wrong type, a bound); the other options' type
+errors stay 400s."""
+
+
+def malformed_control(option: str, message: str) -> str | None:
+    """The detail of the 422 for an option msgspec refused with ``message``, if ``option`` is one of
+    :data:`CONTROL_RULES`, else None."""
+    rule = CONTROL_RULES.get(option)
+    return None if rule is None else f"{option} must be {rule}: {message}"
 
 
 def canvas_options(options: object) -> CanvasOptions:

@@ -30,6 +30,7 @@ from domain.errors import (
     NotJsonValue,
     UnknownTask,
 )
+from entrypoints.http.options import malformed_control
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,9 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     errors = None
     if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
         errors = [item for item in exc.extra if isinstance(item, dict)]
+        control = _malformed_control(errors)
+        if control is not None:
+            return problem(422, "Invalid call option", control, slug="invalid-call-option")
         if errors:
             detail = "; ".join(_describe(item) for item in errors)
     title = _TITLES.get(status, "Request refused")
@@ -119,6 +123,17 @@ def handle_unexpected(
         return problem(503, "Storage unavailable", detail, slug="storage-unavailable", headers={"Retry-After": "5"})
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return problem(500, "Internal error", "an unexpected error occurred; it has been logged", slug="internal")
+
+
+def _malformed_control(errors: list[dict[str, Any]]) -> str | None:
+    """The 422 detail when the body's one error is a malformed queue control or ``expires`` in its
+    ``options`` (``POST /jobs``): a 422 naming the option, as the domain's checks of those options are."""
+    if len(errors) != 1 or errors[0].get("source") != "body":
+        return None
+    prefix, _, option = str(errors[0].get("key", "")).partition(".")
+    if prefix != "options":
+        return None
+    return malformed_control(option, str(errors[0].get("message", "invalid")))
 
 
 def _describe(item: dict[str, Any]) -> str:

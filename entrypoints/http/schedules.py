@@ -44,7 +44,10 @@ class ScheduleIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     kwargs: dict[str, Any] = msgspec.field(default_factory=dict)
     options: Annotated[
         dict[str, Any],
-        Meta(description="apply_async options: queue, routing_key, priority, expires (seconds after the tick), ..."),
+        Meta(
+            description="apply_async options: queue, routing_key, priority, expires (seconds after the tick),"
+            " time_limit, soft_time_limit, max_retries, headers, ignore_result, concurrency_key, concurrency_limit"
+        ),
     ] = msgspec.field(default_factory=dict)
     cron: Annotated[str | None, Meta(description="A five-field cron expression, e.g. '*/5 * * * *'")] = None
     every: Annotated[float | None, Meta(description="Seconds between ticks (at least 1)")] = None

@@ -166,6 +166,7 @@ class WorkflowOut(msgspec.Struct, kw_only=True):
     parent_job_id: str | None
     canvas: dict[str, Any]
     nodes: list[WorkflowNodeOut]
+    idempotency_key: Annotated[str | None, Meta(description="The Idempotency-Key it was submitted under")]
 
     @classmethod
     def of(cls, workflow: Workflow, jobs: list[Job]) -> WorkflowOut:
@@ -179,6 +180,7 @@ class WorkflowOut(msgspec.Struct, kw_only=True):
             parent_job_id=workflow.parent_job_id,
             canvas=canvas_to_json(workflow.canvas),
             nodes=[WorkflowNodeOut(node=job.node, job_id=job.id, task=job.task, state=job.state.value) for job in jobs],
+            idempotency_key=workflow.idempotency_key,
         )
 
 

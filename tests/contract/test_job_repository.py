@@ -206,6 +206,7 @@ class TestRoundTrip:
             finished_at=1_732_791_300.25,
             parent_job_id="parent-job",
             lineage=Lineage(parent_id="p", root_id="r", replaced_task_nesting=2),
+            idempotency_key="order-7",
         )
         await repo.commit(Commit(workflows=[workflow]))
 

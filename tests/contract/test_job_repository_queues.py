@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from application.ports import JobRepository
+from application.ports import JobFilter, JobRepository
 from domain.job import CallOptions, Job
+from domain.states import JobState
 from tests.contract.test_job_repository import NOW, make_job, put
 
 
@@ -75,3 +76,28 @@ class TestClaimByQueue:
         assert await repo.next_due_at() == NOW + 5
         assert await repo.next_due_at(["nothing"]) is None
         assert await claim(repo, {"ai": 1}, now=NOW + 5) == ["a"]
+
+
+class TestListByQueue:
+    async def test_lists_the_jobs_of_one_queue_whatever_their_state(self, repo: JobRepository) -> None:
+        await put(
+            repo,
+            in_queue("q", "ai"),
+            in_queue("rk", None, "ai"),
+            in_queue("both", "reports", "ai"),
+            in_queue("none"),
+            in_queue("done", "ai", state=JobState.SUCCESS),
+        )
+
+        async def ids(**filters: Any) -> list[str]:
+            return [job.id for job in (await repo.list_jobs(JobFilter(**filters), limit=10)).items]
+
+        assert await ids(queue="ai") == ["done", "rk", "q"]
+        assert await ids(queue="reports") == ["both"]
+        assert await ids(queue="default") == ["none"]
+        assert await ids(queue="ai", state=JobState.SUCCESS) == ["done"]
+        assert await ids(queue="nowhere") == []
+        page = await repo.list_jobs(JobFilter(queue="ai"), limit=2)
+        assert [job.id for job in page.items] == ["done", "rk"] and page.next_cursor is not None
+        rest = await repo.list_jobs(JobFilter(queue="ai"), limit=2, cursor=page.next_cursor)
+        assert [job.id for job in rest.items] == ["q"]

@@ -64,10 +64,11 @@ class TestExpiresOnJobs:
     @pytest.mark.parametrize(
         ("expires", "status", "detail"),
         [
-            (-1, 400, "expires"),
-            ("tomorrow", 400, "expires"),
-            (True, 400, "expires"),
-            (10 * 366 * 24 * 3600.0 + 1, 400, "expires"),
+            (-1, 422, "expires must be a number of seconds from 0 to 316224000 or an ISO 8601 time"),
+            ("tomorrow", 422, "expires must be a number of seconds"),
+            (True, 422, "expires must be a number of seconds"),
+            (10 * 366 * 24 * 3600.0 + 1, 422, "expires must be a number of seconds"),
+            ([], 422, "expires must be a number of seconds"),
             ("1969-12-31T00:00:00Z", 422, "expires must be between 1970 and 9999"),
         ],
     )
@@ -80,6 +81,10 @@ class TestExpiresOnJobs:
         assert response.status_code == status
         assert response.headers["content-type"] == "application/problem+json"
         assert detail in response.json()["detail"]
+        assert response.json()["type"] in (
+            "urn:geekblog:problem:invalid-call-option",
+            "urn:geekblog:problem:invalid-schedule",
+        )
 
 
 class TestExpiresOnWorkflows:
@@ -107,3 +112,30 @@ class TestExpiresOnWorkflows:
         response = await client.post("/workflows", json={"canvas": canvas})
         assert response.status_code == 422
         assert "canvas.chain[0].options.expires" in response.json()["detail"]
+
+    @pytest.mark.parametrize("expires", [-1, True, "soon", 10 * 366 * 24 * 3600.0 + 1])
+    async def test_every_malformed_step_expiry_is_an_invalid_call_option(
+        self, client: AsyncTestClient[Litestar], expires: Any
+    ) -> None:
+        canvas = {"group": [{"task": "compat.add", "args": [1, 1], "options": {"expires": expires}}]}
+        response = await client.post("/workflows", json={"canvas": canvas})
+        assert response.status_code == 422, response.text
+        problem = response.json()
+        assert problem["type"] == "urn:geekblog:problem:invalid-call-option"
+        assert problem["detail"].startswith("canvas.group[0].options.expires: expires must be a number of seconds")
+
+
+class TestExpiresOnSchedules:
+    @pytest.mark.parametrize("expires", [-1, True, "tomorrow", "30", 10 * 366 * 24 * 3600.0 + 1])
+    async def test_a_malformed_expiry_is_a_422_naming_it(self, client: AsyncTestClient[Litestar], expires: Any) -> None:
+        body = {"name": "s", "task": "compat.add", "args": [1, 2], "every": 60, "options": {"expires": expires}}
+        response = await client.post("/schedules", json=body)
+        assert response.status_code == 422, response.text
+        assert "expires must be a number of seconds after the tick" in response.json()["detail"]
+        assert (await client.get("/schedules")).json()["items"] == []
+
+    async def test_a_number_of_seconds_is_accepted(self, client: AsyncTestClient[Litestar]) -> None:
+        body = {"name": "s", "task": "compat.add", "args": [1, 2], "every": 60, "options": {"expires": 30}}
+        response = await client.post("/schedules", json=body)
+        assert response.status_code == 201, response.text
+        assert response.json()["options"] == {"expires": 30}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,15 @@ class TestWorkflows:
         assert again.json() == done and done["result"] == 3
         assert len(compat_tasks.CALLS) == 2  # the chain ran once
 
+    async def test_the_workflow_shows_its_key_once_it_has_run(self, client: AsyncTestClient[Litestar]) -> None:
+        first = await client.post("/workflows", json=CHAIN, headers=keyed("flow-key"))
+        assert first.status_code == 202 and first.json()["idempotency_key"] == "flow-key"
+        done = await settled(client, first.headers["location"], {"SUCCESS"})  # every advance keeps it
+        assert done["idempotency_key"] == "flow-key"
+        plain = await client.post("/workflows", json=CHAIN)
+        assert plain.json()["idempotency_key"] is None
+        assert (await client.get(plain.headers["location"])).json()["idempotency_key"] is None
+
     async def test_another_canvas_or_a_job_under_its_key_is_a_409(self, client: AsyncTestClient[Litestar]) -> None:
         flow = (await client.post("/workflows", json=CHAIN, headers=keyed("flow"))).json()
         other = {"canvas": {"group": [{"task": "compat.add", "args": [1, 1]}]}}
@@ -160,3 +170,32 @@ async def test_the_key_and_the_expiry_survive_a_restart(durable: Storage) -> Non
         assert repeat.status_code == 200 and repeat.json()["id"] == shown["id"]
         other = await after.post("/jobs", json={**body, "args": [3, 3]}, headers=keyed("across"))
         assert other.status_code == 409
+
+
+async def test_a_workflows_key_survives_a_restart(durable: Storage) -> None:
+    container = durable.container(task_modules=("tests.integration.compat_tasks",))
+    async with AsyncTestClient(create_app(container)) as before:
+        first = await before.post("/workflows", json=CHAIN, headers=keyed("flow-across"))
+        assert first.status_code == 202
+        await settled(before, first.headers["location"], {"SUCCESS"})
+    again = durable.container(task_modules=("tests.integration.compat_tasks",))
+    async with AsyncTestClient(create_app(again)) as after:
+        shown = (await after.get(first.headers["location"])).json()
+        assert (shown["state"], shown["idempotency_key"]) == ("SUCCESS", "flow-across")
+
+
+async def test_the_sqlite_migration_gives_keyed_workflows_their_key(tmp_path: Path) -> None:
+    """A file of schema 10 (keys stored, no column on workflows yet) opens with each keyed workflow's key."""
+    storage = Storage("sqlite", db_path=str(tmp_path / "engine.db"))
+    container = storage.container(task_modules=("tests.integration.compat_tasks",))
+    async with AsyncTestClient(create_app(container)) as before:
+        first = await before.post("/workflows", json=CHAIN, headers=keyed("old-flow"))
+        plain = await before.post("/workflows", json=CHAIN)
+    with sqlite3.connect(tmp_path / "engine.db") as connection:
+        connection.execute("ALTER TABLE workflows DROP COLUMN idempotency_key")
+        connection.execute("PRAGMA user_version = 10")
+    connection.close()
+    again = storage.container(task_modules=("tests.integration.compat_tasks",))
+    async with AsyncTestClient(create_app(again)) as after:
+        assert (await after.get(first.headers["location"])).json()["idempotency_key"] == "old-flow"
+        assert (await after.get(plain.headers["location"])).json()["idempotency_key"] is None

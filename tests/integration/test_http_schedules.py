@@ -118,6 +118,20 @@ async def test_run_now_and_the_jobs_of_a_schedule(client: AsyncTestClient[Litest
     assert (await client.post("/schedules/ghost/run")).status_code == 404
 
 
+async def test_a_schedules_jobs_carry_its_concurrency_key(client: AsyncTestClient[Litestar]) -> None:
+    options = {"concurrency_key": "report", "concurrency_limit": 1, "queue": "reports"}
+    created = await client.post("/schedules", json={**NIGHTLY, "options": options})
+    assert created.status_code == 201, created.text
+    assert created.json()["options"] == options
+    job = (await client.post("/schedules/nightly/run")).json()
+    shown = (await client.get(f"/jobs/{job['id']}")).json()
+    assert (shown["concurrency_key"], shown["concurrency_limit"], shown["queue"]) == ("report", 1, "reports")
+    for bad in ({"concurrency_limit": 2}, {"concurrency_key": 7}, {"concurrency_key": "k", "concurrency_limit": 0}):
+        refused = await client.post("/schedules", json={**NIGHTLY, "name": "bad", "options": bad})
+        assert refused.status_code == 422, refused.text
+        assert "concurrency" in refused.json()["detail"]
+
+
 async def test_an_every_second_schedule_fires_on_its_own(client: AsyncTestClient[Litestar]) -> None:
     body = {"name": "fast", "task": "compat.add", "args": [2, 2], "every": 1}
     assert (await client.post("/schedules", json=body)).status_code == 201

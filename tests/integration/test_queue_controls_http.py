@@ -53,6 +53,19 @@ class TestQueuesOverHttp:
             response = await client.post("/workflows", json={"canvas": {"chain": [canvas]}})
             assert response.status_code == 422, response.text
 
+    async def test_jobs_are_listed_by_queue(self, client: AsyncTestClient[Litestar]) -> None:
+        ai = await post_job(client, queue="ai")
+        routed = await post_job(client, routing_key="ai")
+        plain = await post_job(client)
+        listed = (await client.get("/jobs", params={"queue": "ai"})).json()
+        assert [job["id"] for job in listed["items"]] == [routed["id"], ai["id"]]
+        assert [job["id"] for job in (await client.get("/jobs?queue=default")).json()["items"]] == [plain["id"]]
+        assert (await client.get("/jobs", params={"queue": "ai", "state": "SUCCESS"})).json()["items"] == []
+        assert (await client.get("/jobs", params={"queue": "nowhere"})).json()["items"] == []
+        schema = (await client.get("/schema/openapi.json")).json()
+        parameters = schema["paths"]["/jobs"]["get"]["parameters"]
+        assert "queue" in {parameter["name"] for parameter in parameters}
+
     async def test_depths_per_queue_in_queues_and_metrics(self, client: AsyncTestClient[Litestar]) -> None:
         await post_job(client, queue="ai")
         await post_job(client, queue="ai")
@@ -68,11 +81,29 @@ class TestQueuesOverHttp:
         assert 'geekblog_shared_queue_depth{queue="ai"} 2' in text
         assert 'geekblog_shared_queue_depth{queue="reports"} 1' in text
 
-    async def test_a_queue_that_is_no_string_is_a_400_as_any_body_of_the_wrong_type(
-        self, client: AsyncTestClient[Litestar]
+    @pytest.mark.parametrize("option", ["queue", "routing_key"])
+    async def test_a_queue_that_is_no_string_is_a_422_naming_it(
+        self, client: AsyncTestClient[Litestar], option: str
     ) -> None:
-        response = await client.post("/jobs", json={"task": "geekblog.add", "args": [1, 2], "options": {"queue": 7}})
-        assert response.status_code == 400 and "options.queue" in response.text
+        response = await client.post("/jobs", json={"task": "geekblog.add", "args": [1, 2], "options": {option: 7}})
+        assert response.status_code == 422, response.text
+        problem = response.json()
+        assert problem["type"] == "urn:geekblog:problem:invalid-call-option"
+        assert problem["detail"].startswith(f"{option} must be a queue name")
+        node = {"task": "geekblog.add", "args": [1, 2], "options": {option: 7}}
+        response = await client.post("/workflows", json={"canvas": {"chain": [node]}})
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"].startswith(f"canvas.chain[0].options.{option}: {option} must be a queue")
+        schedule = {"name": "s", "task": "geekblog.add", "args": [1, 2], "every": 60, "options": {option: 7}}
+        response = await client.post("/schedules", json=schedule)
+        assert response.status_code == 422, response.text
+        assert option in response.json()["detail"]
+
+    async def test_other_options_of_the_wrong_type_stay_400s(self, client: AsyncTestClient[Litestar]) -> None:
+        response = await client.post(
+            "/jobs", json={"task": "geekblog.add", "args": [1, 2], "options": {"priority": "high"}}
+        )
+        assert response.status_code == 400 and "options.priority" in response.text
 
     async def test_the_openapi_document_describes_them(self, client: AsyncTestClient[Litestar]) -> None:
         schema = (await client.get("/schema/openapi.json")).json()
@@ -120,15 +151,23 @@ class TestConcurrencyKeysOverHttp:
             {"concurrency_key": "k", "concurrency_limit": 0},
             {"concurrency_key": "k", "concurrency_limit": 10_001},
             {"concurrency_limit": 2},
+            {"concurrency_key": 7},
+            {"concurrency_key": ["k"]},
+            {"concurrency_key": "k", "concurrency_limit": 1.5},
+            {"concurrency_key": "k", "concurrency_limit": True},
         ],
     )
     async def test_a_malformed_one_is_a_422(self, client: AsyncTestClient[Litestar], options: dict[str, Any]) -> None:
         response = await client.post("/jobs", json={"task": "geekblog.add", "args": [1, 2], "options": options})
         assert response.status_code == 422, response.text
+        assert response.json()["type"] == "urn:geekblog:problem:invalid-call-option"
+        assert response.json()["detail"].split()[0] in ("concurrency_key", "concurrency_limit", "geekblog.add:")
         assert "concurrency" in response.json()["detail"]
         node = {"task": "geekblog.add", "args": [1, 2], "options": options}
         response = await client.post("/workflows", json={"canvas": {"group": [node]}})
         assert response.status_code == 422, response.text
+        assert response.json()["type"] == "urn:geekblog:problem:invalid-call-option"
+        assert "concurrency" in response.json()["detail"]
 
     async def test_the_openapi_document_describes_them(self, client: AsyncTestClient[Litestar]) -> None:
         schema = (await client.get("/schema/openapi.json")).json()["components"]["schemas"]

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -187,6 +188,25 @@ class TestTicks:
         )
         jobs = await at(engine, clock, 1_010.0)
         assert jobs[0].options.queue == "q" and jobs[0].options.expires == 1_040.0
+
+    async def test_a_concurrency_key_reaches_each_tick_job(self, engine: Engine, clock: FakeClock) -> None:
+        options = {"concurrency_key": "nightly", "concurrency_limit": 1}
+        await service(engine).create(Schedule(name="s", task="add", args=[1, 2], every=10.0, options=options))
+        jobs = await at(engine, clock, 1_010.0)
+        assert [job.concurrency for job in jobs] == [("nightly", 1)]
+
+    @pytest.mark.parametrize(
+        "options",
+        [
+            {"concurrency_limit": 2},
+            {"concurrency_key": ""},
+            {"concurrency_key": 7},
+            {"concurrency_key": "k", "concurrency_limit": 0},
+        ],
+    )
+    async def test_a_malformed_concurrency_key_is_refused(self, engine: Engine, options: dict[str, Any]) -> None:
+        with pytest.raises(ValueError, match="concurrency"):
+            await service(engine).create(Schedule(name="x", task="add", args=[1, 2], every=10.0, options=options))
 
 
 async def test_two_engines_on_one_store_fire_each_tick_once(repo: InMemoryJobRepository, clock: FakeClock) -> None:
