@@ -119,7 +119,7 @@ class ScheduleService:
     async def get(self, name: str) -> Schedule:
         schedule = await self._store.get(name)
         if schedule is None:
-            raise NotFound("schedule", name)
+            raise NotFound("schedule", name, by="name")
         return schedule
 
     async def list_schedules(self) -> list[Schedule]:
@@ -167,7 +167,7 @@ class ScheduleService:
 
     async def delete(self, name: str) -> None:
         if not await self._store.delete(name):
-            raise NotFound("schedule", name)
+            raise NotFound("schedule", name, by="name")
         self._changed()
 
     async def run_now(self, name: str) -> Job:

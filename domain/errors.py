@@ -8,10 +8,10 @@ class DomainError(Exception):
 
 
 class NotFound(DomainError, LookupError):
-    """No job or workflow has this id."""
+    """No job, workflow or schedule has this id (``by``: or this name)."""
 
-    def __init__(self, kind: str, ident: str) -> None:
-        super().__init__(f"no {kind} with id {ident!r}")
+    def __init__(self, kind: str, ident: str, *, by: str = "id") -> None:
+        super().__init__(f"no {kind} with {by} {ident!r}")
         self.kind = kind
         self.ident = ident
 

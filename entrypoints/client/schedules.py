@@ -141,8 +141,8 @@ def schedule_details(item: dict[str, Any]) -> str:
         f"args:      {json.dumps(item.get('args'))}  kwargs: {json.dumps(item.get('kwargs'))}",
         f"when:      {_when(item)}",
         f"state:     {'enabled' if item.get('enabled') else 'paused'} (missed ticks: {item.get('missed')})",
-        f"last tick: {short_time(item.get('last_tick'))}",
-        "next runs: " + (", ".join(short_time(run) for run in item.get("next_runs") or []) or "-"),
+        f"last tick: {short_time(item.get('last_tick'))} (UTC)",
+        "next runs (UTC): " + (", ".join(short_time(run) for run in item.get("next_runs") or []) or "-"),
     ]
     jobs = item.get("last_jobs")
     if jobs:

@@ -102,7 +102,7 @@ def test_schedule_commands(service: Service) -> None:
     jobs = run_cli("jobs", "--schedule", "nightly", url=url)
     assert jobs.returncode == 0 and job_id in jobs.stdout
     shown = run_cli("schedule", "show", "nightly", url=url)
-    assert shown.returncode == 0 and "next runs:" in shown.stdout and job_id in shown.stdout
+    assert shown.returncode == 0 and "next runs (UTC):" in shown.stdout and job_id in shown.stdout
     assert run_cli("schedule", "rm", "nightly", url=url).returncode == 0
     assert_one_line_error(run_cli("schedule", "rm", "nightly", url=url), 2, "nightly")
     bad = run_cli("schedule", "add", "x", "e2e.add", "[1, 2]", "--cron", "* * *", url=url)
