@@ -43,13 +43,15 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def playwright() -> Iterator[Playwright]:
+    """Per test: Playwright's sync API keeps an event loop of its own running while it is open, which the
+    asyncio tests sharing this worker process (pytest-xdist) must not find."""
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser(playwright: Playwright) -> Iterator[Browser]:
     """Headless chromium, started as the machine notes say; Playwright gives it a fresh empty profile."""
     executable = chromium_path()

@@ -46,10 +46,35 @@ def test_a_job_submitted_in_the_dashboard_is_watched_to_the_end_live(service: Se
     assert read(service, f"/jobs/{job_id}")["state"] == "SUCCESS"
     screenshot(page, "job")
 
+    with service.client() as client:
+        failed_id = client.post("/jobs", json={"task": "e2e.fail", "options": {"max_retries": 0}}).json()["id"]
+        wait_for_state(client, f"/jobs/{failed_id}", {"FAILURE"})
+        schedule = {"name": "nightly-sum", "task": "e2e.add", "args": [1, 2], "cron": "0 3 * * *"}
+        assert client.post("/schedules", json=schedule).status_code == 201
+        later = {"task": "e2e.add", "args": [1, 1], "options": {"queue": "later", "countdown": 3600}}
+        assert client.post("/jobs", json=later).status_code == 202
     page.goto("/dashboard")
     expect(page.locator(f"#jobs tr[data-id='{job_id}']")).to_contain_text("SUCCESS")
-    expect(page.locator("#throughput .bar").last).to_contain_text("1")
+    expect(page.locator("#jobs tbody tr")).to_have_count(3)
+    expect(page.locator("#throughput .bar").last).to_contain_text("2")
+    expect(page.locator("#queues tbody tr", has_text="later")).to_contain_text("1")
+    expect(page.locator("#schedules")).to_contain_text("nightly-sum")
     screenshot(page, "jobs")
+
+    filters = page.locator("#filters")
+    filters.locator("[name=state]").select_option("FAILURE")
+    filters.get_by_role("button", name="Apply").click()
+    expect(page.locator("#jobs tbody tr")).to_have_count(1)
+    expect(page.locator(f"#jobs tr[data-id='{failed_id}']")).to_contain_text("e2e.fail")
+    filters.locator("[name=state]").select_option("")
+    filters.locator("[name=task]").fill("e2e.steps")
+    filters.get_by_role("button", name="Apply").click()
+    expect(page.locator("#jobs tbody tr")).to_have_count(1)
+    expect(page.locator(f"#jobs tr[data-id='{job_id}']")).to_be_visible()
+    filters.locator("[name=id]").fill(failed_id)
+    filters.get_by_role("button", name="Apply").click()
+    page.wait_for_url(f"**/dashboard/jobs/{failed_id}")
+    expect(page.locator("#error-message")).to_contain_text("ValueError: boom")
 
 
 def test_a_workflow_submitted_in_the_dashboard_draws_its_nodes_as_they_finish(
@@ -131,6 +156,7 @@ def test_with_a_token_the_dashboard_asks_for_it_once_and_refuses_requests_withou
     page.locator("[name=token]").fill("wrong")
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("alert")).to_contain_text("not the service's API token")
+    screenshot(page, "login")
 
     page.locator("[name=token]").fill("s3cret-token")
     page.get_by_role("button", name="Log in").click()
