@@ -54,7 +54,7 @@ def shell(title: str, page: str, body: str, *, csrf: str = "", item_id: str = ""
 </head>
 <body data-page="{escape(page)}" data-id="{escape(item_id)}">
 <header><a class="brand" href="/dashboard">GeekBlog Tasks</a><nav><a href="/dashboard">Jobs</a>
-<a href="/docs" rel="noopener">API</a></nav>{logout}</header>
+<a href="/schema/openapi.json">OpenAPI</a></nav>{logout}</header>
 <main>
 {body}
 </main>
