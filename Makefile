@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install run worker demo test unit lint typecheck bench bench-smoke bench-load bench-embedded clean container-test
+.PHONY: install browser run worker demo test unit lint typecheck bench bench-smoke bench-load bench-embedded clean container-test
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,9 +34,14 @@ demo: install
 ##       test modules (with pytest's assertion rewriting) and the project's modules from source again.
 ##       The tests marked serial (they compare CPU times they measure) run afterwards, with no other worker.
 TEST_WORKERS ?= 2
-test: install lint typecheck
+test: install lint typecheck browser
 	env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest -n $(TEST_WORKERS) -m "not serial"
 	env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest -m serial
+
+## browser: Debian's chromium for the dashboard's browser tests (tests/browser), installed when missing and
+##          apt-get is usable (never Playwright's own download, which cannot reach its hosts); else they skip
+browser:
+	sh scripts/install-chromium.sh
 
 unit: install
 	$(PY) -m pytest tests/unit tests/contract -q
