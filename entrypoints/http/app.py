@@ -19,6 +19,7 @@ from entrypoints.engine_lifetime import import_task_modules, running_engine
 from entrypoints.http import fast_path as jobs_fast_path
 from entrypoints.http.auth import bearer_token_middleware
 from entrypoints.http.content_type import require_json_body
+from entrypoints.http.docs import assets_router
 from entrypoints.http.head import install as install_head
 from entrypoints.http.jobs import JobController
 from entrypoints.http.openapi import ClosedStructSchemaPlugin, document_optional_bodies, openapi_config
@@ -58,6 +59,7 @@ def create_app(container: Container | None = None, *, fast_path: bool = True) ->
             metrics,
             queues,
             tasks,
+            assets_router(),
         ],
         dependencies=services(container),
         exception_handlers=exception_handlers(container.storage_errors()),

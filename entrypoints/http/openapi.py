@@ -20,6 +20,7 @@ from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import Components, OpenAPIType, RequestBody, Schema, SecurityScheme
 from litestar.routes import HTTPRoute
 
+from entrypoints.http.docs import render_plugins
 from entrypoints.http.problems import PROBLEM_JSON, Problem
 from entrypoints.http.schemas import Readiness
 
@@ -146,6 +147,7 @@ def openapi_config(*, version: str, token_configured: bool) -> OpenAPIConfig:
         version=version,
         description="A durable background-task engine with Celery's programming model, on SQLite.",
         path="/schema",
+        render_plugins=render_plugins(),
         components=Components(
             security_schemes={
                 BEARER: SecurityScheme(
