@@ -1,16 +1,31 @@
-"""The in-process event bus: fans events out to asyncio subscribers on the engine's loop."""
+"""The in-process event bus: fans events out to asyncio subscribers on the engine's loop.
+
+Each event is numbered as it passes (``Event.seq``, one sequence for the whole bus) and the latest
+:data:`RETAINED_EVENTS` of each of the :data:`RETAINED_KEYS` most recently active keys (job, workflow, root
+workflow or project ids) are kept, so that an event stream that reconnects with ``Last-Event-ID`` gets what
+it missed (``resume``) with no gap and no repeat. Beyond that retention, ``resume`` says so (None) and the
+stream starts again from a snapshot.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+import secrets
+from collections import OrderedDict, deque
 from collections.abc import Callable
+
+import msgspec
 
 from application.events import Event
 from application.ports import EventBus, Subscription
 
 log = logging.getLogger(__name__)
+
+RETAINED_EVENTS = 200
+"""Events kept per key: a job or workflow stream resumes if it missed at most this many of them."""
+RETAINED_KEYS = 2000
+"""Keys whose events are kept: the least recently active one beyond this many is forgotten."""
 
 
 class QueueSubscription(Subscription):
@@ -57,11 +72,24 @@ class QueueSubscription(Subscription):
 class InProcessEventBus(EventBus):
     """Subscribers by key (a job id, a workflow id, or None for all); publishing is O(subscribers of the event)."""
 
-    def __init__(self, buffer: int = 1000) -> None:
+    def __init__(
+        self, buffer: int = 1000, *, retained_events: int = RETAINED_EVENTS, retained_keys: int = RETAINED_KEYS
+    ) -> None:
         self._buffer = buffer
         self._subscribers: dict[str | None, set[QueueSubscription]] = {}
         self._listeners: list[Callable[[Event], None]] = []
         self._relayed_listeners: list[Callable[[Event], None]] = []
+        self.epoch = secrets.token_hex(4)
+        self._seq = 0
+        self._retained_events = retained_events
+        self._retained_keys = retained_keys
+        self._recent: OrderedDict[str, deque[Event]] = OrderedDict()
+        self._dropped: dict[str, int] = {}  # per retained key: the seq of the newest event of it no longer kept
+        self._forgotten = 0  # the newest seq of the keys no longer retained at all
+
+    @property
+    def position(self) -> int:
+        return self._seq
 
     def add_listener(self, listener: Callable[[Event], None], *, relayed: bool = False) -> None:
         self._listeners.append(listener)
@@ -75,18 +103,48 @@ class InProcessEventBus(EventBus):
         self._fan_out(event, self._relayed_listeners)
 
     def _fan_out(self, event: Event, listeners: list[Callable[[Event], None]]) -> None:
+        self._seq += 1
+        event = msgspec.structs.replace(event, seq=self._seq)
         for listener in listeners:
             try:
                 listener(event)
             except Exception:
                 log.exception("event listener %r failed", listener)
-        for key in {event.id, event.workflow_id, event.root_id, None}:
+        keys = {event.id, event.workflow_id, event.root_id} - {None}
+        for key in keys:
+            assert key is not None
+            self._retain(key, event)
+        for key in (*keys, None):
             for subscription in self._subscribers.get(key, ()):
                 subscription.push(event)
+
+    def _retain(self, key: str, event: Event) -> None:
+        recent = self._recent.get(key)
+        if recent is None:
+            recent = self._recent[key] = deque()
+            while len(self._recent) > self._retained_keys:
+                old_key, old = self._recent.popitem(last=False)
+                newest = old[-1].seq if old else self._dropped.get(old_key, 0)
+                self._forgotten = max(self._forgotten, newest)
+                self._dropped.pop(old_key, None)
+        else:
+            self._recent.move_to_end(key)
+        if len(recent) >= self._retained_events:
+            self._dropped[key] = recent.popleft().seq
+        recent.append(event)
 
     def subscribe(self, key: str | None = None) -> QueueSubscription:
         subscription = QueueSubscription(self, key, self._buffer)
         self._subscribers.setdefault(key, set()).add(subscription)
+        return subscription
+
+    def resume(self, key: str, after: int) -> QueueSubscription | None:
+        if not max(self._forgotten, self._dropped.get(key, 0)) <= after <= self._seq:
+            return None
+        subscription = self.subscribe(key)
+        for event in self._recent.get(key, ()):
+            if event.seq > after:
+                subscription.push(event)
         return subscription
 
     def unsubscribe(self, subscription: QueueSubscription) -> None:

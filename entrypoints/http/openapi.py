@@ -10,12 +10,13 @@
 * :func:`operation_id`: the readable ``operationId`` of each operation (``submitJob``, ``getJob``, ...), the
   method names of generated clients.
 * :func:`document_optional_bodies`: a request body whose parameter has a default is not required.
+* :func:`document_event_streams`: each event of the ``/events`` streams: its name, id and JSON data.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
@@ -26,6 +27,7 @@ from litestar.routes import HTTPRoute
 from entrypoints.http.docs import render_plugins
 from entrypoints.http.problems import PROBLEM_JSON, Problem
 from entrypoints.http.schemas import Readiness
+from entrypoints.http.streams import ID_PATTERN, ProgressEvent, StateEvent
 
 if TYPE_CHECKING:
     from litestar import Litestar
@@ -65,9 +67,10 @@ def _problem(description: str) -> ResponseSpec:
 
 
 EVENT_STREAM = ResponseSpec(
-    data_container=str,
+    data_container=str,  # the schema of each event is set by document_event_streams
     media_type="text/event-stream",
-    description="Server-sent events: 'state' and 'progress' messages whose data is JSON, and keepalive comments",
+    description="Server-sent events, each with an id: 'state' (StateEvent) and 'progress' (ProgressEvent) "
+    "messages whose data is JSON, and keepalive comments",
     generate_examples=False,
 )
 
@@ -253,3 +256,46 @@ def document_optional_bodies(app: Litestar) -> None:
                 operation = getattr(item, method.lower(), None)
                 if operation is not None and isinstance(operation.request_body, RequestBody):
                     operation.request_body.required = False
+
+
+def event_schema() -> dict[str, Any]:
+    """One server-sent event of a stream, as schemathesis and Open API 3.1 read ``text/event-stream``: an object
+    of the event's fields, whose ``data`` is JSON of the event type's schema."""
+
+    def one(name: str, struct: str) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "required": ["event", "data", "id"],
+            "properties": {
+                "event": {"const": name},
+                "id": {"type": "string", "pattern": ID_PATTERN},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"$ref": f"#/components/schemas/{struct}"},
+                },
+            },
+        }
+
+    return {"oneOf": [one("state", "StateEvent"), one("progress", "ProgressEvent")]}
+
+
+def document_event_streams(app: Litestar) -> None:
+    """Litestar documents a ``ServerSentEvent`` as a string; each ``/events`` route's 200 gets the schema of
+    its events instead, and the event types (and what they refer to) join the components."""
+    openapi = app.openapi_schema
+    _, components = msgspec.json.schema_components(
+        [StateEvent, ProgressEvent], ref_template="#/components/schemas/{name}"
+    )
+    if openapi.components.schemas is None:  # pragma: no cover - every document here has schemas
+        openapi.components.schemas = {}
+    schemas = openapi.components.schemas
+    for name, schema in components.items():
+        schemas.setdefault(name, cast("Schema", schema))  # Litestar writes a dict out as it is
+    for path, item in (openapi.paths or {}).items():
+        if not path.endswith("/events") or item.get is None or item.get.responses is None:
+            continue
+        response = item.get.responses.get("200")
+        media = getattr(response, "content", None) or {}
+        if "text/event-stream" in media:
+            media["text/event-stream"].schema = cast("Schema", event_schema())

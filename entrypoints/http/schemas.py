@@ -298,20 +298,6 @@ def iso_or_none(timestamp: float | None) -> str | None:
     return None if timestamp is None else iso(timestamp)
 
 
-class EventOut(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """One message of an event stream: a state change or a progress report of a job or workflow."""
-
-    kind: str
-    id: str
-    state: str
-    at: DateTime
-    task: str | None = None
-    workflow_id: str | None = None
-    progress: Progress | None = None
-    result: Any = None
-    error: ErrorInfo | None = None
-
-
 class ProjectSubmission(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """``POST /projects``: what to write about, for whom, how, and in how many sections."""
 
