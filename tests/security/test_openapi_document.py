@@ -157,6 +157,24 @@ def test_event_streams_are_documented_as_such() -> None:
     assert len(streams) == 3
     for path, operation in streams:
         assert list(operation["responses"]["200"]["content"]) == ["text/event-stream"], path
+        events = operation["responses"]["200"]["content"]["text/event-stream"]["schema"]["oneOf"]
+        named = {event["properties"]["event"]["const"]: event for event in events}
+        assert set(named) == {"state", "progress"}, path
+        for name, event in named.items():
+            assert event["required"] == ["event", "data", "id"]
+            data = event["properties"]["data"]
+            assert data["contentMediaType"] == "application/json"
+            struct = {"state": "StateEvent", "progress": "ProgressEvent"}[name]
+            assert data["contentSchema"] == {"$ref": f"#/components/schemas/{struct}"}
+        [resume] = [p for p in operation["parameters"] if p["in"] == "header"]
+        assert resume["name"] == "Last-Event-ID" and resume["required"] is False
+        assert (resume["schema"]["type"], resume["schema"]["maxLength"]) == ("string", 64), resume
+        assert "oneOf" not in resume["schema"]  # a header is absent, never null
+    schemas = DOCUMENT["components"]["schemas"]
+    for struct in ("StateEvent", "ProgressEvent"):
+        assert schemas[struct]["properties"]["at"]["format"] == "date-time"
+        assert {"ErrorInfo", "Progress"} <= set(schemas), "what the events refer to is in the components"
+    assert schemas["StateEvent"]["properties"]["state"]["enum"][:6] == [state.value for state in JobState]
 
 
 def test_the_bearer_scheme_is_required_only_when_a_token_is_configured() -> None:
