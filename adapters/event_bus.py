@@ -1,10 +1,12 @@
 """The in-process event bus: fans events out to asyncio subscribers on the engine's loop.
 
-Each event is numbered as it passes (``Event.seq``, one sequence for the whole bus) and the latest
-:data:`RETAINED_EVENTS` of each of the :data:`RETAINED_KEYS` most recently active keys (job, workflow, root
-workflow or project ids) are kept, so that an event stream that reconnects with ``Last-Event-ID`` gets what
-it missed (``resume``) with no gap and no repeat. Beyond that retention, ``resume`` says so (None) and the
-stream starts again from a snapshot.
+Each event is numbered as it passes (``Event.seq``, one sequence for the whole bus). The keys event
+streams follow (job, workflow or project ids, given to ``resume``) are *watched*: the latest
+:data:`RETAINED_EVENTS` events of each of the :data:`RETAINED_KEYS` most recently watched or active of
+them are kept, so that a stream that reconnects with ``Last-Event-ID`` gets what it missed with no gap and
+no repeat. Only watched keys keep events (a result can be a MiB: the memory is bounded by the streams
+opened, not by the jobs run). Beyond that retention ``resume`` says so (None) and the stream starts again
+from a snapshot.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ log = logging.getLogger(__name__)
 
 RETAINED_EVENTS = 200
 """Events kept per key: a job or workflow stream resumes if it missed at most this many of them."""
-RETAINED_KEYS = 2000
-"""Keys whose events are kept: the least recently active one beyond this many is forgotten."""
+RETAINED_KEYS = 1000
+"""Watched keys whose events are kept: the least recently watched or active one beyond this many is forgotten."""
 
 
 class QueueSubscription(Subscription):
@@ -84,8 +86,7 @@ class InProcessEventBus(EventBus):
         self._retained_events = retained_events
         self._retained_keys = retained_keys
         self._recent: OrderedDict[str, deque[Event]] = OrderedDict()
-        self._dropped: dict[str, int] = {}  # per retained key: the seq of the newest event of it no longer kept
-        self._forgotten = 0  # the newest seq of the keys no longer retained at all
+        self._dropped: dict[str, int] = {}  # per watched key: the newest seq of its events that may not be kept
 
     @property
     def position(self) -> int:
@@ -110,28 +111,25 @@ class InProcessEventBus(EventBus):
                 listener(event)
             except Exception:
                 log.exception("event listener %r failed", listener)
-        keys = {event.id, event.workflow_id, event.root_id} - {None}
+        keys = [key for key in {event.id, event.workflow_id, event.root_id} if key is not None]
         for key in keys:
-            assert key is not None
-            self._retain(key, event)
-        for key in (*keys, None):
-            for subscription in self._subscribers.get(key, ()):
+            recent = self._recent.get(key)
+            if recent is not None:
+                self._recent.move_to_end(key)
+                if len(recent) >= self._retained_events:
+                    self._dropped[key] = recent.popleft().seq
+                recent.append(event)
+        for target in (*keys, None):
+            for subscription in self._subscribers.get(target, ()):
                 subscription.push(event)
 
-    def _retain(self, key: str, event: Event) -> None:
-        recent = self._recent.get(key)
-        if recent is None:
-            recent = self._recent[key] = deque()
-            while len(self._recent) > self._retained_keys:
-                old_key, old = self._recent.popitem(last=False)
-                newest = old[-1].seq if old else self._dropped.get(old_key, 0)
-                self._forgotten = max(self._forgotten, newest)
-                self._dropped.pop(old_key, None)
-        else:
-            self._recent.move_to_end(key)
-        if len(recent) >= self._retained_events:
-            self._dropped[key] = recent.popleft().seq
-        recent.append(event)
+    def _watch(self, key: str) -> None:
+        """Keep ``key``'s events from now on: none published before is kept."""
+        self._recent[key] = deque()
+        self._dropped[key] = self._seq
+        while len(self._recent) > self._retained_keys:
+            old_key, _ = self._recent.popitem(last=False)
+            del self._dropped[old_key]
 
     def subscribe(self, key: str | None = None) -> QueueSubscription:
         subscription = QueueSubscription(self, key, self._buffer)
@@ -139,10 +137,18 @@ class InProcessEventBus(EventBus):
         return subscription
 
     def resume(self, key: str, after: int) -> QueueSubscription | None:
-        if not max(self._forgotten, self._dropped.get(key, 0)) <= after <= self._seq:
+        recent = self._recent.get(key)
+        if recent is None:
+            if after != self._seq:  # not watched: what was published for it since is not known
+                return None
+            self._watch(key)
+            recent = self._recent[key]
+        elif not self._dropped[key] <= after <= self._seq:
             return None
+        else:
+            self._recent.move_to_end(key)
         subscription = self.subscribe(key)
-        for event in self._recent.get(key, ()):
+        for event in recent:
             if event.seq > after:
                 subscription.push(event)
         return subscription

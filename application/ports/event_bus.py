@@ -48,7 +48,9 @@ class EventBus(Protocol):
 
     def resume(self, key: str, after: int) -> Subscription | None:
         """A subscription to ``key`` that first gives every event of it with ``seq`` over ``after``, in order,
-        then the new ones; None when the bus no longer retains them all (or ``after`` is in the future)."""
+        then the new ones; None when the bus does not retain them all (or ``after`` is in the future).
+        ``after=position`` always subscribes, and has the bus keep ``key``'s events from then on (for the
+        resumes of the streams that follow it)."""
         ...
 
     def add_listener(self, listener: Callable[[Event], None], *, relayed: bool = False) -> None:

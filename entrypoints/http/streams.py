@@ -9,9 +9,9 @@ when the stream began (``<epoch>-<position>``), its earlier ones ``<epoch>-<posi
 
 A client reconnecting with ``Last-Event-ID: <epoch>-<seq>`` gets exactly the events of that resource after
 it, no gap and no repeat, as long as the bus still retains them (the latest ``RETAINED_EVENTS`` events of
-each of the ``RETAINED_KEYS`` most recently active jobs, workflows and projects, in the process serving the
-stream). Otherwise (an unknown, foreign or older id, another process or a restart since, or the id of a
-snapshot's earlier part) the stream starts over from a snapshot.
+each of the ``RETAINED_KEYS`` most recently streamed or active jobs, workflows and projects, from their
+first stream on, in the process serving the stream). Otherwise (an unknown, foreign or older id, another
+process or a restart since, or the id of a snapshot's earlier part) the stream starts over from a snapshot.
 """
 
 from __future__ import annotations
@@ -134,7 +134,9 @@ class Opened:
         resumed = bus.resume(key, after) if after is not None else None
         self.resumed = resumed is not None
         self.position = bus.position
-        self.subscription: Subscription = resumed if resumed is not None else bus.subscribe(key)
+        # From the bus's position: a plain subscription, and the bus keeps the key's events for a resume.
+        fresh = resumed or bus.resume(key, self.position)
+        self.subscription: Subscription = fresh if fresh is not None else bus.subscribe(key)
 
     def snapshot(self, events: Sequence[StateEvent]) -> list[ServerSentEventMessage]:
         """The snapshot's messages (none when resuming): the last one's id is the position."""
