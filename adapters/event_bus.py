@@ -1,16 +1,33 @@
-"""The in-process event bus: fans events out to asyncio subscribers on the engine's loop."""
+"""The in-process event bus: fans events out to asyncio subscribers on the engine's loop.
+
+Each event is numbered as it passes (``Event.seq``, one sequence for the whole bus). The keys event
+streams follow (job, workflow or project ids, given to ``resume``) are *watched*: the latest
+:data:`RETAINED_EVENTS` events of each of the :data:`RETAINED_KEYS` most recently watched or active of
+them are kept, so that a stream that reconnects with ``Last-Event-ID`` gets what it missed with no gap and
+no repeat. Only watched keys keep events (a result can be a MiB: the memory is bounded by the streams
+opened, not by the jobs run). Beyond that retention ``resume`` says so (None) and the stream starts again
+from a snapshot.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+import secrets
+from collections import OrderedDict, deque
 from collections.abc import Callable
+
+import msgspec
 
 from application.events import Event
 from application.ports import EventBus, Subscription
 
 log = logging.getLogger(__name__)
+
+RETAINED_EVENTS = 200
+"""Events kept per key: a job or workflow stream resumes if it missed at most this many of them."""
+RETAINED_KEYS = 1000
+"""Watched keys whose events are kept: the least recently watched or active one beyond this many is forgotten."""
 
 
 class QueueSubscription(Subscription):
@@ -57,11 +74,23 @@ class QueueSubscription(Subscription):
 class InProcessEventBus(EventBus):
     """Subscribers by key (a job id, a workflow id, or None for all); publishing is O(subscribers of the event)."""
 
-    def __init__(self, buffer: int = 1000) -> None:
+    def __init__(
+        self, buffer: int = 1000, *, retained_events: int = RETAINED_EVENTS, retained_keys: int = RETAINED_KEYS
+    ) -> None:
         self._buffer = buffer
         self._subscribers: dict[str | None, set[QueueSubscription]] = {}
         self._listeners: list[Callable[[Event], None]] = []
         self._relayed_listeners: list[Callable[[Event], None]] = []
+        self.epoch = secrets.token_hex(4)
+        self._seq = 0
+        self._retained_events = retained_events
+        self._retained_keys = retained_keys
+        self._recent: OrderedDict[str, deque[Event]] = OrderedDict()
+        self._dropped: dict[str, int] = {}  # per watched key: the newest seq of its events that may not be kept
+
+    @property
+    def position(self) -> int:
+        return self._seq
 
     def add_listener(self, listener: Callable[[Event], None], *, relayed: bool = False) -> None:
         self._listeners.append(listener)
@@ -75,18 +104,53 @@ class InProcessEventBus(EventBus):
         self._fan_out(event, self._relayed_listeners)
 
     def _fan_out(self, event: Event, listeners: list[Callable[[Event], None]]) -> None:
+        self._seq += 1
+        event = msgspec.structs.replace(event, seq=self._seq)
         for listener in listeners:
             try:
                 listener(event)
             except Exception:
                 log.exception("event listener %r failed", listener)
-        for key in {event.id, event.workflow_id, event.root_id, None}:
-            for subscription in self._subscribers.get(key, ()):
+        keys = [key for key in {event.id, event.workflow_id, event.root_id} if key is not None]
+        for key in keys:
+            recent = self._recent.get(key)
+            if recent is not None:
+                self._recent.move_to_end(key)
+                if len(recent) >= self._retained_events:
+                    self._dropped[key] = recent.popleft().seq
+                recent.append(event)
+        for target in (*keys, None):
+            for subscription in self._subscribers.get(target, ()):
                 subscription.push(event)
+
+    def _watch(self, key: str) -> None:
+        """Keep ``key``'s events from now on: none published before is kept."""
+        self._recent[key] = deque()
+        self._dropped[key] = self._seq
+        while len(self._recent) > self._retained_keys:
+            old_key, _ = self._recent.popitem(last=False)
+            del self._dropped[old_key]
 
     def subscribe(self, key: str | None = None) -> QueueSubscription:
         subscription = QueueSubscription(self, key, self._buffer)
         self._subscribers.setdefault(key, set()).add(subscription)
+        return subscription
+
+    def resume(self, key: str, after: int) -> QueueSubscription | None:
+        recent = self._recent.get(key)
+        if recent is None:
+            if after != self._seq:  # not watched: what was published for it since is not known
+                return None
+            self._watch(key)
+            recent = self._recent[key]
+        elif not self._dropped[key] <= after <= self._seq:
+            return None
+        else:
+            self._recent.move_to_end(key)
+        subscription = self.subscribe(key)
+        for event in recent:
+            if event.seq > after:
+                subscription.push(event)
         return subscription
 
     def unsubscribe(self, subscription: QueueSubscription) -> None:

@@ -31,6 +31,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     root_id: str | None = None
     concurrency_key: str | None = None
     """The job's concurrency key: a job that stops holding one lets the jobs waiting on it start."""
+    seq: int = 0
+    """Set by the event bus: the order of publication in this process (0 before), which event streams send as
+    their ``id`` and resume from (``Last-Event-ID``)."""
 
     @property
     def terminal(self) -> bool:

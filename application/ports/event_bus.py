@@ -35,7 +35,23 @@ class EventBus(Protocol):
         added with ``relayed=True`` (this engine's counters, and its relay to the others, never see it)."""
         ...
 
+    epoch: str
+    """Names this bus's numbering of events (``Event.seq``): a new one each time the process starts, so an
+    event id from before a restart is never taken for one of now."""
+
+    @property
+    def position(self) -> int:
+        """The ``seq`` of the latest event published or delivered (0 before the first)."""
+        ...
+
     def subscribe(self, key: str | None = None) -> Subscription: ...
+
+    def resume(self, key: str, after: int) -> Subscription | None:
+        """A subscription to ``key`` that first gives every event of it with ``seq`` over ``after``, in order,
+        then the new ones; None when the bus does not retain them all (or ``after`` is in the future).
+        ``after=position`` always subscribes, and has the bus keep ``key``'s events from then on (for the
+        resumes of the streams that follow it)."""
+        ...
 
     def add_listener(self, listener: Callable[[Event], None], *, relayed: bool = False) -> None:
         """Call ``listener`` synchronously with every event this engine publishes (for counters that must

@@ -76,9 +76,14 @@ def _follow(client: ApiClient, project_id: str, progress: StageDisplay, deadline
     try:
         for message in client.events(f"/projects/{project_id}/events", deadline=deadline):
             data = message.data
-            if message.event == "state" and "topic" in data:
+            if message.event == "state" and "topic" in data:  # a service before issue 15: the project itself
                 progress.project(data)
                 if data.get("status") in DONE:
+                    break
+                continue
+            if message.event == "state" and data.get("kind") == "project":  # the stream's snapshot: its status
+                progress.project(client.get(f"/projects/{project_id}").data)
+                if data.get("state") in DONE:
                     break
                 continue
             progress.event(data)

@@ -70,6 +70,7 @@ class JobView(_PeopleView):
     def event(self, name: str, event: dict[str, Any], raw: str) -> None:
         if event.get("id") != self.job_id:
             return
+        self.task = str(event.get("task") or self.task)  # a stream's first event is the job's state, with its task
         if event.get("progress") is not None:
             self._progress(event["progress"])
         else:

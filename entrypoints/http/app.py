@@ -20,9 +20,15 @@ from entrypoints.http import fast_path as jobs_fast_path
 from entrypoints.http.auth import bearer_token_middleware
 from entrypoints.http.content_type import require_json_body
 from entrypoints.http.dashboard import dashboard_router
+from entrypoints.http.docs import assets_router
 from entrypoints.http.head import install as install_head
 from entrypoints.http.jobs import JobController
-from entrypoints.http.openapi import ClosedStructSchemaPlugin, document_optional_bodies, openapi_config
+from entrypoints.http.openapi import (
+    ClosedStructSchemaPlugin,
+    document_event_streams,
+    document_optional_bodies,
+    openapi_config,
+)
 from entrypoints.http.problems import exception_handlers
 from entrypoints.http.projects import ProjectController
 from entrypoints.http.schedules import ScheduleController
@@ -60,6 +66,7 @@ def create_app(container: Container | None = None, *, fast_path: bool = True) ->
             queues,
             tasks,
             dashboard_router(settings.api_token),
+            assets_router(),
         ],
         dependencies=services(container),
         exception_handlers=exception_handlers(container.storage_errors()),
@@ -77,6 +84,7 @@ def create_app(container: Container | None = None, *, fast_path: bool = True) ->
         logging_config=None,
     )
     document_optional_bodies(app)
+    document_event_streams(app)
     if fast_path:
         jobs_fast_path.check(app)
     install_head(app)  # HEAD wherever GET exists: the GET answer without its body

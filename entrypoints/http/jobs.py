@@ -7,7 +7,7 @@ from typing import Annotated, Any, cast
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.exceptions import ValidationException
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import ServerSentEvent
 
 from application.job_service import JobService
 from application.ports import EventBus, JobFilter
@@ -18,7 +18,7 @@ from entrypoints.http.injection import Injected
 from entrypoints.http.job_replies import read_job, submit_job
 from entrypoints.http.openapi import EVENT_STREAM, optional_string, problems
 from entrypoints.http.schemas import CURSOR, CURSOR_PATTERN, JobOut, JobPageOut, JobSubmission
-from entrypoints.http.streams import encode, stream
+from entrypoints.http.streams import LastEventId, Opened, state_event, stream
 
 NO_JOB = {404: "No job has this id"}
 
@@ -155,20 +155,33 @@ class JobController(Controller):
         responses={200: EVENT_STREAM, **problems(400, 404, 503, described=NO_JOB)},
     )
     async def events(
-        self, job_id: FromPath[str], jobs: Injected[JobService], bus: Injected[EventBus]
+        self,
+        job_id: FromPath[str],
+        jobs: Injected[JobService],
+        bus: Injected[EventBus],
+        last_event_id: LastEventId = None,
     ) -> ServerSentEvent:
-        """``text/event-stream``: the current state first, then every state and progress change;
-        the stream closes after the terminal state."""
-        subscription = bus.subscribe(job_id)
+        """``text/event-stream``: the current state first, then every state and progress change, each with an
+        ``id``; the stream closes after the terminal state. ``Last-Event-ID`` resumes after that event."""
+        opened = Opened(bus, job_id, last_event_id)
         try:
             job = await jobs.get(job_id)
         except BaseException:
-            subscription.close()
+            opened.subscription.close()
             raise
-        first = ServerSentEventMessage(data=encode(JobOut.of(job)), event="state")
+        snapshot = state_event(
+            "job",
+            job.id,
+            job.state.value,
+            job.finished_at or job.started_at or job.created_at,
+            task=job.task,
+            workflow_id=job.workflow_id,
+            result=job.result,
+            error=job.error,
+        )
         return stream(
-            subscription,
-            first,
+            opened,
+            opened.snapshot([snapshot]),
             done=is_terminal(job.state),
             ends=lambda event: event.id == job_id and event.terminal,
         )

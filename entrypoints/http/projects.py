@@ -7,7 +7,7 @@ from typing import Annotated
 from litestar import Controller, Response, get, post, put
 from litestar.exceptions import ValidationException
 from litestar.params import FromPath, JSONBody, QueryParameter
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import ServerSentEvent
 
 from application.article_pipeline import ArticlePipeline, article_workflow
 from application.job_service import JobService
@@ -28,7 +28,7 @@ from entrypoints.http.schemas import (
     ProjectPageOut,
     ProjectSubmission,
 )
-from entrypoints.http.streams import encode, stream
+from entrypoints.http.streams import LastEventId, Opened, state_event, stream
 
 _DONE = frozenset({ProjectStatus.FINISHED.value, ProjectStatus.FAILED.value})
 
@@ -148,20 +148,25 @@ class ProjectController(Controller):
         responses={200: EVENT_STREAM, **problems(400, 404, 503, described=NO_PROJECT)},
     )
     async def events(
-        self, project_id: FromPath[str], pipeline: Injected[ArticlePipeline], bus: Injected[EventBus]
+        self,
+        project_id: FromPath[str],
+        pipeline: Injected[ArticlePipeline],
+        bus: Injected[EventBus],
+        last_event_id: LastEventId = None,
     ) -> ServerSentEvent:
-        """The project first, then each stage and section as it starts and finishes; the stream closes
-        when the project is FINISHED or FAILED."""
-        subscription = bus.subscribe(project_id)
+        """The project's status first, then each stage and section as it starts and finishes (``progress``),
+        each with an ``id``; the stream closes when the project is FINISHED or FAILED. ``Last-Event-ID``
+        resumes after that event."""
+        opened = Opened(bus, project_id, last_event_id)
         try:
             project = await pipeline.get(project_id)
         except BaseException:
-            subscription.close()
+            opened.subscription.close()
             raise
-        first = ServerSentEventMessage(data=encode(ProjectOut.of(project)), event="state")
+        snapshot = state_event("project", project.id, project.status.value, project.updated_at)
         return stream(
-            subscription,
-            first,
+            opened,
+            opened.snapshot([snapshot]),
             done=project.status.value in _DONE,
             ends=lambda event: event.kind == "project" and event.state in _DONE,
         )

@@ -20,7 +20,7 @@ from domain.schedule import MISSED_POLICIES, Schedule
 from entrypoints.http.injection import Injected
 from entrypoints.http.openapi import problems
 from entrypoints.http.problems import Problem, problem
-from entrypoints.http.schemas import JobOut, TaskName, iso, iso_or_none
+from entrypoints.http.schemas import DateTime, JobOut, TaskName, iso, iso_or_none
 
 ScheduleName = Annotated[
     str, Meta(min_length=1, max_length=200, description="Unique; letters, digits, '_', '.', ':', '@', '-' or space")
@@ -88,14 +88,14 @@ class ScheduleOut(msgspec.Struct, kw_only=True):
     timezone: str
     missed: str
     enabled: bool
-    start: str | None
-    end: str | None
+    start: DateTime | None
+    end: DateTime | None
     declared: Annotated[bool, Meta(description="Declared in code (beat_schedule): reconciled at each start")]
-    next_run: str | None
-    last_tick: str | None
-    next_runs: list[str]
-    created_at: str
-    updated_at: str
+    next_run: DateTime | None
+    last_tick: DateTime | None
+    next_runs: list[DateTime]
+    created_at: DateTime
+    updated_at: DateTime
 
     @classmethod
     def of(cls, schedule: Schedule, next_runs: list[float]) -> ScheduleOut:

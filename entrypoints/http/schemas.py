@@ -13,7 +13,8 @@ from application.health import Readiness as HealthReport
 from application.registry import TaskDefinition
 from domain.canvas import Signature
 from domain.job import ErrorInfo, Job, Progress
-from domain.project import Plan, Project
+from domain.project import Plan, Project, ProjectStatus
+from domain.states import JobState
 from domain.workflow import Workflow
 from entrypoints.http.canvas_json import canvas_to_json
 from entrypoints.http.options import JobOptions, expires_at
@@ -25,6 +26,13 @@ CURSOR = re.compile(CURSOR_PATTERN)  # used with fullmatch: no trailing newline 
 # Some character that is not whitespace to str.strip() (str.isspace). Spelled out, as ``\S`` differs
 # between Python (\x1c-\x1f, \x85 are spaces) and the ECMA-262 regular expressions of JSON Schema (\ufeff is).
 NOT_BLANK = r"[^\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
+# Times are ISO 8601 strings, documented as ``format: date-time``; states as the enum of their values.
+DateTime = Annotated[str, Meta(extra_json_schema={"extra": {"format": "date-time"}})]
+JobStateName = Annotated[str, Meta(extra_json_schema={"extra": {"enum": [state.value for state in JobState]}})]
+ProjectStatusName = Annotated[
+    str, Meta(extra_json_schema={"extra": {"enum": [status.value for status in ProjectStatus]}})
+]
 
 TaskName = Annotated[str, Meta(min_length=1, max_length=200, description="A registered task name, e.g. geekblog.add")]
 
@@ -72,7 +80,7 @@ class JobOut(msgspec.Struct, kw_only=True):
 
     id: str
     task: str
-    state: str
+    state: JobStateName
     args: list[Any]
     kwargs: dict[str, Any]
     result: Any
@@ -93,15 +101,25 @@ class JobOut(msgspec.Struct, kw_only=True):
     concurrency_limit: Annotated[int | None, Meta(description="null when there is no concurrency_key")]
     rate_limit: Annotated[str | None, Meta(description="The task's Celery rate limit when the job was made (10/m)")]
     parent_id: Annotated[str | None, Meta(description="Celery's parent_id: the task that sent this one")]
-    created_at: str
-    due_at: str
+    created_at: DateTime
+    due_at: DateTime
     expires: Annotated[
-        str | None, Meta(description="Celery's expires: not started by then, the job ends REVOKED (expired) unrun")
+        str | None,
+        Meta(
+            description="Celery's expires: not started by then, the job ends REVOKED (expired) unrun",
+            extra_json_schema={"extra": {"format": "date-time"}},
+        ),
     ]
-    started_at: str | None
-    finished_at: str | None
+    started_at: DateTime | None
+    finished_at: DateTime | None
     schedule: Annotated[str | None, Meta(description="The periodic schedule that created the job")]
-    tick: Annotated[str | None, Meta(description="The schedule's tick the job stands for (ISO 8601, UTC)")]
+    tick: Annotated[
+        str | None,
+        Meta(
+            description="The schedule's tick the job stands for (ISO 8601, UTC)",
+            extra_json_schema={"extra": {"format": "date-time"}},
+        ),
+    ]
     idempotency_key: Annotated[str | None, Meta(description="The Idempotency-Key it was submitted under")]
 
     @classmethod
@@ -151,18 +169,18 @@ class WorkflowNodeOut(msgspec.Struct, kw_only=True):
     node: str | None
     job_id: str
     task: str
-    state: str
+    state: JobStateName
 
 
 class WorkflowOut(msgspec.Struct, kw_only=True):
     """A workflow, its outcome, and each step created so far."""
 
     id: str
-    state: str
+    state: JobStateName
     result: Any
     error: ErrorInfo | None
-    created_at: str
-    finished_at: str | None
+    created_at: DateTime
+    finished_at: DateTime | None
     parent_job_id: str | None
     canvas: dict[str, Any]
     nodes: list[WorkflowNodeOut]
@@ -280,20 +298,6 @@ def iso_or_none(timestamp: float | None) -> str | None:
     return None if timestamp is None else iso(timestamp)
 
 
-class EventOut(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """One message of an event stream: a state change or a progress report of a job or workflow."""
-
-    kind: str
-    id: str
-    state: str
-    at: str
-    task: str | None = None
-    workflow_id: str | None = None
-    progress: Progress | None = None
-    result: Any = None
-    error: ErrorInfo | None = None
-
-
 class ProjectSubmission(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """``POST /projects``: what to write about, for whom, how, and in how many sections."""
 
@@ -341,7 +345,7 @@ class ProjectOut(msgspec.Struct, kw_only=True):
     audience: str
     tone: str
     sections_wanted: int
-    status: str
+    status: ProjectStatusName
     plan: Plan | None
     research: dict[str, str]
     drafts: dict[str, str]
@@ -349,8 +353,8 @@ class ProjectOut(msgspec.Struct, kw_only=True):
     finished: str | None
     workflow_id: str | None
     error: str | None
-    created_at: str
-    updated_at: str
+    created_at: DateTime
+    updated_at: DateTime
 
     @classmethod
     def of(cls, project: Project) -> ProjectOut:

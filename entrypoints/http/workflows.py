@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, JSONBody
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import ServerSentEvent
 
 from application.job_service import JobService
 from application.ports import EventBus
@@ -16,7 +16,7 @@ from entrypoints.http.idempotency import CONFLICT, KeyHeader, idempotency, repea
 from entrypoints.http.injection import Injected
 from entrypoints.http.openapi import EVENT_STREAM, problems
 from entrypoints.http.schemas import WorkflowOut, WorkflowSubmission
-from entrypoints.http.streams import encode, stream
+from entrypoints.http.streams import LastEventId, Opened, state_event, stream
 
 NO_WORKFLOW = {404: "No workflow has this id"}
 
@@ -98,21 +98,49 @@ class WorkflowController(Controller):
         responses={200: EVENT_STREAM, **problems(400, 404, 503, described=NO_WORKFLOW)},
     )
     async def events(
-        self, workflow_id: FromPath[str], jobs: Injected[JobService], bus: Injected[EventBus]
+        self,
+        workflow_id: FromPath[str],
+        jobs: Injected[JobService],
+        bus: Injected[EventBus],
+        last_event_id: LastEventId = None,
     ) -> ServerSentEvent:
-        """The workflow's current state first, then every change of it and of its steps (with
-        progress); the stream closes after the workflow's terminal state."""
-        subscription = bus.subscribe(workflow_id)
+        """The current state first (the workflow, then each step made so far), then every change of the
+        workflow and of its steps (with progress), each with an ``id``; the stream closes after the
+        workflow's terminal state. ``Last-Event-ID`` resumes after that event."""
+        opened = Opened(bus, workflow_id, last_event_id)
         try:
             workflow = await jobs.get_workflow(workflow_id)
             steps = await jobs.workflow_jobs(workflow_id)
         except BaseException:
-            subscription.close()
+            opened.subscription.close()
             raise
-        first = ServerSentEventMessage(data=encode(WorkflowOut.of(workflow, steps)), event="state")
+        snapshot = [
+            state_event(
+                "workflow",
+                workflow.id,
+                workflow.state.value,
+                workflow.finished_at or workflow.created_at,
+                result=workflow.result,
+                error=workflow.error,
+            )
+        ]
+        snapshot.extend(
+            state_event(
+                "job",
+                step.id,
+                step.state.value,
+                step.finished_at or step.started_at or step.created_at,
+                task=step.task,
+                workflow_id=step.workflow_id,
+                result=step.result,
+                error=step.error,
+            )
+            for step in steps
+        )
         return stream(
-            subscription,
-            first,
+            opened,
+            opened.snapshot(snapshot),
             done=is_terminal(workflow.state),
-            ends=lambda event: event.id == workflow_id and event.terminal,
+            # the workflow's own end (a chain's last step has its id too, and ends before it)
+            ends=lambda event: event.kind == "workflow" and event.id == workflow_id and event.terminal,
         )

@@ -122,7 +122,9 @@ class TestFullArticle:
         await until_status(client, project_id, {"FINISHED"})
         response = await client.get(f"/projects/{project_id}/events")
         assert response.headers["content-type"].startswith("text/event-stream")
-        assert response.text.startswith("event: state\r\n"), "a finished project's stream is its state, then closes"
+        frames = [frame.split("\r\n") for frame in response.text.split("\r\n\r\n") if frame]
+        assert len(frames) == 1, "a finished project's stream is its state, then closes"
+        assert frames[0][0].startswith("id: ") and frames[0][1] == "event: state", frames
 
 
 class TestProjectsApi:

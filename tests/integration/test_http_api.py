@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -237,7 +238,7 @@ class TestEvents:
         response = await client.get(f"/jobs/{job['id']}/events")
         assert response.headers["content-type"].startswith("text/event-stream")
         frames = [frame for frame in response.text.split("\r\n\r\n") if frame]
-        assert len(frames) == 1 and frames[0].startswith("event: state\r\ndata: ")
+        assert len(frames) == 1 and re.match(r"id: [0-9a-f]+-[0-9]+\r\nevent: state\r\ndata: ", frames[0]), frames
         assert '"state":"SUCCESS"' in frames[0]
 
 

@@ -336,7 +336,7 @@ class TestEventsTravel:
             cluster_tasks.release("stream")
             response = await asyncio.wait_for(stream, 20)
             frames = [frame for frame in response.text.split("\r\n\r\n") if frame]
-            kinds = [frame.split("\r\n")[0] for frame in frames]
+            kinds = [frame.split("\r\n")[1] for frame in frames]  # each frame: id, event, data
             data = [msgspec.json.decode(frame.split("\r\ndata: ", 1)[1]) for frame in frames]
             assert kinds == ["event: state", "event: progress", "event: progress", "event: progress", "event: state"]
             assert data[0]["state"] == "STARTED"

@@ -10,6 +10,9 @@ app serves at ``/schema/openapi.json`` (fetched without the lifespan, so collect
   checks (status code, content type, headers and body schema, negative data rejected, positive data
   accepted, unsupported methods refused, Allow headers). What fuzzing cannot reach on this app (401
   with a token, 413, 415, 503) is checked in ``test_openapi_document.py``.
+* ``test_event_streams_conform_to_the_documented_events``: every check, the SSE conformance (ST108)
+  included, on real streams of a job, a workflow and a project (fuzzed ids only reach their 404s), from
+  the start and resumed with ``Last-Event-ID``.
 * ``test_jobs_of_registered_tasks_never_yield_a_server_error``: ``POST /jobs`` with the task drawn from
   built-in tasks, so that submissions get past the registry and really run.
 * strict xfails pinning each production bug the fuzzing found, with its exact reproduction.
@@ -179,6 +182,48 @@ def test_responses_conform_to_the_documented_api(case: schemathesis.Case) -> Non
     if case.operation.path in LITESTAR_4169_PATHS:
         checks = [check for check in checks if check is not allow_header_conformance]
     case.call_and_validate(checks=checks)
+
+
+# --------------------------------------------------------------------------------------------------
+# Event streams. The fuzzing above asks for streams of ids that do not exist (404); here each stream route
+# streams a real job, workflow and project while they run, and every check, the SSE conformance (ST108:
+# each event against the documented event schema) included, runs on it: from the start and resumed.
+# --------------------------------------------------------------------------------------------------
+
+
+def _call(method: str, path: str, **parts: Any) -> Any:
+    case = served_schema[path][method].Case(**parts)
+    case.call_and_validate(checks=CONFORMANCE_CHECKS)  # every check, on the write that starts it too
+    return case.call()
+
+
+def _stream(path: str, parameters: dict[str, str], last_event_id: str | None = None) -> list[str]:
+    """The ids of the stream's events, checked; the stream ends at the resource's terminal state."""
+    headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
+    case = served_schema[path]["GET"].Case(path_parameters=parameters, headers=headers)
+    response = case.call()
+    assert response.status_code == 200, response.text[:300]
+    assert last_event_id is not None or "id: " in response.text  # a resume after the end sends nothing
+    checks = [check for check in CONFORMANCE_CHECKS if check not in (negative_data_rejection, unsupported_method)]
+    case.validate_response(response, checks=checks)
+    return [line[4:] for line in response.text.split("\r\n") if line.startswith("id: ")]
+
+
+def test_event_streams_conform_to_the_documented_events() -> None:
+    job = _call("POST", "/jobs", body={"task": "geekblog.sleep", "args": [0.5, 4]}).json()
+    ids = _stream("/jobs/{job_id}/events", {"job_id": job["id"]})
+    assert len(ids) >= 2  # at least the snapshot and the end (progress too when the snapshot came first)
+    _stream("/jobs/{job_id}/events", {"job_id": job["id"]}, last_event_id=ids[0])
+
+    canvas = {"chain": [{"task": "geekblog.sleep", "args": [0.1, 2]}, {"task": "geekblog.add", "args": [1]}]}
+    workflow = _call("POST", "/workflows", body={"canvas": canvas}).json()
+    ids = _stream("/workflows/{workflow_id}/events", {"workflow_id": workflow["id"]})
+    _stream("/workflows/{workflow_id}/events", {"workflow_id": workflow["id"]}, last_event_id=ids[-2])
+
+    project = _call("POST", "/projects", body={"topic": "Caching", "sections": 1}).json()
+    _call("POST", "/projects/{project_id}/article", path_parameters={"project_id": project["id"]}, body={})
+    ids = _stream("/projects/{project_id}/events", {"project_id": project["id"]})
+    _stream("/projects/{project_id}/events", {"project_id": project["id"]}, last_event_id=ids[0])
 
 
 def test_every_route_is_fuzzed() -> None:

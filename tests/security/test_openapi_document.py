@@ -157,6 +157,24 @@ def test_event_streams_are_documented_as_such() -> None:
     assert len(streams) == 3
     for path, operation in streams:
         assert list(operation["responses"]["200"]["content"]) == ["text/event-stream"], path
+        events = operation["responses"]["200"]["content"]["text/event-stream"]["schema"]["oneOf"]
+        named = {event["properties"]["event"]["const"]: event for event in events}
+        assert set(named) == {"state", "progress"}, path
+        for name, event in named.items():
+            assert event["required"] == ["event", "data", "id"]
+            data = event["properties"]["data"]
+            assert data["contentMediaType"] == "application/json"
+            struct = {"state": "StateEvent", "progress": "ProgressEvent"}[name]
+            assert data["contentSchema"] == {"$ref": f"#/components/schemas/{struct}"}
+        [resume] = [p for p in operation["parameters"] if p["in"] == "header"]
+        assert resume["name"] == "Last-Event-ID" and resume["required"] is False
+        assert (resume["schema"]["type"], resume["schema"]["maxLength"]) == ("string", 64), resume
+        assert "oneOf" not in resume["schema"]  # a header is absent, never null
+    schemas = DOCUMENT["components"]["schemas"]
+    for struct in ("StateEvent", "ProgressEvent"):
+        assert schemas[struct]["properties"]["at"]["format"] == "date-time"
+        assert {"ErrorInfo", "Progress"} <= set(schemas), "what the events refer to is in the components"
+    assert schemas["StateEvent"]["properties"]["state"]["enum"][:6] == [state.value for state in JobState]
 
 
 def test_the_bearer_scheme_is_required_only_when_a_token_is_configured() -> None:
@@ -269,3 +287,86 @@ def test_expires_documents_both_of_its_forms() -> None:
     number, moment, null = DOCUMENT["components"]["schemas"]["JobOptions"]["properties"]["expires"]["oneOf"]
     assert number == {"type": "number", "minimum": 0, "maximum": 316224000.0, "description": "Seconds from submission"}
     assert moment == {"type": "string", "format": "date-time"} and null == {"type": "null"}
+
+
+# ------------------------------------------------------------------------------------------------
+# names, times and states a generated client can use (issue 15)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_every_operation_has_a_readable_unique_operation_id() -> None:
+    ids = {f"{method} {path}": operation["operationId"] for method, path, operation in operations(DOCUMENT)}
+    assert all(re.fullmatch(r"[a-z]+(?:[A-Z][a-z]+)+", name) for name in ids.values()), ids
+    assert len(set(ids.values())) == len(ids), ids
+    assert ids == {
+        "POST /jobs": "submitJob",
+        "GET /jobs": "listJobs",
+        "GET /jobs/{job_id}": "getJob",
+        "POST /jobs/{job_id}/cancel": "cancelJob",
+        "POST /jobs/{job_id}/retry": "retryJob",
+        "GET /jobs/{job_id}/events": "streamJobEvents",
+        "POST /workflows": "submitWorkflow",
+        "GET /workflows/{workflow_id}": "getWorkflow",
+        "POST /workflows/{workflow_id}/cancel": "cancelWorkflow",
+        "GET /workflows/{workflow_id}/events": "streamWorkflowEvents",
+        "POST /projects": "createProject",
+        "GET /projects": "listProjects",
+        "GET /projects/{project_id}": "getProject",
+        "PUT /projects/{project_id}/plan": "replaceProjectPlan",
+        "POST /projects/{project_id}/article": "startArticle",
+        "GET /projects/{project_id}/article": "getArticle",
+        "GET /projects/{project_id}/events": "streamProjectEvents",
+        "POST /schedules": "createSchedule",
+        "GET /schedules": "listSchedules",
+        "GET /schedules/{name}": "getSchedule",
+        "PATCH /schedules/{name}": "updateSchedule",
+        "DELETE /schedules/{name}": "deleteSchedule",
+        "POST /schedules/{name}/run": "runSchedule",
+        "GET /queues": "listQueues",
+        "GET /tasks": "listTasks",
+        "GET /health": "getHealth",
+        "GET /ready": "getReadiness",
+        "GET /metrics": "getMetrics",
+    }
+
+
+TIMES = {
+    "JobOut": {"created_at", "due_at", "expires", "started_at", "finished_at", "tick"},
+    "WorkflowOut": {"created_at", "finished_at"},
+    "ProjectOut": {"created_at", "updated_at"},
+    "ScheduleOut": {"start", "end", "next_run", "last_tick", "created_at", "updated_at"},
+}
+
+
+def _string_arm(schema: dict[str, Any]) -> dict[str, Any]:
+    if "oneOf" in schema:
+        [arm] = [arm for arm in schema["oneOf"] if arm.get("type") == "string"]
+        return arm
+    return schema
+
+
+def test_times_are_documented_as_date_times() -> None:
+    schemas = DOCUMENT["components"]["schemas"]
+    for name, fields in TIMES.items():
+        properties = schemas[name]["properties"]
+        for field in fields:
+            assert _string_arm(properties[field]) == {"type": "string", "format": "date-time"}, (name, field)
+        others = set(properties) - fields
+        assert not any(field.endswith("_at") for field in others), (name, others)
+    assert schemas["ScheduleOut"]["properties"]["next_runs"]["items"] == {"type": "string", "format": "date-time"}
+
+
+def test_states_are_documented_as_enums() -> None:
+    schemas = DOCUMENT["components"]["schemas"]
+    states = [state.value for state in JobState]
+    for name in ("JobOut", "WorkflowOut", "WorkflowNodeOut"):
+        assert schemas[name]["properties"]["state"] == {"type": "string", "enum": states}, name
+    assert schemas["ProjectOut"]["properties"]["status"]["enum"] == [
+        "NEW",
+        "PLANNING",
+        "PLANNED",
+        "WRITING",
+        "ASSEMBLED",
+        "FINISHED",
+        "FAILED",
+    ]
