@@ -24,6 +24,7 @@ from entrypoints.http.jobs import JobController
 from entrypoints.http.openapi import ClosedStructSchemaPlugin, document_optional_bodies, openapi_config
 from entrypoints.http.problems import exception_handlers
 from entrypoints.http.projects import ProjectController
+from entrypoints.http.request_metrics import request_metrics_middleware
 from entrypoints.http.schedules import ScheduleController
 from entrypoints.http.system import health, metrics, queues, ready, tasks
 from entrypoints.http.workflows import WorkflowController
@@ -62,8 +63,10 @@ def create_app(container: Container | None = None, *, fast_path: bool = True) ->
         dependencies=services(container),
         exception_handlers=exception_handlers(container.storage_errors()),
         before_request=require_json_body,
-        # Litestar runs these in this order, after routing: authentication first, then the /jobs fast path.
+        # Litestar runs these in this order, after routing: request metrics (outermost), authentication, then the
+        # /jobs fast path.
         middleware=[
+            request_metrics_middleware(container.metrics()),
             *([bearer_token_middleware(settings.api_token)] if settings.api_token else []),
             *([jobs_fast_path.JobsFastPath] if fast_path else []),
         ],

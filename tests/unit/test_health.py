@@ -43,6 +43,9 @@ class RecordingMetrics:
     def observe(self, event: Event) -> None:
         return None
 
+    def observe_request(self, *, method: str, route: str, status: int, seconds: float) -> None:
+        return None
+
     def render(
         self,
         *,
