@@ -164,7 +164,7 @@ class PrometheusMetrics:
         )
         self.http_duration = Histogram(
             "geekblog_http_request_duration_seconds",
-            "Time to answer HTTP requests in this replica, by method and route.",
+            "Time until this replica started answering HTTP requests (the response's start), by method and route.",
             ["method", "route"],
             buckets=HTTP_BUCKETS,
             registry=r,
@@ -202,9 +202,10 @@ class PrometheusMetrics:
             if event.started_at is not None:
                 self.duration.labels(task).observe(max(event.at - event.started_at, 0.0))
 
-    def observe_request(self, *, method: str, route: str, status: int, seconds: float) -> None:
+    def observe_request(self, *, method: str, route: str, status: int, seconds: float | None) -> None:
         self.http_requests.labels(method, route, str(status)).inc()
-        self.http_duration.labels(method, route).observe(seconds)
+        if seconds is not None:
+            self.http_duration.labels(method, route).observe(seconds)
 
     def render(
         self,

@@ -14,8 +14,9 @@ class Metrics(Protocol):
 
     def observe(self, event: Event) -> None: ...
 
-    def observe_request(self, *, method: str, route: str, status: int, seconds: float) -> None:
-        """One HTTP request answered: ``route`` is its template (``/jobs/{job_id}``), not the raw path."""
+    def observe_request(self, *, method: str, route: str, status: int, seconds: float | None) -> None:
+        """One HTTP request answered: ``route`` is its template (``/jobs/{job_id}``), not the raw path;
+        ``seconds`` until its response started (None: not timed)."""
         ...
 
     def render(

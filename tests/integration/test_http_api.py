@@ -252,7 +252,16 @@ class TestSystem:
     async def test_metrics_count_by_task_and_state(self, client: AsyncTestClient[Litestar]) -> None:
         job = (await client.post("/jobs", json={"task": "geekblog.fail", "options": {"max_retries": 0}})).json()
         await settled(client, f"/jobs/{job['id']}", {"FAILURE"})
+        assert (await client.get("/jobs/no-such-job")).status_code == 404  # an exception handler's answer
+        assert (await client.get("/no/such/route/42")).status_code == 404
+        assert (await client.request("BREW", "/health")).status_code == 405
+        assert (await client.head("/health")).status_code == 200
         text = (await client.get("/metrics")).text
+        assert value(text, "geekblog_http_requests_total", method="GET", route="/jobs/{job_id}", status="404") == 1
+        assert value(text, "geekblog_http_requests_total", method="GET", route="(unmatched)", status="404") == 1
+        assert value(text, "geekblog_http_requests_total", method="other", route="(unmatched)", status="405") == 1
+        assert value(text, "geekblog_http_requests_total", method="HEAD", route="/health", status="200") == 1
+        assert value(text, "geekblog_http_request_duration_seconds_count", method="GET", route="/jobs/{job_id}")
         assert value(text, "geekblog_jobs_submitted_total", task="geekblog.fail") == 1
         assert value(text, "geekblog_jobs_finished_total", task="geekblog.fail", state="FAILURE") == 1
         assert value(text, "geekblog_jobs_finished_total", task="geekblog.fail", state="SUCCESS") == 0

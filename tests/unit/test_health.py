@@ -43,7 +43,7 @@ class RecordingMetrics:
     def observe(self, event: Event) -> None:
         return None
 
-    def observe_request(self, *, method: str, route: str, status: int, seconds: float) -> None:
+    def observe_request(self, *, method: str, route: str, status: int, seconds: float | None) -> None:
         return None
 
     def render(
