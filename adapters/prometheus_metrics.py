@@ -7,7 +7,7 @@ several services built in one process (tests, ``embedded_engine``) never share o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import (
     CollectorRegistry,
@@ -184,11 +184,7 @@ class PrometheusMetrics:
             return
         task = event.task
         if task not in self._seen_tasks:
-            self._seen_tasks.add(task)
-            self.submitted.labels(task)
-            self.retried.labels(task)
-            for state in TERMINAL_STATES:
-                self.finished.labels(task, state)
+            self.know_tasks((task,))
         if event.state == JobState.PENDING and event.attempts == 0:
             self.submitted.labels(task).inc()
         elif event.state == JobState.STARTED:
@@ -201,6 +197,18 @@ class PrometheusMetrics:
             self.finished.labels(task, event.state).inc()
             if event.started_at is not None:
                 self.duration.labels(task).observe(max(event.at - event.started_at, 0.0))
+
+    def know_tasks(self, tasks: Iterable[str]) -> None:
+        """Serve the counters of ``tasks`` at zero until they count something (a task's first event does it
+        too): a rate or an alert has a series before the first job."""
+        for task in tasks:
+            if task in self._seen_tasks:
+                continue
+            self._seen_tasks.add(task)
+            self.submitted.labels(task)
+            self.retried.labels(task)
+            for state in TERMINAL_STATES:
+                self.finished.labels(task, state)
 
     def observe_request(self, *, method: str, route: str, status: int, seconds: float | None) -> None:
         self.http_requests.labels(method, route, str(status)).inc()

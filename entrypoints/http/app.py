@@ -42,6 +42,7 @@ def create_app(container: Container | None = None, *, fast_path: bool = True) ->
     settings: Settings = container.settings()
     import_task_modules(settings)
     container.bus().add_listener(container.metrics().observe)
+    container.metrics().know_tasks(definition.name for definition in container.registry())
     request_metrics = RequestMetrics(container.metrics())
 
     @asynccontextmanager

@@ -265,6 +265,7 @@ class TestSystem:
         assert value(text, "geekblog_jobs_submitted_total", task="geekblog.fail") == 1
         assert value(text, "geekblog_jobs_finished_total", task="geekblog.fail", state="FAILURE") == 1
         assert value(text, "geekblog_jobs_finished_total", task="geekblog.fail", state="SUCCESS") == 0
+        assert value(text, "geekblog_jobs_finished_total", task="geekblog.sleep", state="FAILURE") == 0, "never run"
         assert value(text, "geekblog_job_duration_seconds_count", task="geekblog.fail") == 1
         assert value(text, "geekblog_job_queue_wait_seconds_count", task="geekblog.fail", queue="default") == 1
         assert value(text, "geekblog_jobs_running") == 0
