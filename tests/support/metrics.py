@@ -22,3 +22,12 @@ def value(text: str, name: str, **labels: str) -> float | None:
 def types(text: str) -> dict[str, str]:
     """Each metric family's declared type (``counter``, ``gauge``, ``histogram`` ...), by family name."""
     return {family.name: family.type for family in text_string_to_metric_families(text)}
+
+
+def counted(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The samples of ``name`` that are not zero, by their labels (sorted): what was counted."""
+    return {
+        tuple(sorted(labels)): sample
+        for (sample_name, labels), sample in samples(text).items()
+        if sample_name == name and sample != 0
+    }
