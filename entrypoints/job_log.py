@@ -15,6 +15,7 @@ from typing import Any
 from application.execution import ReplaceRequested
 from application.ports.job_trace import JobTrace
 from domain.job import Job
+from domain.states import JobState
 
 logger = logging.getLogger("geekblog.jobs")
 """One INFO line per job attempt that ended (WARNING for a failure), its traceback at DEBUG."""
@@ -55,13 +56,15 @@ class JobLog:
         exc: BaseException | None = None,
         runtime: float = 0.0,
     ) -> None:
+        failed = isinstance(outcome, Job) and outcome.state == JobState.FAILURE
+        level = logging.WARNING if failed else logging.INFO
+        if not logger.isEnabledFor(level):  # then DEBUG is not either: nothing to build
+            return
         fields = job_fields(job, outcome, runtime)
-        level = logging.WARNING if fields["state"] == "FAILURE" else logging.INFO
-        if logger.isEnabledFor(level):
-            text = " ".join(f"{key}={value}" for key, value in fields.items() if not key.startswith("error_"))
-            if "error_message" in fields:
-                text += f" error={fields['error_type']}: {fields['error_message']}"
-            _emit(level, f"job {fields['state'].lower()}: {text}", fields)
+        text = " ".join(f"{key}={value}" for key, value in fields.items() if not key.startswith("error_"))
+        if "error_message" in fields:
+            text += f" error={fields['error_type']}: {fields['error_message']}"
+        _emit(level, f"job {fields['state'].lower()}: {text}", fields)
         if exc is not None and "error_type" in fields and logger.isEnabledFor(logging.DEBUG):
             _emit(logging.DEBUG, f"job {job.id} traceback", fields, (type(exc), exc, exc.__traceback__))
 

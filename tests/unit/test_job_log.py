@@ -137,6 +137,13 @@ class TestTheModes:
 
 
 class TestLogLevel:
+    def test_at_warning_only_failures_are_logged(self, caplog: pytest.LogCaptureFixture) -> None:
+        caplog.set_level(logging.WARNING, logger="geekblog.jobs")
+        job = started_job()
+        JobLog().finished(job, job.succeeded(1, now=2.0), runtime=0.1)
+        JobLog().finished(job, job.failed(ErrorInfo(type="KeyError", message="'k'"), now=2.0), exc=KeyError("k"))
+        assert [(r.levelno, r.job["state"]) for r in caplog.records] == [(logging.WARNING, "FAILURE")]  # type: ignore[attr-defined]
+
     def test_geekblog_log_level_in_any_case_and_a_bad_one_named(self) -> None:
         assert Settings.from_env({"GEEKBLOG_LOG_LEVEL": "debug"}).log_level == "DEBUG"
         assert Settings.from_env({}).log_level is None
