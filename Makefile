@@ -17,14 +17,18 @@ $(STAMP): $(PY) pyproject.toml requirements.lock requirements-dev.lock
 install: $(STAMP)
 
 ## run: the HTTP service on an embedded SQLite file (./var/geekblog.db unless GEEKBLOG_DB_PATH); prints its URL
+##      and how to reach it with the CLI from another terminal (geekblog is in .venv/bin, not on PATH)
 run: install
+	@echo "CLI: in another terminal, 'source $(abspath $(VENV))/bin/activate' (or run $(abspath $(VENV))/bin/geekblog), then:"
+	@echo "       GEEKBLOG_URL=$$($(PY) -c 'from entrypoints.client.arguments import default_url; print(default_url())') geekblog jobs"
 	$(VENV)/bin/geekblog serve
 
 ## worker: the engine without HTTP (geekblog worker): beside `make run` on one PostgreSQL database (GEEKBLOG_DATABASE_URL)
 worker: install
 	$(VENV)/bin/geekblog worker
 
-## demo: a workflow run in-process on SQLite, its progress printed as it happens (no server)
+## demo: a workflow run in-process on its own SQLite file (./var/demo.db: never the one `make run` holds), its
+##       progress printed as it happens (no server)
 demo: install
 	$(PY) -m entrypoints.demo
 

@@ -343,7 +343,13 @@ class Dispatcher(HandOver):
         if trace is None:
             return (await self._task_run.run(job, context))[0]
         started = time.perf_counter()
-        outcome, value, exc = await self._task_run.run(job, context)
+        try:
+            outcome, value, exc = await self._task_run.run(job, context)
+        except asyncio.CancelledError:  # revoked while running (``_execute`` stores it), unless the engine stops
+            if context.cancel_reason != ENGINE_STOPPING:
+                revoked = job.failed(revoked_error(job), now=self._clock.now(), state=JobState.REVOKED)
+                trace.finished(job, revoked, runtime=time.perf_counter() - started)
+            raise
         trace.finished(job, outcome, value=value, exc=exc, runtime=time.perf_counter() - started)
         return outcome
 

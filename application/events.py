@@ -31,6 +31,10 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     root_id: str | None = None
     concurrency_key: str | None = None
     """The job's concurrency key: a job that stops holding one lets the jobs waiting on it start."""
+    due_at: float | None = None
+    """When the job could start (submitted, or its ETA or retry time): its queue wait ends when it starts."""
+    queue: str | None = None
+    """The named queue the job waits in."""
     seq: int = 0
     """Set by the event bus: the order of publication in this process (0 before), which event streams send as
     their ``id`` and resume from (``Last-Event-ID``)."""
@@ -54,6 +58,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
             started_at=job.started_at,
             root_id=job.root_id,
             concurrency_key=job.options.concurrency_key,
+            due_at=job.due_at,
+            queue=job.queue,
         )
 
     @classmethod

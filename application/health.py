@@ -9,6 +9,7 @@ import msgspec
 
 from application.ports import JobRepository, Runner
 from application.ports.metrics import Metrics
+from domain.queues import DEFAULT_QUEUE
 from domain.states import QUEUED_STATES, JobState
 
 
@@ -121,13 +122,17 @@ class HealthService:
         )
 
     async def metrics_text(self) -> str:
-        """The counters in a scraper's text format, with the jobs running in this replica and the jobs of the
-        shared storage in each state."""
+        """The counters in a scraper's text format, with the jobs running in this replica, the jobs of the
+        shared storage in each state and the depth of each queue (those this replica serves at 0 when empty)."""
+        depths = dict(await self._repo.queue_depths())
+        if self._runs_jobs:  # the queues this replica serves are shown when empty too
+            for name in self._served if self._served is not None else (DEFAULT_QUEUE,):
+                depths.setdefault(name, 0)
         return self._metrics.render(
             running=self._dispatcher.active_jobs,
             states=await self._repo.count_by_state(),
             stuck_threads=self._runner.stuck,
-            queue_depths=await self._repo.queue_depths(),
+            queue_depths=depths,
         )
 
     async def queues(self) -> list[QueueReport]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from typing import Any
 
@@ -40,8 +39,11 @@ def fan_out(self: Any, titles: list[str]) -> None:
     self.replace(chord([write.s(title) for title in titles], assemble.s()))
 
 
+DEMO_DB_PATH = "./var/demo.db"
+
+
 async def main() -> int:
-    db_path = os.environ.get("GEEKBLOG_DB_PATH", "./var/geekblog.db")
+    db_path = DEMO_DB_PATH  # its own file: the service's (GEEKBLOG_DB_PATH) may be held by `make run`
     async with embedded_engine(db_path=db_path) as engine:
         print(f"GeekBlog Tasks demo: embedded engine on SQLite at {db_path}")
         events = engine.bus.subscribe(None)

@@ -22,7 +22,7 @@ def serve(settings: Settings) -> int:
     and leave the rest to recovery at the next start. Returns the process exit code."""
     from entrypoints.http.app import create_app
 
-    configure_logging(settings.mode)
+    configure_logging(settings.mode, settings.log_level)
     try:
         container = Container(settings=settings)
         app = create_app(container)

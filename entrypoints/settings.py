@@ -67,6 +67,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     jobs of these queues only, at most ``concurrency`` of a queue at once (a name alone: up to
     ``max_concurrent_tasks``), and never more than ``max_concurrent_tasks`` in all. Unset: every queue."""
     mode: Literal["production", "development"] = "production"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] | None = None
+    """The root logger's level (any case); unset: INFO in production, DEBUG in development."""
     task_modules: tuple[str, ...] = ()
     api_token: str | None = None
     allowed_hosts: tuple[str, ...] | None = None
@@ -209,6 +211,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 continue
             if field.name in ("task_modules", "allowed_hosts"):
                 raw[field.name] = [part.strip() for part in value.split(",") if part.strip()]
+            elif field.name == "log_level":
+                raw[field.name] = value.strip().upper()
             else:
                 raw[field.name] = value
         try:

@@ -31,7 +31,7 @@ SQLITE_LOCKED_HINT = (
 def work(settings: Settings) -> int:
     """Run the engine until SIGTERM/SIGINT: then stop taking jobs, give running ones ``shutdown_grace``
     seconds, and leave the rest to recovery (as ``geekblog serve`` does). Returns the process exit code."""
-    configure_logging(settings.mode)
+    configure_logging(settings.mode, settings.log_level)
     if settings.persistence == "memory":
         print(
             "geekblog: a worker needs a database other processes can fill: set GEEKBLOG_DATABASE_URL"

@@ -1,6 +1,7 @@
 """The client sub-commands of ``geekblog``: submit, status, watch, cancel, retry, jobs, workflow, tasks, schedules.
 
-Each talks to the service at ``--url`` (else ``GEEKBLOG_URL``, else ``http://127.0.0.1:8000``) with the
+Each talks to the service at ``--url`` (else ``GEEKBLOG_URL``, else the address ``GEEKBLOG_HOST`` and
+``GEEKBLOG_PORT`` name, as ``geekblog serve`` listens on it, else ``http://127.0.0.1:8000``) with the
 token in ``GEEKBLOG_API_TOKEN``; ``--json`` prints the service's JSON as it sent it. Errors are one
 ``geekblog: <message>`` line on stderr and an exit code: 1 the job or workflow ended FAILURE or REVOKED,
 2 bad input or a request the service refused, 3 the service cannot be used (unreachable, 5xx, 401).
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from entrypoints.client.arguments import DEFAULT_URL, count, default_url, header_value, iso_time, limit, seconds
 from entrypoints.client.article import add_article_command
 from entrypoints.client.errors import ClientError, CommandError, UsageError
 from entrypoints.client.follow import FAILED_STATES, TERMINAL_STATES, Watcher, follow
@@ -39,7 +41,6 @@ if TYPE_CHECKING:
 
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
-DEFAULT_URL = "http://127.0.0.1:8000"
 JOB_STATES = ("PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED")
 
 Handler = Callable[[argparse.Namespace, "ApiClient"], int]
@@ -49,7 +50,9 @@ def add_client_commands(subparsers: SubParsers) -> None:
     """Add the client commands to ``geekblog``'s sub-command parsers."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--url", metavar="URL", help=f"the service's base URL (default GEEKBLOG_URL, else {DEFAULT_URL})"
+        "--url",
+        metavar="URL",
+        help=f"the service's base URL (default GEEKBLOG_URL, else GEEKBLOG_HOST:GEEKBLOG_PORT, else {DEFAULT_URL})",
     )
     common.add_argument("--json", action="store_true", help="print the service's JSON instead of text")
 
@@ -59,11 +62,21 @@ def add_client_commands(subparsers: SubParsers) -> None:
     submit.add_argument("task", metavar="TASK", help="a registered task name (see 'geekblog tasks')")
     submit.add_argument("args", metavar="ARGS", nargs="?", help="positional arguments as a JSON array, e.g. '[1, 2]'")
     submit.add_argument("--kwargs", metavar="JSON", help="keyword arguments as a JSON object, e.g. '{\"y\": 2}'")
-    submit.add_argument("--countdown", metavar="S", type=_seconds, help="start no sooner than S seconds from now")
+    submit.add_argument("--countdown", metavar="S", type=seconds, help="start no sooner than S seconds from now")
+    submit.add_argument(
+        "--eta", metavar="TIME", type=iso_time, help="start no sooner than TIME (ISO 8601; UTC if no offset)"
+    )
+    submit.add_argument(
+        "--max-retries", metavar="N", type=count, help="retries at most N times (default: the task's own)"
+    )
+    submit.add_argument(
+        "--time-limit", metavar="S", type=seconds, help="stop the run after S seconds (default: the task's own)"
+    )
+    submit.add_argument("--routing-key", metavar="NAME", help="Celery's routing_key: the queue, when --queue is unset")
     submit.add_argument("--priority", metavar="N", type=int, help="higher runs first (-1000..1000)")
     submit.add_argument("--queue", metavar="NAME", help="the named queue the job waits in (default: default)")
     submit.add_argument(
-        "--expires", metavar="S", type=_seconds, help="not started within S seconds, the job ends REVOKED unrun"
+        "--expires", metavar="S", type=seconds, help="not started within S seconds, the job ends REVOKED unrun"
     )
     submit.add_argument(
         "--concurrency-key",
@@ -76,7 +89,7 @@ def add_client_commands(subparsers: SubParsers) -> None:
     submit.add_argument(
         "--idempotency-key",
         metavar="KEY",
-        type=_header_value,
+        type=header_value,
         help="submit once: the same command again prints the same job; another under the key is refused",
     )
     _add_wait(submit, "wait for the job to finish and print its result (exit 1 if it fails)")
@@ -95,7 +108,7 @@ def add_client_commands(subparsers: SubParsers) -> None:
         description="Follow a job (or workflow) live: progress bars on stderr, state changes as lines.",
     )
     watch.add_argument("id", metavar="ID", help="a job or workflow id")
-    watch.add_argument("--timeout", metavar="S", type=_seconds, help="give up after S seconds (exit 3)")
+    watch.add_argument("--timeout", metavar="S", type=seconds, help="give up after S seconds (exit 3)")
     watch.set_defaults(handler=_command(run_watch))
 
     cancel = subparsers.add_parser(
@@ -119,7 +132,7 @@ def add_client_commands(subparsers: SubParsers) -> None:
     jobs.add_argument("--workflow-id", metavar="ID", help="only the steps of this workflow")
     jobs.add_argument("--schedule", metavar="NAME", help="only the jobs of this periodic schedule")
     jobs.add_argument("--queue", metavar="NAME", help="only the jobs of this named queue")
-    jobs.add_argument("--limit", type=_limit, default=20, help="at most this many (1..500, default 20)")
+    jobs.add_argument("--limit", type=limit, default=20, help="at most this many (1..500, default 20)")
     jobs.add_argument("--cursor", help="the next_cursor of an earlier page")
     jobs.set_defaults(handler=_command(run_jobs))
 
@@ -147,7 +160,7 @@ def add_client_commands(subparsers: SubParsers) -> None:
 
 def _add_wait(parser: argparse.ArgumentParser, text: str) -> None:
     parser.add_argument("--wait", action="store_true", help=text)
-    parser.add_argument("--timeout", metavar="S", type=_seconds, help="with --wait: give up after S seconds (exit 3)")
+    parser.add_argument("--timeout", metavar="S", type=seconds, help="with --wait: give up after S seconds (exit 3)")
 
 
 # -- commands -----------------------------------------------------------------------------------------
@@ -159,7 +172,18 @@ def run_submit(args: argparse.Namespace, client: ApiClient) -> int:
         body["args"] = parse_json_argument(args.args, "ARGS", list, "a JSON array")
     if args.kwargs is not None:
         body["kwargs"] = parse_json_argument(args.kwargs, "--kwargs", dict, "a JSON object")
-    names = ("countdown", "priority", "queue", "expires", "concurrency_key", "concurrency_limit")
+    names = (
+        "countdown",
+        "eta",
+        "priority",
+        "max_retries",
+        "time_limit",
+        "queue",
+        "routing_key",
+        "expires",
+        "concurrency_key",
+        "concurrency_limit",
+    )
     options = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if options:
         body["options"] = options
@@ -386,33 +410,6 @@ def _print(text: str) -> None:
     print(text, flush=True)
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
-    return value
-
-
-def _header_value(text: str) -> str:
-    """An ``--idempotency-key``: printable ASCII, as an HTTP header carries it (the service checks the rest)."""
-    if not text.isascii() or not text.isprintable():
-        raise argparse.ArgumentTypeError(f"expected printable ASCII characters, got {text!r}")
-    return text
-
-
-def _limit(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 1 <= value <= 500:
-        raise argparse.ArgumentTypeError(f"expected 1..500, got {value}")
-    return value
-
-
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -439,7 +436,7 @@ def _command(handler: Handler) -> Callable[[argparse.Namespace], int]:
                 from entrypoints.client.http import ApiClient
             except ImportError as exc:  # pragma: no cover - httpx ships with the service
                 raise CommandError(f"the client commands need httpx ({exc})") from None
-            url = args.url or os.environ.get("GEEKBLOG_URL") or DEFAULT_URL
+            url = args.url or default_url()
             token = os.environ.get("GEEKBLOG_API_TOKEN") or None
             with ApiClient(url, token) as client:
                 return handler(args, client)

@@ -52,11 +52,27 @@ def jobs_table(jobs: Sequence[dict[str, Any]]) -> str:
 
 
 def tasks_table(tasks: Sequence[dict[str, Any]]) -> str:
-    rows = [
-        [str(task.get("name")), ", ".join(task.get("parameters") or []) or "-", first_line(task.get("doc"))]
-        for task in tasks
-    ]
+    rows = [[str(task.get("name")), parameters_text(task) or "-", first_line(task.get("doc"))] for task in tasks]
     return table(["NAME", "PARAMETERS", "DESCRIPTION"], rows)
+
+
+def parameters_text(task: dict[str, Any]) -> str:
+    """``x: float, y: float = 2, *args, **kwargs``: the task's ``signature``, its ``parameters`` from an older
+    service that sends no signature."""
+    signature = task.get("signature")
+    if not isinstance(signature, list) or len(signature) != len(task.get("parameters") or []):
+        return ", ".join(task.get("parameters") or [])
+    texts = []
+    for parameter in signature:
+        name = str(parameter.get("name"))
+        kind = parameter.get("kind")
+        text = f"*{name}" if kind == "args" else f"**{name}" if kind == "kwargs" else name
+        if parameter.get("type"):
+            text += f": {parameter['type']}"
+        if not parameter.get("required") and kind not in ("args", "kwargs"):
+            text += f" = {json.dumps(parameter.get('default'))}"
+        texts.append(text)
+    return ", ".join(texts)
 
 
 def first_line(text: str | None) -> str:

@@ -324,16 +324,18 @@ _watched: weakref.WeakKeyDictionary[Any, EngineSignals] = weakref.WeakKeyDiction
 
 def watch(engine: Any) -> EngineSignals:
     """Send the engine-side signals of ``engine`` and log Celery's worker lines for its jobs (see
-    :mod:`entrypoints.compat.trace`); idempotent. Done where an engine is built for Python task code
+    :mod:`entrypoints.compat.trace`) and the ``geekblog.jobs`` line of each job
+    (:mod:`entrypoints.job_log`); idempotent. Done where an engine is built for Python task code
     (the container, so the service and ``embedded_engine`` alike)."""
     watcher = _watched.get(engine)
     if watcher is None:
         from entrypoints.compat.trace import CeleryTrace
+        from entrypoints.job_log import JobLog, Traces
 
         watcher = EngineSignals(engine)
         _watched[engine] = watcher
         engine.bus.add_listener(watcher.on_event)
-        engine.dispatcher.trace = CeleryTrace()
+        engine.dispatcher.trace = Traces([CeleryTrace(), JobLog()])
     return watcher
 
 

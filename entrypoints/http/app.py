@@ -31,6 +31,7 @@ from entrypoints.http.openapi import (
 )
 from entrypoints.http.problems import exception_handlers
 from entrypoints.http.projects import ProjectController
+from entrypoints.http.request_metrics import RequestMetrics
 from entrypoints.http.schedules import ScheduleController
 from entrypoints.http.system import health, metrics, queues, ready, tasks
 from entrypoints.http.workflows import WorkflowController
@@ -48,6 +49,8 @@ def create_app(container: Container | None = None, *, fast_path: bool = True) ->
     settings: Settings = container.settings()
     import_task_modules(settings)
     container.bus().add_listener(container.metrics().observe)
+    container.metrics().know_tasks(definition.name for definition in container.registry())
+    request_metrics = RequestMetrics(container.metrics())
 
     @asynccontextmanager
     async def run_engine(app: Litestar) -> AsyncIterator[None]:
@@ -71,8 +74,11 @@ def create_app(container: Container | None = None, *, fast_path: bool = True) ->
         dependencies=services(container),
         exception_handlers=exception_handlers(container.storage_errors()),
         before_request=require_json_body,
-        # Litestar runs these in this order, after routing: authentication first, then the /jobs fast path.
+        before_send=[request_metrics.before_send],
+        # Litestar runs these in this order, after routing: request metrics (outermost), authentication, then the
+        # /jobs fast path.
         middleware=[
+            request_metrics.middleware,
             *([bearer_token_middleware(settings.api_token)] if settings.api_token else []),
             *([jobs_fast_path.JobsFastPath] if fast_path else []),
         ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -202,12 +203,57 @@ class WorkflowOut(msgspec.Struct, kw_only=True):
         )
 
 
+class TaskParameter(msgspec.Struct, kw_only=True):
+    """One parameter of a task's function, as its signature declares it."""
+
+    name: str
+    kind: Literal["positional", "keyword", "args", "kwargs"]
+    """``positional``: by position or name; ``keyword``: by name only; ``args``/``kwargs``: ``*args``/``**kwargs``."""
+    type: str | None
+    """Its annotation as written (``float``, ``list[str]``); None when it has none."""
+    required: bool
+    default: Any = None
+    """Its default, when not ``required`` (as JSON; a default JSON cannot hold is shown as its ``repr``)."""
+
+    @classmethod
+    def of(cls, parameter: inspect.Parameter) -> TaskParameter:
+        annotation = parameter.annotation
+        default = parameter.default
+        required = default is inspect.Parameter.empty and parameter.kind not in _VARIADIC
+        if default is inspect.Parameter.empty:
+            default = None
+        else:
+            try:
+                msgspec.json.encode(default)
+            except (TypeError, ValueError, OverflowError):
+                default = repr(default)
+        return cls(
+            name=parameter.name,
+            kind=_KINDS[parameter.kind],
+            type=None if annotation is inspect.Parameter.empty else inspect.formatannotation(annotation),
+            required=required,
+            default=default,
+        )
+
+
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+_KINDS: dict[Any, Literal["positional", "keyword", "args", "kwargs"]] = {
+    inspect.Parameter.POSITIONAL_ONLY: "positional",
+    inspect.Parameter.POSITIONAL_OR_KEYWORD: "positional",
+    inspect.Parameter.KEYWORD_ONLY: "keyword",
+    inspect.Parameter.VAR_POSITIONAL: "args",
+    inspect.Parameter.VAR_KEYWORD: "kwargs",
+}
+
+
 class TaskOut(msgspec.Struct, kw_only=True):
     """A registered task and the options its jobs run with by default."""
 
     name: str
     doc: str | None
     parameters: list[str]
+    signature: list[TaskParameter]
+    """Each of ``parameters`` with its kind, type and default (empty when the function's cannot be read)."""
     is_async: bool
     options: dict[str, Any]
 
@@ -218,6 +264,11 @@ class TaskOut(msgspec.Struct, kw_only=True):
             name=definition.name,
             doc=definition.doc,
             parameters=list(definition.parameters),
+            signature=[
+                TaskParameter.of(parameter)
+                for parameter in (definition.signature.parameters.values() if definition.signature else ())
+                if parameter.name in definition.parameters
+            ],
             is_async=definition.is_async,
             options={
                 "max_retries": definition.max_retries,

@@ -266,7 +266,7 @@ def test_tasks_lists_the_registry(service: Service) -> None:
     listed = run_cli("tasks", url=service.url)
     assert listed.returncode == 0, listed.stderr
     rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
-    assert "x, y" in rows["e2e.add"]
+    assert "x: int, y: int" in rows["e2e.add"]
     assert "Report PROGRESS" in rows["e2e.steps"]
 
     machine = run_cli("tasks", "--json", url=service.url)

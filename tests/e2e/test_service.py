@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import GEEKBLOG, Service, service_env, wait_for_state
+from tests.support.metrics import value
 
 
 def sse(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -208,8 +209,9 @@ class TestSystem:
             job = client.post("/jobs", json={"task": "e2e.add", "args": [1, 2]}).json()
             wait_for_state(client, f"/jobs/{job['id']}", {"SUCCESS"})
             metrics = client.get("/metrics").text
-            assert 'geekblog_jobs_finished_total{task="e2e.add",state="SUCCESS"} 1' in metrics
-            assert "geekblog_jobs_queued 0" in metrics
+            assert value(metrics, "geekblog_jobs_finished_total", task="e2e.add", state="SUCCESS") == 1
+            assert value(metrics, "geekblog_jobs_queued") == 0
+            assert value(metrics, "process_resident_memory_bytes"), "process metrics are served"
             names = {task["name"] for task in client.get("/tasks").json()}
             assert {"e2e.add", "geekblog.add"} <= names
             paths = client.get("/schema/openapi.json").json()["paths"]

@@ -25,6 +25,7 @@ import pytest
 
 from tests.e2e.conftest import GEEKBLOG, ROOT, Service, service_env
 from tests.e2e.test_cli import assert_one_line_error, run_cli
+from tests.support.metrics import value
 from tests.support.postgres import create_database, drop_database
 
 START_LINE = "GeekBlog Tasks worker:"
@@ -195,14 +196,13 @@ def test_workers_on_postgres_share_the_jobs_submitted_through_serve_each_at_its_
         }
         metrics = client.get("/metrics")
         assert metrics.headers["x-geekblog-replica"] == "web-1"
-        lines = metrics.text.splitlines()
-        for expected in (
-            'geekblog_replica_info{replica="web-1",storage="postgres"} 1',
-            'geekblog_shared_jobs{state="STARTED"} 5',
-            "geekblog_shared_queue_waiting 0",
-            "geekblog_replica_jobs_running 1",
+        for name, labels, expected in (
+            ("geekblog_replica_info", {"replica": "web-1", "storage": "postgres"}, 1),
+            ("geekblog_shared_jobs", {"state": "STARTED"}, 5),
+            ("geekblog_shared_queue_waiting", {}, 0),
+            ("geekblog_replica_jobs_running", {}, 1),
         ):
-            assert expected in lines, (expected, metrics.text)
+            assert value(metrics.text, name, **labels) == expected, (name, labels, metrics.text)
 
         gate_workers.touch()
         done = eventually(lambda: all_in(client, queued, "SUCCESS"), "the workers finish their jobs")

@@ -13,6 +13,7 @@ import httpx
 from tests.e2e.conftest import GEEKBLOG, ROOT, Service, service_env
 from tests.e2e.test_cli import assert_one_line_error
 from tests.e2e.test_worker import START_LINE, Worker, all_in, database_url, eventually, services, workers
+from tests.support.metrics import value
 
 __all__ = ["database_url", "services", "workers"]  # the fixtures this module uses
 
@@ -49,7 +50,7 @@ def test_a_worker_takes_only_its_queues_at_its_per_queue_concurrency(
         queues = {queue["name"]: queue for queue in client.get("/queues").json()}
         assert queues["ai"] == {"name": "ai", "waiting": 1, "served_here": False, "concurrency_here": None}
         assert queues["default"]["served_here"] is True
-        assert 'geekblog_shared_queue_depth{queue="ai"} 1' in client.get("/metrics").text.splitlines()
+        assert value(client.get("/metrics").text, "geekblog_shared_queue_depth", queue="ai") == 1
         gate.touch()
         done = eventually(lambda: all_in(client, ai, "SUCCESS"), "the worker runs both, one after the other")
         assert {job["result"] for job in done.values()} == {worker.pid}

@@ -16,6 +16,7 @@ from litestar.testing import AsyncTestClient
 from entrypoints.container import Container
 from entrypoints.http.app import create_app
 from entrypoints.settings import Settings
+from tests.support.metrics import value
 
 
 def settings_for(db_path: str | None, **changes: Any) -> Settings:
@@ -252,11 +253,25 @@ class TestSystem:
     async def test_metrics_count_by_task_and_state(self, client: AsyncTestClient[Litestar]) -> None:
         job = (await client.post("/jobs", json={"task": "geekblog.fail", "options": {"max_retries": 0}})).json()
         await settled(client, f"/jobs/{job['id']}", {"FAILURE"})
+        assert (await client.get("/jobs/no-such-job")).status_code == 404  # an exception handler's answer
+        assert (await client.get("/no/such/route/42")).status_code == 404
+        assert (await client.request("BREW", "/health")).status_code == 405
+        assert (await client.head("/health")).status_code == 200
         text = (await client.get("/metrics")).text
-        assert 'geekblog_jobs_submitted_total{task="geekblog.fail"} 1' in text
-        assert 'geekblog_jobs_finished_total{task="geekblog.fail",state="FAILURE"} 1' in text
-        assert 'geekblog_job_duration_seconds_count{task="geekblog.fail"} 1' in text
-        assert "geekblog_jobs_running 0" in text
+        assert value(text, "geekblog_http_requests_total", method="GET", route="/jobs/{job_id}", status="404") == 1
+        assert value(text, "geekblog_http_requests_total", method="GET", route="(unmatched)", status="404") == 1
+        assert value(text, "geekblog_http_requests_total", method="other", route="(unmatched)", status="405") == 1
+        assert value(text, "geekblog_http_requests_total", method="HEAD", route="/health", status="200") == 1
+        assert value(text, "geekblog_http_request_duration_seconds_count", method="GET", route="/jobs/{job_id}")
+        assert value(text, "geekblog_jobs_submitted_total", task="geekblog.fail") == 1
+        assert value(text, "geekblog_jobs_finished_total", task="geekblog.fail", state="FAILURE") == 1
+        assert value(text, "geekblog_jobs_finished_total", task="geekblog.fail", state="SUCCESS") == 0
+        assert value(text, "geekblog_jobs_finished_total", task="geekblog.sleep", state="FAILURE") == 0, "never run"
+        assert value(text, "geekblog_job_duration_seconds_count", task="geekblog.fail") == 1
+        assert value(text, "geekblog_job_queue_wait_seconds_count", task="geekblog.fail", queue="default") == 1
+        assert value(text, "geekblog_jobs_running") == 0
+        assert value(text, "geekblog_http_requests_total", method="POST", route="/jobs", status="202") == 1
+        assert value(text, "geekblog_http_requests_total", method="GET", route="/jobs/{job_id}", status="200")
 
     async def test_ready_is_503_until_the_engine_runs(self, app: Litestar) -> None:
         unstarted = AsyncTestClient(app)

@@ -31,6 +31,7 @@ from entrypoints.container import Container
 from entrypoints.http.app import create_app
 from entrypoints.settings import Settings
 from tests.integration import cluster_tasks
+from tests.support.metrics import counted
 from tests.support.postgres import empty_tables
 from tests.support.waiting import eventually, stays
 
@@ -317,6 +318,12 @@ class TestTheListeningConnection:
         assert (await finished(worker, job.id)).result == 3
 
 
+def scraped(replica: Any) -> str:
+    """The exposition text of what ``replica``'s metrics counted."""
+    text: str = replica.container.metrics().render(running=0, states={})
+    return text
+
+
 class TestEventsTravel:
     async def test_a_stream_on_one_engine_follows_a_job_running_on_another_big_result_included(
         self, replica: Start
@@ -343,9 +350,12 @@ class TestEventsTravel:
             assert [body["progress"]["meta"]["done"] for body in data[1:4]] == [0, 1, 2]
             assert data[4]["state"] == "SUCCESS" and data[4]["result"] == "x" * cluster_tasks.BIG
             metrics = (await client.get("/metrics")).text
-        assert "cluster.report" not in metrics  # the viewer counts none of the runner's events
-        counted = runner.container.metrics()
-        assert counted.finished == {("cluster.report", "SUCCESS"): 1} and counted.submitted == {"cluster.report": 1}
+        # the viewer counts none of the runner's events
+        assert counted(metrics, "geekblog_jobs_finished_total") == {}
+        assert counted(metrics, "geekblog_jobs_submitted_total") == {}
+        text = scraped(runner)
+        assert counted(text, "geekblog_jobs_finished_total") == {(("state", "SUCCESS"), ("task", "cluster.report")): 1}
+        assert counted(text, "geekblog_jobs_submitted_total") == {(("task", "cluster.report"),): 1}
 
     async def test_a_workflow_run_on_one_engine_is_followed_on_another(self, replica: Start) -> None:
         runner = await replica()
@@ -417,8 +427,10 @@ class TestCancelReachesTheOwner:
             on_other.close()
         assert [event.state for event in runner_events if event.terminal] == ["REVOKED"]
         assert [event.state for event in other_events if event.terminal] == ["REVOKED"]
-        assert runner.container.metrics().finished == {("cluster.hold", "REVOKED"): 1}
-        assert other.container.metrics().finished == {}
+        assert counted(scraped(runner), "geekblog_jobs_finished_total") == {
+            (("state", "REVOKED"), ("task", "cluster.hold")): 1
+        }
+        assert counted(scraped(other), "geekblog_jobs_finished_total") == {}
 
     async def test_revoke_without_terminate_leaves_it_running_there(self, replica: Start) -> None:
         runner = await replica()

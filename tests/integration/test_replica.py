@@ -18,6 +18,7 @@ from entrypoints.celery_compat import create_compatible_task
 from entrypoints.container import Container
 from entrypoints.http.app import create_app
 from entrypoints.settings import REPLICA_MAX_LENGTH, Settings, SettingsError, default_replica
+from tests.support.metrics import samples, types, value
 
 GATES: list[asyncio.Event] = []  # the running test's gate: an event per test (each test has its own loop)
 
@@ -135,21 +136,22 @@ class TestMetrics:
         await submit(client, "geekblog.add", 1, 2, countdown=60)
         response = await client.get("/metrics")
         assert response.headers["x-geekblog-replica"] == "api-7"
-        lines = response.text.splitlines()
-        storage = next(line for line in lines if line.startswith("geekblog_replica_info{"))
-        assert storage in (
-            'geekblog_replica_info{replica="api-7",storage="memory"} 1',
-            'geekblog_replica_info{replica="api-7",storage="sqlite"} 1',
+        text = response.text
+        infos = [labels for (name, labels) in samples(text) if name == "geekblog_replica_info"]
+        assert [dict(labels) for labels in infos] in (
+            [{"replica": "api-7", "storage": "memory"}],
+            [{"replica": "api-7", "storage": "sqlite"}],
         )
-        for expected in (
-            "# TYPE geekblog_replica_info gauge",
-            'geekblog_shared_jobs{state="PENDING"} 1',
-            'geekblog_shared_jobs{state="STARTED"} 1',
-            "geekblog_shared_queue_waiting 1",
-            "geekblog_replica_jobs_running 1",
+        assert types(text)["geekblog_replica_info"] == "gauge"
+        for name, labels, expected in (
+            ("geekblog_shared_jobs", {"state": "PENDING"}, 1),
+            ("geekblog_shared_jobs", {"state": "STARTED"}, 1),
+            ("geekblog_shared_jobs", {"state": "FAILURE"}, 0),  # states without jobs are kept, at zero
+            ("geekblog_shared_queue_waiting", {}, 1),
+            ("geekblog_replica_jobs_running", {}, 1),
             # the names from before replicas were told apart, kept: the same values
-            "geekblog_jobs_running 1",
-            "geekblog_jobs_queued 1",
-            'geekblog_jobs{state="STARTED"} 1',
+            ("geekblog_jobs_running", {}, 1),
+            ("geekblog_jobs_queued", {}, 1),
+            ("geekblog_jobs", {"state": "STARTED"}, 1),
         ):
-            assert expected in lines, expected
+            assert value(text, name, **labels) == expected, (name, labels)

@@ -11,7 +11,7 @@ from adapters.memory_job_repository import InMemoryJobRepository
 from application.events import Event
 from application.health import HealthService, Readiness, SharedQueue
 from application.ports import Commit
-from domain.job import Job
+from domain.job import CallOptions, Job
 from domain.states import JobState
 
 
@@ -39,8 +39,12 @@ class FakeRunner:
 @dataclass
 class RecordingMetrics:
     rendered: list[dict[str, Any]] = field(default_factory=list)
+    depths: list[dict[str, int] | None] = field(default_factory=list)
 
     def observe(self, event: Event) -> None:
+        return None
+
+    def observe_request(self, *, method: str, route: str, status: int, seconds: float | None) -> None:
         return None
 
     def render(
@@ -52,6 +56,7 @@ class RecordingMetrics:
         queue_depths: dict[str, int] | None = None,
     ) -> str:
         self.rendered.append({"running": running, "states": states, "stuck_threads": stuck_threads})
+        self.depths.append(queue_depths)
         return "text"
 
 
@@ -165,3 +170,22 @@ class TestMetrics:
         await service.metrics_text()
         assert [r["states"] for r in parts.metrics.rendered] == [{}, {"PENDING": 1}]
         assert [r["running"] for r in parts.metrics.rendered] == [0, 1]
+
+    async def test_the_queues_this_replica_serves_are_shown_when_empty(self) -> None:
+        parts = Parts()
+        await parts.repo.commit(
+            Commit(jobs=[Job(id="a", task="t", due_at=0.0, created_at=0.0, options=CallOptions(queue="ai"))])
+        )
+        await parts.service().metrics_text()  # every queue served: "default" at least
+        serving = HealthService(
+            engine=parts.engine,
+            dispatcher=parts.dispatcher,
+            repo=parts.repo,
+            runner=parts.runner,
+            metrics=parts.metrics,
+            replica="web-1",
+            storage="sqlite",
+            queues={"reports": 2},
+        )
+        await serving.metrics_text()
+        assert parts.metrics.depths == [{"ai": 1, "default": 0}, {"ai": 1, "reports": 0}]
