@@ -172,7 +172,14 @@ class Dispatcher(HandOver):
 
     async def recover(self, expired_before: float) -> int:
         """Re-queue (or fail, for tasks that opted out) the jobs of dead workers (:mod:`application.recovery`)."""
-        return await recover_lost(self._repo, self._clock, self._store, expired_before)
+        return await recover_lost(self._repo, self._clock, self._store, expired_before, self._recovered)
+
+    def _recovered(self, job: Job, changed: Job) -> None:
+        """``job``'s attempt ended with its engine: told to :attr:`trace` as ``changed`` (queued again, or
+        failed with ``WorkerLostError``), its run counted from its start to now."""
+        if self.trace is not None:
+            now = self._clock.now()
+            self.trace.finished(job, changed, runtime=max(now - (job.started_at or now), 0.0))
 
     def revoking_unlaunched(self, job: Job) -> None:
         """``job``, STARTED but not running here, is being revoked: if its claim was committed but it
@@ -258,6 +265,8 @@ class Dispatcher(HandOver):
         if expires is not None and self._clock.now() > expires:  # Celery revokes an expired task unrun
             error = ErrorInfo(type="TaskRevokedError", message=f"job {job.id} ({job.task}) expired")
             revoked = job.failed(error, now=self._clock.now(), state=JobState.REVOKED)
+            if self.trace is not None:
+                self.trace.finished(job, revoked)
             self._give(job)
             self._store_later(revoked, Guard(job_id=job.id, owner=self.owner))
             return

@@ -5,13 +5,17 @@ stores a key with what it creates, in the same commit, and answers a repeat with
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any, Final, Literal, NamedTuple
 
 import msgspec
 
 from application.ports import IdempotencyKey
 from domain.canvas import Canvas
-from domain.errors import InvalidIdempotencyKey
+from domain.errors import IdInUse, InvalidIdempotencyKey
+from domain.job import Job
+from domain.states import is_terminal
+from domain.workflow import Workflow
 
 MAX_KEY_LENGTH: Final = 255
 """The longest idempotency key accepted."""
@@ -83,3 +87,29 @@ def _without_expiry(node: Any) -> Any:
                 node[key] = _without_expiry(node[key])
         return node
     return {key: _without_expiry(value) for key, value in node.items()}
+
+
+def reused_in_use(jobs: Sequence[Job], workflows: dict[str, Workflow | None], *, call: Job | None = None) -> Job | None:
+    """Raise :class:`IdInUse` for the first of ``jobs`` (found under ids given at submission) still in use:
+    not finished, or in a workflow (of ``workflows``, by id) not finished. Except the same ``call`` again: an
+    unfinished lone job with its id, task and arguments is returned (a task sent twice under one
+    ``task_id`` while the first is queued or running is stored once, as an idempotent submission)."""
+    for job in jobs:
+        if not is_terminal(job.state):
+            if call is not None and job.workflow_id is None and _same_call(job, call):
+                return job
+            raise IdInUse(job.id, job.task)
+        workflow = workflows.get(job.workflow_id) if job.workflow_id is not None else None
+        if workflow is not None and not is_terminal(workflow.state):
+            raise IdInUse(job.id)
+    return None
+
+
+def _same_call(stored: Job, call: Job) -> bool:
+    """Whether ``call`` asks for what ``stored`` is (compared as stored: JSON, a tuple is a list)."""
+    return stored.id == call.id and _encode([stored.task, stored.args, stored.kwargs]) == _encode(
+        [call.task, call.args, call.kwargs]
+    )
+
+
+_encode = msgspec.json.Encoder(order="sorted").encode

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import msgspec
 
 from application.events import Event
-from application.idempotency import KEY_ATTEMPTS, Idempotency, check_idempotency_key, key_for
+from application.idempotency import KEY_ATTEMPTS, Idempotency, check_idempotency_key, key_for, reused_in_use
 from application.new_jobs import new_job
 from application.outcomes import revoked_error
 from application.ports import (
@@ -23,6 +23,7 @@ from application.ports import (
     ServiceStore,
     Starter,
 )
+from application.ports.job_trace import JobTrace
 from application.ports.schedule_store import ScheduleTick
 from application.registry import TaskRegistry
 from application.workflows import WORKFLOW_RETRIES, Advance, WorkflowEngine
@@ -31,7 +32,6 @@ from domain.errors import (
     Conflict,
     IdempotencyKeyReused,
     IdempotencyKeyTaken,
-    IdInUse,
     InvalidCanvas,
     InvalidTransition,
     NotFound,
@@ -70,6 +70,8 @@ class JobService:
         self._wake = wake
         self._cancel_running = cancel_running
         self._starter = starter
+        self.trace: JobTrace | None = None
+        """Told of each job this service ends without an engine running it (revoked while queued)."""
 
     @property
     def starter(self) -> Starter | None:
@@ -400,6 +402,8 @@ class JobService:
                 if starter is not None:
                     starter.not_revoking(job)
                 raise
+            if self.trace is not None:  # no engine ran it: its line is said here
+                self.trace.finished(job, revoked)
             return revoked
         raise Conflict(f"job {job_id} kept changing while being cancelled")
 
@@ -471,32 +475,6 @@ class JobService:
                 if attempt == WORKFLOW_RETRIES:
                     raise
         self._wake()
-
-
-def reused_in_use(jobs: Sequence[Job], workflows: dict[str, Workflow | None], *, call: Job | None = None) -> Job | None:
-    """Raise :class:`IdInUse` for the first of ``jobs`` (found under ids given at submission) still in use:
-    not finished, or in a workflow (of ``workflows``, by id) not finished. Except the same ``call`` again: an
-    unfinished lone job with its id, task and arguments is returned (a task sent twice under one
-    ``task_id`` while the first is queued or running is stored once, as an idempotent submission)."""
-    for job in jobs:
-        if not is_terminal(job.state):
-            if call is not None and job.workflow_id is None and _same_call(job, call):
-                return job
-            raise IdInUse(job.id, job.task)
-        workflow = workflows.get(job.workflow_id) if job.workflow_id is not None else None
-        if workflow is not None and not is_terminal(workflow.state):
-            raise IdInUse(job.id)
-    return None
-
-
-def _same_call(stored: Job, call: Job) -> bool:
-    """Whether ``call`` asks for what ``stored`` is (compared as stored: JSON, a tuple is a list)."""
-    return stored.id == call.id and _encode([stored.task, stored.args, stored.kwargs]) == _encode(
-        [call.task, call.args, call.kwargs]
-    )
-
-
-_encode = msgspec.json.Encoder(order="sorted").encode
 
 
 class EngineStopped(RuntimeError):

@@ -19,10 +19,15 @@ log = logging.getLogger(__name__)
 
 
 async def recover_lost(
-    repo: JobQueue, clock: Clock, store: Callable[[Job, Guard], Awaitable[None]], expired_before: float
+    repo: JobQueue,
+    clock: Clock,
+    store: Callable[[Job, Guard], Awaitable[None]],
+    expired_before: float,
+    recovered_one: Callable[[Job, Job], None] | None = None,
 ) -> int:
     """Re-queue (or fail) the STARTED jobs whose lease expired before ``expired_before``, each stored with
-    ``store`` under a guard on the dead lease; how many were recovered here."""
+    ``store`` under a guard on the dead lease, then told to ``recovered_one`` (the job, what it became);
+    how many were recovered here."""
     lost = await repo.leased_jobs(expired_before=expired_before)
     now = clock.now()
     recovered = 0
@@ -38,6 +43,8 @@ async def recover_lost(
         except Conflict:  # another engine recovered it first, or its owner stored it after all
             continue
         recovered += 1
+        if recovered_one is not None:
+            recovered_one(job, changed)
     if recovered:
         log.warning("recovered %d job(s) left running by an engine that stopped", recovered)
     return recovered

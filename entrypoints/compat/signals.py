@@ -336,6 +336,7 @@ def watch(engine: Any) -> EngineSignals:
         _watched[engine] = watcher
         engine.bus.add_listener(watcher.on_event)
         engine.dispatcher.trace = Traces([CeleryTrace(), JobLog()])
+        engine.jobs.trace = engine.dispatcher.trace
     return watcher
 
 

@@ -20,7 +20,8 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
 
 from application.events import Event
-from application.job_service import EngineStopped, JobService, Snapshot, reused_in_use
+from application.idempotency import reused_in_use
+from application.job_service import EngineStopped, JobService, Snapshot
 from application.ports import Commit, EventBus, Starter
 from domain.canvas import Signature
 from domain.errors import NotFound
