@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import ast
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Final
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider, QualifiedNameProvider, QualifiedNameSource
+from libcst.metadata import (
+    MetadataWrapper,
+    PositionProvider,
+    QualifiedName,
+    QualifiedNameProvider,
+    QualifiedNameSource,
+)
 
 from entrypoints.migrate import rules
 from entrypoints.migrate.findings import Finding, Kind, Status, Unparsed
@@ -60,7 +66,8 @@ def python_files(root: Path) -> Iterator[Path]:
 class Source:
     """One parsed file: its path as reported, its module name, and the libcst module with metadata."""
 
-    def __init__(self, shown: str, module: str, wrapper: MetadataWrapper) -> None:
+    def __init__(self, path: Path, shown: str, module: str, wrapper: MetadataWrapper) -> None:
+        self.path = path
         self.shown = shown
         self.module = module
         self.wrapper = wrapper
@@ -80,7 +87,7 @@ def load(root: Path) -> tuple[list[Source], list[Unparsed]]:
             reason = exc.msg if isinstance(exc, SyntaxError) else type(exc).__name__
             unparsed.append(Unparsed(file=shown, reason=f"cannot be parsed by this Python: {reason}"))
             continue
-        sources.append(Source(shown, module_name(path, base), MetadataWrapper(tree)))
+        sources.append(Source(path, shown, module_name(path, base), MetadataWrapper(tree)))
     return sources, unparsed
 
 
@@ -92,6 +99,22 @@ def _string(node: cst.BaseExpression) -> str | None:
 
 def _kwargs(call: cst.Call) -> dict[str, cst.Arg]:
     return {a.keyword.value: a for a in call.args if a.keyword is not None}
+
+
+def resolved(qualified: Collection[QualifiedName], module: str) -> set[str]:
+    """Absolute dotted names: a module's own names prefixed with it, relative imports made absolute."""
+    out: set[str] = set()
+    for q in qualified:
+        name = q.name
+        if q.source is QualifiedNameSource.LOCAL:
+            name = f"{module}.{name}" if module else name
+        elif name.startswith("."):
+            level = len(name) - len(name.lstrip("."))
+            package = module.split(".")
+            package = package[: len(package) - level] if len(package) >= level else []
+            name = ".".join([*package, name.lstrip(".")])
+        out.add(name)
+    return out
 
 
 _CODE = cst.Module([])
@@ -118,18 +141,7 @@ class Scanner(cst.CSTVisitor):
         self.depth = 0
 
     def names(self, node: cst.CSTNode) -> set[str]:
-        out: set[str] = set()
-        for q in self.get_metadata(QualifiedNameProvider, node, set()):
-            name = q.name
-            if q.source is QualifiedNameSource.LOCAL:
-                name = f"{self.source.module}.{name}" if self.source.module else name
-            elif name.startswith("."):
-                level = len(name) - len(name.lstrip("."))
-                package = self.source.module.split(".")
-                package = package[: len(package) - level] if len(package) >= level else []
-                name = ".".join([*package, name.lstrip(".")])
-            out.add(name)
-        return out
+        return resolved(self.get_metadata(QualifiedNameProvider, node, set()), self.source.module)
 
     def add(self, node: cst.CSTNode, kind: Kind, name: str, status: Status, detail: str) -> None:
         if not self.collect_only:
@@ -377,6 +389,11 @@ class Scanner(cst.CSTVisitor):
 def analyse(root: Path) -> tuple[list[Finding], list[Unparsed], int]:
     """Every finding under root; two passes so a task or app defined in one file is known in every other."""
     sources, unparsed = load(root)
+    findings, _, _ = scan(sources)
+    return findings, unparsed, len(sources) + len(unparsed)
+
+
+def scan(sources: list[Source]) -> tuple[list[Finding], set[str], set[str]]:
     apps: set[str] = set()
     tasks: set[str] = set()
     for _ in range(2):  # apps first, then tasks declared on apps of files read later
@@ -387,4 +404,4 @@ def analyse(root: Path) -> tuple[list[Finding], list[Unparsed], int]:
         scanner = Scanner(source, apps, tasks)
         source.wrapper.visit(scanner)
         findings.extend(scanner.findings)
-    return findings, unparsed, len(sources) + len(unparsed)
+    return findings, apps, tasks
