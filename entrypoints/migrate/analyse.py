@@ -43,11 +43,14 @@ SCHEDULES: Final = {
 SIGNATURE_METHODS: Final = frozenset({"s", "si", "signature", "map", "starmap", "chunks"})
 
 
-def module_name(path: Path, root: Path) -> str:
-    """The dotted module name Celery derives a task's name from, relative to the analysed root."""
-    parts = list(path.relative_to(root).with_suffix("").parts)
-    if parts and parts[-1] == "__init__":
-        parts.pop()
+def module_name(path: Path) -> str:
+    """The dotted module name Celery derives a task's name from: the file's packages (folders with an
+    ``__init__.py``) up to the first folder that is not one, as Python imports it from there."""
+    parts = [] if path.stem == "__init__" else [path.stem]
+    folder = path.resolve().parent
+    while (folder / "__init__.py").exists() and folder.parent != folder:
+        parts.insert(0, folder.name)
+        folder = folder.parent
     return ".".join(parts)
 
 
@@ -87,7 +90,7 @@ def load(root: Path) -> tuple[list[Source], list[Unparsed]]:
             reason = exc.msg if isinstance(exc, SyntaxError) else type(exc).__name__
             unparsed.append(Unparsed(file=shown, reason=f"cannot be parsed by this Python: {reason}"))
             continue
-        sources.append(Source(path, shown, module_name(path, base), MetadataWrapper(tree)))
+        sources.append(Source(path, shown, module_name(path), MetadataWrapper(tree)))
     return sources, unparsed
 
 

@@ -37,7 +37,7 @@ def view(request):
     return list(chain([1], [2])), request.user, sig, add(1, 2)
 '''
     assert findings_of(tmp_path, {"app/tasks.py": source}) == [
-        ("app/tasks.py", 9, "task", "app.tasks.add", "supported")
+        ("app/tasks.py", 9, "task", "tasks.add", "supported")  # app/ has no __init__.py
     ]
 
 
@@ -66,3 +66,16 @@ def test_newer_syntax_is_reported_unparsed_not_a_crash(tmp_path: Path) -> None:
     assert found == []
     assert [u.file for u in unparsed] == ["new.py"]
     assert files == 1
+
+
+def test_a_task_is_named_after_its_package_whatever_path_is_given(tmp_path: Path) -> None:
+    findings_of(
+        tmp_path,
+        {
+            "site/__init__.py": "",
+            "site/jobs.py": "from celery import shared_task\n\n\n@shared_task\ndef go():\n    return 1\n",
+        },
+    )
+    for given in (tmp_path, tmp_path / "site", tmp_path / "site" / "jobs.py"):
+        found, _, _ = analyse(given)
+        assert [f.name for f in found] == ["site.jobs.go"]
