@@ -39,7 +39,7 @@ ROUTING_SETTINGS: Final = frozenset({"task_routes", "CELERY_ROUTES", "CELERY_TAS
 SUPPORTED_SETTINGS: Final = frozenset({"timezone", "CELERY_TIMEZONE", "task_allow_error_cb_on_chord_header"})
 NO_BROKER: Final = (
     "no broker or result backend here: jobs and results live in the engine's database "
-    "(GEEKBLOG_DATABASE_URL / GEEKBLOG_DB_PATH); this setting is not read"
+    "(GEEKBLOG_DATABASE_URL / GEEKBLOG_DB_PATH); remove this setting"
 )
 PICKLE: Final = "pickle is refused: arguments and results are JSON only; pass ids, not objects, and use 'json'"
 
@@ -55,14 +55,18 @@ def classify_setting(name: str, value: str) -> tuple[str, Status, str]:
     if name in SERIALIZER_SETTINGS:
         if "pickle" in value or "yaml" in value or "msgpack" in value:
             return "serializer", "unsupported", PICKLE
-        return "serializer", "supported", "JSON is the only serializer here"
+        return (
+            "serializer",
+            "difference",
+            "JSON is the only serializer here: remove it (current_app.conf has no such setting)",
+        )
     if name in ROUTING_SETTINGS:
         return "routing", "unsupported", "no router: set queue= on the task decorator or the call (see Queue controls)"
     if name in SUPPORTED_SETTINGS:
         return "setting", "supported", "set it on current_app.conf"
     if "broker" in name.lower() or "backend" in name.lower() or "result" in name.lower():
         return "setting", "difference", NO_BROKER
-    return "setting", "difference", "not read by this engine: check you do not rely on it"
+    return "setting", "difference", "not read by this engine: remove it (current_app.conf has no such setting)"
 
 
 def classify_task_options(options: dict[str, str]) -> tuple[Status, str]:
