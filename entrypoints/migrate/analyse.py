@@ -341,8 +341,8 @@ class Scanner(cst.CSTVisitor):
                 node,
                 "setting",
                 "config_from_object",
-                "difference",
-                "settings are set on current_app.conf; broker and backend ones are not read",
+                "unsupported",
+                "current_app has no config_from_object: set the settings that apply on current_app.conf",
             )
         elif method == "update" and isinstance(receiver, cst.Attribute) and receiver.attr.value == "conf":
             if self.is_app(receiver.value):

@@ -111,6 +111,8 @@ class Rewriter(cst.CSTTransformer):
                 a.with_changes(comma=cst.MaybeSentinel.DEFAULT) if i == len(args) - 1 else _with_comma(a)
                 for i, a in enumerate(args)
             ]
+        if isinstance(callee, cst.Name) and self.names(callee) & TASK_DECORATORS:  # its import moves: keep it
+            return dec.with_changes(decorator=cst.Call(func=callee, args=args))
         self.needed.add("create_compatible_task")
         return dec.with_changes(decorator=cst.Call(func=cst.Name("create_compatible_task"), args=args))
 

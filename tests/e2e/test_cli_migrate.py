@@ -15,7 +15,7 @@ def test_migrate_analysis_as_json_from_the_real_command() -> None:
     done = subprocess.run([GEEKBLOG, "migrate", "--json", str(SHOP)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done.stderr
     report = json.loads(done.stdout)
-    assert report["summary"]["unsupported"] == 5
+    assert report["summary"]["unsupported"] == 6
     assert {f["name"] for f in report["findings"] if f["kind"] == "task"} == {
         "proj.tasks.fetch",
         "proj.tasks.add",

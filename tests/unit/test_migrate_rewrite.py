@@ -52,7 +52,7 @@ def test_diff_previews_and_writes_nothing(shop: Path, capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert tree(shop) == before
     assert "--- a/proj/tasks.py\n+++ b/proj/tasks.py\n" in out
-    assert '-@shared_task\n+@create_compatible_task(name="proj.tasks.add")\n' in out
+    assert '-@shared_task\n+@shared_task(name="proj.tasks.add")\n' in out
     assert '+@create_compatible_task(name="proj.tasks.fetch", bind=True, max_retries=3, default_retry_delay=0)\n' in out
 
 
