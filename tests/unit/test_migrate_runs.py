@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import re
 import shutil
@@ -54,3 +55,14 @@ async def test_rewritten_tasks_give_celerys_results(migrated_bakery: Path) -> No
         assert await (await flows.fan_in().apply_async()).get(timeout=10) == 12  # 0 + 2 + 4 + 6
         assert current_app.conf.timezone == "Europe/Paris"
         assert list(current_app.conf.beat_schedule) == ["nightly-total"]
+
+
+async def test_the_rewritten_eager_test_module_passes(migrated_bakery: Path) -> None:
+    sys.path.insert(0, str(migrated_bakery / "tests"))
+    try:
+        module: Any = importlib.import_module("test_orders")
+        await asyncio.to_thread(module.test_in_eager_mode)  # eager runs block: not on the loop's thread
+        assert current_app.conf.task_always_eager is True
+    finally:
+        sys.path.remove(str(migrated_bakery / "tests"))
+        sys.modules.pop("test_orders", None)
