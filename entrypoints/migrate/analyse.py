@@ -72,6 +72,7 @@ class Source:
     def __init__(self, path: Path, shown: str, module: str, wrapper: MetadataWrapper) -> None:
         self.path = path
         self.shown = shown
+        self.package = module if path.stem == "__init__" else module.rpartition(".")[0]
         self.module = module
         self.wrapper = wrapper
 
@@ -104,7 +105,14 @@ def _kwargs(call: cst.Call) -> dict[str, cst.Arg]:
     return {a.keyword.value: a for a in call.args if a.keyword is not None}
 
 
-def resolved(qualified: Collection[QualifiedName], module: str) -> set[str]:
+def absolute(name: str, level: int, package: str) -> str:
+    """``from .name import`` (level 1) or ``..name`` (level 2) made absolute, from the module's package."""
+    parts = package.split(".") if package else []
+    parts = parts[: max(len(parts) - level + 1, 0)]
+    return ".".join(p for p in [*parts, name] if p)
+
+
+def resolved(qualified: Collection[QualifiedName], module: str, package: str) -> set[str]:
     """Absolute dotted names: a module's own names prefixed with it, relative imports made absolute."""
     out: set[str] = set()
     for q in qualified:
@@ -112,10 +120,7 @@ def resolved(qualified: Collection[QualifiedName], module: str) -> set[str]:
         if q.source is QualifiedNameSource.LOCAL:
             name = f"{module}.{name}" if module else name
         elif name.startswith("."):
-            level = len(name) - len(name.lstrip("."))
-            package = module.split(".")
-            package = package[: len(package) - level] if len(package) >= level else []
-            name = ".".join([*package, name.lstrip(".")])
+            name = absolute(name.lstrip("."), len(name) - len(name.lstrip(".")), package)
         out.add(name)
     return out
 
@@ -144,7 +149,7 @@ class Scanner(cst.CSTVisitor):
         self.depth = 0
 
     def names(self, node: cst.CSTNode) -> set[str]:
-        return resolved(self.get_metadata(QualifiedNameProvider, node, set()), self.source.module)
+        return resolved(self.get_metadata(QualifiedNameProvider, node, set()), self.source.module, self.source.package)
 
     def add(self, node: cst.CSTNode, kind: Kind, name: str, status: Status, detail: str) -> None:
         if not self.collect_only:
@@ -168,6 +173,18 @@ class Scanner(cst.CSTVisitor):
         return False
 
     # --- app, settings, beat -------------------------------------------------------------------------
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+        """An app re-exported under another name (``from .celery import app as celery_app``) is the app."""
+        if isinstance(node.names, cst.ImportStar):
+            return
+        module = code(node.module) if node.module is not None else ""
+        if node.relative:
+            module = absolute(module, len(node.relative), self.source.package)
+        for alias in node.names:
+            if f"{module}.{code(alias.name)}" in self.apps:
+                local = code(alias.asname.name) if alias.asname is not None else code(alias.name)
+                self.apps.add(f"{self.source.module}.{local}" if self.source.module else local)
 
     def visit_Assign(self, node: cst.Assign) -> None:
         value = node.value

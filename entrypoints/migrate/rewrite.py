@@ -46,7 +46,8 @@ class Rewriter(cst.CSTTransformer):
         self.skipped: list[str] = []
 
     def names(self, node: cst.CSTNode) -> set[str]:
-        return resolved(self.get_metadata(QualifiedNameProvider, node, set()), self.source.module)
+        qualified = self.get_metadata(QualifiedNameProvider, node, set())
+        return resolved(qualified, self.source.module, self.source.package)
 
     def leave_ImportFrom(
         self, original_node: cst.ImportFrom, updated_node: cst.ImportFrom

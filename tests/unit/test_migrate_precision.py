@@ -79,3 +79,15 @@ def test_a_task_is_named_after_its_package_whatever_path_is_given(tmp_path: Path
     for given in (tmp_path, tmp_path / "site", tmp_path / "site" / "jobs.py"):
         found, _, _ = analyse(given)
         assert [f.name for f in found] == ["site.jobs.go"]
+
+
+def test_an_app_re_exported_by_its_package_is_still_the_app(tmp_path: Path) -> None:
+    files = {
+        "proj/__init__.py": "from .celery import app as celery_app\n",
+        "proj/celery.py": "from celery import Celery\n\napp = Celery('proj')\n",
+        "proj/jobs.py": "from proj import celery_app\n\n\n@celery_app.task\ndef go():\n    return 1\n",
+    }
+    assert findings_of(tmp_path, files) == [
+        ("proj/celery.py", 3, "app", "proj", "difference"),
+        ("proj/jobs.py", 5, "task", "proj.jobs.go", "supported"),
+    ]
