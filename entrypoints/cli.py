@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     upgrade.add_argument("--json", action="store_true", help="print the outcome as JSON")
     upgrade.set_defaults(handler=run_db_upgrade)
+    from entrypoints.migrate.command import add_migrate_command
+
+    add_migrate_command(commands)
     try:
         from entrypoints.client.commands import add_client_commands
     except ImportError:  # pragma: no cover - the client commands ship with the package
