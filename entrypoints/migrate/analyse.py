@@ -34,6 +34,10 @@ TASK_BASES: Final = frozenset({"celery.Task", "celery.app.task.Task", "celery.ta
 CANVAS: Final = frozenset(
     f"celery.{p}{n}" for p in ("", "canvas.") for n in ("chain", "group", "chord", "signature", "chunks", "subtask")
 )
+FAIL_FAST: Final = (
+    "a failed member fails the workflow at once: its sibling chains create no further steps (Celery lets them"
+    " run on); check code that relies on the siblings' later steps"
+)
 RESULTS: Final = frozenset(f"celery.{p}{n}" for p in ("", "result.") for n in ("AsyncResult", "GroupResult"))
 SCHEDULES: Final = {
     "celery.schedules.crontab": "crontab",
@@ -315,7 +319,11 @@ class Scanner(cst.CSTVisitor):
                 + "broker and backend arguments are not used: jobs live in the engine's database",
             )
         elif qualified & CANVAS:
-            self.add(node, "canvas", code(f).rsplit(".", 1)[-1], "supported", "same canvas; a failed group fails fast")
+            shown = code(f).rsplit(".", 1)[-1]
+            if {name.rsplit(".", 1)[-1] for name in qualified & CANVAS} & {"group", "chord"}:
+                self.add(node, "canvas", shown, "difference", FAIL_FAST)
+            else:
+                self.add(node, "canvas", shown, "supported", "the same canvas as Celery's")
         elif qualified & RESULTS:
             self.add(
                 node,
