@@ -338,8 +338,20 @@ class TestEventsTravel:
         app = create_app(viewer.container)  # counting the viewer's metrics, as a service does
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+            # The job is let go once the stream has read it (its first event): released as soon as the stream
+            # subscribed, the job could end before that read, and the stream would rightly send only its end.
+            service = viewer.engine.jobs
+            read = asyncio.Event()
+            reads = service.get
+
+            async def get_and_tell(job_id: str) -> Job:
+                found = await reads(job_id)
+                read.set()
+                return found
+
+            service.get = get_and_tell  # type: ignore[method-assign]
             stream = asyncio.create_task(client.get(f"/jobs/{job.id}/events"))
-            await eventually(lambda: job.id in viewer.bus.keys, what="the stream subscribed")
+            await asyncio.wait_for(read.wait(), 20)
             cluster_tasks.release("stream")
             response = await asyncio.wait_for(stream, 20)
             frames = [frame for frame in response.text.split("\r\n\r\n") if frame]
